@@ -1,0 +1,147 @@
+/* backend.h - the table of ops a compute backend provides.
+ *
+ * A backend is a table of function pointers plus its private ctx.  The CPU
+ * table (kernels/cpu) is the reference; every other backend is tested against
+ * it.  Only core/backend.c (the registry) knows which backends exist.
+ *
+ * Conventions for every op:
+ *  - pointers are backend memory (from ops->alloc), except where "host" is said;
+ *  - shapes are given in a comment per argument, row-major, last dim contiguous;
+ *  - gradient rule: parameter gradients (dw, dbias, dwte, dweight) are
+ *    ACCUMULATED (+=) so micro-batches add up; activation gradients (din, dq,
+ *    dgate, dlogits, ...) are WRITTEN (=).  Residual sums use ops->add;
+ *  - ops are deterministic: the same inputs give the same bits on every call
+ *    (no atomics, no thread-count-dependent reductions for a fixed thread count);
+ *  - entries marked OPTIONAL may be NULL; callers check.
+ */
+#ifndef R1_BACKEND_H
+#define R1_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct r1_backend_ops {
+    const char *name;
+
+    /* --- memory ------------------------------------------------------------ */
+    void *(*alloc)(void *ctx, size_t bytes); /* 64-byte aligned, zeroed; NULL on failure */
+    void (*free)(void *ctx, void *p);
+    void (*upload)(void *ctx, void *dst, const void *host_src, size_t bytes);
+    void (*download)(void *ctx, void *host_dst, const void *src, size_t bytes);
+    void (*copy)(void *ctx, void *dst, const void *src, size_t bytes);
+    void (*zero)(void *ctx, void *p, size_t bytes);
+    void (*sync)(void *ctx); /* OPTIONAL: waits for queued work */
+    void (*release)(void *ctx); /* frees ctx itself */
+
+    /* --- linear ------------------------------------------------------------ */
+    /* out (M,N) = in (M,K) · w (N,K)ᵀ + bias (N); bias may be NULL */
+    void (*matmul_forward)(void *ctx, float *out, const float *in, const float *w,
+                           const float *bias, int M, int K, int N);
+    /* din (M,K) = dout (M,N) · w (N,K)     [=, skipped when din is NULL]
+     * dw (N,K) += doutᵀ · in (M,K)          [+=, skipped when dw is NULL]
+     * dbias (N) += Σ_m dout                  [+=, skipped when dbias is NULL] */
+    void (*matmul_backward)(void *ctx, float *din, float *dw, float *dbias, const float *dout,
+                            const float *in, const float *w, int M, int K, int N);
+
+    /* --- embedding --------------------------------------------------------- */
+    /* out (N,C) = wte (V,C)[tokens (N)] */
+    void (*embedding_forward)(void *ctx, float *out, const int32_t *tokens, const float *wte,
+                              int N, int C);
+    /* dwte (V,C) += scatter of dout (N,C) by tokens (N) */
+    void (*embedding_backward)(void *ctx, float *dwte, const float *dout, const int32_t *tokens,
+                               int N, int C);
+
+    /* --- RMSNorm ----------------------------------------------------------- */
+    /* out (N,C) = in · rstd · w (C), rstd (N) = 1/sqrt(mean(in²) + eps) saved for backward */
+    void (*rmsnorm_forward)(void *ctx, float *out, float *rstd, const float *in, const float *w,
+                            int N, int C, float eps);
+    /* din (N,C) = ...  [=];  dw (C) += ...  [+=] */
+    void (*rmsnorm_backward)(void *ctx, float *din, float *dw, const float *dout, const float *in,
+                             const float *w, const float *rstd, int N, int C);
+
+    /* --- RoPE (Hugging Face split-half pairing: i pairs with i + D/2) ------- */
+    /* x (N,H,D) rotated in place by the angle of pos (N); cos, sin (P,D/2) tables
+     * with P > max(pos): angle(p, i) = p · theta^(-2i/D) */
+    void (*rope_forward)(void *ctx, float *x, const int32_t *pos, const float *cos,
+                         const float *sin, int N, int H, int D);
+    /* dx (N,H,D) rotated in place by the negative angle (the transpose) */
+    void (*rope_backward)(void *ctx, float *dx, const int32_t *pos, const float *cos,
+                          const float *sin, int N, int H, int D);
+
+    /* --- attention (training / scoring) ------------------------------------- */
+    /* q (B,T,H,D), k, v (B,T,KVH,D), seg (B,T).  Query t attends key s of the same
+     * row when s <= t and seg[s] == seg[t] >= 0 (packing: one segment id per
+     * document; padding: seg < 0, whose output is 0).  H % KVH == 0 (GQA: query
+     * head h reads kv head h / (H/KVH)).  Scale 1/sqrt(D).
+     * out (B,T,H,D); lse (B,H,T) = log Σ exp(scores) saved for backward (-INF for padding). */
+    void (*attention_forward)(void *ctx, float *out, float *lse, const float *q, const float *k,
+                              const float *v, const int32_t *seg, int B, int T, int H, int KVH,
+                              int D);
+    /* dq (B,T,H,D), dk, dv (B,T,KVH,D)  [=] from dout (B,T,H,D); scores are recomputed */
+    void (*attention_backward)(void *ctx, float *dq, float *dk, float *dv, const float *dout,
+                               const float *out, const float *lse, const float *q, const float *k,
+                               const float *v, const int32_t *seg, int B, int T, int H, int KVH,
+                               int D);
+
+    /* --- attention over a KV cache (generation) ------------------------------ */
+    /* kc, vc (S,L,KVH,D) caches; k, v (N,KVH,D) new keys/values stored at
+     * (slot[n], pos[n]) */
+    void (*kv_store)(void *ctx, float *kc, float *vc, const float *k, const float *v,
+                     const int32_t *slot, const int32_t *pos, int N, int KVH, int D, int L);
+    /* q (N,H,D): token n attends cache positions 0..pos[n] of slot[n].  out (N,H,D) */
+    void (*attention_cached)(void *ctx, float *out, const float *q, const float *kc,
+                             const float *vc, const int32_t *slot, const int32_t *pos, int N,
+                             int H, int KVH, int D, int L);
+
+    /* --- pointwise ------------------------------------------------------------ */
+    /* out (n) = silu(gate) · up */
+    void (*swiglu_forward)(void *ctx, float *out, const float *gate, const float *up, int64_t n);
+    /* dgate, dup (n)  [=] */
+    void (*swiglu_backward)(void *ctx, float *dgate, float *dup, const float *dout,
+                            const float *gate, const float *up, int64_t n);
+    /* out (n) = a + b (out may alias a or b) */
+    void (*add)(void *ctx, float *out, const float *a, const float *b, int64_t n);
+    /* x (n) *= s */
+    void (*scale)(void *ctx, float *x, float s, int64_t n);
+    /* *host_out = Σ x² accumulated in double, in a fixed order */
+    void (*sumsq)(void *ctx, double *host_out, const float *x, int64_t n);
+
+    /* --- token log-probabilities (the loss heads) ------------------------------ */
+    /* per row n of logits (N,V): lse (N) = log Σ exp, logp (N) = logits[t] - lse
+     * for t = targets[n] (0 when t < 0), entropy (N) = -Σ p log p.
+     * entropy may be NULL. */
+    void (*logprobs_forward)(void *ctx, float *logp, float *entropy, float *lse,
+                             const float *logits, const int32_t *targets, int N, int V);
+    /* dlogits (N,V) [=] = dlogp[n]·(onehot(t) - p) + dentropy[n]·(-p·(log p + H));
+     * dentropy (and entropy) may be NULL; rows with t < 0 get only the entropy term. */
+    void (*logprobs_backward)(void *ctx, float *dlogits, const float *logits, const float *lse,
+                              const float *entropy, const int32_t *targets, const float *dlogp,
+                              const float *dentropy, int N, int V);
+
+    /* --- optimizer ---------------------------------------------------------------- */
+    /* AdamW on n elements, step >= 1 (bias correction), g = grad · grad_scale:
+     * m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g²;
+     * param -= lr · (m/(1-b1^step) / (sqrt(v/(1-b2^step)) + eps) + wd · param) */
+    void (*adamw_update)(void *ctx, float *param, const float *grad, float *m, float *v,
+                         int64_t n, float lr, float beta1, float beta2, float eps,
+                         float weight_decay, float grad_scale, int64_t step);
+};
+
+struct r1_backend {
+    const struct r1_backend_ops *ops;
+    void *ctx;
+};
+
+enum r1_backend_kind { R1_BACKEND_AUTO = 0, R1_BACKEND_CPU, R1_BACKEND_CUDA };
+
+/* Creates a backend (registry in core/backend.c).  AUTO picks CUDA when built
+ * with it and a device is present, else CPU.  threads <= 0: OpenMP default. */
+int r1_backend_create(struct r1_backend **out, enum r1_backend_kind kind, int threads);
+void r1_backend_free(struct r1_backend *be);
+/* Names of compiled-in backends and build facts, for `r1 --version`. */
+const char *r1_backend_build_info(void);
+
+/* Constructors the registry calls (one per backend). */
+int r1_backend_cpu_create(struct r1_backend **out, int threads);
+
+#endif

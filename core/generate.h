@@ -1,0 +1,71 @@
+/* generate.h - batched generation with a KV cache and continuous batching.
+ *
+ * A generator owns a KV cache of `slots` sequences.  r1_generate() takes a list
+ * of requests (prompts); each active slot decodes one token per step, prompts
+ * are prefilled in chunks within a per-step token budget, and a slot whose
+ * sequence finishes is refilled at once with the next waiting prompt.
+ *
+ * Sampling of request i uses its own RNG stream (seed, R1_STREAM_SAMPLE +
+ * req.stream) and the token index as counter, so a sequence's sample does not
+ * depend on which other sequences share the batch or on the slot count.
+ * Finish reasons: STOP (a stop token or stop string was produced; it is kept
+ * in the output) or LENGTH (max_new_tokens reached). */
+#ifndef R1_GENERATE_H
+#define R1_GENERATE_H
+
+#include <stdint.h>
+
+#include "core/model.h"
+#include "core/sample.h"
+#include "core/tokenizer.h"
+
+#define R1_GEN_MAX_STOP_LEN 128
+
+enum r1_finish { R1_FINISH_STOP = 0, R1_FINISH_LENGTH };
+
+struct r1_gen_config {
+    struct r1_sampling sampling;
+    int max_new_tokens;
+    uint64_t seed;
+    const int32_t *stop_ids; /* e.g. the end-of-text id */
+    int n_stop_ids;
+    const char *const *stop_strings; /* each at most R1_GEN_MAX_STOP_LEN bytes */
+    int n_stop_strings;
+};
+
+struct r1_gen_request {
+    const int32_t *prompt;
+    int prompt_len; /* >= 1 */
+    uint64_t stream; /* RNG stream of this sequence (e.g. prompt index · n + sample index) */
+};
+
+/* Output buffers are the caller's: tokens and logprobs of capacity max_new_tokens. */
+struct r1_gen_result {
+    int32_t *tokens;
+    float *logprobs; /* log-prob of each token under the sampling distribution */
+    int n;
+    enum r1_finish finish;
+};
+
+/* Called after each new token (and once more with token -1 when the request finishes). */
+typedef void (*r1_gen_token_fn)(void *user, int req, int32_t token);
+
+struct r1_generator;
+
+/* step_tokens: token budget per model step (>= slots); prompts longer than the
+ * remaining budget are prefilled over several steps. */
+int r1_generator_create(struct r1_generator **out, struct r1_model *m,
+                        const struct r1_tokenizer *tok, int slots, int max_len, int step_tokens);
+void r1_generator_free(struct r1_generator *g);
+
+int r1_generate(struct r1_generator *g, const struct r1_gen_config *cfg,
+                const struct r1_gen_request *reqs, int n_reqs, struct r1_gen_result *res,
+                r1_gen_token_fn on_token, void *user);
+
+/* Counters of the last r1_generate call. */
+struct r1_gen_stats {
+    int64_t prefill_tokens, decode_tokens, steps;
+};
+struct r1_gen_stats r1_generator_stats(const struct r1_generator *g);
+
+#endif

@@ -1,0 +1,144 @@
+/* kvcache.c - the model's inference path over a KV cache (see model.h).
+ *
+ * Shapes: N new tokens in a step, C hidden, H/KVH heads, D head dim, F FFN,
+ * V vocab, S slots, L max positions per slot.  Same math as the training
+ * forward in model.c, but attention reads keys/values from the cache. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/err.h"
+#include "core/model.h"
+
+static void layout(struct r1_kv_cache *c, const struct r1_model_config *cfg)
+{
+    struct r1_arena *a = &c->arena;
+    int64_t NT = c->max_tokens, C = cfg->hidden_size, HD = (int64_t)cfg->n_heads * cfg->head_dim;
+    int64_t KD = (int64_t)cfg->n_kv_heads * cfg->head_dim, F = cfg->ffn_size;
+    int64_t per_layer = (int64_t)c->slots * c->max_len * KD;
+#define F32(n) ((float *)r1_arena_take_bytes(a, (size_t)(n) * sizeof(float)))
+#define I32(n) ((int32_t *)r1_arena_take_bytes(a, (size_t)(n) * sizeof(int32_t)))
+    for (int l = 0; l < c->n_layers; l++) {
+        c->k[l] = F32(per_layer);
+        c->v[l] = F32(per_layer);
+    }
+    c->tokens = I32(NT);
+    c->slot = I32(NT);
+    c->pos = I32(NT);
+    c->x = F32(NT * C);
+    c->n = F32(NT * C);
+    c->tmp = F32(NT * C);
+    c->rstd = F32(NT);
+    c->q = F32(NT * HD);
+    c->att = F32(NT * HD);
+    c->kn = F32(NT * KD);
+    c->vn = F32(NT * KD);
+    c->gate = F32(NT * F);
+    c->up = F32(NT * F);
+    c->act = F32(NT * F);
+    c->rows = F32(NT * C);
+    c->logits = F32(NT * (int64_t)cfg->vocab_size);
+#undef F32
+#undef I32
+}
+
+int r1_kv_cache_create(struct r1_kv_cache **out, const struct r1_model *m, int slots,
+                       int max_len, int max_tokens)
+{
+    if (slots <= 0 || max_len <= 0 || max_tokens <= 0)
+        return r1_err_set(R1_EINVAL, "kv cache: slots (%d), max_len (%d) and max_tokens (%d) "
+                          "must be positive", slots, max_len, max_tokens);
+    if (max_len > m->cfg.max_seq_len)
+        return r1_err_set(R1_EINVAL, "kv cache: max_len %d exceeds the model's max_seq_len %d",
+                          max_len, m->cfg.max_seq_len);
+    struct r1_kv_cache *c = calloc(1, sizeof(*c));
+    if (!c)
+        return r1_err_set(R1_ENOMEM, "kv cache: out of host memory");
+    c->be = m->be;
+    c->slots = slots;
+    c->max_len = max_len;
+    c->max_tokens = max_tokens;
+    c->n_layers = m->cfg.n_layers;
+    c->k = calloc((size_t)c->n_layers, sizeof(float *));
+    c->v = calloc((size_t)c->n_layers, sizeof(float *));
+    if (!c->k || !c->v) {
+        r1_kv_cache_free(c);
+        return r1_err_set(R1_ENOMEM, "kv cache: out of host memory");
+    }
+    layout(c, &m->cfg);
+    int rc = r1_arena_commit(&c->arena, m->be);
+    if (rc) {
+        r1_kv_cache_free(c);
+        return r1_err_wrap(rc, "kv cache for %d slots x %d positions", slots, max_len);
+    }
+    layout(c, &m->cfg);
+    *out = c;
+    return 0;
+}
+
+void r1_kv_cache_free(struct r1_kv_cache *c)
+{
+    if (!c)
+        return;
+    r1_arena_release(&c->arena);
+    free(c->k);
+    free(c->v);
+    free(c);
+}
+
+int r1_model_decode(struct r1_model *m, struct r1_kv_cache *c, int N, const int32_t *tokens,
+                    const int32_t *slot, const int32_t *pos, int n_out, const int32_t *out_idx,
+                    float *logits)
+{
+    const struct r1_model_config *cfg = &m->cfg;
+    const struct r1_backend_ops *op = m->be->ops;
+    void *cx = m->be->ctx;
+    int C = cfg->hidden_size, H = cfg->n_heads, KVH = cfg->n_kv_heads, D = cfg->head_dim;
+    int HD = H * D, KD = KVH * D, F = cfg->ffn_size, V = cfg->vocab_size, L = c->max_len;
+
+    if (N <= 0 || N > c->max_tokens)
+        return r1_err_set(R1_EINVAL, "decode: %d tokens in a step; the cache takes 1..%d", N,
+                          c->max_tokens);
+    for (int i = 0; i < N; i++) {
+        if (tokens[i] < 0 || tokens[i] >= V)
+            return r1_err_set(R1_EINVAL, "decode: token id %d is not in [0, %d)", tokens[i], V);
+        if (slot[i] < 0 || slot[i] >= c->slots || pos[i] < 0 || pos[i] >= L)
+            return r1_err_set(R1_EINVAL, "decode: slot %d position %d outside the cache "
+                              "(%d slots x %d positions)", slot[i], pos[i], c->slots, L);
+    }
+    for (int i = 0; i < n_out; i++)
+        if (out_idx[i] < 0 || out_idx[i] >= N)
+            return r1_err_set(R1_EINVAL, "decode: output index %d not in [0, %d)", out_idx[i], N);
+
+    op->upload(cx, c->tokens, tokens, (size_t)N * sizeof(int32_t));
+    op->upload(cx, c->slot, slot, (size_t)N * sizeof(int32_t));
+    op->upload(cx, c->pos, pos, (size_t)N * sizeof(int32_t));
+    op->embedding_forward(cx, c->x, c->tokens, m->embed, N, C);
+    for (int l = 0; l < cfg->n_layers; l++) {
+        const struct r1_layer *W = &m->layers[l];
+        op->rmsnorm_forward(cx, c->n, c->rstd, c->x, W->attn_norm, N, C, cfg->rms_eps);
+        op->matmul_forward(cx, c->q, c->n, W->wq, W->bq, N, C, HD);
+        op->matmul_forward(cx, c->kn, c->n, W->wk, W->bk, N, C, KD);
+        op->matmul_forward(cx, c->vn, c->n, W->wv, W->bv, N, C, KD);
+        op->rope_forward(cx, c->q, c->pos, m->rope_cos, m->rope_sin, N, H, D);
+        op->rope_forward(cx, c->kn, c->pos, m->rope_cos, m->rope_sin, N, KVH, D);
+        op->kv_store(cx, c->k[l], c->v[l], c->kn, c->vn, c->slot, c->pos, N, KVH, D, L);
+        op->attention_cached(cx, c->att, c->q, c->k[l], c->v[l], c->slot, c->pos, N, H, KVH, D, L);
+        op->matmul_forward(cx, c->tmp, c->att, W->wo, NULL, N, HD, C);
+        op->add(cx, c->x, c->x, c->tmp, (int64_t)N * C);
+        op->rmsnorm_forward(cx, c->n, c->rstd, c->x, W->mlp_norm, N, C, cfg->rms_eps);
+        op->matmul_forward(cx, c->gate, c->n, W->wgate, NULL, N, C, F);
+        op->matmul_forward(cx, c->up, c->n, W->wup, NULL, N, C, F);
+        op->swiglu_forward(cx, c->act, c->gate, c->up, (int64_t)N * F);
+        op->matmul_forward(cx, c->tmp, c->act, W->wdown, NULL, N, F, C);
+        op->add(cx, c->x, c->x, c->tmp, (int64_t)N * C);
+    }
+    if (n_out == 0)
+        return 0;
+    size_t rb = (size_t)C * sizeof(float);
+    for (int i = 0; i < n_out; i++)
+        op->copy(cx, (char *)c->tmp + (size_t)i * rb, (char *)c->x + (size_t)out_idx[i] * rb, rb);
+    op->rmsnorm_forward(cx, c->rows, c->rstd, c->tmp, m->final_norm, n_out, C, cfg->rms_eps);
+    op->matmul_forward(cx, c->logits, c->rows, m->lm_head, NULL, n_out, C, V);
+    op->download(cx, logits, c->logits, (size_t)n_out * V * sizeof(float));
+    return 0;
+}

@@ -1,0 +1,706 @@
+/* model.c - decoder forward and backward on a backend (see model.h).
+ *
+ * Shapes: B batch rows, T positions, N = B·T tokens, C hidden, H query heads,
+ * KVH key/value heads, D head dim, F FFN size, V vocab.  Activations are kept
+ * per layer for the backward; backward scratch is shared by all layers.
+ * Gradient rule (backend.h): parameter grads +=, activation grads =. */
+#include "core/model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/err.h"
+#include "core/rng.h"
+
+struct r1_layer_acts {
+    float *x;           /* (N,C) layer input (residual stream) */
+    float *n1, *rstd1;  /* (N,C), (N) */
+    float *q, *k, *v;   /* (N,H·D), (N,KVH·D), (N,KVH·D); q, k after RoPE */
+    float *att, *lse;   /* (N,H·D), (B,H,T) */
+    float *h;           /* (N,C) residual after attention */
+    float *n2, *rstd2;  /* (N,C), (N) */
+    float *gate, *up, *act; /* (N,F) */
+};
+
+struct r1_model_acts {
+    struct r1_layer_acts *l; /* n_layers */
+    float *xout;             /* (N,C) residual after the last layer */
+    float *nf, *rstdf;       /* (N,C), (N) */
+    int32_t *tokens, *pos, *seg, *targets; /* (N) backend copies of the batch */
+    /* head, over the compacted scored rows */
+    int32_t *rows_host;      /* (N) host: indices of scored rows */
+    int n_rows;
+    float *hrows;            /* (N,C) gathered normalised rows */
+    int32_t *htargets;       /* (N) */
+    float *logp, *ent, *lsev;/* (N) */
+    float *dlogp, *dent;     /* (N) */
+    float *logits, *dlogits; /* (CHUNK,V) */
+    float *host_buf;         /* (N) host scratch for compaction */
+    float *host_logp, *host_dlogp; /* (N) host, for r1_model_ce_step */
+    int32_t *host_ibuf;      /* (N) host */
+    /* backward scratch */
+    float *dres, *dn, *dtmp; /* (N,C) */
+    float *dgate, *dup, *dact; /* (N,F) */
+    float *datt, *dq;        /* (N,H·D) */
+    float *dk, *dv;          /* (N,KVH·D) */
+};
+
+/* ------------------------------------------------------------------------- */
+/* configuration                                                             */
+
+int r1_model_config_preset(struct r1_model_config *c, const char *name)
+{
+    memset(c, 0, sizeof(*c));
+    c->arch = R1_ARCH_LLAMA;
+    c->rms_eps = 1e-5f;
+    c->rope_theta = 10000.0f;
+    c->tie_embeddings = true;
+    c->bos_id = -1;
+    c->eos_id = -1;
+    if (strcmp(name, "tiny") == 0) {
+        /* byte-level vocabulary (core/tokenizer.h), a few hundred k parameters */
+        c->vocab_size = 264, c->hidden_size = 64, c->n_layers = 2, c->n_heads = 4;
+        c->n_kv_heads = 2, c->head_dim = 16, c->ffn_size = 192, c->max_seq_len = 512;
+        c->eos_id = 256;
+    } else if (strcmp(name, "small") == 0) {
+        c->vocab_size = 264, c->hidden_size = 256, c->n_layers = 4, c->n_heads = 8;
+        c->n_kv_heads = 4, c->head_dim = 32, c->ffn_size = 704, c->max_seq_len = 1024;
+        c->eos_id = 256;
+    } else if (strcmp(name, "smollm2-135m") == 0) {
+        c->vocab_size = 49152, c->hidden_size = 576, c->n_layers = 30, c->n_heads = 9;
+        c->n_kv_heads = 3, c->head_dim = 64, c->ffn_size = 1536, c->max_seq_len = 8192;
+        c->rope_theta = 100000.0f, c->bos_id = 1, c->eos_id = 2;
+    } else if (strcmp(name, "qwen2.5-0.5b") == 0) {
+        c->arch = R1_ARCH_QWEN2;
+        c->vocab_size = 151936, c->hidden_size = 896, c->n_layers = 24, c->n_heads = 14;
+        c->n_kv_heads = 2, c->head_dim = 64, c->ffn_size = 4864, c->max_seq_len = 32768;
+        c->rms_eps = 1e-6f, c->rope_theta = 1000000.0f, c->qkv_bias = true;
+        c->bos_id = 151643, c->eos_id = 151643;
+    } else {
+        return r1_err_set(R1_EINVAL,
+                          "unknown model preset '%s'; use tiny, small, smollm2-135m or qwen2.5-0.5b",
+                          name);
+    }
+    return 0;
+}
+
+#define CHECK_RANGE(field, lo, hi)                                                              \
+    do {                                                                                        \
+        if (!(c->field >= (lo) && c->field <= (hi)))                                            \
+            return r1_err_set(R1_EINVAL, "model config: %s = %g is out of range [%g, %g]",      \
+                              #field, (double)c->field, (double)(lo), (double)(hi));            \
+    } while (0)
+
+int r1_model_config_check(const struct r1_model_config *c)
+{
+    CHECK_RANGE(vocab_size, 2, 1 << 22);
+    CHECK_RANGE(hidden_size, 1, 1 << 16);
+    CHECK_RANGE(n_layers, 1, 512);
+    CHECK_RANGE(n_heads, 1, 1024);
+    CHECK_RANGE(n_kv_heads, 1, 1024);
+    CHECK_RANGE(head_dim, 2, 1024);
+    CHECK_RANGE(ffn_size, 1, 1 << 18);
+    CHECK_RANGE(max_seq_len, 1, 1 << 20);
+    CHECK_RANGE(rms_eps, 1e-12, 1e-1);
+    CHECK_RANGE(rope_theta, 1.0, 1e9);
+    if (c->n_heads % c->n_kv_heads != 0)
+        return r1_err_set(R1_EINVAL,
+                          "model config: n_heads (%d) must be a multiple of n_kv_heads (%d)",
+                          c->n_heads, c->n_kv_heads);
+    if (c->head_dim % 2 != 0)
+        return r1_err_set(R1_EINVAL, "model config: head_dim (%d) must be even for RoPE",
+                          c->head_dim);
+    if (c->bos_id >= c->vocab_size || c->eos_id >= c->vocab_size)
+        return r1_err_set(R1_EINVAL, "model config: bos_id/eos_id (%d/%d) not below vocab_size %d",
+                          c->bos_id, c->eos_id, c->vocab_size);
+    return 0;
+}
+
+int64_t r1_model_config_n_params(const struct r1_model_config *c)
+{
+    int64_t C = c->hidden_size, HD = (int64_t)c->n_heads * c->head_dim;
+    int64_t KD = (int64_t)c->n_kv_heads * c->head_dim, F = c->ffn_size, V = c->vocab_size;
+    int64_t layer = 2 * C + C * HD + 2 * C * KD + HD * C + 3 * C * F;
+    if (c->qkv_bias)
+        layer += HD + 2 * KD;
+    return V * C * (c->tie_embeddings ? 1 : 2) + C + c->n_layers * layer;
+}
+
+/* ------------------------------------------------------------------------- */
+/* parameters                                                                */
+
+enum { P_MATRIX, P_NORM, P_BIAS, P_EMBED };
+
+/* Adds one parameter tensor (planning or committed pass). */
+static float *add_param(struct r1_model *m, int *k, const char *name, int kind, int64_t d0,
+                        int64_t d1, float **grad)
+{
+    int64_t shape[2] = {d0, d1};
+    int nd = d1 > 0 ? 2 : 1;
+    struct r1_tensor w = r1_arena_take(&m->params, R1_F32, nd, shape);
+    struct r1_tensor g = r1_arena_take(&m->grads, R1_F32, nd, shape);
+    if (m->tensors) {
+        struct r1_param *p = &m->tensors[*k];
+        snprintf(p->name, sizeof(p->name), "%s", name);
+        p->w = w;
+        p->g = g;
+        p->decay = (kind == P_MATRIX || kind == P_EMBED);
+    }
+    (*k)++;
+    *grad = g.data;
+    return w.data;
+}
+
+/* Lays out every parameter in HF order; called once to plan, once to bind. */
+static int layout_params(struct r1_model *m)
+{
+    const struct r1_model_config *c = &m->cfg;
+    int64_t C = c->hidden_size, HD = (int64_t)c->n_heads * c->head_dim;
+    int64_t KD = (int64_t)c->n_kv_heads * c->head_dim, F = c->ffn_size, V = c->vocab_size;
+    char nm[96];
+    int k = 0;
+    m->embed = add_param(m, &k, "model.embed_tokens.weight", P_EMBED, V, C, &m->dembed);
+    for (int l = 0; l < c->n_layers; l++) {
+        struct r1_layer *L = &m->layers[l], *dL = &m->dlayers[l];
+#define P(field, suffix, kind, a, b)                                                            \
+    snprintf(nm, sizeof(nm), "model.layers.%d.%s", l, suffix);                                  \
+    L->field = add_param(m, &k, nm, kind, a, b, &dL->field)
+        P(attn_norm, "input_layernorm.weight", P_NORM, C, 0);
+        P(wq, "self_attn.q_proj.weight", P_MATRIX, HD, C);
+        if (c->qkv_bias) {
+            P(bq, "self_attn.q_proj.bias", P_BIAS, HD, 0);
+        }
+        P(wk, "self_attn.k_proj.weight", P_MATRIX, KD, C);
+        if (c->qkv_bias) {
+            P(bk, "self_attn.k_proj.bias", P_BIAS, KD, 0);
+        }
+        P(wv, "self_attn.v_proj.weight", P_MATRIX, KD, C);
+        if (c->qkv_bias) {
+            P(bv, "self_attn.v_proj.bias", P_BIAS, KD, 0);
+        }
+        P(wo, "self_attn.o_proj.weight", P_MATRIX, C, HD);
+        P(mlp_norm, "post_attention_layernorm.weight", P_NORM, C, 0);
+        P(wgate, "mlp.gate_proj.weight", P_MATRIX, F, C);
+        P(wup, "mlp.up_proj.weight", P_MATRIX, F, C);
+        P(wdown, "mlp.down_proj.weight", P_MATRIX, C, F);
+#undef P
+    }
+    m->final_norm = add_param(m, &k, "model.norm.weight", P_NORM, C, 0, &m->dfinal_norm);
+    if (c->tie_embeddings) {
+        m->lm_head = m->embed;
+        m->dlm_head = m->dembed;
+    } else {
+        m->lm_head = add_param(m, &k, "lm_head.weight", P_EMBED, V, C, &m->dlm_head);
+    }
+    return k;
+}
+
+int r1_model_create(struct r1_model **out, const struct r1_model_config *cfg,
+                    struct r1_backend *be)
+{
+    int rc = r1_model_config_check(cfg);
+    if (rc)
+        return rc;
+    struct r1_model *m = calloc(1, sizeof(*m));
+    if (!m)
+        return r1_err_set(R1_ENOMEM, "model: out of host memory");
+    m->cfg = *cfg;
+    m->be = be;
+    m->layers = calloc((size_t)cfg->n_layers, sizeof(*m->layers));
+    m->dlayers = calloc((size_t)cfg->n_layers, sizeof(*m->dlayers));
+    if (!m->layers || !m->dlayers) {
+        rc = r1_err_set(R1_ENOMEM, "model: out of host memory");
+        goto fail;
+    }
+    m->n_tensors = layout_params(m); /* planning pass */
+    m->tensors = calloc((size_t)m->n_tensors, sizeof(*m->tensors));
+    if (!m->tensors) {
+        rc = r1_err_set(R1_ENOMEM, "model: out of host memory");
+        goto fail;
+    }
+    if ((rc = r1_arena_commit(&m->params, be)) || (rc = r1_arena_commit(&m->grads, be)))
+        goto fail;
+    layout_params(m); /* binding pass */
+    m->param_mem = (float *)m->params.base;
+    m->grad_mem = (float *)m->grads.base;
+    m->n_params = 0;
+    for (int i = 0; i < m->n_tensors; i++)
+        m->n_params += r1_tensor_numel(&m->tensors[i].w);
+
+    /* RoPE tables, computed as Hugging Face does: inv_freq and the angle in f32 */
+    int D2 = cfg->head_dim / 2;
+    size_t tab = (size_t)cfg->max_seq_len * D2 * sizeof(float);
+    m->rope_cos = be->ops->alloc(be->ctx, tab);
+    m->rope_sin = be->ops->alloc(be->ctx, tab);
+    float *hc = malloc(tab), *hs = malloc(tab);
+    if (!m->rope_cos || !m->rope_sin || !hc || !hs) {
+        free(hc);
+        free(hs);
+        rc = r1_err_set(R1_ENOMEM, "model: cannot allocate RoPE tables (%zu bytes)", tab);
+        goto fail;
+    }
+    for (int i = 0; i < D2; i++) {
+        float inv = (float)(1.0 / pow((double)cfg->rope_theta, (double)(2 * i) / cfg->head_dim));
+        for (int p = 0; p < cfg->max_seq_len; p++) {
+            float ang = (float)p * inv;
+            hc[(size_t)p * D2 + i] = (float)cos((double)ang);
+            hs[(size_t)p * D2 + i] = (float)sin((double)ang);
+        }
+    }
+    be->ops->upload(be->ctx, m->rope_cos, hc, tab);
+    be->ops->upload(be->ctx, m->rope_sin, hs, tab);
+    free(hc);
+    free(hs);
+    *out = m;
+    return 0;
+fail:
+    r1_model_free(m);
+    return rc;
+}
+
+static void free_acts(struct r1_model *m)
+{
+    if (m->a) {
+        free(m->a->l);
+        free(m->a->rows_host);
+        free(m->a->host_buf);
+        free(m->a->host_ibuf);
+        free(m->a->host_logp);
+        free(m->a->host_dlogp);
+        free(m->a);
+        m->a = NULL;
+    }
+    r1_arena_release(&m->acts);
+}
+
+void r1_model_free(struct r1_model *m)
+{
+    if (!m)
+        return;
+    free_acts(m);
+    if (m->rope_cos)
+        m->be->ops->free(m->be->ctx, m->rope_cos);
+    if (m->rope_sin)
+        m->be->ops->free(m->be->ctx, m->rope_sin);
+    r1_arena_release(&m->params);
+    r1_arena_release(&m->grads);
+    free(m->tensors);
+    free(m->layers);
+    free(m->dlayers);
+    free(m);
+}
+
+const struct r1_param *r1_model_find(const struct r1_model *m, const char *name)
+{
+    for (int i = 0; i < m->n_tensors; i++)
+        if (strcmp(m->tensors[i].name, name) == 0)
+            return &m->tensors[i];
+    return NULL;
+}
+
+void r1_model_download_param(const struct r1_model *m, int i, float *host)
+{
+    const struct r1_param *p = &m->tensors[i];
+    m->be->ops->download(m->be->ctx, host, p->w.data, r1_tensor_nbytes(&p->w));
+}
+
+void r1_model_upload_param(struct r1_model *m, int i, const float *host)
+{
+    const struct r1_param *p = &m->tensors[i];
+    m->be->ops->upload(m->be->ctx, p->w.data, host, r1_tensor_nbytes(&p->w));
+}
+
+int r1_model_init_weights(struct r1_model *m, uint64_t seed)
+{
+    const struct r1_model_config *c = &m->cfg;
+    float resid_scale = 1.0f / sqrtf(2.0f * (float)c->n_layers);
+    for (int k = 0; k < m->n_tensors; k++) {
+        struct r1_param *p = &m->tensors[k];
+        int64_t n = r1_tensor_numel(&p->w);
+        float *h = malloc((size_t)n * sizeof(float));
+        if (!h)
+            return r1_err_set(R1_ENOMEM, "model: out of host memory initialising %s", p->name);
+        const char *s = p->name;
+        size_t len = strlen(s);
+        int is_norm = len > 11 && strcmp(s + len - 11, "norm.weight") == 0;
+        int is_bias = len > 5 && strcmp(s + len - 5, ".bias") == 0;
+        int is_resid = strstr(s, "o_proj.weight") || strstr(s, "down_proj.weight");
+        for (int64_t i = 0; i < n; i++) {
+            if (is_norm)
+                h[i] = 1.0f;
+            else if (is_bias)
+                h[i] = 0.0f;
+            else
+                h[i] = 0.02f * (is_resid ? resid_scale : 1.0f) *
+                       r1_rng_normal_at(seed, R1_STREAM_INIT + (uint64_t)k, (uint64_t)i);
+        }
+        r1_model_upload_param(m, k, h);
+        free(h);
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------- */
+/* activations                                                               */
+
+static void layout_acts(struct r1_model *m, struct r1_model_acts *a, int B, int T)
+{
+    const struct r1_model_config *c = &m->cfg;
+    int64_t N = (int64_t)B * T, C = c->hidden_size, HD = (int64_t)c->n_heads * c->head_dim;
+    int64_t KD = (int64_t)c->n_kv_heads * c->head_dim, F = c->ffn_size, V = c->vocab_size;
+    int64_t CH = R1_MODEL_HEAD_CHUNK < N ? R1_MODEL_HEAD_CHUNK : N;
+    struct r1_arena *ar = &m->acts;
+#define F32(n) ((float *)r1_arena_take_bytes(ar, (size_t)(n) * sizeof(float)))
+#define I32(n) ((int32_t *)r1_arena_take_bytes(ar, (size_t)(n) * sizeof(int32_t)))
+    for (int l = 0; l < c->n_layers; l++) {
+        struct r1_layer_acts *L = &a->l[l];
+        L->x = F32(N * C);
+        L->n1 = F32(N * C);
+        L->rstd1 = F32(N);
+        L->q = F32(N * HD);
+        L->k = F32(N * KD);
+        L->v = F32(N * KD);
+        L->att = F32(N * HD);
+        L->lse = F32((int64_t)B * c->n_heads * T);
+        L->h = F32(N * C);
+        L->n2 = F32(N * C);
+        L->rstd2 = F32(N);
+        L->gate = F32(N * F);
+        L->up = F32(N * F);
+        L->act = F32(N * F);
+    }
+    a->xout = F32(N * C);
+    a->nf = F32(N * C);
+    a->rstdf = F32(N);
+    a->tokens = I32(N);
+    a->pos = I32(N);
+    a->seg = I32(N);
+    a->targets = I32(N);
+    a->hrows = F32(N * C);
+    a->htargets = I32(N);
+    a->logp = F32(N);
+    a->ent = F32(N);
+    a->lsev = F32(N);
+    a->dlogp = F32(N);
+    a->dent = F32(N);
+    a->logits = F32(CH * V);
+    a->dlogits = F32(CH * V);
+    a->dres = F32(N * C);
+    a->dn = F32(N * C);
+    a->dtmp = F32(N * C);
+    a->dgate = F32(N * F);
+    a->dup = F32(N * F);
+    a->dact = F32(N * F);
+    a->datt = F32(N * HD);
+    a->dq = F32(N * HD);
+    a->dk = F32(N * KD);
+    a->dv = F32(N * KD);
+#undef F32
+#undef I32
+}
+
+int r1_model_reserve(struct r1_model *m, int B, int T)
+{
+    if (B <= 0 || T <= 0)
+        return r1_err_set(R1_EINVAL, "model: batch shape %dx%d must be positive", B, T);
+    if (T > m->cfg.max_seq_len)
+        return r1_err_set(R1_EINVAL,
+                          "model: sequence length %d exceeds max_seq_len %d; shorten the "
+                          "sequences or raise max_seq_len",
+                          T, m->cfg.max_seq_len);
+    if (m->a && B <= m->max_B && T <= m->max_T && (int64_t)B * T <= (int64_t)m->max_B * m->max_T)
+        return 0;
+    free_acts(m);
+    struct r1_model_acts *a = calloc(1, sizeof(*a));
+    if (!a)
+        return r1_err_set(R1_ENOMEM, "model: out of host memory");
+    a->l = calloc((size_t)m->cfg.n_layers, sizeof(*a->l));
+    size_t N = (size_t)B * T;
+    a->rows_host = malloc(N * sizeof(int32_t));
+    a->host_buf = malloc(N * sizeof(float));
+    a->host_ibuf = malloc(N * sizeof(int32_t));
+    a->host_logp = malloc(N * sizeof(float));
+    a->host_dlogp = malloc(N * sizeof(float));
+    m->a = a;
+    if (!a->l || !a->rows_host || !a->host_buf || !a->host_ibuf || !a->host_logp ||
+        !a->host_dlogp) {
+        free_acts(m);
+        return r1_err_set(R1_ENOMEM, "model: out of host memory");
+    }
+    memset(&m->acts, 0, sizeof(m->acts));
+    layout_acts(m, a, B, T);
+    int rc = r1_arena_commit(&m->acts, m->be);
+    if (rc) {
+        free_acts(m);
+        return r1_err_wrap(rc, "model: activations for batch %dx%d", B, T);
+    }
+    layout_acts(m, a, B, T);
+    m->max_B = B;
+    m->max_T = T;
+    m->have_forward = false;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------- */
+/* forward                                                                   */
+
+static int check_batch(const struct r1_model *m, const struct r1_batch *b)
+{
+    if (!m->a)
+        return r1_err_set(R1_ESTATE, "model: r1_model_reserve was not called");
+    if (b->B <= 0 || b->T <= 0 || b->B > m->max_B || b->T > m->max_T)
+        return r1_err_set(R1_EINVAL, "model: batch %dx%d exceeds the reserved %dx%d", b->B, b->T,
+                          m->max_B, m->max_T);
+    int64_t N = (int64_t)b->B * b->T;
+    for (int64_t i = 0; i < N; i++) {
+        if (b->tokens[i] < 0 || b->tokens[i] >= m->cfg.vocab_size)
+            return r1_err_set(R1_EINVAL, "model: token id %d at row %lld, position %lld is not in "
+                              "[0, %d)", b->tokens[i], (long long)(i / b->T),
+                              (long long)(i % b->T), m->cfg.vocab_size);
+        if (b->pos[i] < 0 || b->pos[i] >= m->cfg.max_seq_len)
+            return r1_err_set(R1_EINVAL, "model: position id %d at row %lld is not in [0, %d)",
+                              b->pos[i], (long long)(i / b->T), m->cfg.max_seq_len);
+        if (b->targets && b->targets[i] >= m->cfg.vocab_size)
+            return r1_err_set(R1_EINVAL, "model: target id %d is not below vocab size %d",
+                              b->targets[i], m->cfg.vocab_size);
+    }
+    return 0;
+}
+
+/* Runs the layers and the final norm for batch b (a->nf filled). */
+static void forward_trunk(struct r1_model *m, const struct r1_batch *b)
+{
+    const struct r1_model_config *c = &m->cfg;
+    const struct r1_backend_ops *op = m->be->ops;
+    void *cx = m->be->ctx;
+    struct r1_model_acts *a = m->a;
+    int B = b->B, T = b->T, N = B * T, C = c->hidden_size, H = c->n_heads, KVH = c->n_kv_heads;
+    int D = c->head_dim, HD = H * D, KD = KVH * D, F = c->ffn_size;
+
+    op->upload(cx, a->tokens, b->tokens, (size_t)N * sizeof(int32_t));
+    op->upload(cx, a->pos, b->pos, (size_t)N * sizeof(int32_t));
+    op->upload(cx, a->seg, b->seg, (size_t)N * sizeof(int32_t));
+
+    op->embedding_forward(cx, a->l[0].x, a->tokens, m->embed, N, C);
+    for (int l = 0; l < c->n_layers; l++) {
+        struct r1_layer *W = &m->layers[l];
+        struct r1_layer_acts *L = &a->l[l];
+        float *xnext = l + 1 < c->n_layers ? a->l[l + 1].x : a->xout;
+        op->rmsnorm_forward(cx, L->n1, L->rstd1, L->x, W->attn_norm, N, C, c->rms_eps);
+        op->matmul_forward(cx, L->q, L->n1, W->wq, W->bq, N, C, HD);
+        op->matmul_forward(cx, L->k, L->n1, W->wk, W->bk, N, C, KD);
+        op->matmul_forward(cx, L->v, L->n1, W->wv, W->bv, N, C, KD);
+        op->rope_forward(cx, L->q, a->pos, m->rope_cos, m->rope_sin, N, H, D);
+        op->rope_forward(cx, L->k, a->pos, m->rope_cos, m->rope_sin, N, KVH, D);
+        op->attention_forward(cx, L->att, L->lse, L->q, L->k, L->v, a->seg, B, T, H, KVH, D);
+        op->matmul_forward(cx, L->h, L->att, W->wo, NULL, N, HD, C);
+        op->add(cx, L->h, L->h, L->x, (int64_t)N * C);
+        op->rmsnorm_forward(cx, L->n2, L->rstd2, L->h, W->mlp_norm, N, C, c->rms_eps);
+        op->matmul_forward(cx, L->gate, L->n2, W->wgate, NULL, N, C, F);
+        op->matmul_forward(cx, L->up, L->n2, W->wup, NULL, N, C, F);
+        op->swiglu_forward(cx, L->act, L->gate, L->up, (int64_t)N * F);
+        op->matmul_forward(cx, xnext, L->act, W->wdown, NULL, N, F, C);
+        op->add(cx, xnext, xnext, L->h, (int64_t)N * C);
+    }
+    op->rmsnorm_forward(cx, a->nf, a->rstdf, a->xout, m->final_norm, N, C, c->rms_eps);
+}
+
+/* Gathers the rows listed in a->rows_host from a->nf into a->hrows. */
+static void gather_rows(struct r1_model *m, float *dst, const float *src)
+{
+    const struct r1_backend_ops *op = m->be->ops;
+    size_t rb = (size_t)m->cfg.hidden_size * sizeof(float);
+    struct r1_model_acts *a = m->a;
+    for (int i = 0; i < a->n_rows;) {
+        /* copy runs of consecutive rows at once */
+        int j = i + 1;
+        while (j < a->n_rows && a->rows_host[j] == a->rows_host[j - 1] + 1)
+            j++;
+        op->copy(m->be->ctx, (char *)dst + (size_t)i * rb,
+                 (const char *)src + (size_t)a->rows_host[i] * rb, (size_t)(j - i) * rb);
+        i = j;
+    }
+}
+
+int r1_model_forward(struct r1_model *m, const struct r1_batch *b, float *logp, float *entropy)
+{
+    int rc = check_batch(m, b);
+    if (rc)
+        return rc;
+    const struct r1_model_config *c = &m->cfg;
+    const struct r1_backend_ops *op = m->be->ops;
+    void *cx = m->be->ctx;
+    struct r1_model_acts *a = m->a;
+    int N = b->B * b->T, C = c->hidden_size, V = c->vocab_size;
+
+    forward_trunk(m, b);
+
+    /* compact the scored rows (target >= 0) */
+    a->n_rows = 0;
+    for (int i = 0; i < N; i++)
+        if (b->targets[i] >= 0) {
+            a->rows_host[a->n_rows] = i;
+            a->host_ibuf[a->n_rows] = b->targets[i];
+            a->n_rows++;
+        }
+    op->upload(cx, a->htargets, a->host_ibuf, (size_t)a->n_rows * sizeof(int32_t));
+    gather_rows(m, a->hrows, a->nf);
+    for (int r = 0; r < a->n_rows; r += R1_MODEL_HEAD_CHUNK) {
+        int n = a->n_rows - r < R1_MODEL_HEAD_CHUNK ? a->n_rows - r : R1_MODEL_HEAD_CHUNK;
+        op->matmul_forward(cx, a->logits, a->hrows + (size_t)r * C, m->lm_head, NULL, n, C, V);
+        op->logprobs_forward(cx, a->logp + r, a->ent + r, a->lsev + r, a->logits,
+                             a->htargets + r, n, V);
+    }
+    /* scatter to host (B,T) */
+    if (logp) {
+        memset(logp, 0, (size_t)N * sizeof(float));
+        op->download(cx, a->host_buf, a->logp, (size_t)a->n_rows * sizeof(float));
+        for (int i = 0; i < a->n_rows; i++)
+            logp[a->rows_host[i]] = a->host_buf[i];
+    }
+    if (entropy) {
+        memset(entropy, 0, (size_t)N * sizeof(float));
+        op->download(cx, a->host_buf, a->ent, (size_t)a->n_rows * sizeof(float));
+        for (int i = 0; i < a->n_rows; i++)
+            entropy[a->rows_host[i]] = a->host_buf[i];
+    }
+    m->cur_B = b->B;
+    m->cur_T = b->T;
+    m->have_forward = true;
+    return 0;
+}
+
+int r1_model_logits(struct r1_model *m, const struct r1_batch *b, const int32_t *rows,
+                    int n_rows, float *logits)
+{
+    int rc = check_batch(m, b);
+    if (rc)
+        return rc;
+    const struct r1_backend_ops *op = m->be->ops;
+    void *cx = m->be->ctx;
+    struct r1_model_acts *a = m->a;
+    int N = b->B * b->T, C = m->cfg.hidden_size, V = m->cfg.vocab_size;
+    for (int i = 0; i < n_rows; i++)
+        if (rows[i] < 0 || rows[i] >= N)
+            return r1_err_set(R1_EINVAL, "model: logits row %d out of range [0, %d)", rows[i], N);
+    forward_trunk(m, b);
+    m->have_forward = false; /* the head state is not set up for a backward */
+    for (int r = 0; r < n_rows; r += R1_MODEL_HEAD_CHUNK) {
+        int n = n_rows - r < R1_MODEL_HEAD_CHUNK ? n_rows - r : R1_MODEL_HEAD_CHUNK;
+        a->n_rows = n;
+        memcpy(a->rows_host, rows + r, (size_t)n * sizeof(int32_t));
+        gather_rows(m, a->hrows, a->nf);
+        op->matmul_forward(cx, a->logits, a->hrows, m->lm_head, NULL, n, C, V);
+        op->download(cx, logits + (size_t)r * V, a->logits, (size_t)n * V * sizeof(float));
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------- */
+/* backward                                                                  */
+
+int r1_model_backward(struct r1_model *m, const float *dlogp, const float *dentropy)
+{
+    if (!m->have_forward)
+        return r1_err_set(R1_ESTATE, "model: backward without a matching forward");
+    const struct r1_model_config *c = &m->cfg;
+    const struct r1_backend_ops *op = m->be->ops;
+    void *cx = m->be->ctx;
+    struct r1_model_acts *a = m->a;
+    int B = m->cur_B, T = m->cur_T, N = B * T, C = c->hidden_size, H = c->n_heads;
+    int KVH = c->n_kv_heads, D = c->head_dim, HD = H * D, KD = KVH * D, F = c->ffn_size;
+    int V = c->vocab_size;
+
+    /* head: per-token gradients to the compacted rows, logits recomputed per chunk */
+    for (int i = 0; i < a->n_rows; i++)
+        a->host_buf[i] = dlogp[a->rows_host[i]];
+    op->upload(cx, a->dlogp, a->host_buf, (size_t)a->n_rows * sizeof(float));
+    if (dentropy) {
+        for (int i = 0; i < a->n_rows; i++)
+            a->host_buf[i] = dentropy[a->rows_host[i]];
+        op->upload(cx, a->dent, a->host_buf, (size_t)a->n_rows * sizeof(float));
+    }
+    float *dh = a->dtmp; /* (n_rows, C) gradient of the gathered rows */
+    for (int r = 0; r < a->n_rows; r += R1_MODEL_HEAD_CHUNK) {
+        int n = a->n_rows - r < R1_MODEL_HEAD_CHUNK ? a->n_rows - r : R1_MODEL_HEAD_CHUNK;
+        const float *hr = a->hrows + (size_t)r * C;
+        op->matmul_forward(cx, a->logits, hr, m->lm_head, NULL, n, C, V);
+        op->logprobs_backward(cx, a->dlogits, a->logits, a->lsev + r, a->ent + r,
+                              a->htargets + r, a->dlogp + r, dentropy ? a->dent + r : NULL, n, V);
+        op->matmul_backward(cx, dh + (size_t)r * C, m->dlm_head, NULL, a->dlogits, hr, m->lm_head,
+                            n, C, V);
+    }
+    /* scatter the row gradients into dn (N,C); unscored rows get 0 */
+    op->zero(cx, a->dn, (size_t)N * C * sizeof(float));
+    {
+        size_t rb = (size_t)C * sizeof(float);
+        for (int i = 0; i < a->n_rows;) {
+            int j = i + 1;
+            while (j < a->n_rows && a->rows_host[j] == a->rows_host[j - 1] + 1)
+                j++;
+            op->copy(cx, (char *)a->dn + (size_t)a->rows_host[i] * rb, (char *)dh + (size_t)i * rb,
+                     (size_t)(j - i) * rb);
+            i = j;
+        }
+    }
+    op->rmsnorm_backward(cx, a->dres, m->dfinal_norm, a->dn, a->xout, m->final_norm, a->rstdf, N,
+                         C);
+
+    for (int l = c->n_layers - 1; l >= 0; l--) {
+        struct r1_layer *W = &m->layers[l], *dW = &m->dlayers[l];
+        struct r1_layer_acts *L = &a->l[l];
+        /* dres = dL/d(layer output) */
+        op->matmul_backward(cx, a->dact, dW->wdown, NULL, a->dres, L->act, W->wdown, N, F, C);
+        op->swiglu_backward(cx, a->dgate, a->dup, a->dact, L->gate, L->up, (int64_t)N * F);
+        op->matmul_backward(cx, a->dn, dW->wgate, NULL, a->dgate, L->n2, W->wgate, N, C, F);
+        op->matmul_backward(cx, a->dtmp, dW->wup, NULL, a->dup, L->n2, W->wup, N, C, F);
+        op->add(cx, a->dn, a->dn, a->dtmp, (int64_t)N * C);
+        op->rmsnorm_backward(cx, a->dtmp, dW->mlp_norm, a->dn, L->h, W->mlp_norm, L->rstd2, N, C);
+        op->add(cx, a->dres, a->dres, a->dtmp, (int64_t)N * C); /* now dL/dh */
+        op->matmul_backward(cx, a->datt, dW->wo, NULL, a->dres, L->att, W->wo, N, HD, C);
+        op->attention_backward(cx, a->dq, a->dk, a->dv, a->datt, L->att, L->lse, L->q, L->k, L->v,
+                               a->seg, B, T, H, KVH, D);
+        op->rope_backward(cx, a->dq, a->pos, m->rope_cos, m->rope_sin, N, H, D);
+        op->rope_backward(cx, a->dk, a->pos, m->rope_cos, m->rope_sin, N, KVH, D);
+        op->matmul_backward(cx, a->dn, dW->wq, dW->bq, a->dq, L->n1, W->wq, N, C, HD);
+        op->matmul_backward(cx, a->dtmp, dW->wk, dW->bk, a->dk, L->n1, W->wk, N, C, KD);
+        op->add(cx, a->dn, a->dn, a->dtmp, (int64_t)N * C);
+        op->matmul_backward(cx, a->dtmp, dW->wv, dW->bv, a->dv, L->n1, W->wv, N, C, KD);
+        op->add(cx, a->dn, a->dn, a->dtmp, (int64_t)N * C);
+        op->rmsnorm_backward(cx, a->dtmp, dW->attn_norm, a->dn, L->x, W->attn_norm, L->rstd1, N,
+                             C);
+        op->add(cx, a->dres, a->dres, a->dtmp, (int64_t)N * C); /* now dL/dx */
+    }
+    op->embedding_backward(cx, m->dembed, a->dres, a->tokens, N, C);
+    m->have_forward = false;
+    return 0;
+}
+
+void r1_model_zero_grad(struct r1_model *m)
+{
+    m->be->ops->zero(m->be->ctx, m->grad_mem, m->grads.cap);
+}
+
+int r1_model_ce_step(struct r1_model *m, const struct r1_batch *b, const float *w, double denom,
+                     double *loss)
+{
+    if (!(denom > 0))
+        return r1_err_set(R1_EINVAL, "model: cross-entropy denominator must be positive");
+    int rc = r1_model_forward(m, b, m->a ? m->a->host_logp : NULL, NULL);
+    if (rc)
+        return rc;
+    int N = b->B * b->T;
+    float *logp = m->a->host_logp, *dlogp = m->a->host_dlogp;
+    double sum = 0;
+    for (int i = 0; i < N; i++) {
+        float wi = b->targets[i] >= 0 ? w[i] : 0.0f;
+        sum -= (double)wi * logp[i];
+        dlogp[i] = (float)(-(double)wi / denom);
+    }
+    *loss = sum / denom;
+    if (!isfinite(*loss))
+        return r1_err_set(R1_ENUMERIC, "model: cross-entropy loss is %g", *loss);
+    return r1_model_backward(m, dlogp, NULL);
+}

@@ -1,0 +1,154 @@
+/* model.h - a Llama / Qwen2 / SmolLM2-style decoder: forward, backward, loss heads.
+ *
+ * Layout per layer (pre-norm):  h = x + Wo·attn(rope(Wq·n1), rope(Wk·n1), Wv·n1),
+ * n1 = rmsnorm(x);  y = h + Wd·(silu(Wg·n2) ⊙ Wu·n2), n2 = rmsnorm(h).
+ * Final rmsnorm, then the LM head (tied to the embedding or separate).
+ *
+ * Memory: parameters and gradients are one backend allocation each (arenas);
+ * activations are one arena sized by r1_model_reserve() for the largest batch.
+ * The forward/backward calls never allocate.
+ *
+ * Heads: the forward returns per-token log-probabilities of given targets and
+ * per-token entropy; the backward takes dL/dlogp and dL/dentropy per token, so
+ * cross-entropy (dlogp = -w/denominator) and policy-gradient losses share one
+ * path.  Logits are computed in chunks of R1_MODEL_HEAD_CHUNK rows and recomputed
+ * in the backward: at most one chunk of (rows × V) logits exists at a time. */
+#ifndef R1_MODEL_H
+#define R1_MODEL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/backend.h"
+#include "core/tensor.h"
+
+#define R1_MODEL_HEAD_CHUNK 256
+
+enum r1_arch { R1_ARCH_LLAMA = 0, R1_ARCH_QWEN2, R1_ARCH_MISTRAL };
+
+struct r1_model_config {
+    enum r1_arch arch;
+    int vocab_size;
+    int hidden_size;
+    int n_layers;
+    int n_heads;
+    int n_kv_heads;
+    int head_dim;
+    int ffn_size;
+    int max_seq_len;
+    float rms_eps;
+    float rope_theta;
+    bool qkv_bias;
+    bool tie_embeddings;
+    int32_t bos_id, eos_id; /* -1 when absent */
+};
+
+/* Named shapes: "tiny" (byte-level, a few hundred k parameters), "small",
+ * "smollm2-135m", "qwen2.5-0.5b".  R1_EINVAL for an unknown name. */
+int r1_model_config_preset(struct r1_model_config *out, const char *name);
+/* Checks every field; the message names the field, its value and the valid range. */
+int r1_model_config_check(const struct r1_model_config *c);
+int64_t r1_model_config_n_params(const struct r1_model_config *c);
+
+struct r1_param {
+    char name[96];   /* Hugging Face name, e.g. model.layers.3.self_attn.q_proj.weight */
+    struct r1_tensor w;  /* view into the parameter arena */
+    struct r1_tensor g;  /* same shape, in the gradient arena */
+    bool decay;      /* AdamW weight decay applies (matrices; not norms, biases) */
+};
+
+struct r1_layer {
+    float *attn_norm, *wq, *wk, *wv, *bq, *bk, *bv, *wo;
+    float *mlp_norm, *wgate, *wup, *wdown;
+};
+
+struct r1_model_acts; /* activation views, model.c */
+
+struct r1_model {
+    struct r1_model_config cfg;
+    struct r1_backend *be;    /* borrowed */
+    struct r1_arena params, grads, acts;
+    int n_tensors;
+    struct r1_param *tensors;  /* n_tensors entries, HF order */
+    int64_t n_params;
+    float *param_mem, *grad_mem; /* the two single allocations (backend memory) */
+    /* views into param_mem / grad_mem */
+    float *embed, *final_norm, *lm_head; /* lm_head == embed when tied */
+    struct r1_layer *layers, *dlayers;
+    float *dembed, *dfinal_norm, *dlm_head;
+    float *rope_cos, *rope_sin; /* (max_seq_len, head_dim/2), in acts-independent memory */
+    struct r1_model_acts *a;
+    int max_B, max_T; /* activation capacity from r1_model_reserve */
+    int cur_B, cur_T; /* shape of the last forward */
+    bool have_forward;
+};
+
+/* A batch in host memory.  Row b, column t.  tokens (B,T) inputs; pos (B,T)
+ * position ids for RoPE; seg (B,T) segment ids (-1 = padding) for packing;
+ * targets (B,T) the token to score at each position (-1 = none). */
+struct r1_batch {
+    int B, T;
+    const int32_t *tokens, *pos, *seg, *targets;
+};
+
+int r1_model_create(struct r1_model **out, const struct r1_model_config *cfg,
+                    struct r1_backend *be);
+void r1_model_free(struct r1_model *m);
+/* Normal(0, 0.02) matrices (output projections scaled by 1/sqrt(2·layers)), norms 1,
+ * biases 0; element i of tensor k is r1_rng_normal_at(seed, R1_STREAM_INIT + k, i). */
+int r1_model_init_weights(struct r1_model *m, uint64_t seed);
+/* Allocates activations for batches up to B×T (once; again only to grow). */
+int r1_model_reserve(struct r1_model *m, int B, int T);
+const struct r1_param *r1_model_find(const struct r1_model *m, const char *name);
+
+/* Forward: logp (B,T) and entropy (B,T) (may be NULL) to host.  Positions with
+ * target < 0 get logp 0. */
+int r1_model_forward(struct r1_model *m, const struct r1_batch *b, float *logp, float *entropy);
+/* Backward of the last forward: host dlogp (B,T), dentropy (B,T) or NULL.
+ * Parameter gradients accumulate (+=) until r1_model_zero_grad. */
+int r1_model_backward(struct r1_model *m, const float *dlogp, const float *dentropy);
+void r1_model_zero_grad(struct r1_model *m);
+
+/* Masked cross-entropy: loss = -Σ w·logp / denom (w (B,T) host per-token weights;
+ * denom > 0, e.g. the weight sum of the whole accumulated batch).  Runs forward and
+ * backward (grads +=) and returns the loss in *loss.  NaN/Inf → R1_ENUMERIC. */
+int r1_model_ce_step(struct r1_model *m, const struct r1_batch *b, const float *w, double denom,
+                     double *loss);
+
+/* Logits of selected rows for inference without a KV cache (tests, scoring):
+ * runs the forward and writes logits (n_rows, V) to host for rows (b·T + t) in rows. */
+int r1_model_logits(struct r1_model *m, const struct r1_batch *b, const int32_t *rows,
+                    int n_rows, float *logits);
+
+/* ---- inference with a KV cache (core/kvcache.c) ---------------------------
+ * A cache holds keys and values of `slots` sequences of up to max_len
+ * positions, plus activations for steps of up to max_tokens new tokens (one
+ * arena, allocated once).  A step takes N tokens, each with its slot and
+ * position: prefill (many tokens of one slot) and decode (one token per slot)
+ * mix freely, which is what continuous batching needs. */
+struct r1_kv_cache {
+    struct r1_backend *be;
+    struct r1_arena arena;
+    int slots, max_len, max_tokens, n_layers;
+    float **k, **v;              /* per layer: (slots, max_len, KVH, D) */
+    int32_t *tokens, *slot, *pos;/* (max_tokens) backend copies */
+    float *x, *n, *q, *kn, *vn, *att, *tmp; /* (max_tokens, ·) step activations */
+    float *gate, *up, *act, *rstd;
+    float *rows, *logits;        /* (max_tokens, C), (max_tokens, V) */
+};
+
+int r1_kv_cache_create(struct r1_kv_cache **out, const struct r1_model *m, int slots,
+                       int max_len, int max_tokens);
+void r1_kv_cache_free(struct r1_kv_cache *c);
+/* Runs N new tokens (host arrays tokens, slot, pos (N)) through the model,
+ * storing their keys/values, and writes the logits of the tokens listed in
+ * out_idx (n_out indices into 0..N) to host logits (n_out, V). */
+int r1_model_decode(struct r1_model *m, struct r1_kv_cache *c, int N, const int32_t *tokens,
+                    const int32_t *slot, const int32_t *pos, int n_out, const int32_t *out_idx,
+                    float *logits);
+
+/* Copies parameters to/from host f32 arrays in tensor order (for I/O). */
+void r1_model_download_param(const struct r1_model *m, int i, float *host);
+void r1_model_upload_param(struct r1_model *m, int i, const float *host);
+
+#endif

@@ -1,0 +1,232 @@
+/* optim.c - AdamW with global-norm clipping and LR schedules (see optim.h). */
+#include "core/optim.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/err.h"
+#include "core/safetensors.h"
+
+void r1_optim_config_default(struct r1_optim_config *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->lr = 3e-4f;
+    c->min_lr = 0.0f;
+    c->beta1 = 0.9f;
+    c->beta2 = 0.95f;
+    c->eps = 1e-8f;
+    c->weight_decay = 0.1f;
+    c->max_grad_norm = 1.0f;
+    c->schedule = R1_LR_CONSTANT;
+}
+
+int r1_optim_config_check(const struct r1_optim_config *c)
+{
+    if (!(c->lr > 0 && c->lr < 10))
+        return r1_err_set(R1_EINVAL, "optimizer: lr %g must be in (0, 10)", c->lr);
+    if (!(c->min_lr >= 0 && c->min_lr <= c->lr))
+        return r1_err_set(R1_EINVAL, "optimizer: min_lr %g must be in [0, lr]", c->min_lr);
+    if (!(c->beta1 >= 0 && c->beta1 < 1) || !(c->beta2 >= 0 && c->beta2 < 1))
+        return r1_err_set(R1_EINVAL, "optimizer: betas (%g, %g) must be in [0, 1)", c->beta1,
+                          c->beta2);
+    if (!(c->eps > 0 && c->eps < 1))
+        return r1_err_set(R1_EINVAL, "optimizer: eps %g must be in (0, 1)", c->eps);
+    if (!(c->weight_decay >= 0 && c->weight_decay < 10))
+        return r1_err_set(R1_EINVAL, "optimizer: weight_decay %g must be in [0, 10)",
+                          c->weight_decay);
+    if (!isfinite(c->max_grad_norm))
+        return r1_err_set(R1_EINVAL, "optimizer: max_grad_norm must be finite (<= 0 disables)");
+    if (c->warmup_steps < 0)
+        return r1_err_set(R1_EINVAL, "optimizer: warmup_steps %" PRId64 " must be >= 0",
+                          c->warmup_steps);
+    if (c->schedule != R1_LR_CONSTANT && c->total_steps <= c->warmup_steps)
+        return r1_err_set(R1_EINVAL,
+                          "optimizer: %s schedule needs total_steps (%" PRId64
+                          ") > warmup_steps (%" PRId64 ")",
+                          r1_lr_schedule_name(c->schedule), c->total_steps, c->warmup_steps);
+    return 0;
+}
+
+static const char *const schedule_names[] = {"constant", "cosine", "linear"};
+
+const char *r1_lr_schedule_name(enum r1_lr_schedule s)
+{
+    return (unsigned)s < 3 ? schedule_names[s] : "?";
+}
+
+int r1_lr_schedule_parse(enum r1_lr_schedule *out, const char *name)
+{
+    for (int i = 0; i < 3; i++)
+        if (strcmp(name, schedule_names[i]) == 0) {
+            *out = (enum r1_lr_schedule)i;
+            return 0;
+        }
+    return r1_err_set(R1_EINVAL, "unknown lr schedule '%s'; use constant, cosine or linear", name);
+}
+
+float r1_optim_lr(const struct r1_optim_config *c, int64_t step)
+{
+    if (step < c->warmup_steps)
+        return c->lr * (float)(step + 1) / (float)c->warmup_steps;
+    if (c->schedule == R1_LR_CONSTANT)
+        return c->lr;
+    double span = (double)(c->total_steps - c->warmup_steps);
+    double t = (double)(step - c->warmup_steps) / span;
+    if (t > 1)
+        t = 1;
+    double f = c->schedule == R1_LR_COSINE ? 0.5 * (1.0 + cos(M_PI * t)) : 1.0 - t;
+    return (float)(c->min_lr + (c->lr - c->min_lr) * f);
+}
+
+int r1_optim_create(struct r1_optim **out, struct r1_model *m, const struct r1_optim_config *c)
+{
+    int rc = r1_optim_config_check(c);
+    if (rc)
+        return rc;
+    struct r1_optim *o = calloc(1, sizeof(*o));
+    if (!o)
+        return r1_err_set(R1_ENOMEM, "optimizer: out of host memory");
+    o->cfg = *c;
+    o->m = m;
+    /* moments mirror the gradient arena byte for byte, so offsets carry over */
+    size_t bytes = m->grads.cap;
+    r1_arena_take_bytes(&o->state, bytes);
+    r1_arena_take_bytes(&o->state, bytes);
+    if ((rc = r1_arena_commit(&o->state, m->be))) {
+        free(o);
+        return r1_err_wrap(rc, "optimizer state (%zu bytes)", 2 * bytes);
+    }
+    o->mom = r1_arena_take_bytes(&o->state, bytes);
+    o->var = r1_arena_take_bytes(&o->state, bytes);
+    *out = o;
+    return 0;
+}
+
+void r1_optim_free(struct r1_optim *o)
+{
+    if (!o)
+        return;
+    r1_arena_release(&o->state);
+    free(o);
+}
+
+double r1_optim_grad_norm(const struct r1_optim *o)
+{
+    const struct r1_model *m = o->m;
+    double ss = 0;
+    m->be->ops->sumsq(m->be->ctx, &ss, m->grad_mem, (int64_t)(m->grads.cap / sizeof(float)));
+    return sqrt(ss);
+}
+
+/* Offset of tensor i's gradient (= its moments) in floats from the arena base. */
+static size_t moment_offset(const struct r1_model *m, int i)
+{
+    return (size_t)((float *)m->tensors[i].g.data - m->grad_mem);
+}
+
+int r1_optim_step(struct r1_optim *o)
+{
+    struct r1_model *m = o->m;
+    const struct r1_backend_ops *op = m->be->ops;
+    double norm = r1_optim_grad_norm(o);
+    o->last_grad_norm = norm;
+    if (!isfinite(norm))
+        return r1_err_set(R1_ENUMERIC, "optimizer: gradient norm is %g at update %" PRId64
+                          "; the loss diverged (lower the learning rate)", norm, o->step + 1);
+    float scale = 1.0f;
+    if (o->cfg.max_grad_norm > 0 && norm > o->cfg.max_grad_norm)
+        scale = (float)(o->cfg.max_grad_norm / (norm + 1e-6));
+    float lr = r1_optim_lr(&o->cfg, o->step);
+    o->last_lr = lr;
+    int64_t t = o->step + 1;
+    for (int i = 0; i < m->n_tensors; i++) {
+        struct r1_param *p = &m->tensors[i];
+        size_t off = moment_offset(m, i);
+        op->adamw_update(m->be->ctx, p->w.data, p->g.data, o->mom + off, o->var + off,
+                         r1_tensor_numel(&p->w), lr, o->cfg.beta1, o->cfg.beta2, o->cfg.eps,
+                         p->decay ? o->cfg.weight_decay : 0.0f, scale, t);
+    }
+    r1_model_zero_grad(m);
+    o->step = t;
+    return 0;
+}
+
+int r1_optim_save(const struct r1_optim *o, const char *path)
+{
+    const struct r1_model *m = o->m;
+    struct r1_st_writer *w = NULL;
+    float *host = malloc(o->state.cap);
+    char name[128], stepbuf[32];
+    int rc;
+    if (!host)
+        return r1_err_set(R1_ENOMEM, "%s: out of host memory for optimizer state", path);
+    m->be->ops->download(m->be->ctx, host, o->state.base, o->state.cap);
+    const float *hm = host, *hv = host + (o->var - o->mom);
+    if ((rc = r1_st_writer_create(&w)))
+        goto out;
+    snprintf(stepbuf, sizeof(stepbuf), "%" PRId64, o->step);
+    if ((rc = r1_st_writer_meta(w, "step", stepbuf)) ||
+        (rc = r1_st_writer_meta(w, "format", "r1-adamw-1")))
+        goto out;
+    for (int i = 0; i < m->n_tensors; i++) {
+        const struct r1_param *p = &m->tensors[i];
+        size_t off = moment_offset(m, i);
+        snprintf(name, sizeof(name), "exp_avg.%s", p->name);
+        if ((rc = r1_st_writer_add(w, name, R1_F32, p->w.ndim, p->w.shape, hm + off)))
+            goto out;
+        snprintf(name, sizeof(name), "exp_avg_sq.%s", p->name);
+        if ((rc = r1_st_writer_add(w, name, R1_F32, p->w.ndim, p->w.shape, hv + off)))
+            goto out;
+    }
+    rc = r1_st_writer_write(w, path);
+out:
+    r1_st_writer_free(w);
+    free(host);
+    return rc;
+}
+
+int r1_optim_load(struct r1_optim *o, const char *path)
+{
+    struct r1_model *m = o->m;
+    struct r1_st_file *f = NULL;
+    float *host = malloc(o->state.cap);
+    char name[128];
+    int rc;
+    if (!host)
+        return r1_err_set(R1_ENOMEM, "%s: out of host memory for optimizer state", path);
+    float *hm = host, *hv = host + (o->var - o->mom);
+    if ((rc = r1_st_open(&f, path)))
+        goto out;
+    const char *step = r1_st_meta(f, "step");
+    char *end = NULL;
+    long long s = step ? strtoll(step, &end, 10) : -1;
+    if (!step || *end || s < 0) {
+        rc = r1_err_set(R1_EFORMAT, "%s: missing or bad metadata 'step'; the optimizer state is "
+                        "corrupt, resume from an earlier checkpoint", path);
+        goto out;
+    }
+    for (int i = 0; i < m->n_tensors; i++) {
+        const struct r1_param *p = &m->tensors[i];
+        size_t off = moment_offset(m, i);
+        for (int k = 0; k < 2; k++) {
+            snprintf(name, sizeof(name), "%s.%s", k ? "exp_avg_sq" : "exp_avg", p->name);
+            const struct r1_st_entry *e = r1_st_find(f, name);
+            if (!e) {
+                rc = r1_err_set(R1_EFORMAT, "%s: tensor '%s' is missing; the optimizer state does "
+                                "not belong to this model", path, name);
+                goto out;
+            }
+            if ((rc = r1_st_read_f32(f, e, (k ? hv : hm) + off, r1_tensor_numel(&p->w))))
+                goto out;
+        }
+    }
+    m->be->ops->upload(m->be->ctx, o->state.base, host, o->state.cap);
+    o->step = s;
+out:
+    r1_st_close(f);
+    free(host);
+    return rc;
+}

@@ -1,0 +1,38 @@
+/* adamw.c - AdamW update on a flat parameter array (n), CPU reference.
+ *
+ * Exactly the formula of core/backend.h, with decoupled weight decay on the
+ * parameter value before the update:
+ *   g = grad · grad_scale
+ *   m = b1 m + (1−b1) g;   v = b2 v + (1−b2) g²
+ *   param −= lr · ( (m / bc1) / (sqrt(v / bc2) + eps) + wd · param )
+ * The bias corrections bc1 = 1 − b1^step, bc2 = 1 − b2^step are computed once
+ * in double (b^step loses digits in float for large steps) and rounded to
+ * float; the per-element math is float.
+ */
+#include "kernels/cpu/cpu-ops.h"
+
+#include <math.h>
+
+void r1_cpu_adamw_update(void *ctx, float *param /* (n) */, const float *grad /* (n) */,
+                         float *m /* (n) */, float *v /* (n) */, int64_t n, float lr, float beta1,
+                         float beta2, float eps, float weight_decay, float grad_scale, int64_t step)
+{
+    struct r1_cpu *cpu = ctx;
+    float bc1 = (float)(1.0 - pow((double)beta1, (double)step));
+    float bc2 = (float)(1.0 - pow((double)beta2, (double)step));
+    float *restrict p = param;
+    const float *restrict gr = grad;
+    float *restrict mm = m;
+    float *restrict vv = v;
+#pragma omp parallel for num_threads(cpu->threads) schedule(static) if (n >= R1_CPU_PAR_MIN)
+    for (int64_t i = 0; i < n; i++) {
+        float g = gr[i] * grad_scale;
+        float mi = beta1 * mm[i] + (1.0f - beta1) * g;
+        float vi = beta2 * vv[i] + (1.0f - beta2) * g * g;
+        mm[i] = mi;
+        vv[i] = vi;
+        float mhat = mi / bc1;
+        float vhat = vi / bc2;
+        p[i] -= lr * (mhat / (sqrtf(vhat) + eps) + weight_decay * p[i]);
+    }
+}

@@ -1,0 +1,108 @@
+/* cpu-ops.h - internal interface of the CPU reference backend (kernels/cpu).
+ *
+ * Every r1_cpu_* op below implements the entry of the same name in
+ * core/backend.h and follows its contract (shapes, += for parameter grads,
+ * = for activation grads, deterministic).  ctx is always a struct r1_cpu.
+ *
+ * Threading: ops use OpenMP with exactly cpu->threads threads.  Work is split
+ * so that every float sum is computed by one thread in a fixed order, so the
+ * bits do not depend on scheduling.  OpenBLAS is only called outside OpenMP
+ * parallel regions (it has its own thread pool, sized in r1_backend_cpu_create).
+ *
+ * Scratch: ops that need per-thread workspace take it from cpu->scratch, which
+ * grows (outside parallel regions) to the largest request ever made and is
+ * then reused, so the training step loop does not allocate once warm.  A ctx
+ * is used by one host thread at a time (like a stream on a GPU).
+ */
+#ifndef R1_CPU_OPS_H
+#define R1_CPU_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Problems with less work than this (elements touched, or multiply-adds for
+ * attention / R1_CPU_PAR_MIN_ATT) run on the calling thread: a parallel region
+ * costs microseconds, and milliseconds when the cores are oversubscribed. */
+#define R1_CPU_PAR_MIN 32768
+#define R1_CPU_PAR_MIN_ATT (1 << 19)
+
+struct r1_cpu {
+    int threads;           /* OpenMP team size of every op */
+    float *scratch;        /* threads * scratch_stride floats, 64-byte aligned */
+    size_t scratch_stride; /* floats per thread, a multiple of 16 */
+};
+
+/* Returns per-thread scratch of at least floats_per_thread floats (thread i
+ * uses base + i * cpu->scratch_stride), or NULL after recording R1_ENOMEM.
+ * Call outside parallel regions only. */
+float *r1_cpu_scratch(struct r1_cpu *cpu, size_t floats_per_thread);
+
+/* Fills n floats with NaN: what an op leaves in its outputs when it could not
+ * get scratch memory (the ops return void; NaN is caught by the loss checks). */
+void r1_cpu_poison(float *x, int64_t n);
+
+/* Single-threaded small GEMM used inside parallel regions (attention):
+ * C (M,N) = [C +] A (M,K) · B (K,N) with A(i,k) = A[i*ars + k*acs],
+ * B(k,j) = B[k*ldb + j], C(i,j) = C[i*ldc + j].  Each C element is summed
+ * over k in increasing order, whatever the blocking, so results are exact
+ * functions of the inputs. */
+void r1_cpu_gemm(int M, int N, int K, const float *A, ptrdiff_t ars, ptrdiff_t acs, const float *B,
+                 ptrdiff_t ldb, float *C, ptrdiff_t ldc, int accumulate);
+
+/* linear.c */
+void r1_cpu_matmul_forward(void *ctx, float *out, const float *in, const float *w,
+                           const float *bias, int M, int K, int N);
+void r1_cpu_matmul_backward(void *ctx, float *din, float *dw, float *dbias, const float *dout,
+                            const float *in, const float *w, int M, int K, int N);
+void r1_cpu_embedding_forward(void *ctx, float *out, const int32_t *tokens, const float *wte, int N,
+                              int C);
+void r1_cpu_embedding_backward(void *ctx, float *dwte, const float *dout, const int32_t *tokens,
+                               int N, int C);
+
+/* norm.c */
+void r1_cpu_rmsnorm_forward(void *ctx, float *out, float *rstd, const float *in, const float *w,
+                            int N, int C, float eps);
+void r1_cpu_rmsnorm_backward(void *ctx, float *din, float *dw, const float *dout, const float *in,
+                             const float *w, const float *rstd, int N, int C);
+
+/* rope.c */
+void r1_cpu_rope_forward(void *ctx, float *x, const int32_t *pos, const float *cos,
+                         const float *sin, int N, int H, int D);
+void r1_cpu_rope_backward(void *ctx, float *dx, const int32_t *pos, const float *cos,
+                          const float *sin, int N, int H, int D);
+
+/* attention.c */
+void r1_cpu_attention_forward(void *ctx, float *out, float *lse, const float *q, const float *k,
+                              const float *v, const int32_t *seg, int B, int T, int H, int KVH,
+                              int D);
+void r1_cpu_attention_backward(void *ctx, float *dq, float *dk, float *dv, const float *dout,
+                               const float *out, const float *lse, const float *q, const float *k,
+                               const float *v, const int32_t *seg, int B, int T, int H, int KVH,
+                               int D);
+void r1_cpu_kv_store(void *ctx, float *kc, float *vc, const float *k, const float *v,
+                     const int32_t *slot, const int32_t *pos, int N, int KVH, int D, int L);
+void r1_cpu_attention_cached(void *ctx, float *out, const float *q, const float *kc,
+                             const float *vc, const int32_t *slot, const int32_t *pos, int N, int H,
+                             int KVH, int D, int L);
+
+/* pointwise.c */
+void r1_cpu_swiglu_forward(void *ctx, float *out, const float *gate, const float *up, int64_t n);
+void r1_cpu_swiglu_backward(void *ctx, float *dgate, float *dup, const float *dout,
+                            const float *gate, const float *up, int64_t n);
+void r1_cpu_add(void *ctx, float *out, const float *a, const float *b, int64_t n);
+void r1_cpu_scale(void *ctx, float *x, float s, int64_t n);
+void r1_cpu_sumsq(void *ctx, double *host_out, const float *x, int64_t n);
+
+/* logprobs.c */
+void r1_cpu_logprobs_forward(void *ctx, float *logp, float *entropy, float *lse,
+                             const float *logits, const int32_t *targets, int N, int V);
+void r1_cpu_logprobs_backward(void *ctx, float *dlogits, const float *logits, const float *lse,
+                              const float *entropy, const int32_t *targets, const float *dlogp,
+                              const float *dentropy, int N, int V);
+
+/* adamw.c */
+void r1_cpu_adamw_update(void *ctx, float *param, const float *grad, float *m, float *v, int64_t n,
+                         float lr, float beta1, float beta2, float eps, float weight_decay,
+                         float grad_scale, int64_t step);
+
+#endif

@@ -1,0 +1,105 @@
+/* linear.c - matmul (OpenBLAS sgemm) and token embedding, CPU reference.
+ *
+ * Weights are (N,K) row-major, so out = in · wᵀ.  Parameter gradients (dw,
+ * dbias, dwte) are accumulated (+=), activation gradients (din) written (=).
+ * Reductions over tokens (dbias, dwte) are parallel over the channel axis, each
+ * channel summed by one thread in token order: the bits do not depend on the
+ * thread count.
+ */
+#include "kernels/cpu/cpu-ops.h"
+
+#include <cblas.h>
+#include <string.h>
+
+/* channels per task in the channel-parallel reductions: 64 floats = four
+ * cache lines, so two threads never write the same line */
+#define R1_CPU_CHAN_BLOCK 64
+
+void r1_cpu_matmul_forward(void *ctx, float *out /* (M,N) */, const float *in /* (M,K) */,
+                           const float *w /* (N,K) */, const float *bias /* (N) or NULL */, int M,
+                           int K, int N)
+{
+    struct r1_cpu *cpu = ctx;
+    if (M <= 0 || N <= 0)
+        return;
+    float beta = 0.0f;
+    if (bias) {
+#pragma omp parallel for num_threads(cpu->threads)                                                 \
+    schedule(static) if ((int64_t)M * N >= R1_CPU_PAR_MIN)
+        for (int m = 0; m < M; m++)
+            memcpy(out + (size_t)m * N, bias, (size_t)N * sizeof(float));
+        beta = 1.0f;
+    }
+    if (K <= 0) {
+        if (!bias)
+            memset(out, 0, (size_t)M * N * sizeof(float));
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, in, K, w, K, beta, out, N);
+}
+
+void r1_cpu_matmul_backward(void *ctx, float *din /* (M,K) or NULL */,
+                            float *dw /* (N,K) or NULL */, float *dbias /* (N) or NULL */,
+                            const float *dout /* (M,N) */, const float *in /* (M,K) */,
+                            const float *w /* (N,K) */, int M, int K, int N)
+{
+    struct r1_cpu *cpu = ctx;
+    if (din && M > 0 && K > 0) {
+        if (N > 0)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, K, N, 1.0f, dout, N, w, K,
+                        0.0f, din, K);
+        else
+            memset(din, 0, (size_t)M * K * sizeof(float));
+    }
+    if (dw && M > 0 && N > 0 && K > 0)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, K, M, 1.0f, dout, N, in, K, 1.0f,
+                    dw, K);
+    if (dbias && M > 0 && N > 0) {
+        int nblocks = (N + R1_CPU_CHAN_BLOCK - 1) / R1_CPU_CHAN_BLOCK;
+#pragma omp parallel for num_threads(cpu->threads)                                                 \
+    schedule(static) if ((int64_t)M * N >= R1_CPU_PAR_MIN)
+        for (int blk = 0; blk < nblocks; blk++) {
+            int n0 = blk * R1_CPU_CHAN_BLOCK;
+            int nn = N - n0 < R1_CPU_CHAN_BLOCK ? N - n0 : R1_CPU_CHAN_BLOCK;
+            double acc[R1_CPU_CHAN_BLOCK] = {0};
+            for (int m = 0; m < M; m++) {
+                const float *restrict row = dout + (size_t)m * N + n0;
+                for (int j = 0; j < nn; j++)
+                    acc[j] += row[j];
+            }
+            for (int j = 0; j < nn; j++)
+                dbias[n0 + j] += (float)acc[j];
+        }
+    }
+}
+
+void r1_cpu_embedding_forward(void *ctx, float *out /* (N,C) */, const int32_t *tokens /* (N) */,
+                              const float *wte /* (V,C) */, int N, int C)
+{
+    struct r1_cpu *cpu = ctx;
+#pragma omp parallel for num_threads(cpu->threads)                                                 \
+    schedule(static) if ((int64_t)N * C >= R1_CPU_PAR_MIN)
+    for (int n = 0; n < N; n++)
+        memcpy(out + (size_t)n * C, wte + (size_t)tokens[n] * C, (size_t)C * sizeof(float));
+}
+
+void r1_cpu_embedding_backward(void *ctx, float *dwte /* (V,C) */, const float *dout /* (N,C) */,
+                               const int32_t *tokens /* (N) */, int N, int C)
+{
+    struct r1_cpu *cpu = ctx;
+    /* each channel block is owned by one task, which walks the tokens in order:
+     * repeated tokens add up in token order, independent of the thread count */
+    int nblocks = (C + R1_CPU_CHAN_BLOCK - 1) / R1_CPU_CHAN_BLOCK;
+#pragma omp parallel for num_threads(cpu->threads)                                                 \
+    schedule(static) if ((int64_t)N * C >= R1_CPU_PAR_MIN)
+    for (int blk = 0; blk < nblocks; blk++) {
+        int c0 = blk * R1_CPU_CHAN_BLOCK;
+        int cn = C - c0 < R1_CPU_CHAN_BLOCK ? C - c0 : R1_CPU_CHAN_BLOCK;
+        for (int n = 0; n < N; n++) {
+            float *restrict dst = dwte + (size_t)tokens[n] * C + c0;
+            const float *restrict src = dout + (size_t)n * C + c0;
+            for (int j = 0; j < cn; j++)
+                dst[j] += src[j];
+        }
+    }
+}
