@@ -139,7 +139,9 @@ int r1_backend_cpu_create(struct r1_backend **out, int threads)
     cpu->threads = threads;
     omp_set_num_threads(threads);
 #ifdef OPENBLAS_VERSION
-    openblas_set_num_threads(threads);
+    /* sgemm is split across our OpenMP team (linear.c); OpenBLAS's own threads would
+     * compete with it */
+    openblas_set_num_threads(1);
 #endif
     be->ops = &cpu_ops;
     be->ctx = cpu;

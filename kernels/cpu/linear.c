@@ -1,5 +1,11 @@
 /* linear.c - matmul (OpenBLAS sgemm) and token embedding, CPU reference.
  *
+ * Threading: OpenBLAS runs single-threaded (backend-cpu.c sets it) and sgemm
+ * calls are split over the output's rows or columns by our own OpenMP team.
+ * One thread pool means no fight between OpenBLAS's pthreads and OpenMP's
+ * spinning workers (which cost 3x on small models), and every output element
+ * is still one sgemm dot product in K order, so the split changes no bits.
+ *
  * Weights are (N,K) row-major, so out = in · wᵀ.  Parameter gradients (dw,
  * dbias, dwte) are accumulated (+=), activation gradients (din) written (=).
  * Reductions over tokens (dbias, dwte) are parallel over the channel axis, each
@@ -9,11 +15,46 @@
 #include "kernels/cpu/cpu-ops.h"
 
 #include <cblas.h>
+#include <omp.h>
 #include <string.h>
+
+/* Row-major C (M,N) = op(A) · op(B) + beta·C, split over M or N across threads. */
+static void sgemm_par(const struct r1_cpu *cpu, enum CBLAS_TRANSPOSE ta, enum CBLAS_TRANSPOSE tb,
+                      int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                      float beta, float *C, int ldc)
+{
+    int T = cpu->threads;
+    if (T <= 1 || (int64_t)M * N * K < (int64_t)R1_CPU_PAR_MIN * 64) {
+        cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    int split_m = M >= N || N < 64 * T;
+    int total = split_m ? M : N, align = split_m ? 4 : 16;
+#pragma omp parallel num_threads(T)
+    {
+        int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        int chunk = ((total + nt - 1) / nt + align - 1) / align * align;
+        int b = t * chunk, e = b + chunk < total ? b + chunk : total;
+        if (b < e) {
+            if (split_m) {
+                const float *a = ta == CblasNoTrans ? A + (size_t)b * lda : A + b;
+                cblas_sgemm(CblasRowMajor, ta, tb, e - b, N, K, 1.0f, a, lda, B, ldb, beta,
+                            C + (size_t)b * ldc, ldc);
+            } else {
+                const float *bb = tb == CblasNoTrans ? B + b : B + (size_t)b * ldb;
+                cblas_sgemm(CblasRowMajor, ta, tb, M, e - b, K, 1.0f, A, lda, bb, ldb, beta,
+                            C + b, ldc);
+            }
+        }
+    }
+}
 
 /* channels per task in the channel-parallel reductions: 64 floats = four
  * cache lines, so two threads never write the same line */
 #define R1_CPU_CHAN_BLOCK 64
+/* forward matmuls with at most this many rows use sgemv (measured: sgemm spends
+ * 3/4 of an M=1 call packing w) */
+#define R1_CPU_GEMV_MAX_M 2
 
 void r1_cpu_matmul_forward(void *ctx, float *out /* (M,N) */, const float *in /* (M,K) */,
                            const float *w /* (N,K) */, const float *bias /* (N) or NULL */, int M,
@@ -35,7 +76,21 @@ void r1_cpu_matmul_forward(void *ctx, float *out /* (M,N) */, const float *in /*
             memset(out, 0, (size_t)M * N * sizeof(float));
         return;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, in, K, w, K, beta, out, N);
+    if (M <= R1_CPU_GEMV_MAX_M) {
+        /* decode-sized batches: sgemv streams w once per row instead of packing it */
+        int T = (int64_t)N * K >= R1_CPU_PAR_MIN * 8 ? cpu->threads : 1;
+#pragma omp parallel num_threads(T)
+        {
+            int t = omp_get_thread_num(), nt = omp_get_num_threads();
+            int chunk = ((N + nt - 1) / nt + 15) / 16 * 16;
+            int b = t * chunk, e = b + chunk < N ? b + chunk : N;
+            for (int m = 0; m < M && b < e; m++)
+                cblas_sgemv(CblasRowMajor, CblasNoTrans, e - b, K, 1.0f, w + (size_t)b * K, K,
+                            in + (size_t)m * K, 1, beta, out + (size_t)m * N + b, 1);
+        }
+        return;
+    }
+    sgemm_par(cpu, CblasNoTrans, CblasTrans, M, N, K, in, K, w, K, beta, out, N);
 }
 
 void r1_cpu_matmul_backward(void *ctx, float *din /* (M,K) or NULL */,
@@ -46,14 +101,12 @@ void r1_cpu_matmul_backward(void *ctx, float *din /* (M,K) or NULL */,
     struct r1_cpu *cpu = ctx;
     if (din && M > 0 && K > 0) {
         if (N > 0)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, K, N, 1.0f, dout, N, w, K,
-                        0.0f, din, K);
+            sgemm_par(cpu, CblasNoTrans, CblasNoTrans, M, K, N, dout, N, w, K, 0.0f, din, K);
         else
             memset(din, 0, (size_t)M * K * sizeof(float));
     }
     if (dw && M > 0 && N > 0 && K > 0)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, K, M, 1.0f, dout, N, in, K, 1.0f,
-                    dw, K);
+        sgemm_par(cpu, CblasTrans, CblasNoTrans, N, K, M, dout, N, in, K, 1.0f, dw, K);
     if (dbias && M > 0 && N > 0) {
         int nblocks = (N + R1_CPU_CHAN_BLOCK - 1) / R1_CPU_CHAN_BLOCK;
 #pragma omp parallel for num_threads(cpu->threads)                                                 \
