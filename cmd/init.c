@@ -1,7 +1,9 @@
 /* init.c - `r1 init`: a freshly initialised model directory from a preset shape. */
 #include <stdbool.h>
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cmd/cmds.h"
 #include "cmd/opt.h"
@@ -52,10 +54,21 @@ int cmd_init(int argc, char **argv)
     struct r1_model_config cfg;
     if ((rc = r1_model_config_preset(&cfg, preset)))
         return cmd_fail("init", rc);
+    /* written into a temporary sibling and renamed: no half-written directory on failure */
+    char tmp[4096], file[4200];
+    snprintf(tmp, sizeof(tmp), "%s.tmp-%ld", out, (long)getpid());
     struct r1_backend *be = NULL;
     struct r1_model *m = NULL;
     if ((rc = r1_backend_create(&be, R1_BACKEND_CPU, 0)) || (rc = r1_model_create(&m, &cfg, be)) ||
-        (rc = r1_model_init_weights(m, seed)) || (rc = r1_hfdir_save(m, out, dt))) {
+        (rc = r1_model_init_weights(m, seed)) || (rc = r1_hfdir_save(m, tmp, dt)) ||
+        (rename(tmp, out) != 0 &&
+         (rc = r1_err_set(R1_EIO, "%s: cannot rename into place (%s)", out, strerror(errno))))) {
+        const char *files[] = {"config.json", "model.safetensors"};
+        for (int i = 0; i < 2; i++) {
+            snprintf(file, sizeof(file), "%s/%s", tmp, files[i]);
+            unlink(file);
+        }
+        rmdir(tmp);
         r1_model_free(m);
         r1_backend_free(be);
         return cmd_fail("init", rc);

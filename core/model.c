@@ -507,19 +507,20 @@ static void forward_trunk(struct r1_model *m, const struct r1_batch *b)
     op->rmsnorm_forward(cx, a->nf, a->rstdf, a->xout, m->final_norm, N, C, c->rms_eps);
 }
 
-/* Gathers the rows listed in a->rows_host from a->nf into a->hrows. */
-static void gather_rows(struct r1_model *m, float *dst, const float *src)
+/* Copies rows between the full (N,C) layout and the compacted (n_rows,C) layout
+ * of the scored rows listed in a->rows_host: gather (full -> compact) or scatter.
+ * Runs of consecutive rows move in one copy. */
+static void move_rows(struct r1_model *m, float *compact, float *full, bool gather)
 {
     const struct r1_backend_ops *op = m->be->ops;
     size_t rb = (size_t)m->cfg.hidden_size * sizeof(float);
     struct r1_model_acts *a = m->a;
     for (int i = 0; i < a->n_rows;) {
-        /* copy runs of consecutive rows at once */
         int j = i + 1;
         while (j < a->n_rows && a->rows_host[j] == a->rows_host[j - 1] + 1)
             j++;
-        op->copy(m->be->ctx, (char *)dst + (size_t)i * rb,
-                 (const char *)src + (size_t)a->rows_host[i] * rb, (size_t)(j - i) * rb);
+        char *c = (char *)compact + (size_t)i * rb, *f = (char *)full + (size_t)a->rows_host[i] * rb;
+        op->copy(m->be->ctx, gather ? c : f, gather ? f : c, (size_t)(j - i) * rb);
         i = j;
     }
 }
@@ -546,7 +547,7 @@ int r1_model_forward(struct r1_model *m, const struct r1_batch *b, float *logp, 
             a->n_rows++;
         }
     op->upload(cx, a->htargets, a->host_ibuf, (size_t)a->n_rows * sizeof(int32_t));
-    gather_rows(m, a->hrows, a->nf);
+    move_rows(m, a->hrows, a->nf, true);
     for (int r = 0; r < a->n_rows; r += R1_MODEL_HEAD_CHUNK) {
         int n = a->n_rows - r < R1_MODEL_HEAD_CHUNK ? a->n_rows - r : R1_MODEL_HEAD_CHUNK;
         op->matmul_forward(cx, a->logits, a->hrows + (size_t)r * C, m->lm_head, NULL, n, C, V);
@@ -591,7 +592,7 @@ int r1_model_logits(struct r1_model *m, const struct r1_batch *b, const int32_t 
         int n = n_rows - r < R1_MODEL_HEAD_CHUNK ? n_rows - r : R1_MODEL_HEAD_CHUNK;
         a->n_rows = n;
         memcpy(a->rows_host, rows + r, (size_t)n * sizeof(int32_t));
-        gather_rows(m, a->hrows, a->nf);
+        move_rows(m, a->hrows, a->nf, true);
         op->matmul_forward(cx, a->logits, a->hrows, m->lm_head, NULL, n, C, V);
         op->download(cx, logits + (size_t)r * V, a->logits, (size_t)n * V * sizeof(float));
     }
@@ -634,17 +635,7 @@ int r1_model_backward(struct r1_model *m, const float *dlogp, const float *dentr
     }
     /* scatter the row gradients into dn (N,C); unscored rows get 0 */
     op->zero(cx, a->dn, (size_t)N * C * sizeof(float));
-    {
-        size_t rb = (size_t)C * sizeof(float);
-        for (int i = 0; i < a->n_rows;) {
-            int j = i + 1;
-            while (j < a->n_rows && a->rows_host[j] == a->rows_host[j - 1] + 1)
-                j++;
-            op->copy(cx, (char *)a->dn + (size_t)a->rows_host[i] * rb, (char *)dh + (size_t)i * rb,
-                     (size_t)(j - i) * rb);
-            i = j;
-        }
-    }
+    move_rows(m, dh, a->dn, false);
     op->rmsnorm_backward(cx, a->dres, m->dfinal_norm, a->dn, a->xout, m->final_norm, a->rstdf, N,
                          C);
 

@@ -184,11 +184,11 @@ static void test_stops(void **state)
     assert_int_equal(r1_generate(g, &gc, &rq, 1, &rs, NULL, NULL), 0);
     assert_int_equal(rs.finish, R1_FINISH_STOP);
     assert_true(rs.n <= 5);
-    free(text);
 
     /* a prompt that does not fit with max_new_tokens is refused up front */
     gc.max_new_tokens = 64;
     assert_int_equal(r1_generate(g, &gc, &rq, 1, &rs, NULL, NULL), R1_EINVAL);
+    free(text);
     free(ids);
     r1_generator_free(g);
 }
