@@ -6,6 +6,8 @@
  * input, 130 interrupted.  argv[0] is the command name. */
 int cmd_init(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
+int cmd_recipe(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
 
 /* Prints "r1 CMD: <last error>" and returns the exit status for code. */
 int cmd_fail(const char *cmd, int code);

@@ -19,6 +19,8 @@ struct cmd {
 static const struct cmd commands[] = {
     {"init", cmd_init, "create a freshly initialised model directory from a preset shape"},
     {"sample", cmd_sample, "generate text from a model"},
+    {"recipe", cmd_recipe, "check, show or list the keys of a recipe"},
+    {"verify", cmd_verify, "re-hash a run's checkpoints against its ledger"},
 };
 #define N_COMMANDS (int)(sizeof(commands) / sizeof(commands[0]))
 

@@ -1,0 +1,182 @@
+/* recipe.h - YAML recipes: parse (libyaml), `extends`, `--set`, validate, canonical dump.
+ *
+ * A recipe names a run, a seed, a model source and an ordered list of stages.
+ * r1_recipe_load() reads the file (and the files it extends), applies --set
+ * overrides, validates everything against the schema table and fills every
+ * default, so later code reads typed fields only.  Every problem is collected
+ * as one line "file:line:col: message" (1-based, as editors show; "--set KEY:
+ * message" for command-line overrides) in a struct r1_recipe_diag.
+ *
+ * Paths (model.init, model.tokenizer, data.path, data.eval_path, extends) are
+ * resolved relative to the directory of the file that names them (relative to
+ * the working directory for --set) and stored absolute, so the canonical dump
+ * (r1_recipe_write_yaml, the future recipe.lock.yaml) parses back to the same
+ * recipe wherever it is written. */
+#ifndef R1_RECIPE_H
+#define R1_RECIPE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "core/optim.h"
+
+enum r1_stage_kind {
+    R1_STAGE_PRETRAIN = 0,
+    R1_STAGE_SFT,
+    R1_STAGE_GRPO,
+    R1_STAGE_REJECTION_SFT,
+    R1_STAGE_REWARD_MODEL,
+    R1_STAGE_ALIGN,
+    R1_STAGE_N_KINDS
+};
+
+enum r1_recipe_backend { R1_RECIPE_BACKEND_AUTO = 0, R1_RECIPE_BACKEND_CPU, R1_RECIPE_BACKEND_CUDA };
+enum r1_data_format { R1_DATA_TEXT = 0, R1_DATA_JSONL };
+enum r1_grpo_loss { R1_GRPO_LOSS_GRPO = 0, R1_GRPO_LOSS_BNPO, R1_GRPO_LOSS_DR_GRPO, R1_GRPO_LOSS_DAPO };
+enum r1_grpo_scale { R1_GRPO_SCALE_GROUP = 0, R1_GRPO_SCALE_BATCH, R1_GRPO_SCALE_NONE };
+
+/* Where a model's weights come from (model.init, stages[].init). */
+enum r1_source_kind {
+    R1_SOURCE_SCRATCH = 0, /* "scratch:<preset>": fresh weights of a core/model.h preset */
+    R1_SOURCE_HFDIR,       /* a Hugging Face directory (config.json, *.safetensors) */
+    R1_SOURCE_GGUF,        /* a .gguf file */
+    R1_SOURCE_STAGE,       /* the final checkpoint of an earlier stage */
+};
+
+struct r1_model_source {
+    char *spec;   /* resolved: "scratch:tiny", an absolute path, or a stage name */
+    enum r1_source_kind kind;
+    char *preset;              /* R1_SOURCE_SCRATCH: the preset name; else NULL */
+    int stage;                 /* R1_SOURCE_STAGE: index of the earlier stage; else -1 */
+};
+
+struct r1_reward_cfg {
+    char *name;
+    float weight;
+};
+
+struct r1_data_cfg {
+    char *path;       /* absolute; NULL when the data come from a stage or a generator */
+    char *stage;      /* name of an earlier stage whose produced data this stage reads */
+    int stage_index;  /* its index, -1 when stage is NULL */
+    char *generator;
+    enum r1_data_format format;
+    char *text_field, *prompt_field, *completion_field, *answer_field;
+    char *eval_path;  /* absolute, or NULL */
+};
+
+struct r1_grpo_cfg {
+    int64_t prompts_per_step, group_size;
+    float temperature, top_p;
+    int64_t max_completion_len, iterations, minibatches;
+    float epsilon_low, epsilon_high, beta;
+    enum r1_grpo_loss loss_type;
+    enum r1_grpo_scale scale_rewards;
+    bool mask_truncated;
+    int64_t ref_reset_every; /* 0: never */
+    struct r1_reward_cfg *rewards;
+    int n_rewards;
+};
+
+struct r1_rejection_cfg {
+    int64_t samples_per_prompt, max_completion_len;
+    float temperature;
+    int64_t keep_per_prompt;
+};
+
+struct r1_reward_model_cfg {
+    float margin;
+};
+
+struct r1_stage_cfg {
+    char *name;
+    enum r1_stage_kind kind;
+    struct r1_model_source init; /* default: the previous stage (model.init for the first) */
+    int64_t steps, epochs; /* exactly one is > 0 */
+    int64_t batch_size, micro_batch_size, seq_len;
+    int64_t save_every, log_every, eval_every; /* eval_every 0: never */
+    struct r1_optim_config optim; /* total_steps is left 0: the stage knows its length */
+    struct r1_data_cfg data;
+    struct r1_grpo_cfg grpo;           /* grpo, align */
+    struct r1_rejection_cfg rejection; /* rejection_sft */
+    struct r1_reward_model_cfg reward_model; /* reward_model */
+};
+
+struct r1_recipe {
+    char *path;     /* the file it was loaded from */
+    char *extends;  /* the parent it extended (absolute), or NULL */
+    char *name;
+    int64_t seed;
+    enum r1_recipe_backend backend;
+    struct r1_model_source model_init;
+    char *tokenizer;     /* "bytes", an absolute path, or NULL */
+    char *chat_template; /* NULL: none */
+    struct r1_stage_cfg *stages;
+    int n_stages;
+};
+
+/* Every problem found by one load, in file/line order. */
+struct r1_recipe_diag {
+    char **msgs;
+    int n, cap;
+};
+
+void r1_recipe_diag_release(struct r1_recipe_diag *d);
+
+/* Loads, merges (extends), overrides (sets: "KEY=VALUE" strings, n_sets of them),
+ * validates and resolves the recipe at path.  0 and *out (free with
+ * r1_recipe_free); or R1_EINVAL with every problem in diag (when diag is not
+ * NULL) and r1_err_last() naming the count, or R1_ENOMEM. */
+int r1_recipe_load(struct r1_recipe **out, const char *path, const char *const *sets, int n_sets,
+                   struct r1_recipe_diag *diag);
+void r1_recipe_free(struct r1_recipe *r);
+
+/* The fully resolved recipe as YAML: every key, defaults filled, schema order. */
+int r1_recipe_write_yaml(const struct r1_recipe *r, FILE *f);
+/* sha256 (lower-case hex) of r1_recipe_write_yaml's output. */
+int r1_recipe_hash(const struct r1_recipe *r, char hex[65]);
+
+const char *r1_stage_kind_name(enum r1_stage_kind k);
+
+/* ---- the schema: one table drives validation, defaults, the dump and `r1 recipe keys` ---- */
+
+enum r1_key_type {
+    R1_KEY_INT = 0, /* int64_t */
+    R1_KEY_FLOAT,   /* float */
+    R1_KEY_BOOL,    /* bool */
+    R1_KEY_STRING,  /* char * (owned) */
+    R1_KEY_ENUM,    /* an enum, stored as int; value = index in choices */
+    R1_KEY_MAP,     /* a nested section (choices names it) */
+    R1_KEY_LIST,    /* a list of maps of section choices: pointer at offset, int count */
+};
+
+#define R1_KEY_REQUIRED 1u /* must be present */
+#define R1_KEY_MIN_OPEN 2u /* min itself is not allowed */
+#define R1_KEY_MAX_OPEN 4u /* max itself is not allowed */
+#define R1_KEY_NODUMP 8u   /* not part of the resolved recipe (extends) */
+
+struct r1_recipe_key {
+    const char *section;   /* "" (top), "model", "stage", "optimizer", "data", "grpo", ... */
+    const char *key;
+    enum r1_key_type type;
+    const char *def;       /* default as YAML text; NULL: none */
+    double min, max;       /* INT and FLOAT */
+    unsigned flags;        /* R1_KEY_* */
+    const char *choices;   /* ENUM: "a|b|c"; MAP, LIST: the section it holds */
+    unsigned kinds;        /* stage kinds it applies to (bit 1u << kind); 0: all */
+    size_t offset;         /* into struct r1_recipe, r1_stage_cfg or r1_reward_cfg */
+    size_t count_offset, item_size; /* LIST only */
+    const char *help;
+};
+
+/* The table, in dump order; *n gets its length. */
+const struct r1_recipe_key *r1_recipe_schema(int *n);
+/* The allowed range of an INT/FLOAT key ("[1, 4096]", ">= 0", "(0, 10)") or an ENUM's
+ * choices ("a|b|c") into buf; "" for other types. */
+void r1_recipe_key_range(const struct r1_recipe_key *k, char *buf, size_t cap);
+/* Writes the schema as a markdown table (key path, type, default, range, kinds, help). */
+int r1_recipe_write_keys(FILE *f);
+
+#endif

@@ -1,0 +1,71 @@
+/* corpus.h - training data for the next-token (pretrain) and completion (sft) losses.
+ *
+ * A corpus is a list of tokenised examples.  Two shapes:
+ *  - documents (pretrain): each document's tokens followed by EOS, concatenated into one
+ *    stream and cut into windows of T+1 tokens (packing).  Inside a window every
+ *    document is its own attention segment with positions restarting at 0; the target of
+ *    the last token of a document (the one after its EOS) is masked.
+ *  - pairs (sft): prompt and completion (+ EOS) per example, one example per row, padded
+ *    to T (truncated when longer); only completion tokens are targets.
+ * Sources: text (documents separated by blank lines) or JSONL (one example per line,
+ * field names configurable).  The corpus remembers the sha256 of the file it read.
+ *
+ * Order: a sampler visits examples in an order that is a pure function of (seed, epoch)
+ * (Philox stream R1_STREAM_DATA + epoch), so its whole state is (epoch, cursor). */
+#ifndef R1_STAGES_CORPUS_H
+#define R1_STAGES_CORPUS_H
+
+#include <stdint.h>
+
+#include "core/tokenizer.h"
+
+enum r1_corpus_kind { R1_CORPUS_DOCUMENTS = 0, R1_CORPUS_PAIRS };
+enum r1_corpus_format { R1_CORPUS_TEXT = 0, R1_CORPUS_JSONL };
+
+struct r1_corpus_spec {
+    const char *path;
+    enum r1_corpus_kind kind;
+    enum r1_corpus_format format;
+    const char *text_field;       /* documents from JSONL (default "text") */
+    const char *prompt_field;     /* pairs (default "prompt") */
+    const char *completion_field; /* pairs (default "completion") */
+};
+
+struct r1_corpus {
+    enum r1_corpus_kind kind;
+    int32_t *tokens;      /* all examples' tokens back to back */
+    int64_t n_tokens;
+    int64_t *start;       /* (n_examples + 1) offsets into tokens */
+    int32_t *prompt_len;  /* pairs: tokens of the prompt part of each example */
+    int64_t n_examples;
+    int32_t *doc;         /* documents: example index of every token */
+    char sha256[65];      /* of the source file's bytes */
+};
+
+/* Reads and tokenises spec->path.  Errors name the file and line (R1_EINVAL). */
+int r1_corpus_load(struct r1_corpus **out, const struct r1_corpus_spec *spec,
+                   const struct r1_tokenizer *tok);
+void r1_corpus_free(struct r1_corpus *c);
+
+/* Rows per epoch: windows of T+1 tokens (documents) or examples (pairs). */
+int64_t r1_corpus_rows(const struct r1_corpus *c, int T);
+
+struct r1_sampler {
+    const struct r1_corpus *c;
+    int T;
+    uint64_t seed;
+    int64_t epoch, cursor; /* the state a checkpoint saves */
+    int64_t n_rows;
+    int64_t *order;        /* (n_rows) permutation for the current epoch */
+};
+
+int r1_sampler_init(struct r1_sampler *s, const struct r1_corpus *c, int T, uint64_t seed);
+/* Moves to (epoch, cursor), e.g. when resuming. */
+int r1_sampler_seek(struct r1_sampler *s, int64_t epoch, int64_t cursor);
+void r1_sampler_release(struct r1_sampler *s);
+/* Fills B rows of (B,T) host arrays and advances; a new epoch reshuffles.
+ * weights (B,T): 1 where a target is scored, else 0.  Returns tokens scored. */
+int64_t r1_sampler_next(struct r1_sampler *s, int B, int32_t *tokens, int32_t *pos, int32_t *seg,
+                        int32_t *targets, float *weights);
+
+#endif

@@ -1,0 +1,173 @@
+/* lm.c - pretrain and sft stages (see lm.h). */
+#include "stages/lm.h"
+
+#include <inttypes.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/err.h"
+#include "core/hfdir.h"
+
+struct r1_lm_stage {
+    struct r1_lm_config cfg;
+    struct r1_model *m;
+    struct r1_optim *opt;
+    struct r1_corpus *corpus;
+    struct r1_sampler sampler;
+    /* the whole batch on the host: (batch_size, seq_len) each */
+    int32_t *tokens, *pos, *seg, *targets;
+    float *weights;
+};
+
+int r1_lm_stage_create(struct r1_lm_stage **out, struct r1_model *m,
+                       const struct r1_tokenizer *tok, const struct r1_lm_config *cfg)
+{
+    if (cfg->steps <= 0 || cfg->batch_size <= 0 || cfg->micro_batch_size <= 0 ||
+        cfg->batch_size % cfg->micro_batch_size != 0 || cfg->seq_len <= 0)
+        return r1_err_set(R1_EINVAL, "lm stage: steps (%" PRId64 "), batch_size (%d), "
+                          "micro_batch_size (%d) and seq_len (%d) must be positive and "
+                          "micro_batch_size must divide batch_size", cfg->steps, cfg->batch_size,
+                          cfg->micro_batch_size, cfg->seq_len);
+    struct r1_lm_stage *s = calloc(1, sizeof(*s));
+    if (!s)
+        return r1_err_set(R1_ENOMEM, "lm stage: out of memory");
+    s->cfg = *cfg;
+    s->m = m;
+    size_t n = (size_t)cfg->batch_size * cfg->seq_len;
+    int rc;
+    if ((rc = r1_corpus_load(&s->corpus, &cfg->data, tok)) ||
+        (rc = r1_sampler_init(&s->sampler, s->corpus, cfg->seq_len, cfg->seed)) ||
+        (rc = r1_model_reserve(m, cfg->micro_batch_size, cfg->seq_len)) ||
+        (rc = r1_optim_create(&s->opt, m, &cfg->optim)))
+        goto fail;
+    s->tokens = malloc(n * sizeof(int32_t));
+    s->pos = malloc(n * sizeof(int32_t));
+    s->seg = malloc(n * sizeof(int32_t));
+    s->targets = malloc(n * sizeof(int32_t));
+    s->weights = malloc(n * sizeof(float));
+    if (!s->tokens || !s->pos || !s->seg || !s->targets || !s->weights) {
+        rc = r1_err_set(R1_ENOMEM, "lm stage: out of memory for a %zu-token batch", n);
+        goto fail;
+    }
+    *out = s;
+    return 0;
+fail:
+    r1_lm_stage_free(s);
+    return rc;
+}
+
+void r1_lm_stage_free(struct r1_lm_stage *s)
+{
+    if (!s)
+        return;
+    r1_optim_free(s->opt);
+    r1_sampler_release(&s->sampler);
+    r1_corpus_free(s->corpus);
+    free(s->tokens);
+    free(s->pos);
+    free(s->seg);
+    free(s->targets);
+    free(s->weights);
+    free(s);
+}
+
+int64_t r1_lm_stage_steps_done(const struct r1_lm_stage *s) { return s->opt->step; }
+const char *r1_lm_stage_data_sha256(const struct r1_lm_stage *s) { return s->corpus->sha256; }
+
+int r1_lm_stage_step(struct r1_lm_stage *s, struct r1_lm_metrics *out)
+{
+    const struct r1_lm_config *c = &s->cfg;
+    int64_t scored = r1_sampler_next(&s->sampler, c->batch_size, s->tokens, s->pos, s->seg,
+                                     s->targets, s->weights);
+    double loss = 0;
+    if (scored > 0) { /* a batch with no scored token (all prompts truncated) is skipped */
+        for (int mb = 0; mb < c->batch_size; mb += c->micro_batch_size) {
+            size_t o = (size_t)mb * c->seq_len;
+            struct r1_batch b = {c->micro_batch_size, c->seq_len, s->tokens + o, s->pos + o,
+                                 s->seg + o, s->targets + o};
+            double part = 0;
+            int rc = r1_model_ce_step(s->m, &b, s->weights + o, (double)scored, &part);
+            if (rc) {
+                r1_model_zero_grad(s->m);
+                return r1_err_wrap(rc, "step %" PRId64, s->opt->step + 1);
+            }
+            loss += part;
+        }
+    }
+    int rc = r1_optim_step(s->opt);
+    if (rc)
+        return rc;
+    if (out) {
+        out->step = s->opt->step;
+        out->loss = loss;
+        out->grad_norm = s->opt->last_grad_norm;
+        out->lr = s->opt->last_lr;
+        out->tokens = scored;
+        out->epoch = s->sampler.epoch;
+    }
+    return 0;
+}
+
+int r1_lm_stage_save(const struct r1_lm_stage *s, const char *dir)
+{
+    char path[4096];
+    int rc = r1_hfdir_save(s->m, dir, R1_F32);
+    if (rc)
+        return rc;
+    snprintf(path, sizeof(path), "%s/optimizer.safetensors", dir);
+    if ((rc = r1_optim_save(s->opt, path)))
+        return rc;
+    char seed[32];
+    snprintf(seed, sizeof(seed), "%016" PRIx64, s->cfg.seed); /* u64 exactly, not a double */
+    json_t *o = json_pack("{s:s, s:I, s:I, s:I, s:s, s:s}", "format", "r1-lm-state-1", "step",
+                          (json_int_t)s->opt->step, "data_epoch", (json_int_t)s->sampler.epoch,
+                          "data_cursor", (json_int_t)s->sampler.cursor, "data_sha256",
+                          s->corpus->sha256, "seed_hex", seed);
+    snprintf(path, sizeof(path), "%s/trainer_state.json", dir);
+    char tmp[4200];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    rc = json_dump_file(o, tmp, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    if (rc != 0 || rename(tmp, path) != 0) {
+        remove(tmp);
+        return r1_err_set(R1_EIO, "%s: cannot write the trainer state", path);
+    }
+    return 0;
+}
+
+int r1_lm_stage_load(struct r1_lm_stage *s, const char *dir)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+    int rc = r1_model_load_safetensors(s->m, path);
+    if (rc)
+        return rc;
+    snprintf(path, sizeof(path), "%s/optimizer.safetensors", dir);
+    if ((rc = r1_optim_load(s->opt, path)))
+        return rc;
+    snprintf(path, sizeof(path), "%s/trainer_state.json", dir);
+    json_error_t e;
+    json_t *o = json_load_file(path, 0, &e);
+    json_int_t step = -1, epoch = -1, cursor = -1;
+    const char *sha = NULL;
+    if (!o || json_unpack(o, "{s:I, s:I, s:I, s:s}", "step", &step, "data_epoch", &epoch,
+                          "data_cursor", &cursor, "data_sha256", &sha) != 0) {
+        json_decref(o);
+        return r1_err_set(R1_EFORMAT, "%s: missing or malformed trainer state; resume from an "
+                          "earlier checkpoint", path);
+    }
+    if (strcmp(sha, s->corpus->sha256) != 0) {
+        json_decref(o);
+        return r1_err_set(R1_EINVAL, "%s: the training data changed since this checkpoint "
+                          "(sha256 %.12s..., now %.12s...); restore the data file",
+                          path, sha, s->corpus->sha256);
+    }
+    json_decref(o);
+    if (step != s->opt->step)
+        return r1_err_set(R1_EFORMAT, "%s: step %lld disagrees with the optimizer state's %" PRId64,
+                          path, (long long)step, s->opt->step);
+    return r1_sampler_seek(&s->sampler, epoch, cursor);
+}

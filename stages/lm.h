@@ -1,0 +1,51 @@
+/* lm.h - the language-modelling stages: pretrain (next-token loss on documents) and
+ * sft (loss on completion tokens of prompt/completion pairs).
+ *
+ * One update = batch_size rows drawn from the corpus sampler, run as
+ * batch_size / micro_batch_size micro-batches whose gradients add up; the loss is the
+ * mean over every scored token of the whole batch, so accumulation does not change
+ * it.  The trainer state (step, data position, optimizer moments, weights) saves to a
+ * directory and loads back so that a resumed run is bit-identical to an uninterrupted
+ * one on the CPU. */
+#ifndef R1_STAGES_LM_H
+#define R1_STAGES_LM_H
+
+#include <stdint.h>
+
+#include "core/model.h"
+#include "core/optim.h"
+#include "stages/data/corpus.h"
+
+struct r1_lm_config {
+    int64_t steps;
+    int batch_size, micro_batch_size, seq_len;
+    uint64_t seed;
+    struct r1_optim_config optim;
+    struct r1_corpus_spec data;
+};
+
+struct r1_lm_metrics {
+    int64_t step;     /* updates done after this step */
+    double loss;      /* mean per scored token */
+    double grad_norm; /* before clipping */
+    float lr;
+    int64_t tokens;   /* scored tokens in the step */
+    int64_t epoch;
+};
+
+struct r1_lm_stage;
+
+/* The model is borrowed; the stage owns its optimizer, corpus and buffers. */
+int r1_lm_stage_create(struct r1_lm_stage **out, struct r1_model *m,
+                       const struct r1_tokenizer *tok, const struct r1_lm_config *cfg);
+void r1_lm_stage_free(struct r1_lm_stage *s);
+int r1_lm_stage_step(struct r1_lm_stage *s, struct r1_lm_metrics *out);
+int64_t r1_lm_stage_steps_done(const struct r1_lm_stage *s);
+const char *r1_lm_stage_data_sha256(const struct r1_lm_stage *s);
+/* dir/ gets the Hugging Face files (config.json, model.safetensors),
+ * optimizer.safetensors and trainer_state.json. */
+int r1_lm_stage_save(const struct r1_lm_stage *s, const char *dir);
+/* Restores weights, optimizer, step and data position saved by r1_lm_stage_save. */
+int r1_lm_stage_load(struct r1_lm_stage *s, const char *dir);
+
+#endif
