@@ -6,6 +6,8 @@
  * input, 130 interrupted.  argv[0] is the command name. */
 int cmd_init(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_resume(int argc, char **argv);
 int cmd_recipe(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 

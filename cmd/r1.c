@@ -18,6 +18,8 @@ struct cmd {
 
 static const struct cmd commands[] = {
     {"init", cmd_init, "create a freshly initialised model directory from a preset shape"},
+    {"run", cmd_run, "run a recipe's stages in a run directory"},
+    {"resume", cmd_resume, "continue a run from its latest checkpoint"},
     {"sample", cmd_sample, "generate text from a model"},
     {"recipe", cmd_recipe, "check, show or list the keys of a recipe"},
     {"verify", cmd_verify, "re-hash a run's checkpoints against its ledger"},

@@ -19,18 +19,17 @@
 
 #include <jansson.h>
 
+#include "core/checkpoint-internal.h"
 #include "core/err.h"
 
 #ifndef R1_VERSION
 #define R1_VERSION "0.0.0"
 #endif
 
-#define MANIFEST "manifest.json"
 #define FORMAT_NAME "r1-checkpoint"
 #define FORMAT_VERSION 1
 
-static char *fmt_path(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *fmt_path(const char *fmt, ...)
+char *r1_checkpoint_fmt_path(const char *fmt, ...)
 {
     va_list ap;
     char *s = NULL;
@@ -174,7 +173,7 @@ out:
     return rc;
 }
 
-static int read_whole(const char *path, char **data, size_t *len)
+int r1_checkpoint_read_whole(const char *path, char **data, size_t *len)
 {
     *data = NULL;
     *len = 0;
@@ -212,7 +211,7 @@ static int read_whole(const char *path, char **data, size_t *len)
 static int check_file_name(const char *name)
 {
     size_t n = name ? strlen(name) : 0;
-    int ok = n >= 1 && n <= 128 && name[0] != '.' && strcmp(name, MANIFEST) != 0;
+    int ok = n >= 1 && n <= 128 && name[0] != '.' && strcmp(name, R1_CHECKPOINT_MANIFEST) != 0;
     for (size_t i = 0; ok && i < n; i++) {
         char c = name[i];
         ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
@@ -222,18 +221,18 @@ static int check_file_name(const char *name)
         return r1_err_set(R1_EINVAL,
                           "checkpoint file name '%s' is not allowed; use a plain file name of "
                           "letters, digits, '.', '_' or '-' (not %s, not starting with '.')",
-                          name ? name : "(null)", MANIFEST);
+                          name ? name : "(null)", R1_CHECKPOINT_MANIFEST);
     return 0;
 }
 
-static char *object_path(const char *run_dir, const char *hex)
+char *r1_checkpoint_object_path(const char *run_dir, const char *hex)
 {
-    return fmt_path("%s/objects/sha256/%.2s/%s", run_dir, hex, hex + 2);
+    return r1_checkpoint_fmt_path("%s/objects/sha256/%.2s/%s", run_dir, hex, hex + 2);
 }
 
-static char *rel_path(const char *stage, int64_t step)
+char *r1_checkpoint_rel_path(const char *stage, int64_t step)
 {
-    return fmt_path("checkpoints/%s/%08" PRId64, stage, step);
+    return r1_checkpoint_fmt_path("checkpoints/%s/%08" PRId64, stage, step);
 }
 
 void r1_checkpoint_free(struct r1_checkpoint *ck)
@@ -328,8 +327,9 @@ static int find_newest(struct r1_ledger *lg, const char *stage, struct newest *n
 /* Replaces run_dir/latest with "rel\n" atomically. */
 static int write_latest(const char *run_dir, const char *rel)
 {
-    char *tmp = fmt_path("%s/latest.tmp", run_dir), *dst = fmt_path("%s/latest", run_dir);
-    char *text = fmt_path("%s\n", rel);
+    char *tmp = r1_checkpoint_fmt_path("%s/latest.tmp", run_dir),
+         *dst = r1_checkpoint_fmt_path("%s/latest", run_dir);
+    char *text = r1_checkpoint_fmt_path("%s\n", rel);
     int rc = 0;
     if (!tmp || !dst || !text) {
         rc = R1_ENOMEM;
@@ -357,14 +357,15 @@ static int repair_latest(const char *run_dir, struct r1_ledger *lg)
     int rc = find_newest(lg, NULL, &nw);
     if (rc || !nw.found)
         return rc;
-    char *rel = rel_path(nw.stage_found, nw.step), *path = fmt_path("%s/latest", run_dir);
+    char *rel = r1_checkpoint_rel_path(nw.stage_found, nw.step),
+         *path = r1_checkpoint_fmt_path("%s/latest", run_dir);
     char *cur = NULL;
     size_t len = 0;
     if (!rel || !path) {
         rc = R1_ENOMEM;
         goto out;
     }
-    if (read_whole(path, &cur, &len) != 0) {
+    if (r1_checkpoint_read_whole(path, &cur, &len) != 0) {
         r1_err_clear(); /* no `latest` yet: write it */
         rc = write_latest(run_dir, rel);
     } else if (len != strlen(rel) + 1 || strncmp(cur, rel, strlen(rel)) != 0) {
@@ -405,28 +406,29 @@ int r1_checkpoint_begin(struct r1_checkpoint **out, const char *run_dir,
     char *p = NULL;
     if (!ck)
         return r1_err_set(R1_ENOMEM, "checkpoint: out of memory");
-    if (!(ck->run_dir = strdup(run_dir)) || !(ck->rel = rel_path(d->stage, d->step))) {
+    if (!(ck->run_dir = strdup(run_dir)) ||
+        !(ck->rel = r1_checkpoint_rel_path(d->stage, d->step))) {
         rc = r1_err_set(R1_ENOMEM, "checkpoint: out of memory");
         goto fail;
     }
     if ((rc = set_desc(ck, d)) || (rc = r1_ledger_open_or_init(&ck->ledger, run_dir)))
         goto fail;
     /* a temp dir left by a killed writer is garbage: the ledger never saw it */
-    if (!(p = fmt_path("%s/tmp", run_dir))) {
+    if (!(p = r1_checkpoint_fmt_path("%s/tmp", run_dir))) {
         rc = R1_ENOMEM;
         goto fail;
     }
     if ((rc = rm_rf(p)) || (rc = mkdir_p(p)))
         goto fail;
     free(p);
-    if (!(p = fmt_path("%s/objects/sha256", run_dir))) {
+    if (!(p = r1_checkpoint_fmt_path("%s/objects/sha256", run_dir))) {
         rc = R1_ENOMEM;
         goto fail;
     }
     if ((rc = mkdir_p(p)))
         goto fail;
     free(p);
-    if (!(p = fmt_path("%s/" MANIFEST, ck->rel))) {
+    if (!(p = r1_checkpoint_fmt_path("%s/" R1_CHECKPOINT_MANIFEST, ck->rel))) {
         rc = R1_ENOMEM;
         goto fail;
     }
@@ -439,7 +441,7 @@ int r1_checkpoint_begin(struct r1_checkpoint **out, const char *run_dir,
     }
     free(p);
     /* a final dir the ledger lacks: killed between rename and ledger commit */
-    if (!(p = fmt_path("%s/%s", run_dir, ck->rel))) {
+    if (!(p = r1_checkpoint_fmt_path("%s/%s", run_dir, ck->rel))) {
         rc = R1_ENOMEM;
         goto fail;
     }
@@ -447,8 +449,8 @@ int r1_checkpoint_begin(struct r1_checkpoint **out, const char *run_dir,
         goto fail;
     free(p);
     p = NULL;
-    if (!(ck->dir = fmt_path("%s/tmp/%s-%08" PRId64 "-%ld", run_dir, d->stage, d->step,
-                             (long)getpid()))) {
+    if (!(ck->dir = r1_checkpoint_fmt_path("%s/tmp/%s-%08" PRId64 "-%ld", run_dir, d->stage,
+                                           d->step, (long)getpid()))) {
         rc = R1_ENOMEM;
         goto fail;
     }
@@ -494,9 +496,9 @@ int r1_checkpoint_add_file(struct r1_checkpoint *ck, const char *name, const cha
         return rc;
     size_t dl = strlen(ck->dir);
     int in_tmp = strncmp(src, ck->dir, dl) == 0 && src[dl] == '/' && !strstr(src + dl, "/../");
-    char *obj = object_path(ck->run_dir, hex), *odir = fmt_path("%s/objects/sha256/%.2s",
-                                                                 ck->run_dir, hex);
-    char *dest = fmt_path("%s/%s", ck->dir, name), *otmp = NULL;
+    char *obj = r1_checkpoint_object_path(ck->run_dir, hex),
+         *odir = r1_checkpoint_fmt_path("%s/objects/sha256/%.2s", ck->run_dir, hex);
+    char *dest = r1_checkpoint_fmt_path("%s/%s", ck->dir, name), *otmp = NULL;
     struct stat st;
     if (!obj || !odir || !dest) {
         rc = R1_ENOMEM;
@@ -513,7 +515,7 @@ int r1_checkpoint_add_file(struct r1_checkpoint *ck, const char *name, const cha
                 goto out;
             }
         } else {
-            if (!(otmp = fmt_path("%s.tmp-%ld", obj, (long)getpid()))) {
+            if (!(otmp = r1_checkpoint_fmt_path("%s.tmp-%ld", obj, (long)getpid()))) {
                 rc = R1_ENOMEM;
                 goto out;
             }
@@ -575,7 +577,7 @@ int r1_checkpoint_add_bytes(struct r1_checkpoint *ck, const char *name, const vo
         return rc;
     if (find_file(ck, name) >= 0)
         return r1_err_set(R1_EINVAL, "checkpoint %s: file %s added twice", ck->rel, name);
-    char *path = fmt_path("%s/%s", ck->dir, name);
+    char *path = r1_checkpoint_fmt_path("%s/%s", ck->dir, name);
     if (!path)
         return R1_ENOMEM;
     if (!(rc = write_file(path, data, len)))
@@ -653,10 +655,10 @@ int r1_checkpoint_commit(struct r1_checkpoint *ck, const struct r1_checkpoint_co
         return rc;
     if ((rc = r1_sha256_bytes(ck->manifest_sha256, man, mlen)))
         goto out;
-    mpath = fmt_path("%s/" MANIFEST, ck->dir);
-    final = fmt_path("%s/%s", ck->run_dir, ck->rel);
-    sdir = fmt_path("%s/checkpoints/%s", ck->run_dir, ck->stage);
-    tdir = fmt_path("%s/tmp", ck->run_dir);
+    mpath = r1_checkpoint_fmt_path("%s/" R1_CHECKPOINT_MANIFEST, ck->dir);
+    final = r1_checkpoint_fmt_path("%s/%s", ck->run_dir, ck->rel);
+    sdir = r1_checkpoint_fmt_path("%s/checkpoints/%s", ck->run_dir, ck->stage);
+    tdir = r1_checkpoint_fmt_path("%s/tmp", ck->run_dir);
     if (!mpath || !final || !sdir || !tdir) {
         rc = R1_ENOMEM;
         goto out;
@@ -678,7 +680,7 @@ int r1_checkpoint_commit(struct r1_checkpoint *ck, const struct r1_checkpoint_co
     ck->dir = final;
     final = NULL;
     for (int i = 0; i < ck->n_files; i++) {
-        char *p = fmt_path("%s/%s", ck->dir, ck->files[i].name);
+        char *p = r1_checkpoint_fmt_path("%s/%s", ck->dir, ck->files[i].name);
         if (!p) {
             rc = R1_ENOMEM;
             goto out;
@@ -686,7 +688,7 @@ int r1_checkpoint_commit(struct r1_checkpoint *ck, const struct r1_checkpoint_co
         free(ck->files[i].path);
         ck->files[i].path = p;
     }
-    char *cdir = fmt_path("%s/checkpoints", ck->run_dir);
+    char *cdir = r1_checkpoint_fmt_path("%s/checkpoints", ck->run_dir);
     if (!cdir) {
         rc = R1_ENOMEM;
         goto out;
@@ -741,8 +743,8 @@ static const char *jstr(json_t *o, const char *key)
 
 /* Parses manifest bytes into ck (stage, kind, step, parent, recipe hash, seed, data,
  * files with paths under dir).  where names the manifest in messages. */
-static int parse_manifest(struct r1_checkpoint *ck, const char *buf, size_t len, const char *where,
-                          const char *dir)
+int r1_checkpoint_parse_manifest(struct r1_checkpoint *ck, const char *buf, size_t len,
+                                 const char *where, const char *dir)
 {
     json_error_t jerr;
     json_t *m = json_loadb(buf, len, 0, &jerr);
@@ -805,7 +807,8 @@ static int parse_manifest(struct r1_checkpoint *ck, const char *buf, size_t len,
             goto out;
         }
         struct r1_checkpoint_file *cf = &ck->files[ck->n_files++];
-        if (!(cf->name = strdup(name)) || !(cf->path = fmt_path("%s/%s", dir, name))) {
+        if (!(cf->name = strdup(name)) ||
+            !(cf->path = r1_checkpoint_fmt_path("%s/%s", dir, name))) {
             rc = r1_err_set(R1_ENOMEM, "%s: out of memory", where);
             goto out;
         }
@@ -825,14 +828,14 @@ int r1_checkpoint_open(struct r1_checkpoint **out, const char *run_dir, const ch
     size_t len = 0;
     int rc = 0;
     if (!ck || !(ck->run_dir = strdup(run_dir)) || !(ck->rel = strdup(rel)) ||
-        !(ck->dir = fmt_path("%s/%s", run_dir, rel)) ||
-        !(mpath = fmt_path("%s/" MANIFEST, ck->dir))) {
+        !(ck->dir = r1_checkpoint_fmt_path("%s/%s", run_dir, rel)) ||
+        !(mpath = r1_checkpoint_fmt_path("%s/" R1_CHECKPOINT_MANIFEST, ck->dir))) {
         rc = r1_err_set(R1_ENOMEM, "checkpoint: out of memory");
         goto out;
     }
-    if ((rc = read_whole(mpath, &buf, &len)) ||
+    if ((rc = r1_checkpoint_read_whole(mpath, &buf, &len)) ||
         (rc = r1_sha256_bytes(ck->manifest_sha256, buf, len)) ||
-        (rc = parse_manifest(ck, buf, len, mpath, ck->dir)))
+        (rc = r1_checkpoint_parse_manifest(ck, buf, len, mpath, ck->dir)))
         goto out;
     *out = ck;
     ck = NULL;
@@ -854,7 +857,7 @@ int r1_checkpoint_latest(struct r1_checkpoint **out, const char *run_dir, const 
         goto out;
     if (!nw.found)
         goto out;
-    if (!(rel = rel_path(nw.stage_found, nw.step))) {
+    if (!(rel = r1_checkpoint_rel_path(nw.stage_found, nw.step))) {
         rc = R1_ENOMEM;
         goto out;
     }
@@ -863,7 +866,8 @@ int r1_checkpoint_latest(struct r1_checkpoint **out, const char *run_dir, const 
     memcpy((*out)->commit_id, nw.id, sizeof(nw.id));
     if (strcmp((*out)->manifest_sha256, nw.manifest) != 0) {
         rc = r1_err_set(R1_EFORMAT,
-                        "%s/%s/" MANIFEST ": sha256 %s differs from the ledger's %s; run "
+                        "%s/%s/" R1_CHECKPOINT_MANIFEST
+                        ": sha256 %s differs from the ledger's %s; run "
                         "`r1 verify %s`",
                         run_dir, rel, (*out)->manifest_sha256, nw.manifest, run_dir);
         r1_checkpoint_free(*out);
@@ -879,209 +883,4 @@ const char *r1_checkpoint_file_path(const struct r1_checkpoint *ck, const char *
 {
     int i = find_file(ck, name);
     return i < 0 ? NULL : ck->files[i].path;
-}
-
-/* ---- verify ------------------------------------------------------------------- */
-
-struct strset {
-    char **s;
-    int n, cap;
-};
-
-static int strset_has(const struct strset *set, const char *s)
-{
-    for (int i = 0; i < set->n; i++)
-        if (strcmp(set->s[i], s) == 0)
-            return 1;
-    return 0;
-}
-
-static int strset_add(struct strset *set, const char *s)
-{
-    if (set->n == set->cap) {
-        int cap = set->cap ? set->cap * 2 : 64;
-        char **t = realloc(set->s, (size_t)cap * sizeof(*t));
-        if (!t)
-            return r1_err_set(R1_ENOMEM, "verify: out of memory");
-        set->s = t;
-        set->cap = cap;
-    }
-    if (!(set->s[set->n] = strdup(s)))
-        return r1_err_set(R1_ENOMEM, "verify: out of memory");
-    set->n++;
-    return 0;
-}
-
-static void strset_free(struct strset *set)
-{
-    for (int i = 0; i < set->n; i++)
-        free(set->s[i]);
-    free(set->s);
-}
-
-struct verify {
-    const char *run_dir;
-    struct r1_ledger *lg;
-    struct strset manifests, rels, objects;
-    struct r1_verify_report rep;
-};
-
-static int differs(const char *path, const char *expected, const char *actual, const char *why)
-{
-    return r1_err_set(R1_EFORMAT, "%s: sha256 expected %s, actual %s (%s)", path, expected,
-                      actual, why);
-}
-
-/* Checks one file the manifest of checkpoint rel lists: its object and its link. */
-static int verify_file(struct verify *v, const char *rel, const struct r1_checkpoint_file *f)
-{
-    char *obj = object_path(v->run_dir, f->sha256);
-    char *why = fmt_path("%s of %s", f->name, rel);
-    char hex[R1_SHA256_HEX];
-    uint64_t size = 0;
-    struct stat so, sl;
-    int rc = 0;
-    if (!obj || !why) {
-        rc = R1_ENOMEM;
-        goto out;
-    }
-    if (!strset_has(&v->objects, f->sha256)) {
-        if (stat(obj, &so) != 0) {
-            rc = r1_err_set(R1_EFORMAT, "%s: missing (%s, sha256 %s)", obj, why, f->sha256);
-            goto out;
-        }
-        if ((rc = r1_sha256_file(hex, &size, obj)))
-            goto out;
-        if (strcmp(hex, f->sha256) != 0) {
-            rc = differs(obj, f->sha256, hex, why);
-            goto out;
-        }
-        if ((rc = strset_add(&v->objects, f->sha256)))
-            goto out;
-    } else if (stat(obj, &so) != 0) {
-        rc = r1_err_set(R1_EFORMAT, "%s: missing (%s)", obj, why);
-        goto out;
-    }
-    if (stat(f->path, &sl) != 0) {
-        rc = r1_err_set(R1_EFORMAT, "%s: missing (listed in the manifest with sha256 %s)",
-                        f->path, f->sha256);
-        goto out;
-    }
-    if (sl.st_dev == so.st_dev && sl.st_ino == so.st_ino)
-        goto out; /* the hard link is the object itself */
-    if ((rc = r1_sha256_file(hex, &size, f->path)))
-        goto out;
-    if (strcmp(hex, f->sha256) != 0)
-        rc = differs(f->path, f->sha256, hex, "a copy in the checkpoint, not a link");
-out:
-    free(obj);
-    free(why);
-    return rc;
-}
-
-static int verify_cb(const struct r1_ledger_commit *c, void *ud)
-{
-    struct verify *v = ud;
-    if (!c->stage)
-        return 0;
-    char *rel = rel_path(c->stage, c->step < 0 ? 0 : c->step);
-    char *tree_path = rel ? fmt_path("%s/" MANIFEST, rel) : NULL;
-    char *dir = rel ? fmt_path("%s/%s", v->run_dir, rel) : NULL;
-    char *wpath = dir ? fmt_path("%s/" MANIFEST, dir) : NULL;
-    char *blob = NULL;
-    size_t blen = 0;
-    char bhex[R1_SHA256_HEX], whex[R1_SHA256_HEX];
-    struct r1_checkpoint *ck = calloc(1, sizeof(*ck));
-    int rc = 0;
-    if (!rel || !tree_path || !dir || !wpath || !ck) {
-        rc = r1_err_set(R1_ENOMEM, "verify: out of memory");
-        goto out;
-    }
-    if (c->step < 0) {
-        rc = r1_err_set(R1_EFORMAT, "%s: ledger commit %.12s lacks an R1-Step trailer",
-                        v->run_dir, c->id);
-        goto out;
-    }
-    if ((rc = r1_ledger_read_file(v->lg, c->id, tree_path, &blob, &blen)) ||
-        (rc = r1_sha256_bytes(bhex, blob, blen)))
-        goto out;
-    if (c->manifest_sha256 && strcmp(c->manifest_sha256, bhex) != 0) {
-        rc = r1_err_set(R1_EFORMAT,
-                        "%s: ledger commit %.12s: %s has sha256 %s but R1-Manifest says %s",
-                        v->run_dir, c->id, tree_path, bhex, c->manifest_sha256);
-        goto out;
-    }
-    if (access(wpath, F_OK) != 0) {
-        rc = r1_err_set(R1_EFORMAT, "%s: missing (ledger commit %.12s records sha256 %s)", wpath,
-                        c->id, bhex);
-        goto out;
-    }
-    if ((rc = r1_sha256_file(whex, NULL, wpath)))
-        goto out;
-    if (strcmp(whex, bhex) != 0) {
-        char why[64];
-        snprintf(why, sizeof(why), "as recorded by ledger commit %.12s", c->id);
-        rc = differs(wpath, bhex, whex, why);
-        goto out;
-    }
-    if (c->parent && !strset_has(&v->manifests, c->parent)) {
-        rc = r1_err_set(R1_EFORMAT,
-                        "%s: ledger commit %.12s (%s): R1-Parent %s names no earlier checkpoint "
-                        "manifest in the ledger",
-                        v->run_dir, c->id, rel, c->parent);
-        goto out;
-    }
-    if ((rc = parse_manifest(ck, blob, blen, wpath, dir)))
-        goto out;
-    for (int i = 0; i < ck->n_files; i++)
-        if ((rc = verify_file(v, rel, &ck->files[i])))
-            goto out;
-    if ((rc = strset_add(&v->manifests, bhex)) || (rc = strset_add(&v->rels, rel)))
-        goto out;
-    v->rep.n_checkpoints++;
-out:
-    r1_checkpoint_free(ck);
-    free(blob);
-    free(rel);
-    free(tree_path);
-    free(dir);
-    free(wpath);
-    return rc;
-}
-
-int r1_checkpoint_verify(const char *run_dir, struct r1_verify_report *rep)
-{
-    struct verify v;
-    memset(&v, 0, sizeof(v));
-    v.run_dir = run_dir;
-    memset(rep, 0, sizeof(*rep));
-    char *lpath = NULL, *latest = NULL;
-    size_t llen = 0;
-    int rc;
-    if ((rc = r1_ledger_open(&v.lg, run_dir)) || (rc = r1_ledger_walk(v.lg, 1, verify_cb, &v)))
-        goto out;
-    if (!(lpath = fmt_path("%s/latest", run_dir))) {
-        rc = R1_ENOMEM;
-        goto out;
-    }
-    if (access(lpath, F_OK) == 0) {
-        if ((rc = read_whole(lpath, &latest, &llen)))
-            goto out;
-        latest[strcspn(latest, "\n")] = '\0';
-        if (!strset_has(&v.rels, latest)) {
-            rc = r1_err_set(R1_EFORMAT, "%s: names '%s', a checkpoint the ledger does not record",
-                            lpath, latest);
-            goto out;
-        }
-    }
-    v.rep.n_objects = v.objects.n;
-    *rep = v.rep;
-out:
-    free(lpath);
-    free(latest);
-    strset_free(&v.manifests);
-    strset_free(&v.rels);
-    strset_free(&v.objects);
-    r1_ledger_free(v.lg);
-    return rc;
 }

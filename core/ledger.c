@@ -8,6 +8,7 @@
 #include "core/ledger.h"
 
 #include <errno.h>
+#include <ftw.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -229,6 +230,12 @@ static int is_unborn(git_repository *repo)
            git_repository_head_unborn(repo) == 1;
 }
 
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb, (void)flag, (void)ftw;
+    return remove(path);
+}
+
 static int open_common(struct r1_ledger **out, const char *run_dir, int create)
 {
     *out = NULL;
@@ -248,12 +255,21 @@ static int open_common(struct r1_ledger **out, const char *run_dir, int create)
                                    "give the directory `r1 run` created", run_dir, run_dir);
         goto out;
     }
-    if (have_git) {
-        if (git_repository_open_ext(&lg->repo, run_dir, GIT_REPOSITORY_OPEN_NO_SEARCH, NULL)) {
+    if (have_git && git_repository_open_ext(&lg->repo, run_dir, GIT_REPOSITORY_OPEN_NO_SEARCH,
+                                            NULL)) {
+        /* a .git that does not open is an init cut short by a kill; with no checkpoint
+         * written yet nothing is lost by starting it again */
+        char ckdir[PATH_MAX];
+        snprintf(ckdir, sizeof(ckdir), "%s/checkpoints", run_dir);
+        if (!create || stat(ckdir, &st) == 0 ||
+            nftw(gitdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0) {
             rc = git_fail(R1_EINVAL, "not an r1 run directory (cannot open its git repository)",
                           run_dir);
             goto out;
         }
+        have_git = 0;
+    }
+    if (have_git) {
         /* a repository without the mark is a run only when an init was cut short */
         if (!is_marked(lg->repo) && !(create && is_unborn(lg->repo))) {
             rc = r1_err_set(R1_EINVAL,

@@ -1,6 +1,6 @@
-/* recipe.c - recipe loading: YAML (libyaml) into a position-keeping tree, `extends`
- * merging, `--set` overrides, then schema-driven conversion into struct r1_recipe and
- * cross-key validation.
+/* recipe.c - recipe loading, second half: schema-driven conversion of the merged tree
+ * (built from YAML, `extends` and `--set` in recipe-yaml.c) into struct r1_recipe,
+ * cross-key validation, and the public API.
  *
  * Every node remembers the file it came from and its 1-based line:col, so a problem
  * anywhere (a parent recipe, a --set) is reported where it is.  Nothing stops at the
@@ -16,508 +16,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include <yaml.h>
-
 #include "core/err.h"
 #include "core/model.h"
-
-#define MAX_EXTENDS 16
-#define MAX_DEPTH 64
-
-enum node_kind { NODE_SCALAR, NODE_MAP, NODE_SEQ };
-
-struct node {
-    enum node_kind kind;
-    int src;         /* index into loader.files */
-    int line, col;   /* 1-based; 0 for values given with --set */
-    char *text;      /* scalar */
-    bool plain;      /* scalar written without quotes */
-    struct node **keys, **vals; /* map: keys[i] -> vals[i]; sequence: vals */
-    int n, cap;
-};
-
-struct source_file {
-    char *name;  /* as shown in messages: a path, or "--set KEY" */
-    bool is_set; /* relative paths resolve against the working directory */
-};
-
-struct problem {
-    int src, line, col, seq;
-    char *msg;
-};
-
-struct loader {
-    struct node **nodes;
-    int n_nodes, cap_nodes;
-    struct source_file *files;
-    int n_files, cap_files;
-    struct problem *probs;
-    int n_probs, cap_probs;
-    char *chain[MAX_EXTENDS]; /* real paths of the files being loaded (cycle check) */
-    int depth;
-    char *extends;            /* real path of the main file's parent */
-    struct node *const *stage_nodes; /* the stage maps, in order */
-    bool oom;
-};
-
-/* ---- small helpers ---- */
-
-static void *grow(struct loader *ld, void *p, int *cap, int need, size_t size)
-{
-    if (need <= *cap)
-        return p;
-    int nc = *cap ? *cap * 2 : 8;
-    while (nc < need)
-        nc *= 2;
-    void *q = realloc(p, (size_t)nc * size);
-    if (!q) {
-        ld->oom = true;
-        return NULL;
-    }
-    *cap = nc;
-    return q;
-}
-
-static char *xstrdup(struct loader *ld, const char *s)
-{
-    char *d = strdup(s);
-    if (!d)
-        ld->oom = true;
-    return d;
-}
-
-static void problem(struct loader *ld, int src, int line, int col, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-
-static void problem(struct loader *ld, int src, int line, int col, const char *fmt, ...)
-{
-    struct problem *p = grow(ld, ld->probs, &ld->cap_probs, ld->n_probs + 1, sizeof(*p));
-    if (!p)
-        return;
-    ld->probs = p;
-    char buf[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof(buf), fmt, ap);
-    va_end(ap);
-    p[ld->n_probs] = (struct problem){src, line, col, ld->n_probs, xstrdup(ld, buf)};
-    ld->n_probs++;
-}
-
-#define AT(n) (n)->src, (n)->line, (n)->col
-
-static int add_file(struct loader *ld, const char *name, bool is_set)
-{
-    struct source_file *f = grow(ld, ld->files, &ld->cap_files, ld->n_files + 1, sizeof(*f));
-    if (!f)
-        return 0;
-    ld->files = f;
-    f[ld->n_files] = (struct source_file){xstrdup(ld, name), is_set};
-    return ld->n_files++;
-}
-
-static struct node *new_node(struct loader *ld, enum node_kind kind, int src, int line, int col)
-{
-    struct node **v = grow(ld, ld->nodes, &ld->cap_nodes, ld->n_nodes + 1, sizeof(*v));
-    struct node *n = calloc(1, sizeof(*n));
-    if (!v || !n) {
-        ld->oom = true;
-        free(n);
-        return NULL;
-    }
-    ld->nodes = v;
-    v[ld->n_nodes++] = n;
-    n->kind = kind;
-    n->src = src;
-    n->line = line;
-    n->col = col;
-    return n;
-}
-
-static void node_push(struct loader *ld, struct node *n, struct node *key, struct node *val)
-{
-    int cap = n->cap;
-    struct node **k = n->keys, **v = n->vals;
-    if (n->n + 1 > cap) {
-        int c2 = cap;
-        k = grow(ld, n->keys, &cap, n->n + 1, sizeof(*k));
-        if (!k)
-            return;
-        n->keys = k;
-        v = grow(ld, n->vals, &c2, n->n + 1, sizeof(*v));
-        if (!v)
-            return;
-        n->vals = v;
-        n->cap = cap;
-    }
-    k[n->n] = key;
-    v[n->n] = val;
-    n->n++;
-}
-
-static int map_index(const struct node *m, const char *key)
-{
-    if (!m || m->kind != NODE_MAP)
-        return -1;
-    for (int i = 0; i < m->n; i++)
-        if (strcmp(m->keys[i]->text, key) == 0)
-            return i;
-    return -1;
-}
-
-static struct node *map_get(const struct node *m, const char *key)
-{
-    int i = map_index(m, key);
-    return i < 0 ? NULL : m->vals[i];
-}
-
-static bool is_null(const struct node *n)
-{
-    return n->kind == NODE_SCALAR && n->plain &&
-           (!n->text[0] || strcmp(n->text, "~") == 0 || strcmp(n->text, "null") == 0);
-}
-
-static const char *node_kind_name(const struct node *n)
-{
-    return n->kind == NODE_MAP ? "a map" : n->kind == NODE_SEQ ? "a list" : "a single value";
-}
-
-/* The stage's name, when it has a plain one. */
-static const char *stage_name_of(const struct node *stage)
-{
-    const struct node *n = map_get(stage, "name");
-    return n && n->kind == NODE_SCALAR ? n->text : NULL;
-}
-
-/* ---- YAML into the tree ---- */
-
-static struct node *convert(struct loader *ld, yaml_document_t *doc, yaml_node_t *yn, int src,
-                            int depth)
-{
-    if (!yn)
-        return NULL;
-    int line = (int)yn->start_mark.line + 1, col = (int)yn->start_mark.column + 1;
-    if (depth > MAX_DEPTH) {
-        problem(ld, src, line, col, "nesting deeper than %d levels (a recursive alias?)",
-                MAX_DEPTH);
-        return NULL;
-    }
-    struct node *n;
-    switch (yn->type) {
-    case YAML_SCALAR_NODE:
-        if (!(n = new_node(ld, NODE_SCALAR, src, line, col)))
-            return NULL;
-        n->text = strndup((const char *)yn->data.scalar.value, yn->data.scalar.length);
-        if (!n->text)
-            ld->oom = true;
-        n->plain = yn->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
-        return n->text ? n : NULL;
-    case YAML_SEQUENCE_NODE:
-        if (!(n = new_node(ld, NODE_SEQ, src, line, col)))
-            return NULL;
-        for (yaml_node_item_t *it = yn->data.sequence.items.start;
-             it < yn->data.sequence.items.top; it++) {
-            struct node *v = convert(ld, doc, yaml_document_get_node(doc, *it), src, depth + 1);
-            if (v)
-                node_push(ld, n, NULL, v);
-        }
-        return n;
-    case YAML_MAPPING_NODE:
-        if (!(n = new_node(ld, NODE_MAP, src, line, col)))
-            return NULL;
-        for (yaml_node_pair_t *p = yn->data.mapping.pairs.start; p < yn->data.mapping.pairs.top;
-             p++) {
-            struct node *k = convert(ld, doc, yaml_document_get_node(doc, p->key), src, depth + 1);
-            struct node *v =
-                convert(ld, doc, yaml_document_get_node(doc, p->value), src, depth + 1);
-            if (!k || !v)
-                continue;
-            if (k->kind != NODE_SCALAR) {
-                problem(ld, AT(k), "a key must be a name, not %s", node_kind_name(k));
-                continue;
-            }
-            int prev = map_index(n, k->text);
-            if (prev >= 0) {
-                problem(ld, AT(k), "duplicate key '%s' (first given at %d:%d)", k->text,
-                        n->keys[prev]->line, n->keys[prev]->col);
-                continue;
-            }
-            node_push(ld, n, k, v);
-        }
-        return n;
-    default:
-        return NULL;
-    }
-}
-
-/* Parses one YAML document from a file (f) or a string (text); NULL after a problem. */
-static struct node *parse_yaml(struct loader *ld, FILE *f, const char *text, int src)
-{
-    yaml_parser_t parser;
-    yaml_document_t doc;
-    if (!yaml_parser_initialize(&parser)) {
-        ld->oom = true;
-        return NULL;
-    }
-    if (f)
-        yaml_parser_set_input_file(&parser, f);
-    else
-        yaml_parser_set_input_string(&parser, (const unsigned char *)text, strlen(text));
-    struct node *root = NULL;
-    if (!yaml_parser_load(&parser, &doc)) {
-        if (f) {
-            const char *ctx = parser.context ? parser.context : "";
-            problem(ld, src, (int)parser.problem_mark.line + 1,
-                    (int)parser.problem_mark.column + 1, "YAML syntax error: %s%s%s",
-                    parser.problem ? parser.problem : "malformed document", ctx[0] ? " " : "",
-                    ctx);
-        }
-        yaml_parser_delete(&parser);
-        return NULL;
-    }
-    yaml_node_t *top = yaml_document_get_root_node(&doc);
-    if (top)
-        root = convert(ld, &doc, top, src, 0);
-    else if (f)
-        problem(ld, src, 1, 1, "the recipe is empty");
-    yaml_document_delete(&doc);
-    yaml_parser_delete(&parser);
-    return root;
-}
-
-/* dir(base) + "/" + rel, or rel when it is absolute or base has no directory. */
-static char *join_path(struct loader *ld, const char *base, const char *rel)
-{
-    const char *slash = base ? strrchr(base, '/') : NULL;
-    if (rel[0] == '/' || !slash)
-        return xstrdup(ld, rel);
-    size_t dl = (size_t)(slash - base);
-    char *p = malloc(dl + strlen(rel) + 2);
-    if (!p) {
-        ld->oom = true;
-        return NULL;
-    }
-    memcpy(p, base, dl);
-    p[dl] = '/';
-    strcpy(p + dl + 1, rel);
-    return p;
-}
-
-/* ---- extends ---- */
-
-static void merge(struct loader *ld, struct node *parent, const struct node *child, bool top);
-
-static void merge_stages(struct loader *ld, struct node *parent, const struct node *child)
-{
-    for (int i = 0; i < child->n; i++) {
-        struct node *cs = child->vals[i];
-        const char *name = stage_name_of(cs);
-        struct node *ps = NULL;
-        for (int j = 0; name && j < parent->n; j++) {
-            const char *pn = stage_name_of(parent->vals[j]);
-            if (pn && strcmp(pn, name) == 0 && parent->vals[j]->kind == NODE_MAP &&
-                cs->kind == NODE_MAP)
-                ps = parent->vals[j];
-        }
-        if (ps)
-            merge(ld, ps, cs, false);
-        else
-            node_push(ld, parent, NULL, cs);
-    }
-}
-
-/* Child keys override parent keys; maps merge key by key; stages merge by name. */
-static void merge(struct loader *ld, struct node *parent, const struct node *child, bool top)
-{
-    for (int i = 0; i < child->n; i++) {
-        struct node *key = child->keys[i], *cv = child->vals[i];
-        int pi = map_index(parent, key->text);
-        if (pi < 0) {
-            node_push(ld, parent, key, cv);
-            continue;
-        }
-        struct node *pv = parent->vals[pi];
-        if (top && strcmp(key->text, "stages") == 0 && pv->kind == NODE_SEQ &&
-            cv->kind == NODE_SEQ)
-            merge_stages(ld, pv, cv);
-        else if (pv->kind == NODE_MAP && cv->kind == NODE_MAP)
-            merge(ld, pv, cv, false);
-        else {
-            parent->keys[pi] = key;
-            parent->vals[pi] = cv;
-        }
-    }
-}
-
-static struct node *load_tree(struct loader *ld, const char *path, const struct node *via)
-{
-    char *real = realpath(path, NULL);
-    if (!real) {
-        if (via)
-            problem(ld, AT(via), "extends: cannot read '%s' (%s)", path, strerror(errno));
-        else
-            problem(ld, add_file(ld, path, false), 0, 0, "cannot read the recipe (%s)",
-                    strerror(errno));
-        return NULL;
-    }
-    for (int i = 0; i < ld->depth; i++) {
-        if (strcmp(ld->chain[i], real) == 0) {
-            problem(ld, AT(via), "extends cycle: '%s' is already being extended", path);
-            free(real);
-            return NULL;
-        }
-    }
-    if (ld->depth == MAX_EXTENDS) {
-        problem(ld, AT(via), "extends nests deeper than %d files", MAX_EXTENDS);
-        free(real);
-        return NULL;
-    }
-    int src = add_file(ld, path, false);
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        problem(ld, src, 0, 0, "cannot read the recipe (%s)", strerror(errno));
-        free(real);
-        return NULL;
-    }
-    ld->chain[ld->depth++] = real;
-    struct node *root = parse_yaml(ld, f, NULL, src);
-    fclose(f);
-    if (root && root->kind != NODE_MAP) {
-        problem(ld, AT(root), "a recipe is a map of keys (name, model, stages, ...), not %s",
-                node_kind_name(root));
-        root = NULL;
-    }
-    int ei = root ? map_index(root, "extends") : -1;
-    if (ei >= 0) {
-        struct node *ext = root->vals[ei];
-        root->keys[ei] = root->keys[root->n - 1];
-        root->vals[ei] = root->vals[root->n - 1];
-        root->n--;
-        if (ext->kind != NODE_SCALAR || is_null(ext)) {
-            problem(ld, AT(ext), "'extends' must be the path of a parent recipe");
-        } else {
-            char *ppath = join_path(ld, path, ext->text);
-            struct node *parent = ppath ? load_tree(ld, ppath, ext) : NULL;
-            if (ppath && ld->depth == 1 && !ld->extends)
-                ld->extends = realpath(ppath, NULL);
-            free(ppath);
-            if (parent) {
-                merge(ld, parent, root, true);
-                root = parent;
-            }
-        }
-    }
-    ld->depth--;
-    free(ld->chain[ld->depth]);
-    return root;
-}
-
-/* ---- --set ---- */
-
-static void set_origin(struct node *n, int src)
-{
-    n->src = src;
-    n->line = n->col = 0;
-    for (int i = 0; i < n->n; i++) {
-        if (n->keys && n->keys[i])
-            set_origin(n->keys[i], src);
-        set_origin(n->vals[i], src);
-    }
-}
-
-static void apply_set(struct loader *ld, struct node *root, const char *arg)
-{
-    const char *eq = strchr(arg, '=');
-    size_t kl = eq ? (size_t)(eq - arg) : strlen(arg);
-    char label[320];
-    snprintf(label, sizeof(label), "--set %.*s", (int)(kl < 300 ? kl : 300), arg);
-    int src = add_file(ld, label, true);
-    if (!eq || kl == 0) {
-        problem(ld, src, 0, 0, "expected KEY=VALUE (e.g. --set stages.sft.steps=50)");
-        return;
-    }
-    struct node *val = parse_yaml(ld, NULL, eq + 1, src);
-    if (!val) {
-        if (!(val = new_node(ld, NODE_SCALAR, src, 0, 0)) || !(val->text = xstrdup(ld, eq + 1)))
-            return;
-        val->plain = true;
-    }
-    set_origin(val, src);
-    char *path = strndup(arg, kl);
-    if (!path) {
-        ld->oom = true;
-        return;
-    }
-    char *comps[32];
-    int nc = 0;
-    for (char *p = path; nc < 32;) {
-        comps[nc++] = p;
-        p = strchr(p, '.');
-        if (!p)
-            break;
-        *p++ = '\0';
-    }
-    struct node *cur = root;
-    for (int c = 0; c < nc; c++) {
-        const char *comp = comps[c];
-        if (!comp[0]) {
-            problem(ld, src, 0, 0, "empty key in the path '%s'", label + 6);
-            break;
-        }
-        if (c == 0 && strcmp(comp, "stages") == 0 && nc > 1) {
-            struct node *stages = map_get(root, "stages"), *found = NULL;
-            char names[256] = "";
-            for (int i = 0; stages && stages->kind == NODE_SEQ && i < stages->n; i++) {
-                const char *sn = stage_name_of(stages->vals[i]);
-                if (!sn)
-                    continue;
-                if (strcmp(sn, comps[1]) == 0 && stages->vals[i]->kind == NODE_MAP)
-                    found = stages->vals[i];
-                size_t l = strlen(names);
-                snprintf(names + l, sizeof(names) - l, "%s%s", l ? ", " : "", sn);
-            }
-            if (!found) {
-                problem(ld, src, 0, 0, "no stage named '%s' (the stages are: %s)", comps[1],
-                        names[0] ? names : "none");
-                break;
-            }
-            if (nc == 2) {
-                problem(ld, src, 0, 0, "name a key of stage '%s' (e.g. stages.%s.steps=50)",
-                        comps[1], comps[1]);
-                break;
-            }
-            cur = found;
-            c++;
-            continue;
-        }
-        struct node *key = new_node(ld, NODE_SCALAR, src, 0, 0);
-        if (!key || !(key->text = xstrdup(ld, comp)))
-            break;
-        key->plain = true;
-        int i = map_index(cur, comp);
-        if (c == nc - 1) {
-            if (i >= 0)
-                cur->vals[i] = val;
-            else
-                node_push(ld, cur, key, val);
-            break;
-        }
-        if (i < 0) {
-            struct node *m = new_node(ld, NODE_MAP, src, 0, 0);
-            if (!m)
-                break;
-            node_push(ld, cur, key, m);
-            cur = m;
-        } else if (cur->vals[i]->kind != NODE_MAP) {
-            problem(ld, src, 0, 0, "'%s' is %s, not a map of keys", comp,
-                    node_kind_name(cur->vals[i]));
-            break;
-        } else {
-            cur = cur->vals[i];
-        }
-    }
-    free(path);
-}
+#include "core/recipe-internal.h"
 
 /* ---- schema-driven conversion ---- */
 
@@ -582,12 +83,13 @@ static void unknown_key(struct loader *ld, const char *section, const struct nod
     }
     int limit = strlen(key->text) <= 4 ? 1 : strlen(key->text) <= 8 ? 2 : 3;
     if (pick && best <= limit)
-        problem(ld, AT(key), "unknown key '%s' (did you mean '%s'?)", key->text, pick->key);
+        r1_recipe_problem(ld, AT(key), "unknown key '%s' (did you mean '%s'?)", key->text,
+                          pick->key);
     else if (nested)
-        problem(ld, AT(key), "unknown key '%s' (did you mean '%s.%s'?)", key->text, nested,
-                key->text);
+        r1_recipe_problem(ld, AT(key), "unknown key '%s' (did you mean '%s.%s'?)", key->text,
+                          nested, key->text);
     else
-        problem(ld, AT(key), "unknown key '%s' (valid here: %s)", key->text, list);
+        r1_recipe_problem(ld, AT(key), "unknown key '%s' (valid here: %s)", key->text, list);
 }
 
 static const char *type_desc(const struct r1_recipe_key *k)
@@ -713,7 +215,7 @@ static void apply_list(struct loader *ld, const struct r1_recipe_key *k, char *b
     bool is_stage = strcmp(k->choices, "stage") == 0;
     if (seq->n == 0) {
         if (k->flags & R1_KEY_REQUIRED)
-            problem(ld, AT(seq), "'%s' needs at least one entry", k->key);
+            r1_recipe_problem(ld, AT(seq), "'%s' needs at least one entry", k->key);
         return;
     }
     char *items = calloc((size_t)seq->n, k->item_size);
@@ -732,13 +234,13 @@ static void apply_list(struct loader *ld, const struct r1_recipe_key *k, char *b
         if (is_stage)
             ((struct r1_stage_cfg *)(void *)item)->kind = R1_STAGE_N_KINDS;
         if (v->kind != NODE_MAP) {
-            problem(ld, AT(v), "each entry of '%s' must be a map of keys, not %s", k->key,
-                    node_kind_name(v));
+            r1_recipe_problem(ld, AT(v), "each entry of '%s' must be a map of keys, not %s", k->key,
+                              r1_recipe_node_kind_name(v));
             continue;
         }
         int ik = kind;
         if (is_stage) {
-            const struct node *kn = map_get(v, "kind");
+            const struct node *kn = r1_recipe_map_get(v, "kind");
             const struct r1_recipe_key *kk = find_key("stage", "kind");
             char why[256];
             int idx;
@@ -761,11 +263,11 @@ static void check_required(struct loader *ld, const char *section, const struct 
         const struct r1_recipe_key *k = &t[i];
         if (strcmp(k->section, section) != 0 || (k->kinds && kind < 0) || !applies(k, kind))
             continue;
-        const struct node *v = map ? map_get(map, k->key) : NULL;
-        if (v && !is_null(v))
+        const struct node *v = map ? r1_recipe_map_get(map, k->key) : NULL;
+        if (v && !r1_recipe_node_is_null(v))
             continue;
         if (k->flags & R1_KEY_REQUIRED)
-            problem(ld, AT(at), "missing required key '%s%s'", prefix, k->key);
+            r1_recipe_problem(ld, AT(at), "missing required key '%s%s'", prefix, k->key);
         else if (k->type == R1_KEY_MAP && !v) {
             char sub[128];
             snprintf(sub, sizeof(sub), "%s%s.", prefix, k->key);
@@ -794,13 +296,13 @@ static void apply_map(struct loader *ld, const char *section, char *base, const 
                 snprintf(kinds + l, sizeof(kinds) - l, "%s%s", l ? ", " : "",
                          r1_stage_kind_name((enum r1_stage_kind)j));
             }
-            problem(ld, AT(key), "'%s' does not apply to a %s stage (only to %s)", key->text,
-                    r1_stage_kind_name((enum r1_stage_kind)kind), kinds);
+            r1_recipe_problem(ld, AT(key), "'%s' does not apply to a %s stage (only to %s)",
+                              key->text, r1_stage_kind_name((enum r1_stage_kind)kind), kinds);
             continue;
         }
-        if (is_null(v) && k->type != R1_KEY_STRING)
+        if (r1_recipe_node_is_null(v) && k->type != R1_KEY_STRING)
             continue; /* reported by check_required when it matters */
-        if (is_null(v) && k->type == R1_KEY_STRING) {
+        if (r1_recipe_node_is_null(v) && k->type == R1_KEY_STRING) {
             if (k->flags & R1_KEY_REQUIRED)
                 continue;
             char *old;
@@ -812,26 +314,27 @@ static void apply_map(struct loader *ld, const char *section, char *base, const 
         }
         if (k->type == R1_KEY_MAP) {
             if (v->kind != NODE_MAP)
-                problem(ld, AT(v), "'%s' must be a map of keys, not %s", k->key,
-                        node_kind_name(v));
+                r1_recipe_problem(ld, AT(v), "'%s' must be a map of keys, not %s", k->key,
+                                  r1_recipe_node_kind_name(v));
             else
                 apply_map(ld, k->choices, base, v, kind);
             continue;
         }
         if (k->type == R1_KEY_LIST) {
             if (v->kind != NODE_SEQ)
-                problem(ld, AT(v), "'%s' must be a list, not %s", k->key, node_kind_name(v));
+                r1_recipe_problem(ld, AT(v), "'%s' must be a list, not %s", k->key,
+                                  r1_recipe_node_kind_name(v));
             else
                 apply_list(ld, k, base, v, kind);
             continue;
         }
         if (v->kind != NODE_SCALAR) {
-            problem(ld, AT(v), "'%s' must be %s, not %s", k->key, type_desc(k),
-                    node_kind_name(v));
+            r1_recipe_problem(ld, AT(v), "'%s' must be %s, not %s", k->key, type_desc(k),
+                              r1_recipe_node_kind_name(v));
             continue;
         }
         if (parse_value(k, v->text, v->plain, base + k->offset, why, sizeof(why), &ld->oom))
-            problem(ld, AT(v), "%s", why);
+            r1_recipe_problem(ld, AT(v), "%s", why);
     }
     check_required(ld, section, map, map, kind, "");
 }
@@ -845,7 +348,7 @@ static const struct node *node_at(const struct node *map, const struct node *fal
     va_start(ap, fallback);
     const struct node *n = map;
     for (const char *k = va_arg(ap, const char *); k && n; k = va_arg(ap, const char *))
-        n = map_get(n, k);
+        n = r1_recipe_map_get(n, k);
     va_end(ap);
     return n ? n : fallback;
 }
@@ -854,7 +357,7 @@ static const struct node *node_at(const struct node *map, const struct node *fal
 static char *resolve_path(struct loader *ld, const struct node *at, const char *path)
 {
     const struct source_file *f = &ld->files[at->src];
-    char *joined = join_path(ld, f->is_set ? NULL : f->name, path);
+    char *joined = r1_recipe_join_path(ld, f->is_set ? NULL : f->name, path);
     if (!joined)
         return NULL;
     char *real = realpath(joined, NULL);
@@ -875,13 +378,13 @@ static void bad_stage_ref(struct loader *ld, const struct node *at, const char *
                           const struct r1_recipe *r, int self, int j)
 {
     if (j == self)
-        problem(ld, AT(at), "%s '%s' names this stage itself; name an earlier stage", what,
-                r->stages[j].name);
+        r1_recipe_problem(ld, AT(at), "%s '%s' names this stage itself; name an earlier stage",
+                          what, r->stages[j].name);
     else
-        problem(ld, AT(at),
-                "%s '%s' names a stage that comes later (stage %d of %d); only earlier "
-                "stages can be used",
-                what, r->stages[j].name, j + 1, r->n_stages);
+        r1_recipe_problem(ld, AT(at),
+                          "%s '%s' names a stage that comes later (stage %d of %d); only earlier "
+                          "stages can be used",
+                          what, r->stages[j].name, j + 1, r->n_stages);
 }
 
 static void list_earlier(const struct r1_recipe *r, int self, char *buf, size_t cap)
@@ -914,14 +417,14 @@ static void resolve_source(struct loader *ld, const struct r1_recipe *r,
     if (strncmp(spec, "scratch:", 8) == 0) {
         struct r1_model_config cfg;
         if (r1_model_config_preset(&cfg, spec + 8) != 0) {
-            problem(ld, AT(at),
-                    "init '%s': unknown preset '%s' (presets: tiny, small, smollm2-135m, "
-                    "qwen2.5-0.5b)",
-                    spec, spec + 8);
+            r1_recipe_problem(ld, AT(at),
+                              "init '%s': unknown preset '%s' (presets: tiny, small, smollm2-135m, "
+                              "qwen2.5-0.5b)",
+                              spec, spec + 8);
             return;
         }
         s->kind = R1_SOURCE_SCRATCH;
-        s->preset = xstrdup(ld, spec + 8);
+        s->preset = r1_recipe_xstrdup(ld, spec + 8);
         return;
     }
     char *real = resolve_path(ld, at, spec);
@@ -930,15 +433,17 @@ static void resolve_source(struct loader *ld, const struct r1_recipe *r,
         char earlier[256];
         list_earlier(r, self < 0 ? 0 : self, earlier, sizeof(earlier));
         if (self >= 0)
-            problem(ld, AT(at),
-                    "init '%s' is neither an earlier stage (%s), scratch:<preset>, nor an "
-                    "existing model directory or .gguf file",
-                    spec, earlier);
+            r1_recipe_problem(
+                ld, AT(at),
+                "init '%s' is neither an earlier stage (%s), scratch:<preset>, nor an "
+                "existing model directory or .gguf file",
+                spec, earlier);
         else
-            problem(ld, AT(at),
-                    "init '%s' is neither scratch:<preset> nor an existing model directory or "
-                    ".gguf file",
-                    spec);
+            r1_recipe_problem(
+                ld, AT(at),
+                "init '%s' is neither scratch:<preset> nor an existing model directory or "
+                ".gguf file",
+                spec);
         free(real);
         return;
     }
@@ -947,7 +452,7 @@ static void resolve_source(struct loader *ld, const struct r1_recipe *r,
         char cfgpath[4200];
         snprintf(cfgpath, sizeof(cfgpath), "%s/config.json", real);
         if (stat(cfgpath, &st) != 0) {
-            problem(ld, AT(at), "init '%s' is a directory without config.json", spec);
+            r1_recipe_problem(ld, AT(at), "init '%s' is a directory without config.json", spec);
             free(real);
             return;
         }
@@ -955,7 +460,7 @@ static void resolve_source(struct loader *ld, const struct r1_recipe *r,
     } else if (l > 5 && strcmp(real + l - 5, ".gguf") == 0) {
         s->kind = R1_SOURCE_GGUF;
     } else {
-        problem(ld, AT(at), "init '%s' is a file but not a .gguf model", spec);
+        r1_recipe_problem(ld, AT(at), "init '%s' is a file but not a .gguf model", spec);
         free(real);
         return;
     }
@@ -969,8 +474,8 @@ static void resolve_file(struct loader *ld, char **field, const struct node *at,
     char *real = resolve_path(ld, at, *field);
     struct stat st;
     if (!real || stat(real, &st) != 0 || S_ISDIR(st.st_mode)) {
-        problem(ld, AT(at), "%s '%s' %s", what, *field,
-                real ? "is a directory, not a file" : "does not exist");
+        r1_recipe_problem(ld, AT(at), "%s '%s' %s", what, *field,
+                          real ? "is a directory, not a file" : "does not exist");
         free(real);
         return;
     }
@@ -999,36 +504,39 @@ static void validate_stage(struct loader *ld, struct r1_recipe *r, int i)
     if (sn->kind != NODE_MAP || s->kind == R1_STAGE_N_KINDS || !s->name)
         return;
     if (s->steps > 0 && s->epochs > 0)
-        problem(ld, AT(node_at(sn, sn, "epochs", NULL)), "give steps or epochs, not both");
-    else if (s->steps == 0 && s->epochs == 0 && !map_get(sn, "steps") && !map_get(sn, "epochs"))
-        problem(ld, AT(sn), "stage '%s' needs steps or epochs", s->name);
+        r1_recipe_problem(ld, AT(node_at(sn, sn, "epochs", NULL)),
+                          "give steps or epochs, not both");
+    else if (s->steps == 0 && s->epochs == 0 && !r1_recipe_map_get(sn, "steps") &&
+             !r1_recipe_map_get(sn, "epochs"))
+        r1_recipe_problem(ld, AT(sn), "stage '%s' needs steps or epochs", s->name);
     if (s->micro_batch_size == 0)
         s->micro_batch_size = s->batch_size;
     else if (s->batch_size % s->micro_batch_size != 0)
-        problem(ld, AT(node_at(sn, sn, "micro_batch_size", NULL)),
-                "batch_size %lld does not divide by micro_batch_size %lld",
-                (long long)s->batch_size, (long long)s->micro_batch_size);
+        r1_recipe_problem(ld, AT(node_at(sn, sn, "micro_batch_size", NULL)),
+                          "batch_size %lld does not divide by micro_batch_size %lld",
+                          (long long)s->batch_size, (long long)s->micro_batch_size);
     if (s->optim.min_lr > s->optim.lr)
-        problem(ld, AT(node_at(sn, sn, "optimizer", "min_lr", NULL)),
-                "optimizer.min_lr %g is above optimizer.lr %g", (double)s->optim.min_lr,
-                (double)s->optim.lr);
+        r1_recipe_problem(ld, AT(node_at(sn, sn, "optimizer", "min_lr", NULL)),
+                          "optimizer.min_lr %g is above optimizer.lr %g", (double)s->optim.min_lr,
+                          (double)s->optim.lr);
     if (s->optim.schedule != R1_LR_CONSTANT && s->steps > 0 &&
         s->optim.warmup_steps >= s->steps)
-        problem(ld, AT(node_at(sn, sn, "optimizer", "warmup_steps", NULL)),
-                "optimizer.warmup_steps %lld leaves no steps to decay over (steps %lld)",
-                (long long)s->optim.warmup_steps, (long long)s->steps);
+        r1_recipe_problem(ld, AT(node_at(sn, sn, "optimizer", "warmup_steps", NULL)),
+                          "optimizer.warmup_steps %lld leaves no steps to decay over (steps %lld)",
+                          (long long)s->optim.warmup_steps, (long long)s->steps);
 
     /* init: default to the previous stage, or model.init for the first */
     const struct node *in = node_at(sn, sn, "init", NULL);
     if (!s->init.spec) {
         if (i == 0) {
-            s->init.spec = xstrdup(ld, r->model_init.spec);
+            /* a missing model.init is already a problem; leave the stage's init empty */
+            s->init.spec = r->model_init.spec ? r1_recipe_xstrdup(ld, r->model_init.spec) : NULL;
             s->init.kind = r->model_init.kind;
             s->init.stage = -1;
             if (r->model_init.preset)
-                s->init.preset = xstrdup(ld, r->model_init.preset);
+                s->init.preset = r1_recipe_xstrdup(ld, r->model_init.preset);
         } else {
-            s->init.spec = xstrdup(ld, r->stages[i - 1].name);
+            s->init.spec = r1_recipe_xstrdup(ld, r->stages[i - 1].name);
             s->init.kind = R1_SOURCE_STAGE;
             s->init.stage = i - 1;
         }
@@ -1041,8 +549,8 @@ static void validate_stage(struct loader *ld, struct r1_recipe *r, int i)
     int sources = (s->data.path != NULL) + (s->data.stage != NULL) + (s->data.generator != NULL);
     s->data.stage_index = -1;
     if (dn != sn && sources != 1)
-        problem(ld, AT(dn), "data needs exactly one of path, stage, generator (found %d)",
-                sources);
+        r1_recipe_problem(ld, AT(dn), "data needs exactly one of path, stage, generator (found %d)",
+                          sources);
     if (s->data.path)
         resolve_file(ld, &s->data.path, node_at(dn, dn, "path", NULL), "data.path");
     if (s->data.eval_path)
@@ -1054,8 +562,8 @@ static void validate_stage(struct loader *ld, struct r1_recipe *r, int i)
         if (j < 0) {
             char earlier[256];
             list_earlier(r, i, earlier, sizeof(earlier));
-            problem(ld, AT(at), "data.stage '%s' is not a stage (earlier stages: %s)",
-                    s->data.stage, earlier);
+            r1_recipe_problem(ld, AT(at), "data.stage '%s' is not a stage (earlier stages: %s)",
+                              s->data.stage, earlier);
         } else if (j >= i) {
             bad_stage_ref(ld, at, "data.stage", r, i, j);
         } else {
@@ -1067,33 +575,35 @@ static void validate_stage(struct loader *ld, struct r1_recipe *r, int i)
         const struct r1_grpo_cfg *g = &s->grpo;
         int64_t batch = g->prompts_per_step * g->group_size;
         if (batch % g->minibatches != 0)
-            problem(ld, AT(sn),
-                    "batch prompts_per_step*group_size = %lld*%lld = %lld does not divide "
-                    "into grpo.minibatches = %lld",
-                    (long long)g->prompts_per_step, (long long)g->group_size, (long long)batch,
-                    (long long)g->minibatches);
+            r1_recipe_problem(
+                ld, AT(sn),
+                "batch prompts_per_step*group_size = %lld*%lld = %lld does not divide "
+                "into grpo.minibatches = %lld",
+                (long long)g->prompts_per_step, (long long)g->group_size, (long long)batch,
+                (long long)g->minibatches);
     }
     if (s->kind == R1_STAGE_REJECTION_SFT &&
         s->rejection.keep_per_prompt > s->rejection.samples_per_prompt)
-        problem(ld, AT(node_at(sn, sn, "rejection", "keep_per_prompt", NULL)),
-                "rejection.keep_per_prompt %lld is more than samples_per_prompt %lld",
-                (long long)s->rejection.keep_per_prompt,
-                (long long)s->rejection.samples_per_prompt);
+        r1_recipe_problem(ld, AT(node_at(sn, sn, "rejection", "keep_per_prompt", NULL)),
+                          "rejection.keep_per_prompt %lld is more than samples_per_prompt %lld",
+                          (long long)s->rejection.keep_per_prompt,
+                          (long long)s->rejection.samples_per_prompt);
 }
 
 static void validate(struct loader *ld, struct r1_recipe *r, const struct node *root)
 {
     if (r->name && !valid_name(r->name, true))
-        problem(ld, AT(node_at(root, root, "name", NULL)),
-                "name '%s' may hold only letters, digits, '.', '_' and '-'", r->name);
+        r1_recipe_problem(ld, AT(node_at(root, root, "name", NULL)),
+                          "name '%s' may hold only letters, digits, '.', '_' and '-'", r->name);
     if (r->model_init.spec)
         resolve_source(ld, r, &r->model_init, node_at(root, root, "model", "init", NULL), -1);
     if (r->tokenizer && strcmp(r->tokenizer, "bytes") != 0) {
         const struct node *at = node_at(root, root, "model", "tokenizer", NULL);
         char *real = resolve_path(ld, at, r->tokenizer);
         if (!real)
-            problem(ld, AT(at), "tokenizer '%s' is neither \"bytes\" nor an existing path",
-                    r->tokenizer);
+            r1_recipe_problem(ld, AT(at),
+                              "tokenizer '%s' is neither \"bytes\" nor an existing path",
+                              r->tokenizer);
         else {
             free(r->tokenizer);
             r->tokenizer = real;
@@ -1107,13 +617,14 @@ static void validate(struct loader *ld, struct r1_recipe *r, const struct node *
         if (!s->name)
             continue;
         if (!valid_name(s->name, false))
-            problem(ld, AT(at), "stage name '%s' may hold only a-z, 0-9, '_' and '-'", s->name);
+            r1_recipe_problem(ld, AT(at), "stage name '%s' may hold only a-z, 0-9, '_' and '-'",
+                              s->name);
         int j = stage_index(r, s->name);
         if (j < i) {
             const struct node *first = node_at(ld->stage_nodes[j], ld->stage_nodes[j], "name",
                                                NULL);
-            problem(ld, AT(at), "duplicate stage name '%s' (first used at %d:%d)", s->name,
-                    first->line, first->col);
+            r1_recipe_problem(ld, AT(at), "duplicate stage name '%s' (first used at %d:%d)",
+                              s->name, first->line, first->col);
         }
     }
     for (int i = 0; i < r->n_stages; i++)
@@ -1224,17 +735,17 @@ int r1_recipe_load(struct r1_recipe **out, const char *path, const char *const *
     struct r1_recipe *r = calloc(1, sizeof(*r));
     if (!r)
         return r1_err_set(R1_ENOMEM, "%s: out of memory", path);
-    r->path = xstrdup(&ld, path);
+    r->path = r1_recipe_xstrdup(&ld, path);
     fill_defaults(&ld, "", (char *)r);
     r->model_init.stage = -1;
-    struct node *root = load_tree(&ld, path, NULL);
+    struct node *root = r1_recipe_load_tree(&ld, path, NULL);
     for (int i = 0; root && i < n_sets; i++)
-        apply_set(&ld, root, sets[i]);
+        r1_recipe_apply_set(&ld, root, sets[i]);
     if (root) {
         apply_map(&ld, "", (char *)r, root, -1);
         validate(&ld, r, root);
         if (ld.extends)
-            r->extends = xstrdup(&ld, ld.extends);
+            r->extends = r1_recipe_xstrdup(&ld, ld.extends);
     }
     int rc = 0;
     if (ld.oom) {

@@ -25,7 +25,7 @@ struct r1_lm_stage {
 int r1_lm_stage_create(struct r1_lm_stage **out, struct r1_model *m,
                        const struct r1_tokenizer *tok, const struct r1_lm_config *cfg)
 {
-    if (cfg->steps <= 0 || cfg->batch_size <= 0 || cfg->micro_batch_size <= 0 ||
+    if ((cfg->steps <= 0 && cfg->epochs <= 0) || cfg->batch_size <= 0 || cfg->micro_batch_size <= 0 ||
         cfg->batch_size % cfg->micro_batch_size != 0 || cfg->seq_len <= 0)
         return r1_err_set(R1_EINVAL, "lm stage: steps (%" PRId64 "), batch_size (%d), "
                           "micro_batch_size (%d) and seq_len (%d) must be positive and "
@@ -40,8 +40,13 @@ int r1_lm_stage_create(struct r1_lm_stage **out, struct r1_model *m,
     int rc;
     if ((rc = r1_corpus_load(&s->corpus, &cfg->data, tok)) ||
         (rc = r1_sampler_init(&s->sampler, s->corpus, cfg->seq_len, cfg->seed)) ||
-        (rc = r1_model_reserve(m, cfg->micro_batch_size, cfg->seq_len)) ||
-        (rc = r1_optim_create(&s->opt, m, &cfg->optim)))
+        (rc = r1_model_reserve(m, cfg->micro_batch_size, cfg->seq_len)))
+        goto fail;
+    if (s->cfg.steps <= 0)
+        s->cfg.steps = (cfg->epochs * s->sampler.n_rows + cfg->batch_size - 1) / cfg->batch_size;
+    if (s->cfg.optim.total_steps <= 0)
+        s->cfg.optim.total_steps = s->cfg.steps; /* schedules decay over the stage */
+    if ((rc = r1_optim_create(&s->opt, m, &s->cfg.optim)))
         goto fail;
     s->tokens = malloc(n * sizeof(int32_t));
     s->pos = malloc(n * sizeof(int32_t));
@@ -75,6 +80,7 @@ void r1_lm_stage_free(struct r1_lm_stage *s)
 }
 
 int64_t r1_lm_stage_steps_done(const struct r1_lm_stage *s) { return s->opt->step; }
+int64_t r1_lm_stage_steps_total(const struct r1_lm_stage *s) { return s->cfg.steps; }
 const char *r1_lm_stage_data_sha256(const struct r1_lm_stage *s) { return s->corpus->sha256; }
 
 int r1_lm_stage_step(struct r1_lm_stage *s, struct r1_lm_metrics *out)

@@ -17,7 +17,8 @@
 #include "stages/data/corpus.h"
 
 struct r1_lm_config {
-    int64_t steps;
+    int64_t steps;  /* updates; 0: derived from epochs */
+    int64_t epochs; /* used when steps is 0: ceil(epochs · rows / batch_size) updates */
     int batch_size, micro_batch_size, seq_len;
     uint64_t seed;
     struct r1_optim_config optim;
@@ -41,6 +42,7 @@ int r1_lm_stage_create(struct r1_lm_stage **out, struct r1_model *m,
 void r1_lm_stage_free(struct r1_lm_stage *s);
 int r1_lm_stage_step(struct r1_lm_stage *s, struct r1_lm_metrics *out);
 int64_t r1_lm_stage_steps_done(const struct r1_lm_stage *s);
+int64_t r1_lm_stage_steps_total(const struct r1_lm_stage *s);
 const char *r1_lm_stage_data_sha256(const struct r1_lm_stage *s);
 /* dir/ gets the Hugging Face files (config.json, model.safetensors),
  * optimizer.safetensors and trainer_state.json. */

@@ -1,0 +1,471 @@
+/* pipeline.c - runs a recipe's stages with checkpoints and the ledger (see pipeline.h). */
+#include "stages/pipeline.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/backend.h"
+#include "core/checkpoint.h"
+#include "core/err.h"
+#include "core/hfdir.h"
+#include "core/ledger.h"
+
+/* Files an lm stage checkpoint holds (r1_lm_stage_save writes them). */
+static const char *const lm_files[] = {"config.json", "model.safetensors",
+                                       "optimizer.safetensors", "trainer_state.json"};
+
+struct run {
+    const struct r1_pipeline_opts *o;
+    struct r1_recipe *r;
+    char dir[4096];
+    char *lock;
+    size_t lock_len;
+    char hash[65];
+    struct r1_backend *be;
+    FILE *metrics;
+};
+
+static int read_all(const char *path, char **data, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return r1_err_set(R1_EIO, "%s: cannot open (%s)", path, strerror(errno));
+    char *buf = NULL;
+    size_t n = 0, cap = 0, got;
+    do {
+        if (n + 65536 + 1 > cap) {
+            cap = cap ? 2 * cap : 65536 * 2;
+            char *g = realloc(buf, cap);
+            if (!g) {
+                free(buf);
+                fclose(f);
+                return r1_err_set(R1_ENOMEM, "%s: out of memory", path);
+            }
+            buf = g;
+        }
+        got = fread(buf + n, 1, 65536, f);
+        n += got;
+    } while (got == 65536);
+    fclose(f);
+    buf[n] = '\0';
+    *data = buf;
+    *len = n;
+    return 0;
+}
+
+static int write_all(const char *path, const char *data, size_t len)
+{
+    char tmp[4200];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f)
+        return r1_err_set(R1_EIO, "%s: cannot create (%s)", tmp, strerror(errno));
+    int ok = fwrite(data, 1, len, f) == len && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    ok = fclose(f) == 0 && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return r1_err_set(R1_EIO, "%s: cannot write", path);
+    }
+    return 0;
+}
+
+/* Every stage must be one this r1 trains, from sources it reads; checked before any work. */
+static int check_supported(const struct r1_recipe *r)
+{
+    for (int i = 0; i < r->n_stages; i++) {
+        const struct r1_stage_cfg *s = &r->stages[i];
+        if (s->kind != R1_STAGE_PRETRAIN && s->kind != R1_STAGE_SFT)
+            return r1_err_set(R1_EINVAL, "%s: stage '%s' is of kind %s; this r1 trains pretrain "
+                              "and sft stages (GRPO and the later stages arrive with their "
+                              "issues)", r->path, s->name, r1_stage_kind_name(s->kind));
+        if (!s->data.path)
+            return r1_err_set(R1_EINVAL, "%s: stage '%s' needs data.path (a text or JSONL file) "
+                              "for a %s stage", r->path, s->name, r1_stage_kind_name(s->kind));
+        const struct r1_model_source *src = s->init.kind == R1_SOURCE_STAGE ? NULL : &s->init;
+        if (src && src->kind == R1_SOURCE_GGUF)
+            return r1_err_set(R1_EINVAL, "%s: stage '%s' starts from a GGUF file (%s); convert it "
+                              "to a Hugging Face directory first", r->path, s->name, src->spec);
+    }
+    return 0;
+}
+
+/* The canonical recipe text and its hash. */
+static int lock_recipe(struct run *R)
+{
+    FILE *f = open_memstream(&R->lock, &R->lock_len);
+    if (!f)
+        return r1_err_set(R1_ENOMEM, "out of memory");
+    int rc = r1_recipe_write_yaml(R->r, f);
+    fclose(f);
+    return rc ? rc : r1_recipe_hash(R->r, R->hash);
+}
+
+/* Names the first lines that differ between two locks (for the resume refusal). */
+static void describe_diff(const char *a, const char *b, char *out, size_t cap)
+{
+    out[0] = '\0';
+    size_t used = 0;
+    int shown = 0;
+    while ((*a || *b) && shown < 3) {
+        const char *ea = strchr(a, '\n'), *eb = strchr(b, '\n');
+        size_t la = ea ? (size_t)(ea - a) : strlen(a), lb = eb ? (size_t)(eb - b) : strlen(b);
+        if (la != lb || memcmp(a, b, la) != 0) {
+            int n = snprintf(out + used, cap - used, "%s'%.*s' -> '%.*s'", shown ? "; " : "",
+                             (int)(la > 60 ? 60 : la), a, (int)(lb > 60 ? 60 : lb), b);
+            if (n > 0 && (size_t)n < cap - used)
+                used += (size_t)n;
+            shown++;
+        }
+        a += la + (ea ? 1 : 0);
+        b += lb + (eb ? 1 : 0);
+    }
+}
+
+static int write_run_info(const struct run *R)
+{
+    json_t *sets = json_array();
+    for (int i = 0; i < R->o->n_sets; i++)
+        json_array_append_new(sets, json_string(R->o->sets[i]));
+    json_t *o = json_pack("{s:s, s:s, s:o}", "format", "r1-run-1", "recipe", R->r->path, "sets",
+                          sets);
+    char *text = o ? json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(o);
+    if (!text)
+        return r1_err_set(R1_ENOMEM, "out of memory");
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/run.json", R->dir);
+    int rc = write_all(path, text, strlen(text));
+    free(text);
+    return rc;
+}
+
+int r1_pipeline_read_run_info(struct r1_pipeline_run_info *info, const char *run_dir)
+{
+    char path[4200];
+    memset(info, 0, sizeof(*info));
+    snprintf(path, sizeof(path), "%s/run.json", run_dir);
+    json_error_t e;
+    json_t *o = json_load_file(path, 0, &e), *sets = NULL;
+    const char *recipe = NULL;
+    if (!o || json_unpack(o, "{s:s, s:o}", "recipe", &recipe, "sets", &sets) != 0 ||
+        !json_is_array(sets)) {
+        json_decref(o);
+        return r1_err_set(R1_EINVAL, "%s: not an r1 run directory (no readable run.json); "
+                          "start one with r1 run RECIPE", run_dir);
+    }
+    info->recipe_path = strdup(recipe);
+    info->n_sets = (int)json_array_size(sets);
+    info->sets = calloc((size_t)info->n_sets + 1, sizeof(char *));
+    for (int i = 0; info->sets && i < info->n_sets; i++) {
+        const char *s = json_string_value(json_array_get(sets, (size_t)i));
+        info->sets[i] = strdup(s ? s : "");
+    }
+    json_decref(o);
+    if (!info->recipe_path || !info->sets) {
+        r1_pipeline_run_info_release(info);
+        return r1_err_set(R1_ENOMEM, "out of memory");
+    }
+    return 0;
+}
+
+void r1_pipeline_run_info_release(struct r1_pipeline_run_info *info)
+{
+    for (int i = 0; info->sets && i < info->n_sets; i++)
+        free(info->sets[i]);
+    free(info->sets);
+    free(info->recipe_path);
+    memset(info, 0, sizeof(*info));
+}
+
+/* metrics.jsonl as of the newest checkpoint (lines written after it are dropped). */
+static int restore_metrics(struct run *R)
+{
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/metrics.jsonl", R->dir);
+    struct r1_checkpoint *ck = NULL;
+    char *data = NULL;
+    size_t len = 0;
+    int rc = r1_checkpoint_latest(&ck, R->dir, NULL);
+    if (!rc && ck) {
+        struct r1_ledger *lg = NULL;
+        rc = r1_ledger_open(&lg, R->dir);
+        if (!rc)
+            rc = r1_ledger_read_file(lg, ck->commit_id, "metrics.jsonl", &data, &len);
+        r1_ledger_free(lg);
+    }
+    r1_checkpoint_free(ck);
+    if (rc)
+        return rc;
+    rc = write_all(path, data ? data : "", len);
+    free(data);
+    if (rc)
+        return rc;
+    R->metrics = fopen(path, "ab");
+    return R->metrics ? 0 : r1_err_set(R1_EIO, "%s: cannot append (%s)", path, strerror(errno));
+}
+
+/* Test hook (as git's GIT_TEST_* variables): R1_TEST_CRASH="<stage>:<step>:<where>"
+ * kills the process with SIGKILL at that point, so the resume tests can stop a run
+ * inside a checkpoint write or between stages deterministically. */
+static void crash_point(const char *stage, int64_t step, const char *where)
+{
+    const char *want = getenv("R1_TEST_CRASH");
+    if (!want)
+        return;
+    char here[256];
+    snprintf(here, sizeof(here), "%s:%" PRId64 ":%s", stage, step, where);
+    if (strcmp(want, here) == 0)
+        raise(SIGKILL);
+}
+
+static int save_checkpoint(struct run *R, int si, struct r1_lm_stage *lm, char parent[65],
+                           const struct r1_lm_metrics *last)
+{
+    const struct r1_stage_cfg *s = &R->r->stages[si];
+    const char *slash = strrchr(s->data.path, '/');
+    struct r1_data_hash data = {slash ? slash + 1 : s->data.path, r1_lm_stage_data_sha256(lm)};
+    struct r1_checkpoint_desc d = {s->name, r1_stage_kind_name(s->kind),
+                                   r1_lm_stage_steps_done(lm), parent[0] ? parent : NULL,
+                                   R->hash, (uint64_t)R->r->seed, &data, 1};
+    struct r1_checkpoint *ck = NULL;
+    char path[4200], summary[256], *metrics = NULL;
+    size_t mlen = 0;
+    int rc = r1_checkpoint_begin(&ck, R->dir, &d);
+    if (rc)
+        return rc;
+    if ((rc = r1_lm_stage_save(lm, r1_checkpoint_tmp_dir(ck))))
+        goto out;
+    for (size_t i = 0; i < sizeof(lm_files) / sizeof(lm_files[0]); i++) {
+        snprintf(path, sizeof(path), "%s/%s", r1_checkpoint_tmp_dir(ck), lm_files[i]);
+        if ((rc = r1_checkpoint_add_file(ck, lm_files[i], path)))
+            goto out;
+    }
+    fflush(R->metrics);
+    snprintf(path, sizeof(path), "%s/metrics.jsonl", R->dir);
+    if ((rc = read_all(path, &metrics, &mlen)))
+        goto out;
+    snprintf(summary, sizeof(summary), "%s: step %" PRId64 " of %" PRId64 ", loss %.4f", s->name,
+             d.step, r1_lm_stage_steps_total(lm), last ? last->loss : 0.0);
+    crash_point(s->name, d.step, "before-commit");
+    struct r1_checkpoint_commit_info info = {summary, R->lock, R->lock_len, metrics, mlen,
+                                             R->r->path, R->o->force};
+    if ((rc = r1_checkpoint_commit(ck, &info)))
+        goto out;
+    memcpy(parent, ck->manifest_sha256, 65);
+out:
+    free(metrics);
+    r1_checkpoint_free(ck);
+    return rc;
+}
+
+/* Builds the model a stage starts from; *parent gets the manifest it continues. */
+static int stage_model(struct run *R, const struct r1_stage_cfg *s, struct r1_model **m,
+                       struct r1_tokenizer **tok, char parent[65])
+{
+    const struct r1_model_source *src = &s->init;
+    int rc;
+    parent[0] = '\0';
+    if (src->kind == R1_SOURCE_SCRATCH) {
+        struct r1_model_config c;
+        if ((rc = r1_model_config_preset(&c, src->preset)) ||
+            (rc = r1_model_create(m, &c, R->be)) ||
+            (rc = r1_model_init_weights(*m, (uint64_t)R->r->seed)))
+            return rc;
+        return r1_tokenizer_bytes_create(tok);
+    }
+    const char *dir = src->spec;
+    struct r1_checkpoint *ck = NULL;
+    if (src->kind == R1_SOURCE_STAGE) {
+        const char *from = R->r->stages[src->stage].name;
+        if ((rc = r1_checkpoint_latest(&ck, R->dir, from)))
+            return rc;
+        if (!ck)
+            return r1_err_set(R1_ESTATE, "stage '%s' starts from stage '%s', which has no "
+                              "checkpoint", s->name, from);
+        dir = ck->dir;
+        memcpy(parent, ck->manifest_sha256, 65);
+    }
+    rc = r1_hfdir_load(m, R->be, dir);
+    if (!rc)
+        rc = r1_hfdir_load_tokenizer(tok, dir);
+    r1_checkpoint_free(ck);
+    return rc;
+}
+
+static void emit(struct run *R, const char *stage, const char *what, const struct r1_lm_metrics *m)
+{
+    if (R->o->on_event)
+        R->o->on_event(R->o->user, stage, what, m);
+}
+
+static int run_stage(struct run *R, int si)
+{
+    const struct r1_stage_cfg *s = &R->r->stages[si];
+    struct r1_checkpoint *ck = NULL;
+    struct r1_model *m = NULL;
+    struct r1_tokenizer *tok = NULL;
+    struct r1_lm_stage *lm = NULL;
+    char parent[65];
+    int rc = r1_checkpoint_latest(&ck, R->dir, s->name);
+    if (rc)
+        return rc;
+    if ((rc = stage_model(R, s, &m, &tok, parent)))
+        goto out;
+    struct r1_lm_config c = {
+        .steps = s->steps, .epochs = s->epochs, .batch_size = (int)s->batch_size,
+        .micro_batch_size = (int)(s->micro_batch_size ? s->micro_batch_size : s->batch_size),
+        .seq_len = (int)s->seq_len, .seed = (uint64_t)R->r->seed + (uint64_t)si,
+        .optim = s->optim,
+        .data = {s->data.path, s->kind == R1_STAGE_PRETRAIN ? R1_CORPUS_DOCUMENTS : R1_CORPUS_PAIRS,
+                 s->data.format == R1_DATA_JSONL ? R1_CORPUS_JSONL : R1_CORPUS_TEXT,
+                 s->data.text_field, s->data.prompt_field, s->data.completion_field},
+    };
+    if ((rc = r1_lm_stage_create(&lm, m, tok, &c)))
+        goto out;
+    int64_t total = r1_lm_stage_steps_total(lm);
+    if (ck) {
+        if (ck->step >= total) {
+            emit(R, s->name, "done", NULL);
+            goto out;
+        }
+        if ((rc = r1_lm_stage_load(lm, ck->dir)))
+            goto out;
+        memcpy(parent, ck->manifest_sha256, 65);
+        emit(R, s->name, "resume", NULL);
+    } else {
+        emit(R, s->name, "start", NULL);
+    }
+    struct r1_lm_metrics mt = {0};
+    int64_t save_every = s->save_every > 0 ? s->save_every : total;
+    while (r1_lm_stage_steps_done(lm) < total) {
+        if ((rc = r1_lm_stage_step(lm, &mt)))
+            goto out; /* the last good checkpoint stays */
+        fprintf(R->metrics,
+                "{\"stage\":\"%s\",\"step\":%" PRId64 ",\"loss\":%.6g,\"grad_norm\":%.6g,"
+                "\"lr\":%.6g,\"tokens\":%" PRId64 ",\"epoch\":%" PRId64 "}\n",
+                s->name, mt.step, mt.loss, mt.grad_norm, (double)mt.lr, mt.tokens, mt.epoch);
+        emit(R, s->name, "step", &mt);
+        int stop = R->o->stop && *R->o->stop;
+        if (mt.step % save_every == 0 || mt.step == total || stop) {
+            if ((rc = save_checkpoint(R, si, lm, parent, &mt)))
+                goto out;
+            emit(R, s->name, "checkpoint", &mt);
+        }
+        if (stop) {
+            rc = r1_err_set(R1_EINTR, "interrupted at %s step %" PRId64 "; a checkpoint was "
+                            "written, continue with r1 resume %s", s->name, mt.step, R->dir);
+            goto out;
+        }
+    }
+    struct r1_ledger *lg = NULL;
+    if (!(rc = r1_ledger_open(&lg, R->dir)))
+        rc = r1_ledger_tag_stage(lg, s->name);
+    r1_ledger_free(lg);
+    if (!rc) {
+        emit(R, s->name, "finished", &mt);
+        crash_point(s->name, mt.step, "finished");
+    }
+out:
+    r1_lm_stage_free(lm);
+    r1_tokenizer_free(tok);
+    r1_model_free(m);
+    r1_checkpoint_free(ck);
+    return rc;
+}
+
+static int dir_has_run(const char *dir)
+{
+    char p[4200];
+    snprintf(p, sizeof(p), "%s/run.json", dir);
+    if (access(p, F_OK) == 0)
+        return 1;
+    snprintf(p, sizeof(p), "%s/.git", dir);
+    return access(p, F_OK) == 0;
+}
+
+static int mkdirs(const char *path)
+{
+    char buf[4096];
+    snprintf(buf, sizeof(buf), "%s", path);
+    for (char *p = buf + 1; *p; p++)
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+                return r1_err_set(R1_EIO, "%s: cannot create (%s)", buf, strerror(errno));
+            *p = '/';
+        }
+    if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+        return r1_err_set(R1_EIO, "%s: cannot create (%s)", buf, strerror(errno));
+    return 0;
+}
+
+int r1_pipeline_run(const struct r1_pipeline_opts *o, struct r1_recipe_diag *diag)
+{
+    struct run R = {.o = o};
+    char path[4200];
+    int rc = r1_recipe_load(&R.r, o->recipe_path, o->sets, o->n_sets, diag);
+    if (rc)
+        return rc;
+    if ((rc = check_supported(R.r)) || (rc = lock_recipe(&R)))
+        goto out;
+    if (o->run_dir)
+        snprintf(R.dir, sizeof(R.dir), "%s", o->run_dir);
+    else
+        snprintf(R.dir, sizeof(R.dir), "runs/%s", R.r->name);
+    snprintf(path, sizeof(path), "%s/recipe.lock.yaml", R.dir);
+    if (!o->resume) {
+        if (dir_has_run(R.dir)) {
+            rc = r1_err_set(R1_EINVAL, "%s already holds a run; continue it with 'r1 resume %s' "
+                            "or choose another --run-dir", R.dir, R.dir);
+            goto out;
+        }
+        if ((rc = mkdirs(R.dir)) || (rc = write_all(path, R.lock, R.lock_len)) ||
+            (rc = write_run_info(&R)))
+            goto out;
+    } else {
+        char *old = NULL;
+        size_t old_len = 0;
+        if ((rc = read_all(path, &old, &old_len))) {
+            rc = r1_err_set(R1_EINVAL, "%s: not an r1 run directory (no recipe.lock.yaml)", R.dir);
+            goto out;
+        }
+        int same = old_len == R.lock_len && memcmp(old, R.lock, old_len) == 0;
+        if (!same && !o->force) {
+            char what[600];
+            describe_diff(old, R.lock, what, sizeof(what));
+            rc = r1_err_set(R1_EINVAL, "%s: the recipe changed since the run started (%s); "
+                            "restore it, or continue anyway with --force (recorded in the ledger)",
+                            R.r->path, what);
+            free(old);
+            goto out;
+        }
+        free(old);
+        if (!same && (rc = write_all(path, R.lock, R.lock_len)))
+            goto out;
+    }
+    struct r1_ledger *lg = NULL; /* created here, so a run killed at any point resumes */
+    rc = r1_ledger_open_or_init(&lg, R.dir);
+    r1_ledger_free(lg);
+    if (rc || (rc = restore_metrics(&R)))
+        goto out;
+    enum r1_backend_kind bk = R.r->backend == R1_RECIPE_BACKEND_CUDA ? R1_BACKEND_CUDA
+                                                                     : R1_BACKEND_AUTO;
+    if ((rc = r1_backend_create(&R.be, bk, o->threads)))
+        goto out;
+    for (int i = 0; i < R.r->n_stages && !rc; i++)
+        rc = run_stage(&R, i);
+out:
+    if (R.metrics)
+        fclose(R.metrics);
+    r1_backend_free(R.be);
+    free(R.lock);
+    r1_recipe_free(R.r);
+    return rc;
+}
