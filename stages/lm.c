@@ -128,8 +128,9 @@ int r1_lm_stage_save(const struct r1_lm_stage *s, const char *dir)
         return rc;
     char seed[32];
     snprintf(seed, sizeof(seed), "%016" PRIx64, s->cfg.seed); /* u64 exactly, not a double */
-    json_t *o = json_pack("{s:s, s:I, s:I, s:I, s:s, s:s}", "format", "r1-lm-state-1", "step",
-                          (json_int_t)s->opt->step, "data_epoch", (json_int_t)s->sampler.epoch,
+    json_t *o = json_pack("{s:s, s:I, s:I, s:I, s:I, s:s, s:s}", "format", "r1-lm-state-1",
+                          "step", (json_int_t)s->opt->step, "steps_total",
+                          (json_int_t)s->cfg.steps, "data_epoch", (json_int_t)s->sampler.epoch,
                           "data_cursor", (json_int_t)s->sampler.cursor, "data_sha256",
                           s->corpus->sha256, "seed_hex", seed);
     snprintf(path, sizeof(path), "%s/trainer_state.json", dir);

@@ -380,6 +380,34 @@ out:
     return rc;
 }
 
+/* DIR/status.json: how the last r1 run/resume in DIR ended (not part of the ledger:
+ * "running" while a process works, "finished", "interrupted" or "failed" with the
+ * stage and the message).  Read by r1 status. */
+static void write_status(const struct run *R, const char *state, const char *stage,
+                         const char *message)
+{
+    json_t *o = json_pack("{s:s, s:I}", "state", state, "pid", (json_int_t)getpid());
+    if (!o)
+        return;
+    if (stage)
+        json_object_set_new(o, "stage", json_string(stage));
+    if (message)
+        json_object_set_new(o, "message", json_string(message));
+    char *text = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/status.json", R->dir);
+    if (text) {
+        /* best effort: a status file that cannot be written does not stop training */
+        int keep = r1_err_code();
+        char saved[1024];
+        snprintf(saved, sizeof(saved), "%s", r1_err_last());
+        if (write_all(path, text, strlen(text)) != 0 && keep)
+            r1_err_set(keep, "%s", saved);
+        free(text);
+    }
+}
+
 static int dir_has_run(const char *dir)
 {
     char p[4200];
@@ -459,8 +487,15 @@ int r1_pipeline_run(const struct r1_pipeline_opts *o, struct r1_recipe_diag *dia
                                                                      : R1_BACKEND_AUTO;
     if ((rc = r1_backend_create(&R.be, bk, o->threads)))
         goto out;
-    for (int i = 0; i < R.r->n_stages && !rc; i++)
-        rc = run_stage(&R, i);
+    write_status(&R, "running", NULL, NULL);
+    int si = 0;
+    for (; si < R.r->n_stages && !rc; si++)
+        rc = run_stage(&R, si);
+    if (!rc)
+        write_status(&R, "finished", NULL, NULL);
+    else
+        write_status(&R, rc == R1_EINTR ? "interrupted" : "failed", R.r->stages[si - 1].name,
+                     r1_err_last());
 out:
     if (R.metrics)
         fclose(R.metrics);

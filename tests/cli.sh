@@ -28,6 +28,12 @@ for c in $cmds; do
   check 2 "r1 $c --no-such-flag" "$r1" "$c" --no-such-flag
 done
 
+# docs/recipe-keys.md is generated from the schema table and must not drift from it
+docs=$(dirname "$0")/../docs/recipe-keys.md
+if [ -f "$docs" ] && ! diff <(tail -n +5 "$docs") <("$r1" recipe keys) >/dev/null; then
+  echo "FAIL: docs/recipe-keys.md is stale: regenerate it from 'r1 recipe keys'"; fail=1
+fi
+
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp" /tmp/r1-cli-out.$$' EXIT
 check 0 "init tiny" "$r1" init --preset tiny --out "$tmp/m" --seed 3
