@@ -15,7 +15,6 @@
 char *r1_checkpoint_fmt_path(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Reads a whole file into *data (NUL-terminated, *len bytes without the NUL). */
-int r1_checkpoint_read_whole(const char *path, char **data, size_t *len);
 
 /* RUN/objects/sha256/<2 hex>/<62 hex>. */
 char *r1_checkpoint_object_path(const char *run_dir, const char *hex);

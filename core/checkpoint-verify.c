@@ -15,6 +15,7 @@
 
 #include "core/checkpoint-internal.h"
 #include "core/err.h"
+#include "core/file.h"
 
 struct strset {
     char **s;
@@ -198,7 +199,7 @@ int r1_checkpoint_verify(const char *run_dir, struct r1_verify_report *rep)
         goto out;
     }
     if (access(lpath, F_OK) == 0) {
-        if ((rc = r1_checkpoint_read_whole(lpath, &latest, &llen)))
+        if ((rc = r1_file_read(lpath, &latest, &llen)))
             goto out;
         latest[strcspn(latest, "\n")] = '\0';
         if (!strset_has(&v.rels, latest)) {

@@ -21,6 +21,7 @@
 
 #include "core/checkpoint-internal.h"
 #include "core/err.h"
+#include "core/file.h"
 
 #ifndef R1_VERSION
 #define R1_VERSION "0.0.0"
@@ -173,40 +174,6 @@ out:
     return rc;
 }
 
-int r1_checkpoint_read_whole(const char *path, char **data, size_t *len)
-{
-    *data = NULL;
-    *len = 0;
-    FILE *fp = fopen(path, "rb");
-    if (!fp)
-        return r1_err_set(R1_EIO, "%s: cannot open: %s", path, strerror(errno));
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    for (;;) {
-        if (!buf) {
-            fclose(fp);
-            return r1_err_set(R1_ENOMEM, "%s: out of memory reading", path);
-        }
-        n += fread(buf + n, 1, cap - n - 1, fp);
-        if (n < cap - 1)
-            break;
-        cap *= 2;
-        char *t = realloc(buf, cap);
-        if (!t)
-            free(buf);
-        buf = t;
-    }
-    int bad = ferror(fp);
-    fclose(fp);
-    if (bad) {
-        free(buf);
-        return r1_err_set(R1_EIO, "%s: read error", path);
-    }
-    buf[n] = '\0';
-    *data = buf;
-    *len = n;
-    return 0;
-}
 
 static int check_file_name(const char *name)
 {
@@ -365,7 +332,7 @@ static int repair_latest(const char *run_dir, struct r1_ledger *lg)
         rc = R1_ENOMEM;
         goto out;
     }
-    if (r1_checkpoint_read_whole(path, &cur, &len) != 0) {
+    if (r1_file_read(path, &cur, &len) != 0) {
         r1_err_clear(); /* no `latest` yet: write it */
         rc = write_latest(run_dir, rel);
     } else if (len != strlen(rel) + 1 || strncmp(cur, rel, strlen(rel)) != 0) {
@@ -833,7 +800,7 @@ int r1_checkpoint_open(struct r1_checkpoint **out, const char *run_dir, const ch
         rc = r1_err_set(R1_ENOMEM, "checkpoint: out of memory");
         goto out;
     }
-    if ((rc = r1_checkpoint_read_whole(mpath, &buf, &len)) ||
+    if ((rc = r1_file_read(mpath, &buf, &len)) ||
         (rc = r1_sha256_bytes(ck->manifest_sha256, buf, len)) ||
         (rc = r1_checkpoint_parse_manifest(ck, buf, len, mpath, ck->dir)))
         goto out;

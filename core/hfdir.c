@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "core/err.h"
+#include "core/file.h"
 #include "core/safetensors.h"
 
 static int json_int(json_t *o, const char *key, int *out, int required, const char *path)
@@ -117,25 +118,6 @@ out:
     return rc;
 }
 
-/* Writes text to path atomically (path.tmp, fsync, rename). */
-static int write_file_atomic(const char *path, const char *text)
-{
-    char tmp[4096];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f)
-        return r1_err_set(R1_EIO, "%s: cannot create (%s)", tmp, strerror(errno));
-    size_t n = strlen(text);
-    int ok = fwrite(text, 1, n, f) == n && fflush(f) == 0 && fsync(fileno(f)) == 0;
-    ok = (fclose(f) == 0) && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return r1_err_set(R1_EIO, "%s: cannot write (%s)", path, strerror(e));
-    }
-    return 0;
-}
-
 int r1_model_config_save_json(const struct r1_model_config *c, const char *path,
                               enum r1_dtype dtype)
 {
@@ -180,7 +162,7 @@ int r1_model_config_save_json(const struct r1_model_config *c, const char *path,
     withnl[n] = '\n';
     withnl[n + 1] = '\0';
     free(text);
-    int rc = write_file_atomic(path, withnl);
+    int rc = r1_file_write_atomic(path, withnl, n + 1);
     free(withnl);
     return rc;
 }

@@ -14,6 +14,7 @@
 #include "core/backend.h"
 #include "core/checkpoint.h"
 #include "core/err.h"
+#include "core/file.h"
 #include "core/hfdir.h"
 #include "core/ledger.h"
 
@@ -31,50 +32,6 @@ struct run {
     struct r1_backend *be;
     FILE *metrics;
 };
-
-static int read_all(const char *path, char **data, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return r1_err_set(R1_EIO, "%s: cannot open (%s)", path, strerror(errno));
-    char *buf = NULL;
-    size_t n = 0, cap = 0, got;
-    do {
-        if (n + 65536 + 1 > cap) {
-            cap = cap ? 2 * cap : 65536 * 2;
-            char *g = realloc(buf, cap);
-            if (!g) {
-                free(buf);
-                fclose(f);
-                return r1_err_set(R1_ENOMEM, "%s: out of memory", path);
-            }
-            buf = g;
-        }
-        got = fread(buf + n, 1, 65536, f);
-        n += got;
-    } while (got == 65536);
-    fclose(f);
-    buf[n] = '\0';
-    *data = buf;
-    *len = n;
-    return 0;
-}
-
-static int write_all(const char *path, const char *data, size_t len)
-{
-    char tmp[4200];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f)
-        return r1_err_set(R1_EIO, "%s: cannot create (%s)", tmp, strerror(errno));
-    int ok = fwrite(data, 1, len, f) == len && fflush(f) == 0 && fsync(fileno(f)) == 0;
-    ok = fclose(f) == 0 && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        unlink(tmp);
-        return r1_err_set(R1_EIO, "%s: cannot write", path);
-    }
-    return 0;
-}
 
 /* Every stage must be one this r1 trains, from sources it reads; checked before any work. */
 static int check_supported(const struct r1_recipe *r)
@@ -141,7 +98,7 @@ static int write_run_info(const struct run *R)
         return r1_err_set(R1_ENOMEM, "out of memory");
     char path[4200];
     snprintf(path, sizeof(path), "%s/run.json", R->dir);
-    int rc = write_all(path, text, strlen(text));
+    int rc = r1_file_write_atomic(path, text, strlen(text));
     free(text);
     return rc;
 }
@@ -203,7 +160,7 @@ static int restore_metrics(struct run *R)
     r1_checkpoint_free(ck);
     if (rc)
         return rc;
-    rc = write_all(path, data ? data : "", len);
+    rc = r1_file_write_atomic(path, data ? data : "", len);
     free(data);
     if (rc)
         return rc;
@@ -249,7 +206,7 @@ static int save_checkpoint(struct run *R, int si, struct r1_lm_stage *lm, char p
     }
     fflush(R->metrics);
     snprintf(path, sizeof(path), "%s/metrics.jsonl", R->dir);
-    if ((rc = read_all(path, &metrics, &mlen)))
+    if ((rc = r1_file_read(path, &metrics, &mlen)))
         goto out;
     snprintf(summary, sizeof(summary), "%s: step %" PRId64 " of %" PRId64 ", loss %.4f", s->name,
              d.step, r1_lm_stage_steps_total(lm), last ? last->loss : 0.0);
@@ -402,7 +359,7 @@ static void write_status(const struct run *R, const char *state, const char *sta
         int keep = r1_err_code();
         char saved[1024];
         snprintf(saved, sizeof(saved), "%s", r1_err_last());
-        if (write_all(path, text, strlen(text)) != 0 && keep)
+        if (r1_file_write_atomic(path, text, strlen(text)) != 0 && keep)
             r1_err_set(keep, "%s", saved);
         free(text);
     }
@@ -454,13 +411,13 @@ int r1_pipeline_run(const struct r1_pipeline_opts *o, struct r1_recipe_diag *dia
                             "or choose another --run-dir", R.dir, R.dir);
             goto out;
         }
-        if ((rc = mkdirs(R.dir)) || (rc = write_all(path, R.lock, R.lock_len)) ||
+        if ((rc = mkdirs(R.dir)) || (rc = r1_file_write_atomic(path, R.lock, R.lock_len)) ||
             (rc = write_run_info(&R)))
             goto out;
     } else {
         char *old = NULL;
         size_t old_len = 0;
-        if ((rc = read_all(path, &old, &old_len))) {
+        if ((rc = r1_file_read(path, &old, &old_len))) {
             rc = r1_err_set(R1_EINVAL, "%s: not an r1 run directory (no recipe.lock.yaml)", R.dir);
             goto out;
         }
@@ -475,7 +432,7 @@ int r1_pipeline_run(const struct r1_pipeline_opts *o, struct r1_recipe_diag *dia
             goto out;
         }
         free(old);
-        if (!same && (rc = write_all(path, R.lock, R.lock_len)))
+        if (!same && (rc = r1_file_write_atomic(path, R.lock, R.lock_len)))
             goto out;
     }
     struct r1_ledger *lg = NULL; /* created here, so a run killed at any point resumes */

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/err.h"
+#include "core/file.h"
 #include "core/rng.h"
 #include "core/sha256.h"
 
@@ -82,41 +83,6 @@ static int add_example(struct builder *b, const char *a, size_t alen, const char
     if ((rc = tokbuf_push(&b->toks, &eos, 1)))
         return rc;
     c->n_examples++;
-    return 0;
-}
-
-static int read_file(const char *path, char **data, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return r1_err_set(R1_EINVAL, "%s: cannot open the data file (%s)", path, strerror(errno));
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        if (n + 65536 + 1 > cap) {
-            cap = cap ? 2 * cap : 1 << 20;
-            char *g = realloc(buf, cap);
-            if (!g) {
-                free(buf);
-                fclose(f);
-                return r1_err_set(R1_ENOMEM, "%s: out of memory reading the file", path);
-            }
-            buf = g;
-        }
-        size_t got = fread(buf + n, 1, 65536, f);
-        n += got;
-        if (got < 65536)
-            break;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(buf);
-        return r1_err_set(R1_EIO, "%s: read error", path);
-    }
-    buf[n] = '\0';
-    *data = buf;
-    *len = n;
     return 0;
 }
 
@@ -214,7 +180,9 @@ int r1_corpus_load(struct r1_corpus **out, const struct r1_corpus_spec *sp,
                           "format to jsonl", sp->path);
     char *data = NULL;
     size_t len = 0;
-    int rc = read_file(sp->path, &data, &len);
+    int rc = r1_file_read(sp->path, &data, &len);
+    if (rc == R1_EIO) /* a data file named in a recipe: bad input */
+        return r1_err_wrap(R1_EINVAL, "data file");
     if (rc)
         return rc;
     struct r1_corpus *c = calloc(1, sizeof(*c));
