@@ -10,8 +10,20 @@ int cmd_run(int argc, char **argv);
 int cmd_resume(int argc, char **argv);
 int cmd_recipe(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+int cmd_log(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 
 /* Prints "r1 CMD: <last error>" and returns the exit status for code. */
 int cmd_fail(const char *cmd, int code);
+
+/* Shared by status and export (cmd/status.c); they print nothing. */
+struct r1_recipe;
+/* Checks that dir is a run directory (R1_EINVAL when not) and loads its
+ * recipe.lock.yaml into *out (free with r1_recipe_free). */
+int cmd_run_dir_load(struct r1_recipe **out, const char *dir);
+/* 1 when dir's ledger holds the tag stage/<stage> (the stage finished), 0 when not,
+ * or a negative R1_E* code. */
+int cmd_stage_finished(const char *dir, const char *stage);
 
 #endif

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <git2.h>
 
@@ -646,4 +647,45 @@ int r1_ledger_has_path(struct r1_ledger *lg, const char *path)
     git_tree_free(tree);
     git_commit_free(head);
     return found;
+}
+
+int r1_ledger_has_stage_tag(struct r1_ledger *lg, const char *stage)
+{
+    char name[128];
+    git_reference *ref = NULL;
+    snprintf(name, sizeof(name), "refs/tags/stage/%s", stage);
+    int e = git_reference_lookup(&ref, lg->repo, name);
+    git_reference_free(ref);
+    if (e == 0)
+        return 1;
+    if (e == GIT_ENOTFOUND)
+        return 0;
+    return r1_err_set(R1_EIO, "%s: cannot read tag stage/%s from the ledger", lg->dir, stage);
+}
+
+static int remove_lock_file(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb, (void)ftw;
+    size_t n = strlen(path);
+    if (flag == FTW_F && n > 5 && strcmp(path + n - 5, ".lock") == 0)
+        unlink(path);
+    return 0;
+}
+
+int r1_ledger_clear_stale_locks(const char *run_dir)
+{
+    static const char *const files[] = {"index.lock", "HEAD.lock", "config.lock",
+                                        "packed-refs.lock"};
+    char path[PATH_MAX];
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        snprintf(path, sizeof(path), "%s/.git/%s", run_dir, files[i]);
+        if (unlink(path) != 0 && errno != ENOENT)
+            return r1_err_set(R1_EIO, "%s: cannot remove a stale git lock: %s", path,
+                              strerror(errno));
+    }
+    snprintf(path, sizeof(path), "%s/.git/refs", run_dir);
+    struct stat st;
+    if (stat(path, &st) == 0)
+        nftw(path, remove_lock_file, 16, FTW_PHYS);
+    return 0;
 }

@@ -96,6 +96,12 @@ const char *r1_ledger_trailer(const struct r1_ledger_commit *c, const char *key)
  * *len excludes the NUL).  R1_EFORMAT naming commit and path when absent. */
 int r1_ledger_read_file(struct r1_ledger *lg, const char *id, const char *path, char **data,
                         size_t *len);
+/* Removes git lock files (index.lock, HEAD.lock, any .lock under refs/) that a process killed
+ * mid-commit leaves behind.  Only for a caller that holds the run directory's exclusive
+ * lock (stages/pipeline.c takes it), so no other writer can own them. */
+int r1_ledger_clear_stale_locks(const char *run_dir);
+/* 1 when the tag stage/<stage> exists (the stage finished), 0 when not, or a negative code. */
+int r1_ledger_has_stage_tag(struct r1_ledger *lg, const char *stage);
 /* 1 when HEAD's tree holds path, 0 when not (or no commit yet). */
 int r1_ledger_has_path(struct r1_ledger *lg, const char *path);
 

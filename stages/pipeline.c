@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -31,6 +33,7 @@ struct run {
     char hash[65];
     struct r1_backend *be;
     FILE *metrics;
+    int lock_fd; /* flock on DIR/.r1.lock while running */
 };
 
 /* Every stage must be one this r1 trains, from sources it reads; checked before any work. */
@@ -90,8 +93,10 @@ static int write_run_info(const struct run *R)
     json_t *sets = json_array();
     for (int i = 0; i < R->o->n_sets; i++)
         json_array_append_new(sets, json_string(R->o->sets[i]));
-    json_t *o = json_pack("{s:s, s:s, s:o}", "format", "r1-run-1", "recipe", R->r->path, "sets",
-                          sets);
+    /* absolute, so r1 resume works from any working directory */
+    char abs[4096];
+    const char *recipe = realpath(R->r->path, abs) ? abs : R->r->path;
+    json_t *o = json_pack("{s:s, s:s, s:o}", "format", "r1-run-1", "recipe", recipe, "sets", sets);
     char *text = o ? json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
     json_decref(o);
     if (!text)
@@ -393,7 +398,7 @@ static int mkdirs(const char *path)
 
 int r1_pipeline_run(const struct r1_pipeline_opts *o, struct r1_recipe_diag *diag)
 {
-    struct run R = {.o = o};
+    struct run R = {.o = o, .lock_fd = -1};
     char path[4200];
     int rc = r1_recipe_load(&R.r, o->recipe_path, o->sets, o->n_sets, diag);
     if (rc)
@@ -435,6 +440,17 @@ int r1_pipeline_run(const struct r1_pipeline_opts *o, struct r1_recipe_diag *dia
         if (!same && (rc = r1_file_write_atomic(path, R.lock, R.lock_len)))
             goto out;
     }
+    /* one writer per run directory: the kernel drops this lock when its holder dies,
+     * even by kill -9, so holding it proves git lock files left in .git are stale */
+    snprintf(path, sizeof(path), "%s/.r1.lock", R.dir);
+    R.lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    if (R.lock_fd < 0 || flock(R.lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        rc = r1_err_set(R1_EINVAL, "%s: another r1 process is working in this run directory; "
+                        "wait for it to finish", R.dir);
+        goto out;
+    }
+    if ((rc = r1_ledger_clear_stale_locks(R.dir)))
+        goto out;
     struct r1_ledger *lg = NULL; /* created here, so a run killed at any point resumes */
     rc = r1_ledger_open_or_init(&lg, R.dir);
     r1_ledger_free(lg);
@@ -456,6 +472,8 @@ int r1_pipeline_run(const struct r1_pipeline_opts *o, struct r1_recipe_diag *dia
 out:
     if (R.metrics)
         fclose(R.metrics);
+    if (R.lock_fd >= 0)
+        close(R.lock_fd);
     r1_backend_free(R.be);
     free(R.lock);
     r1_recipe_free(R.r);
