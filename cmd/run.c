@@ -22,12 +22,15 @@ static void on_signal(int sig)
 }
 
 static void on_event(void *user, const char *stage, const char *what,
-                     const struct r1_lm_metrics *m)
+                     const struct r1_stage_metrics *m)
 {
     (void)user;
-    if (strcmp(what, "step") == 0)
-        printf("%s step %" PRId64 " loss %.4f grad_norm %.3f lr %.3g tokens %" PRId64 "\n", stage,
-               m->step, m->loss, m->grad_norm, (double)m->lr, m->tokens);
+    if (strcmp(what, "step") == 0) {
+        printf("%s step %" PRId64, stage, m->step);
+        for (int i = 0; i < m->n; i++)
+            printf(" %s %.4g", m->keys[i], m->values[i]);
+        printf("\n");
+    }
     else if (strcmp(what, "checkpoint") == 0)
         printf("%s checkpoint at step %" PRId64 "\n", stage, m->step);
     else if (strcmp(what, "done") == 0)

@@ -10,6 +10,7 @@
 
 #include "core/err.h"
 #include "core/hfdir.h"
+#include "stages/stage.h"
 
 struct r1_lm_stage {
     struct r1_lm_config cfg;
@@ -178,3 +179,127 @@ int r1_lm_stage_load(struct r1_lm_stage *s, const char *dir)
                           path, (long long)step, s->opt->step);
     return r1_sampler_seek(&s->sampler, epoch, cursor);
 }
+
+/* ---- the stage interface (stages/stage.h) for pretrain and sft ---------------- */
+
+struct lm_adapter {
+    struct r1_lm_stage *s;
+    const char *name;
+    struct r1_lm_metrics last;
+    struct r1_data_hash data;
+};
+
+static int lm_validate(const struct r1_recipe *r, int index)
+{
+    const struct r1_stage_cfg *s = &r->stages[index];
+    if (!s->data.path)
+        return r1_err_set(R1_EINVAL, "%s: stage '%s' needs data.path (a text or JSONL file) for "
+                          "a %s stage", r->path, s->name, r1_stage_kind_name(s->kind));
+    if (s->kind == R1_STAGE_SFT && s->data.format != R1_DATA_JSONL)
+        return r1_err_set(R1_EINVAL, "%s: stage '%s' reads prompt/completion pairs: set "
+                          "data.format to jsonl", r->path, s->name);
+    return 0;
+}
+
+static int lm_init(void **state, const struct r1_stage_env *env)
+{
+    const struct r1_stage_cfg *s = &env->recipe->stages[env->index];
+    struct lm_adapter *a = calloc(1, sizeof(*a));
+    if (!a)
+        return r1_err_set(R1_ENOMEM, "lm stage: out of memory");
+    struct r1_lm_config c = {
+        .steps = s->steps,
+        .epochs = s->epochs,
+        .batch_size = (int)s->batch_size,
+        .micro_batch_size = (int)(s->micro_batch_size ? s->micro_batch_size : s->batch_size),
+        .seq_len = (int)s->seq_len,
+        .seed = (uint64_t)env->recipe->seed + (uint64_t)env->index,
+        .optim = s->optim,
+        .data = {s->data.path, s->kind == R1_STAGE_PRETRAIN ? R1_CORPUS_DOCUMENTS : R1_CORPUS_PAIRS,
+                 s->data.format == R1_DATA_JSONL ? R1_CORPUS_JSONL : R1_CORPUS_TEXT,
+                 s->data.text_field, s->data.prompt_field, s->data.completion_field},
+    };
+    int rc = r1_lm_stage_create(&a->s, env->model, env->tok, &c);
+    if (rc) {
+        free(a);
+        return rc;
+    }
+    a->name = s->name;
+    const char *slash = strrchr(s->data.path, '/');
+    a->data.name = slash ? slash + 1 : s->data.path;
+    a->data.sha256 = r1_lm_stage_data_sha256(a->s);
+    *state = a;
+    return 0;
+}
+
+static int lm_step(void *state, struct r1_stage_metrics *out)
+{
+    struct lm_adapter *a = state;
+    int rc = r1_lm_stage_step(a->s, &a->last);
+    if (rc)
+        return rc;
+    const struct r1_lm_metrics *m = &a->last;
+    *out = (struct r1_stage_metrics){m->step, 5, {"loss", "grad_norm", "lr", "tokens", "epoch"},
+                                     {m->loss, m->grad_norm, m->lr, (double)m->tokens,
+                                      (double)m->epoch}};
+    return 0;
+}
+
+static const char *const lm_file_names[] = {"config.json", "model.safetensors",
+                                            "optimizer.safetensors", "trainer_state.json"};
+
+static int lm_save(void *state, const char *dir, const char *const **files, int *n_files)
+{
+    struct lm_adapter *a = state;
+    *files = lm_file_names;
+    *n_files = (int)(sizeof(lm_file_names) / sizeof(lm_file_names[0]));
+    return r1_lm_stage_save(a->s, dir);
+}
+
+static int lm_load(void *state, const char *dir)
+{
+    return r1_lm_stage_load(((struct lm_adapter *)state)->s, dir);
+}
+
+static void lm_progress(const void *state, int64_t *done, int64_t *total)
+{
+    const struct lm_adapter *a = state;
+    *done = r1_lm_stage_steps_done(a->s);
+    *total = r1_lm_stage_steps_total(a->s);
+}
+
+static bool lm_finished(const void *state)
+{
+    int64_t done, total;
+    lm_progress(state, &done, &total);
+    return done >= total;
+}
+
+static void lm_summary(const void *state, char *buf, size_t cap)
+{
+    const struct lm_adapter *a = state;
+    int64_t done, total;
+    lm_progress(state, &done, &total);
+    snprintf(buf, cap, "%s: step %" PRId64 " of %" PRId64 ", loss %.4f", a->name, done, total,
+             a->last.loss);
+}
+
+static const struct r1_data_hash *lm_data(const void *state, int *n)
+{
+    *n = 1;
+    return &((const struct lm_adapter *)state)->data;
+}
+
+static void lm_free(void *state)
+{
+    struct lm_adapter *a = state;
+    if (!a)
+        return;
+    r1_lm_stage_free(a->s);
+    free(a);
+}
+
+const struct r1_stage_ops r1_lm_stage_ops = {
+    "lm", lm_validate, lm_init, lm_step, lm_save, lm_load, lm_finished, lm_progress,
+    lm_summary, lm_data, lm_free,
+};

@@ -19,10 +19,7 @@
 #include "core/file.h"
 #include "core/hfdir.h"
 #include "core/ledger.h"
-
-/* Files an lm stage checkpoint holds (r1_lm_stage_save writes them). */
-static const char *const lm_files[] = {"config.json", "model.safetensors",
-                                       "optimizer.safetensors", "trainer_state.json"};
+#include "stages/stage.h"
 
 struct run {
     const struct r1_pipeline_opts *o;
@@ -36,22 +33,23 @@ struct run {
     int lock_fd; /* flock on DIR/.r1.lock while running */
 };
 
-/* Every stage must be one this r1 trains, from sources it reads; checked before any work. */
+/* Every stage must be of a kind this r1 trains, from sources it reads, and pass its
+ * kind's own checks; all before any work starts. */
 static int check_supported(const struct r1_recipe *r)
 {
     for (int i = 0; i < r->n_stages; i++) {
         const struct r1_stage_cfg *s = &r->stages[i];
-        if (s->kind != R1_STAGE_PRETRAIN && s->kind != R1_STAGE_SFT)
+        const struct r1_stage_ops *ops = r1_stage_ops_find(s->kind);
+        if (!ops)
             return r1_err_set(R1_EINVAL, "%s: stage '%s' is of kind %s; this r1 trains pretrain "
                               "and sft stages (GRPO and the later stages arrive with their "
                               "issues)", r->path, s->name, r1_stage_kind_name(s->kind));
-        if (!s->data.path)
-            return r1_err_set(R1_EINVAL, "%s: stage '%s' needs data.path (a text or JSONL file) "
-                              "for a %s stage", r->path, s->name, r1_stage_kind_name(s->kind));
-        const struct r1_model_source *src = s->init.kind == R1_SOURCE_STAGE ? NULL : &s->init;
-        if (src && src->kind == R1_SOURCE_GGUF)
+        if (s->init.kind == R1_SOURCE_GGUF)
             return r1_err_set(R1_EINVAL, "%s: stage '%s' starts from a GGUF file (%s); convert it "
-                              "to a Hugging Face directory first", r->path, s->name, src->spec);
+                              "to a Hugging Face directory first", r->path, s->name, s->init.spec);
+        int rc = ops->validate(r, i);
+        if (rc)
+            return rc;
     }
     return 0;
 }
@@ -187,34 +185,36 @@ static void crash_point(const char *stage, int64_t step, const char *where)
         raise(SIGKILL);
 }
 
-static int save_checkpoint(struct run *R, int si, struct r1_lm_stage *lm, char parent[65],
-                           const struct r1_lm_metrics *last)
+static int save_checkpoint(struct run *R, int si, const struct r1_stage_ops *ops, void *st,
+                           char parent[65])
 {
     const struct r1_stage_cfg *s = &R->r->stages[si];
-    const char *slash = strrchr(s->data.path, '/');
-    struct r1_data_hash data = {slash ? slash + 1 : s->data.path, r1_lm_stage_data_sha256(lm)};
-    struct r1_checkpoint_desc d = {s->name, r1_stage_kind_name(s->kind),
-                                   r1_lm_stage_steps_done(lm), parent[0] ? parent : NULL,
-                                   R->hash, (uint64_t)R->r->seed, &data, 1};
+    int64_t done, total;
+    int n_data = 0, n_files = 0;
+    const struct r1_data_hash *data = ops->data(st, &n_data);
+    const char *const *files = NULL;
+    ops->progress(st, &done, &total);
+    struct r1_checkpoint_desc d = {s->name, r1_stage_kind_name(s->kind), done,
+                                   parent[0] ? parent : NULL, R->hash, (uint64_t)R->r->seed,
+                                   data, n_data};
     struct r1_checkpoint *ck = NULL;
     char path[4200], summary[256], *metrics = NULL;
     size_t mlen = 0;
     int rc = r1_checkpoint_begin(&ck, R->dir, &d);
     if (rc)
         return rc;
-    if ((rc = r1_lm_stage_save(lm, r1_checkpoint_tmp_dir(ck))))
+    if ((rc = ops->save(st, r1_checkpoint_tmp_dir(ck), &files, &n_files)))
         goto out;
-    for (size_t i = 0; i < sizeof(lm_files) / sizeof(lm_files[0]); i++) {
-        snprintf(path, sizeof(path), "%s/%s", r1_checkpoint_tmp_dir(ck), lm_files[i]);
-        if ((rc = r1_checkpoint_add_file(ck, lm_files[i], path)))
+    for (int i = 0; i < n_files; i++) {
+        snprintf(path, sizeof(path), "%s/%s", r1_checkpoint_tmp_dir(ck), files[i]);
+        if ((rc = r1_checkpoint_add_file(ck, files[i], path)))
             goto out;
     }
     fflush(R->metrics);
     snprintf(path, sizeof(path), "%s/metrics.jsonl", R->dir);
     if ((rc = r1_file_read(path, &metrics, &mlen)))
         goto out;
-    snprintf(summary, sizeof(summary), "%s: step %" PRId64 " of %" PRId64 ", loss %.4f", s->name,
-             d.step, r1_lm_stage_steps_total(lm), last ? last->loss : 0.0);
+    ops->summary(st, summary, sizeof(summary));
     crash_point(s->name, d.step, "before-commit");
     struct r1_checkpoint_commit_info info = {summary, R->lock, R->lock_len, metrics, mlen,
                                              R->r->path, R->o->force};
@@ -261,62 +261,72 @@ static int stage_model(struct run *R, const struct r1_stage_cfg *s, struct r1_mo
     return rc;
 }
 
-static void emit(struct run *R, const char *stage, const char *what, const struct r1_lm_metrics *m)
+static void emit(struct run *R, const char *stage, const char *what,
+                 const struct r1_stage_metrics *m)
 {
     if (R->o->on_event)
         R->o->on_event(R->o->user, stage, what, m);
 }
 
+/* One metrics.jsonl line: integers exactly, other numbers with 6 significant digits. */
+static void write_metrics(FILE *f, const char *stage, const struct r1_stage_metrics *m)
+{
+    fprintf(f, "{\"stage\":\"%s\",\"step\":%" PRId64, stage, m->step);
+    for (int i = 0; i < m->n; i++) {
+        double v = m->values[i];
+        if (v == (double)(long long)v && v > -9e15 && v < 9e15)
+            fprintf(f, ",\"%s\":%lld", m->keys[i], (long long)v);
+        else
+            fprintf(f, ",\"%s\":%.6g", m->keys[i], v);
+    }
+    fputs("}\n", f);
+}
+
 static int run_stage(struct run *R, int si)
 {
     const struct r1_stage_cfg *s = &R->r->stages[si];
+    const struct r1_stage_ops *ops = r1_stage_ops_find(s->kind);
     struct r1_checkpoint *ck = NULL;
     struct r1_model *m = NULL;
     struct r1_tokenizer *tok = NULL;
-    struct r1_lm_stage *lm = NULL;
+    void *st = NULL;
     char parent[65];
+    int64_t done, total;
     int rc = r1_checkpoint_latest(&ck, R->dir, s->name);
     if (rc)
         return rc;
     if ((rc = stage_model(R, s, &m, &tok, parent)))
         goto out;
-    struct r1_lm_config c = {
-        .steps = s->steps, .epochs = s->epochs, .batch_size = (int)s->batch_size,
-        .micro_batch_size = (int)(s->micro_batch_size ? s->micro_batch_size : s->batch_size),
-        .seq_len = (int)s->seq_len, .seed = (uint64_t)R->r->seed + (uint64_t)si,
-        .optim = s->optim,
-        .data = {s->data.path, s->kind == R1_STAGE_PRETRAIN ? R1_CORPUS_DOCUMENTS : R1_CORPUS_PAIRS,
-                 s->data.format == R1_DATA_JSONL ? R1_CORPUS_JSONL : R1_CORPUS_TEXT,
-                 s->data.text_field, s->data.prompt_field, s->data.completion_field},
-    };
-    if ((rc = r1_lm_stage_create(&lm, m, tok, &c)))
+    struct r1_stage_env env = {R->be, R->r, si, m, tok};
+    if ((rc = ops->init(&st, &env)))
         goto out;
-    int64_t total = r1_lm_stage_steps_total(lm);
+    ops->progress(st, &done, &total);
     if (ck) {
         if (ck->step >= total) {
             emit(R, s->name, "done", NULL);
             goto out;
         }
-        if ((rc = r1_lm_stage_load(lm, ck->dir)))
+        if ((rc = ops->load(st, ck->dir)))
             goto out;
         memcpy(parent, ck->manifest_sha256, 65);
         emit(R, s->name, "resume", NULL);
     } else {
         emit(R, s->name, "start", NULL);
     }
-    struct r1_lm_metrics mt = {0};
+    struct r1_stage_metrics mt = {0};
     int64_t save_every = s->save_every > 0 ? s->save_every : total;
-    while (r1_lm_stage_steps_done(lm) < total) {
-        if ((rc = r1_lm_stage_step(lm, &mt)))
-            goto out; /* the last good checkpoint stays */
-        fprintf(R->metrics,
-                "{\"stage\":\"%s\",\"step\":%" PRId64 ",\"loss\":%.6g,\"grad_norm\":%.6g,"
-                "\"lr\":%.6g,\"tokens\":%" PRId64 ",\"epoch\":%" PRId64 "}\n",
-                s->name, mt.step, mt.loss, mt.grad_norm, (double)mt.lr, mt.tokens, mt.epoch);
+    while (!ops->finished(st)) {
+        if ((rc = ops->step(st, &mt))) {
+            if (rc == R1_ENUMERIC) /* nothing of the bad step is saved */
+                r1_err_wrap(rc, "stage '%s' stopped; its last good checkpoint is kept%s", s->name,
+                            parent[0] ? "" : " (it has none yet)");
+            goto out;
+        }
+        write_metrics(R->metrics, s->name, &mt);
         emit(R, s->name, "step", &mt);
         int stop = R->o->stop && *R->o->stop;
-        if (mt.step % save_every == 0 || mt.step == total || stop) {
-            if ((rc = save_checkpoint(R, si, lm, parent, &mt)))
+        if (mt.step % save_every == 0 || ops->finished(st) || stop) {
+            if ((rc = save_checkpoint(R, si, ops, st, parent)))
                 goto out;
             emit(R, s->name, "checkpoint", &mt);
         }
@@ -335,7 +345,8 @@ static int run_stage(struct run *R, int si)
         crash_point(s->name, mt.step, "finished");
     }
 out:
-    r1_lm_stage_free(lm);
+    if (st)
+        ops->free(st);
     r1_tokenizer_free(tok);
     r1_model_free(m);
     r1_checkpoint_free(ck);

@@ -16,7 +16,7 @@
 #include <stdbool.h>
 
 #include "core/recipe.h"
-#include "stages/lm.h"
+#include "stages/stage.h"
 
 struct r1_pipeline_opts {
     const char *recipe_path;
@@ -29,7 +29,7 @@ struct r1_pipeline_opts {
     volatile sig_atomic_t *stop; /* set by a signal handler: checkpoint and return R1_EINTR */
     /* progress: called after every update and when a stage starts or is skipped */
     void (*on_event)(void *user, const char *stage, const char *what,
-                     const struct r1_lm_metrics *m);
+                     const struct r1_stage_metrics *m);
     void *user;
 };
 

@@ -88,5 +88,32 @@ git -C "$d" log -1 --format=%B | grep -q "R1-Forced: yes" || { echo "FAIL: --for
 printf 'name: x\nstages:\n  - name: a\n    kind: sft\n    stepz: 3\n' >"$tmp/bad.yaml"
 "$r1" run "$tmp/bad.yaml" --run-dir "$tmp/bad-run" >/dev/null 2>&1; rc=$?
 [ $rc -eq 2 ] && [ ! -e "$tmp/bad-run" ] || { echo "FAIL: bad recipe: exit $rc or run dir created"; fail=1; }
+# a non-finite loss stops the stage with exit 1, says so, and keeps the earlier checkpoints:
+# the sft stage starts from a model whose weights are all NaN
+"$r1" init --preset tiny --out "$tmp/nanmodel" >/dev/null
+python3 - "$tmp/nanmodel/model.safetensors" <<'PY'
+import struct, sys
+b = bytearray(open(sys.argv[1], "rb").read())
+n = struct.unpack("<Q", b[:8])[0]
+b[8 + n:] = b"\xff" * (len(b) - 8 - n)
+open(sys.argv[1], "wb").write(b)
+PY
+sed "s|    kind: sft|    kind: sft\n    init: $tmp/nanmodel|" "$here"/recipes/run/two-stage.yaml >"$tmp/nan.yaml"
+err=$("$r1" run "$tmp/nan.yaml" --run-dir "$tmp/nan-run" 2>&1 >/dev/null); rc=$?
+if [ $rc -ne 1 ] || ! echo "$err" | grep -q "last good checkpoint"; then
+  echo "FAIL: NaN loss: exit $rc: $err"; fail=1
+elif ! "$r1" verify "$tmp/nan-run" >/dev/null || [ ! -d "$tmp/nan-run/checkpoints/pretrain/00000016" ]; then
+  echo "FAIL: NaN loss: earlier checkpoints not intact"; fail=1
+else echo "ok: NaN loss stops the stage (exit 1) and keeps the checkpoints"; fi
+
+# a stage kind without a trainer in this build is refused before any work (exit 2)
+sed 's/kind: sft/kind: grpo/' "$here"/recipes/run/two-stage.yaml >"$tmp/grpo.yaml"
+cat >>"$tmp/grpo.yaml" <<'YAML'
+    grpo: {prompts_per_step: 2, group_size: 2, minibatches: 1, rewards: [{name: accuracy, weight: 1.0}]}
+YAML
+cp "$here"/recipes/run/corpus.txt "$here"/recipes/run/pairs.jsonl "$tmp"/ 2>/dev/null
+err=$("$r1" run "$tmp/grpo.yaml" --run-dir "$tmp/grpo-run" 2>&1 >/dev/null); rc=$?
+[ $rc -eq 2 ] && [ ! -e "$tmp/grpo-run" ] && echo "$err" | grep -q "kind grpo" ||
+  { echo "FAIL: untrainable stage kind: exit $rc, $err"; fail=1; }
 [ $fail -eq 0 ] && echo "all resume checks passed"
 exit $fail

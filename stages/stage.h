@@ -1,0 +1,63 @@
+/* stage.h - the interface every stage kind implements; stages/pipeline.c treats all
+ * stages alike through it and knows nothing about what a stage computes.
+ *
+ * Life of a stage: validate (kind-specific recipe checks, before any work starts) →
+ * init (given the model it starts from) → optionally load (continue from a checkpoint
+ * dir) → step until finished, with save every save_every steps and at the end.  A
+ * stage's state (weights, optimizer, data position, RNG counters, progress) is exactly
+ * what save writes and load reads back: nothing else survives a restart. */
+#ifndef R1_STAGES_STAGE_H
+#define R1_STAGES_STAGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/backend.h"
+#include "core/ledger.h"
+#include "core/model.h"
+#include "core/recipe.h"
+#include "core/tokenizer.h"
+
+/* What the pipeline hands a stage; all borrowed for the stage's life. */
+struct r1_stage_env {
+    struct r1_backend *be;
+    const struct r1_recipe *recipe;
+    int index;                      /* this stage in recipe->stages */
+    struct r1_model *model;         /* the model the stage trains (owned by the pipeline) */
+    const struct r1_tokenizer *tok;
+};
+
+#define R1_STAGE_MAX_METRICS 16
+
+/* One step's numbers: the pipeline writes them to metrics.jsonl as they are. */
+struct r1_stage_metrics {
+    int64_t step; /* updates done after this step */
+    int n;
+    const char *keys[R1_STAGE_MAX_METRICS];
+    double values[R1_STAGE_MAX_METRICS];
+};
+
+struct r1_stage_ops {
+    const char *kind;
+    /* Checks this kind's recipe keys beyond the schema; R1_EINVAL naming the file. */
+    int (*validate)(const struct r1_recipe *r, int index);
+    int (*init)(void **state, const struct r1_stage_env *env);
+    int (*step)(void *state, struct r1_stage_metrics *out);
+    /* Writes the stage's files into dir; *files (static or state-owned) lists their names. */
+    int (*save)(void *state, const char *dir, const char *const **files, int *n_files);
+    int (*load)(void *state, const char *dir);
+    bool (*finished)(const void *state);
+    /* Steps done and in total. */
+    void (*progress)(const void *state, int64_t *done, int64_t *total);
+    /* One line for the ledger commit, e.g. "sft: step 40 of 100, loss 1.234". */
+    void (*summary)(const void *state, char *buf, size_t cap);
+    /* Datasets read, for the R1-Data trailers (pointer into state). */
+    const struct r1_data_hash *(*data)(const void *state, int *n);
+    void (*free)(void *state);
+};
+
+/* The stage table: the ops of a kind, or NULL when this r1 has no trainer for it. */
+const struct r1_stage_ops *r1_stage_ops_find(enum r1_stage_kind kind);
+
+#endif
