@@ -65,25 +65,92 @@ static int lock_recipe(struct run *R)
     return rc ? rc : r1_recipe_hash(R->r, R->hash);
 }
 
-/* Names the first lines that differ between two locks (for the resume refusal). */
-static void describe_diff(const char *a, const char *b, char *out, size_t cap)
+/* The dotted key path of line i of a resolved recipe (as r1_recipe_write_yaml writes
+ * it: two-space indents, list items "- name: x" named by their name). */
+static void key_path(char **lines, int i, char *out, size_t cap)
 {
+    char parts[8][96];
+    int np = 0, indent = 1 << 30;
+    for (int j = i; j >= 0 && np < 8; j--) {
+        const char *l = lines[j];
+        int ind = (int)strspn(l, " ");
+        int item = l[ind] == '-';
+        int kind = item ? ind + 2 : ind; /* indentation of the key on that line */
+        if (j != i && (item ? ind : kind) >= indent)
+            continue;
+        if (item && j != i) { /* the list item: its name, then its list's key above */
+            const char *nm = strstr(l, "name:");
+            snprintf(parts[np++], sizeof(parts[0]), "%.*s",
+                     nm ? (int)strcspn(nm + 6, "\n") : 1, nm ? nm + 6 : "?");
+            indent = ind;
+            continue;
+        }
+        const char *k = l + ind + (item ? 2 : 0);
+        snprintf(parts[np++], sizeof(parts[0]), "%.*s", (int)strcspn(k, ":"), k);
+        indent = kind;
+        if (indent == 0)
+            break;
+    }
     out[0] = '\0';
     size_t used = 0;
-    int shown = 0;
-    while ((*a || *b) && shown < 3) {
-        const char *ea = strchr(a, '\n'), *eb = strchr(b, '\n');
-        size_t la = ea ? (size_t)(ea - a) : strlen(a), lb = eb ? (size_t)(eb - b) : strlen(b);
-        if (la != lb || memcmp(a, b, la) != 0) {
-            int n = snprintf(out + used, cap - used, "%s'%.*s' -> '%.*s'", shown ? "; " : "",
-                             (int)(la > 60 ? 60 : la), a, (int)(lb > 60 ? 60 : lb), b);
-            if (n > 0 && (size_t)n < cap - used)
-                used += (size_t)n;
+    for (int p = np - 1; p >= 0; p--) {
+        char *q = parts[p];
+        if (*q == '"') { /* names are written quoted */
+            q++;
+            q[strcspn(q, "\"")] = '\0';
+        }
+        int n = snprintf(out + used, cap - used, "%s%s", used ? "." : "", q);
+        if (n < 0 || (size_t)n >= cap - used)
+            break;
+        used += (size_t)n;
+    }
+}
+
+/* Splits text into lines in place (for key_path). */
+static int split_lines(char *text, char **lines, int max)
+{
+    int n = 0;
+    for (char *p = text; *p && n < max;) {
+        lines[n++] = p;
+        char *e = strchr(p, '\n');
+        if (!e)
+            break;
+        *e = '\0';
+        p = e + 1;
+    }
+    return n;
+}
+
+/* Names the keys whose values differ between two locks (for the resume refusal). */
+static void describe_diff(const char *old, const char *new, char *out, size_t cap)
+{
+    enum { MAXL = 4096 };
+    char *a = strdup(old), *b = strdup(new);
+    char **la = malloc(MAXL * sizeof(char *)), **lb = malloc(MAXL * sizeof(char *));
+    out[0] = '\0';
+    if (a && b && la && lb) {
+        int na = split_lines(a, la, MAXL), nb = split_lines(b, lb, MAXL), shown = 0;
+        size_t used = 0;
+        for (int i = 0; i < na && i < nb && shown < 4; i++) {
+            if (strcmp(la[i], lb[i]) == 0)
+                continue;
+            char path[256];
+            key_path(la, i, path, sizeof(path));
+            const char *va = strchr(la[i], ':'), *vb = strchr(lb[i], ':');
+            int n = snprintf(out + used, cap - used, "%s%s: %s -> %s", shown ? "; " : "", path,
+                             va ? va + 2 : la[i], vb ? vb + 2 : lb[i]);
+            if (n < 0 || (size_t)n >= cap - used)
+                break;
+            used += (size_t)n;
             shown++;
         }
-        a += la + (ea ? 1 : 0);
-        b += lb + (eb ? 1 : 0);
+        if (shown == 0 && na != nb)
+            snprintf(out, cap, "stages or keys were added or removed");
     }
+    free(a);
+    free(b);
+    free(la);
+    free(lb);
 }
 
 static int write_run_info(const struct run *R)

@@ -81,7 +81,7 @@ d=$tmp/changed
 R1_TEST_CRASH=pretrain:8:before-commit "$r1" run "$recipe" --run-dir "$d" >/dev/null 2>&1
 sed -i 's/lr: 1e-3/lr: 2e-3/' "$recipe"
 err=$("$r1" resume "$d" 2>&1 >/dev/null); rc=$?
-[ $rc -eq 2 ] && echo "$err" | grep -q "recipe changed" || { echo "FAIL: changed recipe: exit $rc: $err"; fail=1; }
+[ $rc -eq 2 ] && echo "$err" | grep -q "recipe changed" && echo "$err" | grep -q "stages.sft.optimizer.lr: 0.001 -> 0.002" || { echo "FAIL: changed recipe: exit $rc: $err"; fail=1; }
 "$r1" resume --force "$d" >/dev/null || { echo "FAIL: resume --force"; fail=1; }
 git -C "$d" log -1 --format=%B | grep -q "R1-Forced: yes" || { echo "FAIL: --force not in the ledger"; fail=1; }
 # bad recipe: every problem, exit 2, nothing created
