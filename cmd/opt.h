@@ -17,7 +17,7 @@ struct r1_option {
     const char *name;  /* long name without dashes */
     char short_name;   /* 0 for none */
     void *value;       /* bool *, int *, uint64_t *, float *, const char ** */
-    const char *arg;   /* placeholder in help, e.g. "DIR" */
+    const char *arg;   /* the value's name in help, e.g. "DIR" */
     const char *help;
 };
 

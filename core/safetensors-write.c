@@ -27,15 +27,6 @@
 
 #define ST_CHUNK_ELEMS 65536 /* elements converted per buffered chunk */
 
-static char *st_strdup(const char *s)
-{
-    size_t n = strlen(s) + 1;
-    char *p = malloc(n);
-    if (p)
-        memcpy(p, s, n);
-    return p;
-}
-
 struct r1_st_wentry {
     char *name;
     enum r1_dtype dtype; /* stored dtype */
@@ -82,7 +73,7 @@ int r1_st_writer_meta(struct r1_st_writer *w, const char *key, const char *value
 {
     if (!w || !key || !value)
         return r1_err_set(R1_EINVAL, "safetensors writer: metadata key or value missing");
-    char *v = st_strdup(value);
+    char *v = strdup(value);
     if (!v)
         return r1_err_set(R1_ENOMEM, "safetensors writer: out of memory");
     for (int i = 0; i < w->n_meta; i++) {
@@ -106,7 +97,7 @@ int r1_st_writer_meta(struct r1_st_writer *w, const char *key, const char *value
         }
         w->cap_meta = cap;
     }
-    char *k = st_strdup(key);
+    char *k = strdup(key);
     if (!k) {
         free(v);
         return r1_err_set(R1_ENOMEM, "safetensors writer: out of memory");
@@ -162,7 +153,7 @@ static int st_writer_push(struct r1_st_writer *w, const char *name, enum r1_dtyp
     }
     struct r1_st_wentry *e = &w->e[w->n];
     memset(e, 0, sizeof(*e));
-    if (!(e->name = st_strdup(name)))
+    if (!(e->name = strdup(name)))
         return r1_err_set(R1_ENOMEM, "safetensors writer: out of memory");
     e->dtype = dt;
     e->ndim = ndim;
@@ -319,7 +310,7 @@ static int st_write_entry(FILE *fp, const struct r1_st_wentry *e, const char *tm
 static void st_sync_dir(const char *path)
 {
     const char *slash = strrchr(path, '/');
-    char *dir = slash ? malloc((size_t)(slash - path) + 2) : st_strdup(".");
+    char *dir = slash ? malloc((size_t)(slash - path) + 2) : strdup(".");
     if (!dir)
         return;
     if (slash) {

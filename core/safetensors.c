@@ -31,15 +31,6 @@
 #define ST_HEADER_MAX 100000000ull /* same cap as the reference implementation */
 #define ST_CHUNK_ELEMS 65536       /* elements converted per buffered chunk */
 
-static char *st_strdup(const char *s)
-{
-    size_t n = strlen(s) + 1;
-    char *p = malloc(n);
-    if (p)
-        memcpy(p, s, n);
-    return p;
-}
-
 /* --- reading ------------------------------------------------------------------ */
 
 static int st_dtype_parse(const char *s, enum r1_dtype *out)
@@ -116,7 +107,7 @@ static int st_parse_meta(struct r1_st_file *f, json_t *meta)
             return r1_err_set(R1_EFORMAT,
                               "%s: __metadata__ key '%s' is %s, expected a string; " ST_CORRUPT,
                               f->path, key, st_json_type(val));
-        char *k = st_strdup(key), *v = st_strdup(json_string_value(val));
+        char *k = strdup(key), *v = strdup(json_string_value(val));
         if (!k || !v) {
             free(k);
             free(v);
@@ -310,7 +301,7 @@ static int st_parse_header(struct r1_st_file *f, const char *buf, size_t len)
         struct r1_st_entry *e = &f->entries[f->n];
         if ((rc = st_parse_entry(f, key, val, data_size, e)) != R1_OK)
             goto out;
-        if (!(e->name = st_strdup(key))) {
+        if (!(e->name = strdup(key))) {
             rc = r1_err_set(R1_ENOMEM, "%s: out of memory reading the header", f->path);
             goto out;
         }
@@ -334,7 +325,7 @@ int r1_st_open(struct r1_st_file **out, const char *path)
     unsigned char lenb[8];
     uint64_t hlen = 0;
     int rc = R1_OK;
-    if (!f || !(f->path = st_strdup(path))) {
+    if (!f || !(f->path = strdup(path))) {
         rc = r1_err_set(R1_ENOMEM, "%s: out of memory opening the file", path);
         goto out;
     }

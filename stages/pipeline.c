@@ -359,8 +359,18 @@ static int run_stage(struct run *R, int si)
     void *st = NULL;
     char parent[65];
     int64_t done, total;
-    int rc = r1_checkpoint_latest(&ck, R->dir, s->name);
-    if (rc)
+    struct r1_ledger *lg = NULL;
+    int rc = r1_ledger_open(&lg, R->dir);
+    if (!rc)
+        rc = r1_ledger_has_stage_tag(lg, s->name);
+    r1_ledger_free(lg);
+    if (rc < 0)
+        return rc;
+    if (rc == 1) { /* finished (tagged): nothing to load */
+        emit(R, s->name, "done", NULL);
+        return 0;
+    }
+    if ((rc = r1_checkpoint_latest(&ck, R->dir, s->name)))
         return rc;
     if ((rc = stage_model(R, s, &m, &tok, parent)))
         goto out;
@@ -403,7 +413,6 @@ static int run_stage(struct run *R, int si)
             goto out;
         }
     }
-    struct r1_ledger *lg = NULL;
     if (!(rc = r1_ledger_open(&lg, R->dir)))
         rc = r1_ledger_tag_stage(lg, s->name);
     r1_ledger_free(lg);
