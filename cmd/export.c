@@ -21,6 +21,7 @@
 #include "cmd/opt.h"
 #include "core/checkpoint.h"
 #include "core/err.h"
+#include "core/file.h"
 #include "core/recipe.h"
 #include "core/sha256.h"
 
@@ -41,47 +42,6 @@ static bool is_model_file(const char *name)
             return true;
     size_t n = strlen(name);
     return strncmp(name, "model-", 6) == 0 && n > 18 && strcmp(name + n - 12, ".safetensors") == 0;
-}
-
-static int copy_file(const char *src, const char *dst)
-{
-    static char buf[1 << 20];
-    int in = open(src, O_RDONLY), out = -1, rc = 0;
-    if (in < 0)
-        return r1_err_set(R1_EIO, "%s: cannot open (%s); check the run with r1 verify", src,
-                          strerror(errno));
-    if ((out = open(dst, O_WRONLY | O_CREAT | O_EXCL, 0644)) < 0) {
-        rc = r1_err_set(R1_EIO, "%s: cannot create (%s)", dst, strerror(errno));
-        goto out;
-    }
-    for (;;) {
-        ssize_t got = read(in, buf, sizeof(buf));
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got < 0) {
-            rc = r1_err_set(R1_EIO, "%s: cannot read (%s)", src, strerror(errno));
-            goto out;
-        }
-        if (got == 0)
-            break;
-        for (ssize_t done = 0; done < got;) {
-            ssize_t w = write(out, buf + done, (size_t)(got - done));
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w < 0) {
-                rc = r1_err_set(R1_EIO, "%s: cannot write (%s)", dst, strerror(errno));
-                goto out;
-            }
-            done += w;
-        }
-    }
-    if (fsync(out) != 0)
-        rc = r1_err_set(R1_EIO, "%s: cannot sync (%s)", dst, strerror(errno));
-out:
-    if (out >= 0 && close(out) != 0 && !rc)
-        rc = r1_err_set(R1_EIO, "%s: cannot write (%s)", dst, strerror(errno));
-    close(in);
-    return rc;
 }
 
 static int sync_dir(const char *path)
@@ -127,7 +87,7 @@ static int export_checkpoint(const struct r1_checkpoint *ck, const char *out, co
         if (!is_model_file(f->name))
             continue;
         snprintf(dst, sizeof(dst), "%s/%s", tmp, f->name);
-        if ((rc = copy_file(r1_checkpoint_file_path(ck, f->name), dst)) ||
+        if ((rc = r1_file_copy(r1_checkpoint_file_path(ck, f->name), dst)) ||
             (rc = r1_sha256_file(hex, NULL, dst)))
             break;
         if (strcmp(hex, f->sha256) != 0)

@@ -122,59 +122,6 @@ static int write_file(const char *path, const void *data, size_t len)
     return close(fd) == 0 ? 0 : r1_err_set(R1_EIO, "%s: close failed: %s", path, strerror(errno));
 }
 
-/* Copies src to dst (created, fsynced). */
-static int copy_file(const char *src, const char *dst)
-{
-    int in = open(src, O_RDONLY | O_CLOEXEC);
-    if (in < 0)
-        return r1_err_set(R1_EIO, "%s: cannot open: %s", src, strerror(errno));
-    int out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (out < 0) {
-        int e = errno;
-        close(in);
-        return r1_err_set(R1_EIO, "%s: cannot create: %s", dst, strerror(e));
-    }
-    int rc = 0;
-    char *buf = malloc(1 << 20);
-    if (!buf) {
-        rc = r1_err_set(R1_ENOMEM, "%s: out of memory copying", src);
-        goto out;
-    }
-    for (;;) {
-        ssize_t n = read(in, buf, 1 << 20);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            rc = r1_err_set(R1_EIO, "%s: read failed: %s", src, strerror(errno));
-            goto out;
-        }
-        if (n == 0)
-            break;
-        for (ssize_t off = 0; off < n;) {
-            ssize_t w = write(out, buf + off, (size_t)(n - off));
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w <= 0) {
-                rc = r1_err_set(R1_EIO, "%s: write failed: %s; check free space", dst,
-                                strerror(errno));
-                goto out;
-            }
-            off += w;
-        }
-    }
-    if (fsync(out) != 0)
-        rc = r1_err_set(R1_EIO, "%s: fsync failed: %s", dst, strerror(errno));
-out:
-    free(buf);
-    close(in);
-    if (close(out) != 0 && !rc)
-        rc = r1_err_set(R1_EIO, "%s: close failed: %s", dst, strerror(errno));
-    if (rc)
-        unlink(dst);
-    return rc;
-}
-
-
 static int check_file_name(const char *name)
 {
     size_t n = name ? strlen(name) : 0;
@@ -486,7 +433,7 @@ int r1_checkpoint_add_file(struct r1_checkpoint *ck, const char *name, const cha
                 rc = R1_ENOMEM;
                 goto out;
             }
-            if ((rc = copy_file(src, otmp)))
+            if ((rc = r1_file_copy(src, otmp)))
                 goto out;
             if (rename(otmp, obj) != 0) {
                 rc = r1_err_set(R1_EIO, "%s: cannot rename into place: %s", obj, strerror(errno));
@@ -506,7 +453,7 @@ int r1_checkpoint_add_file(struct r1_checkpoint *ck, const char *name, const cha
             rc = r1_err_set(R1_EIO, "%s: cannot link %s: %s", dest, obj, strerror(errno));
             goto out;
         }
-        if ((rc = copy_file(obj, dest)))
+        if ((rc = r1_file_copy(obj, dest)))
             goto out;
     }
     struct r1_checkpoint_file *f = realloc(ck->files, (size_t)(ck->n_files + 1) * sizeof(*f));

@@ -2,6 +2,7 @@
 #include "core/file.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,4 +60,55 @@ int r1_file_write_atomic(const char *path, const void *data, size_t len)
         return r1_err_set(R1_EIO, "%s: cannot write: %s", path, strerror(e));
     }
     return 0;
+}
+
+int r1_file_copy(const char *src, const char *dst)
+{
+    int in = open(src, O_RDONLY | O_CLOEXEC);
+    if (in < 0)
+        return r1_err_set(R1_EIO, "%s: cannot open: %s", src, strerror(errno));
+    int out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (out < 0) {
+        int e = errno;
+        close(in);
+        return r1_err_set(R1_EIO, "%s: cannot create: %s", dst, strerror(e));
+    }
+    int rc = 0;
+    char *buf = malloc(1 << 20);
+    if (!buf) {
+        rc = r1_err_set(R1_ENOMEM, "%s: out of memory copying", src);
+        goto out;
+    }
+    for (;;) {
+        ssize_t n = read(in, buf, 1 << 20);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            rc = r1_err_set(R1_EIO, "%s: read failed: %s", src, strerror(errno));
+            goto out;
+        }
+        if (n == 0)
+            break;
+        for (ssize_t off = 0; off < n;) {
+            ssize_t w = write(out, buf + off, (size_t)(n - off));
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0) {
+                rc = r1_err_set(R1_EIO, "%s: write failed: %s; check free space", dst,
+                                strerror(errno));
+                goto out;
+            }
+            off += w;
+        }
+    }
+    if (fsync(out) != 0)
+        rc = r1_err_set(R1_EIO, "%s: fsync failed: %s", dst, strerror(errno));
+out:
+    free(buf);
+    close(in);
+    if (close(out) != 0 && !rc)
+        rc = r1_err_set(R1_EIO, "%s: close failed: %s", dst, strerror(errno));
+    if (rc)
+        unlink(dst);
+    return rc;
 }

@@ -12,4 +12,7 @@ int r1_file_read(const char *path, char **data, size_t *len);
 /* R1_EIO naming path; the temporary file is removed on failure. */
 int r1_file_write_atomic(const char *path, const void *data, size_t len);
 
+/* Copies src to dst (created or truncated, fsynced); dst is removed on failure. */
+int r1_file_copy(const char *src, const char *dst);
+
 #endif
