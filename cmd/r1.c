@@ -26,6 +26,7 @@ static const struct cmd commands[] = {
     {"sample", cmd_sample, "generate text from a model"},
     {"recipe", cmd_recipe, "check, show or list the keys of a recipe"},
     {"verify", cmd_verify, "re-hash a run's checkpoints against its ledger"},
+    {"data", cmd_data, "generate synthetic task datasets (arith, countdown)"},
 };
 #define N_COMMANDS (int)(sizeof(commands) / sizeof(commands[0]))
 

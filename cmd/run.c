@@ -25,8 +25,8 @@ static void on_event(void *user, const char *stage, const char *what,
                      const struct r1_stage_metrics *m)
 {
     (void)user;
-    if (strcmp(what, "step") == 0) {
-        printf("%s step %" PRId64, stage, m->step);
+    if (strcmp(what, "step") == 0 || strcmp(what, "eval") == 0) {
+        printf("%s %s %" PRId64, stage, what, m->step);
         for (int i = 0; i < m->n; i++)
             printf(" %s %.4g", m->keys[i], m->values[i]);
         printf("\n");

@@ -167,6 +167,31 @@ int r1_model_config_save_json(const struct r1_model_config *c, const char *path,
     return rc;
 }
 
+int r1_model_save_safetensors(const struct r1_model *m, const char *path, enum r1_dtype dtype)
+{
+    if (dtype != R1_F32 && dtype != R1_BF16)
+        return r1_err_set(R1_EINVAL, "%s: weights can be saved as F32 or BF16", path);
+    struct r1_st_writer *w = NULL;
+    float *host = malloc(m->params.cap);
+    if (!host)
+        return r1_err_set(R1_ENOMEM, "%s: out of host memory", path);
+    m->be->ops->download(m->be->ctx, host, m->param_mem, m->params.cap);
+    int rc;
+    if ((rc = r1_st_writer_create(&w)) || (rc = r1_st_writer_meta(w, "format", "pt")))
+        goto out;
+    for (int i = 0; i < m->n_tensors; i++) {
+        const struct r1_param *p = &m->tensors[i];
+        const float *src = host + ((float *)p->w.data - m->param_mem);
+        if ((rc = r1_st_writer_add_f32(w, p->name, dtype, p->w.ndim, p->w.shape, src)))
+            goto out;
+    }
+    rc = r1_st_writer_write(w, path);
+out:
+    r1_st_writer_free(w);
+    free(host);
+    return rc;
+}
+
 int r1_hfdir_save(const struct r1_model *m, const char *dir, enum r1_dtype dtype)
 {
     char path[4096];
@@ -178,25 +203,8 @@ int r1_hfdir_save(const struct r1_model *m, const char *dir, enum r1_dtype dtype
     int rc = r1_model_config_save_json(&m->cfg, path, dtype);
     if (rc)
         return rc;
-    struct r1_st_writer *w = NULL;
-    float *host = malloc(m->params.cap);
-    if (!host)
-        return r1_err_set(R1_ENOMEM, "%s: out of host memory", dir);
-    m->be->ops->download(m->be->ctx, host, m->param_mem, m->params.cap);
-    if ((rc = r1_st_writer_create(&w)) || (rc = r1_st_writer_meta(w, "format", "pt")))
-        goto out;
-    for (int i = 0; i < m->n_tensors; i++) {
-        const struct r1_param *p = &m->tensors[i];
-        const float *src = host + ((float *)p->w.data - m->param_mem);
-        if ((rc = r1_st_writer_add_f32(w, p->name, dtype, p->w.ndim, p->w.shape, src)))
-            goto out;
-    }
     snprintf(path, sizeof(path), "%s/model.safetensors", dir);
-    rc = r1_st_writer_write(w, path);
-out:
-    r1_st_writer_free(w);
-    free(host);
-    return rc;
+    return r1_model_save_safetensors(m, path, dtype);
 }
 
 int r1_model_load_safetensors(struct r1_model *m, const char *path)

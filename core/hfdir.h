@@ -19,6 +19,8 @@ int r1_hfdir_save(const struct r1_model *m, const char *dir, enum r1_dtype dtype
 /* Creates a model on be from dir/config.json and loads dir/model.safetensors. */
 int r1_hfdir_load(struct r1_model **out, struct r1_backend *be, const char *dir);
 /* Loads weights from a safetensors file into an existing model (names and shapes must match). */
+/* The weights alone as one safetensors file (HF tensor names). */
+int r1_model_save_safetensors(const struct r1_model *m, const char *path, enum r1_dtype dtype);
 int r1_model_load_safetensors(struct r1_model *m, const char *path);
 
 /* The tokenizer of a model directory: the byte-level tokenizer when config.json

@@ -207,6 +207,7 @@ int r1_model_create(struct r1_model **out, const struct r1_model_config *cfg,
     if (!m)
         return r1_err_set(R1_ENOMEM, "model: out of host memory");
     m->cfg = *cfg;
+    m->logit_scale = 1.0f;
     m->be = be;
     m->layers = calloc((size_t)cfg->n_layers, sizeof(*m->layers));
     m->dlayers = calloc((size_t)cfg->n_layers, sizeof(*m->dlayers));
@@ -551,6 +552,8 @@ int r1_model_forward(struct r1_model *m, const struct r1_batch *b, float *logp, 
     for (int r = 0; r < a->n_rows; r += R1_MODEL_HEAD_CHUNK) {
         int n = a->n_rows - r < R1_MODEL_HEAD_CHUNK ? a->n_rows - r : R1_MODEL_HEAD_CHUNK;
         op->matmul_forward(cx, a->logits, a->hrows + (size_t)r * C, m->lm_head, NULL, n, C, V);
+        if (m->logit_scale != 1.0f)
+            op->scale(cx, a->logits, m->logit_scale, (int64_t)n * V);
         op->logprobs_forward(cx, a->logp + r, a->ent + r, a->lsev + r, a->logits,
                              a->htargets + r, n, V);
     }
@@ -628,8 +631,12 @@ int r1_model_backward(struct r1_model *m, const float *dlogp, const float *dentr
         int n = a->n_rows - r < R1_MODEL_HEAD_CHUNK ? a->n_rows - r : R1_MODEL_HEAD_CHUNK;
         const float *hr = a->hrows + (size_t)r * C;
         op->matmul_forward(cx, a->logits, hr, m->lm_head, NULL, n, C, V);
+        if (m->logit_scale != 1.0f)
+            op->scale(cx, a->logits, m->logit_scale, (int64_t)n * V);
         op->logprobs_backward(cx, a->dlogits, a->logits, a->lsev + r, a->ent + r,
                               a->htargets + r, a->dlogp + r, dentropy ? a->dent + r : NULL, n, V);
+        if (m->logit_scale != 1.0f) /* d(s·z)/dz = s */
+            op->scale(cx, a->dlogits, m->logit_scale, (int64_t)n * V);
         op->matmul_backward(cx, dh + (size_t)r * C, m->dlm_head, NULL, a->dlogits, hr, m->lm_head,
                             n, C, V);
     }

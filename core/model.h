@@ -79,6 +79,9 @@ struct r1_model {
     float *rope_cos, *rope_sin; /* (max_seq_len, head_dim/2), in acts-independent memory */
     struct r1_model_acts *a;
     int max_B, max_T; /* activation capacity from r1_model_reserve */
+    /* r1_model_forward/backward score softmax(logit_scale · logits): 1/temperature when an
+     * RL loss must see the distribution completions were sampled from; 1 by default */
+    float logit_scale;
     int cur_B, cur_T; /* shape of the last forward */
     bool have_forward;
 };

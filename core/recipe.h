@@ -52,9 +52,22 @@ struct r1_model_source {
     int stage;                 /* R1_SOURCE_STAGE: index of the earlier stage; else -1 */
 };
 
+/* Where the accuracy-style rewards find the final answer in a completion (text inside
+ * <think>…</think> never counts). */
+enum r1_answer_from {
+    R1_ANSWER_AUTO = 0, /* the first <answer> block (its \boxed{} if it holds one), else the last \boxed{} */
+    R1_ANSWER_BOXED,    /* the last \boxed{…} */
+    R1_ANSWER_TAG,      /* the first <answer>…</answer> block */
+    R1_ANSWER_TAG_LAST, /* the last <answer>…</answer> block */
+};
+
 struct r1_reward_cfg {
     char *name;
     float weight;
+    enum r1_answer_from answer; /* accuracy, length_cosine */
+    char *language;             /* language: target language code ("en", "zh", ...) */
+    int64_t ngram;              /* repetition: n-gram size */
+    float max_penalty;          /* repetition: reward of a fully repetitive text (<= 0) */
 };
 
 struct r1_data_cfg {
@@ -65,6 +78,9 @@ struct r1_data_cfg {
     enum r1_data_format format;
     char *text_field, *prompt_field, *completion_field, *answer_field;
     char *eval_path;  /* absolute, or NULL */
+    char *template_;  /* prompt template: a name (none, r1-zero) or text with {prompt}; NULL: none */
+    int64_t size;      /* generator: training examples */
+    int64_t eval_size; /* generator: held-out examples */
 };
 
 struct r1_grpo_cfg {
@@ -76,6 +92,15 @@ struct r1_grpo_cfg {
     enum r1_grpo_scale scale_rewards;
     bool mask_truncated;
     int64_t ref_reset_every; /* 0: never */
+    float entropy_coef;      /* bonus on the policy's token entropy (0: none) */
+    bool dynamic_sampling;   /* drop groups whose rewards are all equal, draw more prompts */
+    int64_t max_draws;       /* dynamic sampling: prompt batches drawn per step at most */
+    int64_t overlong_buffer; /* DAPO soft overlong penalty: tokens before the limit (0: off) */
+    float overlong_penalty;  /* its largest penalty (at the limit) */
+    int64_t samples_every, samples_count; /* completions logged to samples/<stage>.jsonl */
+    int64_t eval_samples;    /* completions per held-out prompt (pass@1 averaged over them) */
+    float eval_temperature;
+    char *accuracy_reward;   /* the reward whose value >= 1 counts as a correct answer */
     struct r1_reward_cfg *rewards;
     int n_rewards;
 };

@@ -10,6 +10,7 @@
 
 #include "core/err.h"
 #include "core/hfdir.h"
+#include "stages/data/gen.h"
 #include "stages/stage.h"
 
 struct r1_lm_stage {
@@ -192,9 +193,21 @@ struct lm_adapter {
 static int lm_validate(const struct r1_recipe *r, int index)
 {
     const struct r1_stage_cfg *s = &r->stages[index];
-    if (!s->data.path)
-        return r1_err_set(R1_EINVAL, "%s: stage '%s' needs data.path (a text or JSONL file) for "
-                          "a %s stage", r->path, s->name, r1_stage_kind_name(s->kind));
+    if (!s->data.path && !(s->data.generator && s->kind == R1_STAGE_PRETRAIN))
+        return r1_err_set(R1_EINVAL, "%s: stage '%s' needs data.path (a text or JSONL file)%s "
+                          "for a %s stage", r->path, s->name,
+                          s->kind == R1_STAGE_PRETRAIN ? " or data.generator" : "",
+                          r1_stage_kind_name(s->kind));
+    if (s->data.generator) {
+        struct r1_datagen *g = NULL;
+        int rc = r1_datagen_parse(&g, s->data.generator);
+        r1_datagen_free(g);
+        if (rc)
+            return r1_err_wrap(rc, "%s: stage '%s' data.generator", r->path, s->name);
+        if (s->data.format != R1_DATA_JSONL)
+            return r1_err_set(R1_EINVAL, "%s: stage '%s': generated data is JSONL; set "
+                              "data.format to jsonl", r->path, s->name);
+    }
     if (s->kind == R1_STAGE_SFT && s->data.format != R1_DATA_JSONL)
         return r1_err_set(R1_EINVAL, "%s: stage '%s' reads prompt/completion pairs: set "
                           "data.format to jsonl", r->path, s->name);
@@ -215,9 +228,11 @@ static int lm_init(void **state, const struct r1_stage_env *env)
         .seq_len = (int)s->seq_len,
         .seed = (uint64_t)env->recipe->seed + (uint64_t)env->index,
         .optim = s->optim,
-        .data = {s->data.path, s->kind == R1_STAGE_PRETRAIN ? R1_CORPUS_DOCUMENTS : R1_CORPUS_PAIRS,
+        .data = {s->data.path ? s->data.path : s->data.generator,
+                 s->kind == R1_STAGE_PRETRAIN ? R1_CORPUS_DOCUMENTS : R1_CORPUS_PAIRS,
                  s->data.format == R1_DATA_JSONL ? R1_CORPUS_JSONL : R1_CORPUS_TEXT,
-                 s->data.text_field, s->data.prompt_field, s->data.completion_field},
+                 s->data.text_field, s->data.prompt_field, s->data.completion_field,
+                 s->data.generator, s->data.size, (uint64_t)env->recipe->seed + (uint64_t)env->index},
     };
     int rc = r1_lm_stage_create(&a->s, env->model, env->tok, &c);
     if (rc) {
@@ -225,8 +240,8 @@ static int lm_init(void **state, const struct r1_stage_env *env)
         return rc;
     }
     a->name = s->name;
-    const char *slash = strrchr(s->data.path, '/');
-    a->data.name = slash ? slash + 1 : s->data.path;
+    const char *slash = s->data.path ? strrchr(s->data.path, '/') : NULL;
+    a->data.name = s->data.path ? (slash ? slash + 1 : s->data.path) : s->data.generator;
     a->data.sha256 = r1_lm_stage_data_sha256(a->s);
     *state = a;
     return 0;
@@ -241,7 +256,8 @@ static int lm_step(void *state, struct r1_stage_metrics *out)
     const struct r1_lm_metrics *m = &a->last;
     *out = (struct r1_stage_metrics){m->step, 5, {"loss", "grad_norm", "lr", "tokens", "epoch"},
                                      {m->loss, m->grad_norm, m->lr, (double)m->tokens,
-                                      (double)m->epoch}};
+                                      (double)m->epoch},
+                                     NULL};
     return 0;
 }
 
@@ -301,5 +317,5 @@ static void lm_free(void *state)
 
 const struct r1_stage_ops r1_lm_stage_ops = {
     "lm", lm_validate, lm_init, lm_step, lm_save, lm_load, lm_finished, lm_progress,
-    lm_summary, lm_data, lm_free,
+    lm_summary, NULL, lm_data, lm_free,
 };

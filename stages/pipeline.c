@@ -238,6 +238,64 @@ static int restore_metrics(struct run *R)
     return R->metrics ? 0 : r1_err_set(R1_EIO, "%s: cannot append (%s)", path, strerror(errno));
 }
 
+/* DIR/samples/<stage>.jsonl as of the newest checkpoint: lines of later steps of the
+ * stage that checkpointed last are dropped, and the files of stages after it removed. */
+static int restore_samples(struct run *R)
+{
+    struct r1_checkpoint *ck = NULL;
+    int rc = r1_checkpoint_latest(&ck, R->dir, NULL);
+    if (rc)
+        return rc;
+    int last = -1;
+    for (int i = 0; ck && i < R->r->n_stages; i++)
+        if (strcmp(R->r->stages[i].name, ck->stage) == 0)
+            last = i;
+    char path[4200];
+    for (int i = last < 0 ? 0 : last; i < R->r->n_stages && !rc; i++) {
+        snprintf(path, sizeof(path), "%s/samples/%s.jsonl", R->dir, R->r->stages[i].name);
+        if (i > last || !ck) {
+            if (remove(path) != 0 && errno != ENOENT)
+                rc = r1_err_set(R1_EIO, "%s: cannot remove (%s)", path, strerror(errno));
+            continue;
+        }
+        char *data = NULL;
+        size_t len = 0;
+        if (access(path, F_OK) != 0 || (rc = r1_file_read(path, &data, &len)))
+            continue;
+        size_t keep = 0; /* bytes of the leading lines with step <= the checkpoint's */
+        for (size_t at = 0; at < len;) {
+            char *nl = memchr(data + at, '\n', len - at);
+            size_t end = nl ? (size_t)(nl - data) + 1 : len;
+            json_t *o = json_loadb(data + at, end - at, 0, NULL);
+            json_int_t step = json_integer_value(json_object_get(o, "step"));
+            json_decref(o);
+            if (!o || !nl || step > ck->step)
+                break;
+            keep = at = end;
+        }
+        if (keep < len)
+            rc = r1_file_write_atomic(path, data, keep);
+        free(data);
+    }
+    r1_checkpoint_free(ck);
+    return rc;
+}
+
+static int append_samples(struct run *R, const char *stage, const char *text)
+{
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/samples", R->dir);
+    if (mkdir(path, 0777) != 0 && errno != EEXIST)
+        return r1_err_set(R1_EIO, "%s: cannot create (%s)", path, strerror(errno));
+    snprintf(path, sizeof(path), "%s/samples/%s.jsonl", R->dir, stage);
+    FILE *f = fopen(path, "ab");
+    size_t n = strlen(text);
+    int ok = f && fwrite(text, 1, n, f) == n;
+    if (f && fclose(f) != 0)
+        ok = 0;
+    return ok ? 0 : r1_err_set(R1_EIO, "%s: cannot append (%s)", path, strerror(errno));
+}
+
 /* Test hook (as git's GIT_TEST_* variables): R1_TEST_CRASH="<stage>:<step>:<where>"
  * kills the process with SIGKILL at that point, so the resume tests can stop a run
  * inside a checkpoint write or between stages deterministically. */
@@ -349,6 +407,24 @@ static void write_metrics(FILE *f, const char *stage, const struct r1_stage_metr
     fputs("}\n", f);
 }
 
+/* Held-out numbers of the stage's current model as a metrics line (none: nothing). */
+static int evaluate(struct run *R, const char *stage, const struct r1_stage_ops *ops, void *st,
+                    int64_t step)
+{
+    if (!ops->evaluate)
+        return 0;
+    struct r1_stage_metrics ev = {0};
+    int rc = ops->evaluate(st, &ev);
+    if (rc)
+        return r1_err_wrap(rc, "stage '%s': evaluation at step %" PRId64, stage, step);
+    if (ev.n == 0)
+        return 0;
+    ev.step = step;
+    write_metrics(R->metrics, stage, &ev);
+    emit(R, stage, "eval", &ev);
+    return 0;
+}
+
 static int run_stage(struct run *R, int si)
 {
     const struct r1_stage_cfg *s = &R->r->stages[si];
@@ -392,6 +468,8 @@ static int run_stage(struct run *R, int si)
     }
     struct r1_stage_metrics mt = {0};
     int64_t save_every = s->save_every > 0 ? s->save_every : total;
+    if (!ck && (rc = evaluate(R, s->name, ops, st, 0)))
+        goto out;
     while (!ops->finished(st)) {
         if ((rc = ops->step(st, &mt))) {
             if (rc == R1_ENUMERIC) /* nothing of the bad step is saved */
@@ -401,6 +479,11 @@ static int run_stage(struct run *R, int si)
         }
         write_metrics(R->metrics, s->name, &mt);
         emit(R, s->name, "step", &mt);
+        if (mt.samples && (rc = append_samples(R, s->name, mt.samples)))
+            goto out;
+        if ((ops->finished(st) || (s->eval_every > 0 && mt.step % s->eval_every == 0)) &&
+            (rc = evaluate(R, s->name, ops, st, mt.step)))
+            goto out;
         int stop = R->o->stop && *R->o->stop;
         if (mt.step % save_every == 0 || ops->finished(st) || stop) {
             if ((rc = save_checkpoint(R, si, ops, st, parent)))
@@ -541,7 +624,7 @@ int r1_pipeline_run(const struct r1_pipeline_opts *o, struct r1_recipe_diag *dia
     struct r1_ledger *lg = NULL; /* created here, so a run killed at any point resumes */
     rc = r1_ledger_open_or_init(&lg, R.dir);
     r1_ledger_free(lg);
-    if (rc || (rc = restore_metrics(&R)))
+    if (rc || (rc = restore_metrics(&R)) || (rc = restore_samples(&R)))
         goto out;
     enum r1_backend_kind bk = R.r->backend == R1_RECIPE_BACKEND_CUDA ? R1_BACKEND_CUDA
                                                                      : R1_BACKEND_AUTO;

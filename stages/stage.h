@@ -28,7 +28,7 @@ struct r1_stage_env {
     const struct r1_tokenizer *tok;
 };
 
-#define R1_STAGE_MAX_METRICS 16
+#define R1_STAGE_MAX_METRICS 64
 
 /* One step's numbers: the pipeline writes them to metrics.jsonl as they are. */
 struct r1_stage_metrics {
@@ -36,6 +36,9 @@ struct r1_stage_metrics {
     int n;
     const char *keys[R1_STAGE_MAX_METRICS];
     double values[R1_STAGE_MAX_METRICS];
+    /* JSONL lines (each with a "step") the pipeline appends to DIR/samples/<stage>.jsonl,
+     * or NULL; borrowed until the next call into the stage */
+    const char *samples;
 };
 
 struct r1_stage_ops {
@@ -52,6 +55,11 @@ struct r1_stage_ops {
     void (*progress)(const void *state, int64_t *done, int64_t *total);
     /* One line for the ledger commit, e.g. "sft: step 40 of 100, loss 1.234". */
     void (*summary)(const void *state, char *buf, size_t cap);
+    /* Optional (NULL: none).  Measures the current model on held-out data without
+     * changing any state; out->n = 0 when the stage has nothing to evaluate.  The
+     * pipeline calls it before the first step, every eval_every steps and at the end,
+     * and writes the numbers (keys like "eval/accuracy") as a metrics line. */
+    int (*evaluate)(void *state, struct r1_stage_metrics *out);
     /* Datasets read, for the R1-Data trailers (pointer into state). */
     const struct r1_data_hash *(*data)(const void *state, int *n);
     void (*free)(void *state);

@@ -58,4 +58,29 @@ check 2 "sample bad prompts file" "$r1" sample --model "$tmp/m" --prompts "$tmp/
 grep -q "p.jsonl:2" /tmp/r1-cli-out.$$ || { echo "FAIL: prompts error does not name file:line"; fail=1; }
 printf 'garbage' >"$tmp/m/model.safetensors"
 check 2 "sample corrupt weights" "$r1" sample --model "$tmp/m" --prompt hi
+
+# r1 data gen: N lines, same seed -> same bytes, bad input -> 2 and no file, disjoint splits
+spec="arith:digits=2,ops=+-*,demo=1,noise=0.2"
+check 0 "data gen arith" "$r1" data gen "$spec" --n 50 --seed 7 --out "$tmp/a1.jsonl"
+[ "$(wc -l <"$tmp/a1.jsonl")" -eq 50 ] || { echo "FAIL: data gen --n 50 wrote $(wc -l <"$tmp/a1.jsonl") lines"; fail=1; }
+grep -q '"text":"What is [0-9+*-]*?<think>\\n' "$tmp/a1.jsonl" || { echo "FAIL: data gen demo text has the wrong shape"; fail=1; }
+"$r1" data gen "$spec" --n 50 --seed 7 --out "$tmp/a2.jsonl" >/dev/null
+cmp -s "$tmp/a1.jsonl" "$tmp/a2.jsonl" || { echo "FAIL: data gen: same seed gave different bytes"; fail=1; }
+"$r1" data gen "$spec" --n 50 --seed 8 --out "$tmp/a3.jsonl" >/dev/null
+cmp -s "$tmp/a1.jsonl" "$tmp/a3.jsonl" && { echo "FAIL: data gen ignores --seed"; fail=1; }
+[ "$("$r1" data gen "$spec" --n 50 --seed 7 --out - | cmp - "$tmp/a1.jsonl" && echo same)" = same ] || { echo "FAIL: data gen --out - differs from the file"; fail=1; }
+check 2 "data gen bad spec" "$r1" data gen "arith:digits=9" --n 5 --out "$tmp/bad.jsonl"
+grep -q "digits" /tmp/r1-cli-out.$$ || { echo "FAIL: data gen bad spec error does not name the knob"; fail=1; }
+[ ! -e "$tmp/bad.jsonl" ] && [ ! -e "$tmp/bad.jsonl.tmp" ] || { echo "FAIL: failed data gen left a file"; fail=1; }
+check 2 "data gen unknown generator" "$r1" data gen sudoku --out "$tmp/bad.jsonl"
+check 2 "data gen without --out" "$r1" data gen arith --n 5
+check 2 "data gen without spec" "$r1" data gen --out "$tmp/bad.jsonl"
+check 2 "data gen bad split" "$r1" data gen arith --split test --out "$tmp/bad.jsonl"
+check 2 "data unknown subcommand" "$r1" data frob
+[ ! -e "$tmp/bad.jsonl" ] || { echo "FAIL: failed data gen left a file"; fail=1; }
+check 0 "data gen countdown" "$r1" data gen countdown:numbers=4 --n 20 --split eval --out "$tmp/c.jsonl"
+[ "$(grep -c '"numbers":\[[0-9]*,[0-9]*,[0-9]*,[0-9]*\],"target":[0-9]*' "$tmp/c.jsonl")" -eq 20 ] || { echo "FAIL: countdown lines lack numbers/target"; fail=1; }
+"$r1" data gen arith --n 1000 --out "$tmp/tr.jsonl" >/dev/null
+"$r1" data gen arith --n 100 --split eval --seed 2 --out "$tmp/ev.jsonl" >/dev/null
+[ -z "$(comm -12 <(sort -u "$tmp/tr.jsonl") <(sort -u "$tmp/ev.jsonl"))" ] || { echo "FAIL: data gen train and eval share problems"; fail=1; }
 exit $fail

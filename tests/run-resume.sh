@@ -107,13 +107,10 @@ elif ! "$r1" verify "$tmp/nan-run" >/dev/null || [ ! -d "$tmp/nan-run/checkpoint
 else echo "ok: NaN loss stops the stage (exit 1) and keeps the checkpoints"; fi
 
 # a stage kind without a trainer in this build is refused before any work (exit 2)
-sed 's/kind: sft/kind: grpo/' "$here"/recipes/run/two-stage.yaml >"$tmp/grpo.yaml"
-cat >>"$tmp/grpo.yaml" <<'YAML'
-    grpo: {prompts_per_step: 2, group_size: 2, minibatches: 1, rewards: [{name: accuracy, weight: 1.0}]}
-YAML
+sed 's/kind: sft/kind: reward_model/' "$here"/recipes/run/two-stage.yaml >"$tmp/rm.yaml"
 cp "$here"/recipes/run/corpus.txt "$here"/recipes/run/pairs.jsonl "$tmp"/ 2>/dev/null
-err=$("$r1" run "$tmp/grpo.yaml" --run-dir "$tmp/grpo-run" 2>&1 >/dev/null); rc=$?
-[ $rc -eq 2 ] && [ ! -e "$tmp/grpo-run" ] && echo "$err" | grep -q "kind grpo" ||
+err=$("$r1" run "$tmp/rm.yaml" --run-dir "$tmp/rm-run" 2>&1 >/dev/null); rc=$?
+[ $rc -eq 2 ] && [ ! -e "$tmp/rm-run" ] && echo "$err" | grep -q "kind reward_model" ||
   { echo "FAIL: untrainable stage kind: exit $rc, $err"; fail=1; }
 [ $fail -eq 0 ] && echo "all resume checks passed"
 exit $fail

@@ -47,7 +47,7 @@ static void test_text_documents_and_windows(void **state)
     (void)state;
     /* three documents: "ab", "c\nd" (inner newline kept), "ef" */
     struct r1_corpus_spec sp = {write_tmp("t.txt", "ab\n\n\nc\nd\n  \nef\n"), R1_CORPUS_DOCUMENTS,
-                                R1_CORPUS_TEXT, NULL, NULL, NULL};
+                                R1_CORPUS_TEXT, NULL, NULL, NULL, NULL, 0, 0};
     struct r1_corpus *c = NULL;
     assert_int_equal(r1_corpus_load(&c, &sp, tok), 0);
     assert_int_equal(c->n_examples, 3);
@@ -84,7 +84,7 @@ static void test_pairs(void **state)
     (void)state;
     struct r1_corpus_spec sp = {
         write_tmp("p.jsonl", "{\"q\": \"1+1=\", \"a\": \"2\"}\n\n{\"q\": \"long prompt here\", \"a\": \"x\"}\n"),
-        R1_CORPUS_PAIRS, R1_CORPUS_JSONL, NULL, "q", "a"};
+        R1_CORPUS_PAIRS, R1_CORPUS_JSONL, NULL, "q", "a", NULL, 0, 0};
     struct r1_corpus *c = NULL;
     assert_int_equal(r1_corpus_load(&c, &sp, tok), 0);
     assert_int_equal(c->n_examples, 2);
@@ -121,7 +121,7 @@ static void test_resume_order(void **state)
         strcat(text, line);
     }
     struct r1_corpus_spec sp = {write_tmp("r.txt", text), R1_CORPUS_DOCUMENTS, R1_CORPUS_TEXT,
-                                NULL, NULL, NULL};
+                                NULL, NULL, NULL, NULL, 0, 0};
     struct r1_corpus *c = NULL;
     assert_int_equal(r1_corpus_load(&c, &sp, tok), 0);
     enum { T = 16, B = 3 };
@@ -162,7 +162,7 @@ static void test_errors(void **state)
     (void)state;
     struct r1_corpus *c = NULL;
     struct r1_corpus_spec sp = {write_tmp("bad.jsonl", "{\"text\": \"ok\"}\n{\"text\": 5}\n"),
-                                R1_CORPUS_DOCUMENTS, R1_CORPUS_JSONL, NULL, NULL, NULL};
+                                R1_CORPUS_DOCUMENTS, R1_CORPUS_JSONL, NULL, NULL, NULL, NULL, 0, 0};
     assert_int_equal(r1_corpus_load(&c, &sp, tok), R1_EINVAL);
     assert_non_null(strstr(r1_err_last(), "bad.jsonl:2:"));
     sp.path = write_tmp("bad2.jsonl", "{\"text\": \"ok\"}\nnot json\n");
@@ -186,6 +186,32 @@ static void test_errors(void **state)
     r1_corpus_free(c);
 }
 
+/* A pretraining corpus straight from a generator: its demo texts, deterministic. */
+static void test_generated_documents(void **state)
+{
+    (void)state;
+    struct r1_corpus_spec sp = {"arith", R1_CORPUS_DOCUMENTS, R1_CORPUS_JSONL, "text", NULL, NULL,
+                                "arith:digits=1,demo=1", 50, 9};
+    struct r1_corpus *a = NULL, *b = NULL;
+    assert_int_equal(r1_corpus_load(&a, &sp, tok), 0);
+    assert_int_equal(r1_corpus_load(&b, &sp, tok), 0);
+    assert_int_equal(a->n_examples, 50);
+    assert_string_equal(a->sha256, b->sha256);
+    assert_int_equal(a->n_tokens, b->n_tokens);
+    assert_memory_equal(a->tokens, b->tokens, (size_t)a->n_tokens * sizeof(int32_t));
+    /* every document is a worked example: it holds the think and answer tags */
+    assert_true(r1_tokenizer_lookup(tok, "<think>") >= 0);
+    int32_t think = r1_tokenizer_lookup(tok, "<think>");
+    int64_t n_think = 0;
+    for (int64_t i = 0; i < a->n_tokens; i++)
+        n_think += a->tokens[i] == think;
+    assert_int_equal(n_think, 50);
+    r1_corpus_free(a);
+    r1_corpus_free(b);
+    sp.generator = "arith:digits=99";
+    assert_int_equal(r1_corpus_load(&a, &sp, tok), R1_EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -193,6 +219,7 @@ int main(void)
         cmocka_unit_test(test_pairs),
         cmocka_unit_test(test_resume_order),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_generated_documents),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -74,7 +74,7 @@ static double scalar_loss(struct r1_model *m, const struct r1_batch *b, const fl
     return L;
 }
 
-static void gradcheck(int tie, int bias)
+static void gradcheck(int tie, int bias, float logit_scale)
 {
     struct r1_model_config cfg = micro_config(tie, bias);
     struct r1_model *m = NULL;
@@ -89,6 +89,7 @@ static void gradcheck(int tie, int bias)
                                                       : 0.3f * r1_rng_normal_at(9, k, i);
     }
     assert_int_equal(r1_model_reserve(m, GB, GT), 0);
+    m->logit_scale = logit_scale;
     struct r1_batch b = {GB, GT, g_tokens, g_pos, g_seg, g_targets};
     float c[GB * GT], e[GB * GT];
     for (int i = 0; i < GB * GT; i++) {
@@ -135,13 +136,20 @@ static void gradcheck(int tie, int bias)
 static void test_gradcheck_untied_bias(void **state)
 {
     (void)state;
-    gradcheck(0, 1);
+    gradcheck(0, 1, 1.0f);
+}
+
+/* The RL losses score softmax(logits / temperature): the scale's chain rule. */
+static void test_gradcheck_logit_scale(void **state)
+{
+    (void)state;
+    gradcheck(0, 1, 1.0f / 0.7f);
 }
 
 static void test_gradcheck_tied(void **state)
 {
     (void)state;
-    gradcheck(1, 0);
+    gradcheck(1, 0, 1.0f);
 }
 
 /* Packing: the logits of a document packed after another equal its logits alone. */
@@ -342,6 +350,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gradcheck_untied_bias),
         cmocka_unit_test(test_gradcheck_tied),
+        cmocka_unit_test(test_gradcheck_logit_scale),
         cmocka_unit_test(test_packing_isolation),
         cmocka_unit_test(test_kv_cache_parity),
         cmocka_unit_test(test_overfit),

@@ -1,6 +1,8 @@
 /* corpus.c - tokenised corpora and their resumable sampler (see corpus.h). */
 #include "stages/data/corpus.h"
 
+#include "stages/data/gen.h"
+
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -169,6 +171,29 @@ static int parse_jsonl(struct builder *b, const struct r1_corpus_spec *sp, char 
     return 0;
 }
 
+/* The generator's examples as JSONL text (documents are their text_field). */
+static int generate(const struct r1_corpus_spec *sp, char **data, size_t *len)
+{
+    struct r1_datagen *g = NULL;
+    int rc = r1_datagen_parse(&g, sp->generator);
+    if (rc)
+        return rc;
+    FILE *f = open_memstream(data, len);
+    if (!f) {
+        r1_datagen_free(g);
+        return r1_err_set(R1_ENOMEM, "corpus: out of memory");
+    }
+    rc = r1_datagen_write(g, sp->gen_seed, R1_SPLIT_TRAIN, sp->gen_n, f);
+    r1_datagen_free(g);
+    if (fclose(f) != 0 && !rc)
+        rc = r1_err_set(R1_ENOMEM, "corpus: out of memory");
+    if (rc) {
+        free(*data);
+        *data = NULL;
+    }
+    return rc;
+}
+
 int r1_corpus_load(struct r1_corpus **out, const struct r1_corpus_spec *sp,
                    const struct r1_tokenizer *tok)
 {
@@ -180,7 +205,7 @@ int r1_corpus_load(struct r1_corpus **out, const struct r1_corpus_spec *sp,
                           "format to jsonl", sp->path);
     char *data = NULL;
     size_t len = 0;
-    int rc = r1_file_read(sp->path, &data, &len);
+    int rc = sp->generator ? generate(sp, &data, &len) : r1_file_read(sp->path, &data, &len);
     if (rc == R1_EIO) /* a data file named in a recipe: bad input */
         return r1_err_wrap(R1_EINVAL, "data file");
     if (rc)

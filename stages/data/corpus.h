@@ -29,6 +29,10 @@ struct r1_corpus_spec {
     const char *text_field;       /* documents from JSONL (default "text") */
     const char *prompt_field;     /* pairs (default "prompt") */
     const char *completion_field; /* pairs (default "completion") */
+    const char *generator;        /* instead of path: a generator spec (stages/data/gen.h),
+                                   * read as JSONL; path then only names it in messages */
+    int64_t gen_n;
+    uint64_t gen_seed;
 };
 
 struct r1_corpus {

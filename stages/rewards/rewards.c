@@ -1,0 +1,70 @@
+/* rewards.c - the reward table, lookup by name, and the effective completion (the
+ * completion with a template's pre-filled <think> put back in front). */
+#include "stages/rewards/rewards.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const struct r1_reward_def reward_table[] = {
+    {"accuracy", r1_reward_accuracy,
+     "1 when the final answer (outside <think>) equals the reference, else 0; [0, 1]"},
+    {"format", r1_reward_format,
+     "1 for exactly <think>\\n...\\n</think>\\n<answer>\\n...\\n</answer>, else 0; [0, 1]"},
+    {"format_soft", r1_reward_format_soft,
+     "1 for one <think>...</think> then one <answer>...</answer>, else 0; [0, 1]"},
+    {"tag_count", r1_reward_tag_count,
+     "0.25 per tag present exactly once, 0 if any repeats; [0, 1]"},
+    {"language", r1_reward_language,
+     "share of the thinking's words written in the target language's script; [0, 1]"},
+    {"countdown", r1_reward_countdown,
+     "1 when the last <answer> equation uses the numbers once and hits the target, 0.1 when "
+     "wrong, 0 without one; {0, 0.1, 1}"},
+    {"length_cosine", r1_reward_length_cosine,
+     "cosine of the length: correct 1 -> 0.5, wrong -1 -> -0.5 as length goes 0 -> limit; "
+     "[-1, 1]"},
+    {"repetition", r1_reward_repetition,
+     "(1 - unique/total n-grams of words) * max_penalty; [max_penalty, 0]"},
+};
+
+const struct r1_reward_def *r1_reward_table(int *n)
+{
+    if (n)
+        *n = (int)(sizeof(reward_table) / sizeof(reward_table[0]));
+    return reward_table;
+}
+
+const struct r1_reward_def *r1_reward_find(const char *name)
+{
+    if (!name)
+        return NULL;
+    for (size_t i = 0; i < sizeof(reward_table) / sizeof(reward_table[0]); i++)
+        if (strcmp(reward_table[i].name, name) == 0)
+            return &reward_table[i];
+    return NULL;
+}
+
+static bool is_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
+
+char *r1_reward_effective_completion(const struct r1_reward_input *in)
+{
+    const char *prompt = in && in->prompt ? in->prompt : "";
+    const char *completion = in && in->completion ? in->completion : "";
+    size_t plen = strlen(prompt), clen = strlen(completion);
+    size_t end = plen;
+    while (end > 0 && is_space(prompt[end - 1]))
+        end--;
+    static const char open[] = "<think>";
+    size_t olen = sizeof(open) - 1;
+    size_t keep = 0; /* bytes of the prompt's tail that go in front */
+    if (end >= olen && memcmp(prompt + end - olen, open, olen) == 0)
+        keep = plen - (end - olen);
+    char *out = malloc(keep + clen + 1);
+    if (!out)
+        return NULL;
+    memcpy(out, prompt + plen - keep, keep);
+    memcpy(out + keep, completion, clen + 1);
+    return out;
+}
