@@ -552,7 +552,7 @@ static int add_samples(struct grpo *s)
             json_object_set_new(rw, s->g->rewards[k].name,
                                 json_real(s->rew_each[(size_t)q * s->n_rw + k]));
         json_t *o = json_pack("{s:I, s:s, s:s, s:s, s:o, s:f, s:f, s:b, s:s}", "step",
-                              (json_int_t)(s->step + 1), "prompt", p->text, "completion", text,
+                              (json_int_t)s->step, "prompt", p->text, "completion", text,
                               "answer", p->answer, "rewards", rw, "reward", (double)s->rew[q],
                               "advantage", (double)s->adv_all[q], "correct", s->correct[q],
                               "finish",
