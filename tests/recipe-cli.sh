@@ -76,4 +76,8 @@ for s in check show keys; do
 done
 expect_status 0 "recipe keys" "$r1" recipe keys &&
   expect_line "recipe keys" "| stages[].grpo.group_size | int | 8 | [2, 4096] | grpo, align |"
+# every shipped recipe is valid
+for f in "$src"/recipes/*.yaml "$src"/tests/recipes/grpo/*.yaml; do
+  expect_status 0 "recipe check $(basename "$f")" "$r1" recipe check "$f"
+done
 exit $fail
