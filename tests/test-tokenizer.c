@@ -14,6 +14,7 @@
 #include "core/err.h"
 #include "core/rng.h"
 #include "core/tokenizer.h"
+#include "core/utf8.h"
 
 static int setup(void **state)
 {
@@ -195,6 +196,27 @@ static void test_encode_appends(void **state)
     r1_tokenizer_free(NULL); /* no-op */
 }
 
+/* Strict UTF-8: valid sequences decode and survive cleaning; overlongs, surrogates,
+ * truncated sequences, stray continuation bytes and NUL become U+FFFD, byte by byte. */
+static void test_utf8(void **state)
+{
+    (void)state;
+    uint32_t cp = 0;
+    assert_int_equal(r1_utf8_decode((const unsigned char *)"\xE2\x82\xAC", 3, &cp), 3);
+    assert_int_equal(cp, 0x20AC);
+    assert_int_equal(r1_utf8_decode((const unsigned char *)"\xF0\x9F\x98\x80", 4, &cp), 4);
+    assert_int_equal(cp, 0x1F600);
+    assert_int_equal(r1_utf8_decode((const unsigned char *)"\xC0\xAF", 2, &cp), 0); /* overlong */
+    assert_int_equal(r1_utf8_decode((const unsigned char *)"\xED\xA0\x80", 3, &cp), 0);
+    assert_int_equal(r1_utf8_decode((const unsigned char *)"\xE2\x82", 2, &cp), 0); /* cut */
+    assert_int_equal(r1_utf8_decode((const unsigned char *)"\xF4\x90\x80\x80", 4, &cp), 0);
+    const char in[] = "a\xFF" "b\xE2\x82\xAC\xC0\xAF\x00z";
+    char *out = r1_utf8_clean(in, sizeof(in) - 1);
+    assert_non_null(out);
+    assert_string_equal(out, "a\xEF\xBF\xBD" "b\xE2\x82\xAC\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBDz");
+    free(out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -204,6 +226,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_prefix_stays_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_decode_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_encode_appends, setup, teardown),
+        cmocka_unit_test(test_utf8),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
