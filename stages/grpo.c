@@ -431,11 +431,11 @@ static int build_rows(struct grpo *s, int a, int b)
     return T;
 }
 
-/* Row position of completion token j of row r: prompt_len − 1 + j. */
-static inline size_t slot_of(const struct grpo *s, int row, int T, int j)
+/* Where completion token j of kept sequence r sits in the micro-batch, the sequence
+ * being its row `row` of length T: row·T + prompt_len − 1 + j. */
+static inline size_t slot_of(const struct grpo *s, int r, int row, int T, int j)
 {
-    const struct r1_prompt *p = &s->train->items[s->prompt_of[s->keep[row]]];
-    (void)s;
+    const struct r1_prompt *p = &s->train->items[s->prompt_of[s->keep[r]]];
     return (size_t)row * T + (size_t)(p->n_tokens - 1 + j);
 }
 
@@ -450,7 +450,7 @@ static int batch_logprobs(struct grpo *s, struct r1_model *m, float *out)
             return rc;
         for (int r = a; r < b; r++)
             for (int j = 0; j < s->res[s->keep[r]].n; j++)
-                out[(size_t)r * s->max_comp + j] = s->lp_b[slot_of(s, r - a, T, j)];
+                out[(size_t)r * s->max_comp + j] = s->lp_b[slot_of(s, r, r - a, T, j)];
     }
     return 0;
 }
@@ -490,7 +490,7 @@ static int update(struct grpo *s, int a0, int a1, int64_t batch_tokens, bool use
                                       batch_tokens, s->max_comp};
             float w = masked ? 0.0f : (float)r1_grpo_seq_weight(g->loss_type, &nm);
             for (int j = 0; j < n; j++) {
-                size_t k = slot_of(s, r - a, T, j);
+                size_t k = slot_of(s, r, r - a, T, j);
                 s->w_b[k] = w;
                 s->adv_b[k] = s->adv_all[q];
                 s->old_b[k] = use_old ? s->old_lp[(size_t)r * s->max_comp + j] : s->lp_b[k];
@@ -787,12 +787,9 @@ static const char *const files_ref[] = {"config.json", "model.safetensors",
 static int grpo_save(void *state, const char *dir, const char *const **files, int *n_files)
 {
     struct grpo *s = state;
-    char path[4200], tmp[4300];
-    int rc = r1_hfdir_save(s->m, dir, R1_F32);
+    char path[4200];
+    int rc = r1_stage_save_weights(s->m, s->opt, dir);
     if (rc)
-        return rc;
-    snprintf(path, sizeof(path), "%s/optimizer.safetensors", dir);
-    if ((rc = r1_optim_save(s->opt, path)))
         return rc;
     bool with_ref = s->ref && s->ref_version > 0;
     if (with_ref) { /* a reset reference is not the stage's start: it travels along */
@@ -802,20 +799,14 @@ static int grpo_save(void *state, const char *dir, const char *const **files, in
     }
     char seed[32];
     snprintf(seed, sizeof(seed), "%016" PRIx64, s->seed);
-    json_t *o = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:s, s:s}", "format",
-                          "r1-grpo-state-1", "step", (json_int_t)s->step, "steps_total",
-                          (json_int_t)s->steps_total, "prompt_epoch", (json_int_t)s->epoch,
-                          "prompt_cursor", (json_int_t)s->cursor, "ref_version",
-                          (json_int_t)s->ref_version, "data_sha256", s->train->sha256,
-                          "seed_hex", seed);
-    snprintf(path, sizeof(path), "%s/trainer_state.json", dir);
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    rc = o ? json_dump_file(o, tmp, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : -1;
-    json_decref(o);
-    if (rc != 0 || rename(tmp, path) != 0) {
-        remove(tmp);
-        return r1_err_set(R1_EIO, "%s: cannot write the trainer state", path);
-    }
+    rc = r1_stage_write_state(
+        dir, json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:s, s:s}", "format", "r1-grpo-state-1",
+                       "step", (json_int_t)s->step, "steps_total", (json_int_t)s->steps_total,
+                       "prompt_epoch", (json_int_t)s->epoch, "prompt_cursor",
+                       (json_int_t)s->cursor, "ref_version", (json_int_t)s->ref_version,
+                       "data_sha256", s->train->sha256, "seed_hex", seed));
+    if (rc)
+        return rc;
     *files = files_ref;
     *n_files = with_ref ? 5 : 4;
     return 0;
@@ -825,12 +816,8 @@ static int grpo_load(void *state, const char *dir)
 {
     struct grpo *s = state;
     char path[4200];
-    snprintf(path, sizeof(path), "%s/model.safetensors", dir);
-    int rc = r1_model_load_safetensors(s->m, path);
+    int rc = r1_stage_load_weights(s->m, s->opt, dir);
     if (rc)
-        return rc;
-    snprintf(path, sizeof(path), "%s/optimizer.safetensors", dir);
-    if ((rc = r1_optim_load(s->opt, path)))
         return rc;
     snprintf(path, sizeof(path), "%s/trainer_state.json", dir);
     json_error_t e;

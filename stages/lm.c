@@ -121,41 +121,24 @@ int r1_lm_stage_step(struct r1_lm_stage *s, struct r1_lm_metrics *out)
 
 int r1_lm_stage_save(const struct r1_lm_stage *s, const char *dir)
 {
-    char path[4096];
-    int rc = r1_hfdir_save(s->m, dir, R1_F32);
+    int rc = r1_stage_save_weights(s->m, s->opt, dir);
     if (rc)
-        return rc;
-    snprintf(path, sizeof(path), "%s/optimizer.safetensors", dir);
-    if ((rc = r1_optim_save(s->opt, path)))
         return rc;
     char seed[32];
     snprintf(seed, sizeof(seed), "%016" PRIx64, s->cfg.seed); /* u64 exactly, not a double */
-    json_t *o = json_pack("{s:s, s:I, s:I, s:I, s:I, s:s, s:s}", "format", "r1-lm-state-1",
-                          "step", (json_int_t)s->opt->step, "steps_total",
-                          (json_int_t)s->cfg.steps, "data_epoch", (json_int_t)s->sampler.epoch,
-                          "data_cursor", (json_int_t)s->sampler.cursor, "data_sha256",
-                          s->corpus->sha256, "seed_hex", seed);
-    snprintf(path, sizeof(path), "%s/trainer_state.json", dir);
-    char tmp[4200];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    rc = json_dump_file(o, tmp, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-    json_decref(o);
-    if (rc != 0 || rename(tmp, path) != 0) {
-        remove(tmp);
-        return r1_err_set(R1_EIO, "%s: cannot write the trainer state", path);
-    }
-    return 0;
+    return r1_stage_write_state(
+        dir, json_pack("{s:s, s:I, s:I, s:I, s:I, s:s, s:s}", "format", "r1-lm-state-1", "step",
+                       (json_int_t)s->opt->step, "steps_total", (json_int_t)s->cfg.steps,
+                       "data_epoch", (json_int_t)s->sampler.epoch, "data_cursor",
+                       (json_int_t)s->sampler.cursor, "data_sha256", s->corpus->sha256,
+                       "seed_hex", seed));
 }
 
 int r1_lm_stage_load(struct r1_lm_stage *s, const char *dir)
 {
     char path[4096];
-    snprintf(path, sizeof(path), "%s/model.safetensors", dir);
-    int rc = r1_model_load_safetensors(s->m, path);
+    int rc = r1_stage_load_weights(s->m, s->opt, dir);
     if (rc)
-        return rc;
-    snprintf(path, sizeof(path), "%s/optimizer.safetensors", dir);
-    if ((rc = r1_optim_load(s->opt, path)))
         return rc;
     snprintf(path, sizeof(path), "%s/trainer_state.json", dir);
     json_error_t e;

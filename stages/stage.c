@@ -1,6 +1,16 @@
 /* stage.c - the stage table: one row per stage kind r1 can train. */
 #include "stages/stage.h"
 
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/err.h"
+#include "core/file.h"
+#include "core/hfdir.h"
+#include "core/optim.h"
+
 extern const struct r1_stage_ops r1_lm_stage_ops;   /* stages/lm.c: pretrain and sft */
 extern const struct r1_stage_ops r1_grpo_stage_ops; /* stages/grpo.c */
 
@@ -15,4 +25,38 @@ const struct r1_stage_ops *r1_stage_ops_find(enum r1_stage_kind kind)
     default:
         return NULL;
     }
+}
+
+int r1_stage_save_weights(const struct r1_model *m, const struct r1_optim *opt, const char *dir)
+{
+    char path[4200];
+    int rc = r1_hfdir_save(m, dir, R1_F32);
+    if (rc)
+        return rc;
+    snprintf(path, sizeof(path), "%s/optimizer.safetensors", dir);
+    return r1_optim_save(opt, path);
+}
+
+int r1_stage_load_weights(struct r1_model *m, struct r1_optim *opt, const char *dir)
+{
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+    int rc = r1_model_load_safetensors(m, path);
+    if (rc)
+        return rc;
+    snprintf(path, sizeof(path), "%s/optimizer.safetensors", dir);
+    return r1_optim_load(opt, path);
+}
+
+int r1_stage_write_state(const char *dir, json_t *o)
+{
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/trainer_state.json", dir);
+    char *text = o ? json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(o);
+    if (!text)
+        return r1_err_set(R1_ENOMEM, "%s: out of memory for the trainer state", path);
+    int rc = r1_file_write_atomic(path, text, strlen(text));
+    free(text);
+    return rc;
 }

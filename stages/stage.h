@@ -65,6 +65,17 @@ struct r1_stage_ops {
     void (*free)(void *state);
 };
 
+/* ---- helpers for save/load of training stages ---------------------------------- */
+struct r1_optim;
+/* The trained model (config.json, model.safetensors) and its optimizer state
+ * (optimizer.safetensors) into dir, and back. */
+int r1_stage_save_weights(const struct r1_model *m, const struct r1_optim *opt, const char *dir);
+int r1_stage_load_weights(struct r1_model *m, struct r1_optim *opt, const char *dir);
+/* Writes the JSON object o to dir/trainer_state.json atomically and releases o
+ * (o may be NULL after a failed json_pack: R1_ENOMEM). */
+struct json_t;
+int r1_stage_write_state(const char *dir, struct json_t *o);
+
 /* The stage table: the ops of a kind, or NULL when this r1 has no trainer for it. */
 const struct r1_stage_ops *r1_stage_ops_find(enum r1_stage_kind kind);
 
