@@ -399,15 +399,26 @@ static void list_earlier(const struct r1_recipe *r, int self, char *buf, size_t 
 }
 
 /* model.init (self < 0) or stages[self].init: a preset, a path or an earlier stage. */
+static void resolve_source_as(struct loader *ld, const struct r1_recipe *r,
+                              struct r1_model_source *s, const struct node *at, int self,
+                              const char *what);
+
 static void resolve_source(struct loader *ld, const struct r1_recipe *r,
                            struct r1_model_source *s, const struct node *at, int self)
+{
+    resolve_source_as(ld, r, s, at, self, "init");
+}
+
+static void resolve_source_as(struct loader *ld, const struct r1_recipe *r,
+                              struct r1_model_source *s, const struct node *at, int self,
+                              const char *what)
 {
     s->stage = -1;
     const char *spec = s->spec;
     int j = self >= 0 ? stage_index(r, spec) : -1;
     if (j >= 0) {
         if (j >= self) {
-            bad_stage_ref(ld, at, "init", r, self, j);
+            bad_stage_ref(ld, at, what, r, self, j);
             return;
         }
         s->kind = R1_SOURCE_STAGE;
@@ -418,9 +429,9 @@ static void resolve_source(struct loader *ld, const struct r1_recipe *r,
         struct r1_model_config cfg;
         if (r1_model_config_preset(&cfg, spec + 8) != 0) {
             r1_recipe_problem(ld, AT(at),
-                              "init '%s': unknown preset '%s' (presets: tiny, small, smollm2-135m, "
+                              "%s '%s': unknown preset '%s' (presets: tiny, small, smollm2-135m, "
                               "qwen2.5-0.5b)",
-                              spec, spec + 8);
+                              what, spec, spec + 8);
             return;
         }
         s->kind = R1_SOURCE_SCRATCH;
@@ -435,15 +446,15 @@ static void resolve_source(struct loader *ld, const struct r1_recipe *r,
         if (self >= 0)
             r1_recipe_problem(
                 ld, AT(at),
-                "init '%s' is neither an earlier stage (%s), scratch:<preset>, nor an "
+                "%s '%s' is neither an earlier stage (%s), scratch:<preset>, nor an "
                 "existing model directory or .gguf file",
-                spec, earlier);
+                what, spec, earlier);
         else
             r1_recipe_problem(
                 ld, AT(at),
-                "init '%s' is neither scratch:<preset> nor an existing model directory or "
+                "%s '%s' is neither scratch:<preset> nor an existing model directory or "
                 ".gguf file",
-                spec);
+                what, spec);
         free(real);
         return;
     }
@@ -452,7 +463,7 @@ static void resolve_source(struct loader *ld, const struct r1_recipe *r,
         char cfgpath[4200];
         snprintf(cfgpath, sizeof(cfgpath), "%s/config.json", real);
         if (stat(cfgpath, &st) != 0) {
-            r1_recipe_problem(ld, AT(at), "init '%s' is a directory without config.json", spec);
+            r1_recipe_problem(ld, AT(at), "%s '%s' is a directory without config.json", what, spec);
             free(real);
             return;
         }
@@ -460,7 +471,7 @@ static void resolve_source(struct loader *ld, const struct r1_recipe *r,
     } else if (l > 5 && strcmp(real + l - 5, ".gguf") == 0) {
         s->kind = R1_SOURCE_GGUF;
     } else {
-        r1_recipe_problem(ld, AT(at), "init '%s' is a file but not a .gguf model", spec);
+        r1_recipe_problem(ld, AT(at), "%s '%s' is a file but not a .gguf model", what, spec);
         free(real);
         return;
     }
@@ -525,10 +536,21 @@ static void validate_stage(struct loader *ld, struct r1_recipe *r, int i)
                           "optimizer.warmup_steps %lld leaves no steps to decay over (steps %lld)",
                           (long long)s->optim.warmup_steps, (long long)s->steps);
 
-    /* init: default to the previous stage, or model.init for the first */
+    /* init: default to the previous stage, or model.init for the first; rejection_sft
+     * fine-tunes the base model (model.init, or the last pretrain stage before it when
+     * model.init is a fresh scratch model), as the paper did */
     const struct node *in = node_at(sn, sn, "init", NULL);
-    if (!s->init.spec) {
-        if (i == 0) {
+    int base = -1;
+    if (s->kind == R1_STAGE_REJECTION_SFT && r->model_init.kind == R1_SOURCE_SCRATCH)
+        for (int j = 0; j < i; j++)
+            if (r->stages[j].kind == R1_STAGE_PRETRAIN)
+                base = j;
+    if (!s->init.spec && base >= 0) {
+        s->init.spec = r1_recipe_xstrdup(ld, r->stages[base].name);
+        s->init.kind = R1_SOURCE_STAGE;
+        s->init.stage = base;
+    } else if (!s->init.spec) {
+        if (i == 0 || s->kind == R1_STAGE_REJECTION_SFT) {
             /* a missing model.init is already a problem; leave the stage's init empty */
             s->init.spec = r->model_init.spec ? r1_recipe_xstrdup(ld, r->model_init.spec) : NULL;
             s->init.kind = r->model_init.kind;
@@ -581,6 +603,70 @@ static void validate_stage(struct loader *ld, struct r1_recipe *r, int i)
                 "into grpo.minibatches = %lld",
                 (long long)g->prompts_per_step, (long long)g->group_size, (long long)batch,
                 (long long)g->minibatches);
+    }
+    if (s->kind == R1_STAGE_REJECTION_SFT) {
+        struct r1_model_source *src = &s->rejection.source;
+        const struct node *at = node_at(sn, sn, "rejection", "source", NULL);
+        if (src->spec) {
+            resolve_source_as(ld, r, src, at, i, "rejection.source");
+        } else if (i == 0) {
+            r1_recipe_problem(ld, AT(sn), "stage '%s' is the first stage: set rejection.source "
+                              "to the model that samples (scratch:<preset> or a model dir)",
+                              s->name);
+            src->stage = -1;
+        } else {
+            src->spec = r1_recipe_xstrdup(ld, r->stages[i - 1].name);
+            src->kind = R1_SOURCE_STAGE;
+            src->stage = i - 1;
+        }
+        if (s->rejection.mix_path)
+            resolve_file(ld, &s->rejection.mix_path, node_at(sn, sn, "rejection", "mix_path", NULL),
+                         "rejection.mix_path");
+        if (s->rejection.mix_ratio > 0 && !s->rejection.mix_path)
+            r1_recipe_problem(ld, AT(node_at(sn, sn, "rejection", "mix_ratio", NULL)),
+                              "rejection.mix_ratio %g needs rejection.mix_path",
+                              (double)s->rejection.mix_ratio);
+    } else {
+        s->rejection.source.stage = -1;
+    }
+    if (s->kind == R1_STAGE_ALIGN) {
+        struct r1_model_source *src = &s->align.reward_model;
+        const struct node *at = node_at(sn, sn, "align", "reward_model", NULL);
+        if (src->spec) {
+            resolve_source_as(ld, r, src, at, i, "align.reward_model");
+            if (src->kind == R1_SOURCE_STAGE && src->stage >= 0 &&
+                r->stages[src->stage].kind != R1_STAGE_REWARD_MODEL)
+                r1_recipe_problem(ld, AT(at), "align.reward_model '%s' is a %s stage, not a "
+                                  "reward_model stage", src->spec,
+                                  r1_stage_kind_name(r->stages[src->stage].kind));
+            else if (src->kind == R1_SOURCE_SCRATCH || src->kind == R1_SOURCE_GGUF)
+                r1_recipe_problem(ld, AT(at), "align.reward_model '%s' must be a reward_model "
+                                  "stage or a directory saved by one", src->spec);
+        } else {
+            int j = -1;
+            for (int k = 0; k < i; k++)
+                if (r->stages[k].kind == R1_STAGE_REWARD_MODEL)
+                    j = k;
+            src->stage = j;
+            if (j >= 0) {
+                src->spec = r1_recipe_xstrdup(ld, r->stages[j].name);
+                src->kind = R1_SOURCE_STAGE;
+            }
+            /* without a reward model the stage has rule rewards only: fine unless it has
+             * general prompts, which only a reward model can score */
+            if (j < 0 && (s->align.general_path || s->align.general_generator))
+                r1_recipe_problem(ld, AT(sn), "stage '%s' has general prompts but no reward "
+                                  "model: add a reward_model stage before it or set "
+                                  "align.reward_model", s->name);
+        }
+        if (s->align.general_path && s->align.general_generator)
+            r1_recipe_problem(ld, AT(node_at(sn, sn, "align", NULL)),
+                              "align: give general_path or general_generator, not both");
+        if (s->align.general_path)
+            resolve_file(ld, &s->align.general_path,
+                         node_at(sn, sn, "align", "general_path", NULL), "align.general_path");
+    } else {
+        s->align.reward_model.stage = -1;
     }
     if (s->kind == R1_STAGE_REJECTION_SFT &&
         s->rejection.keep_per_prompt > s->rejection.samples_per_prompt)
@@ -701,8 +787,11 @@ void r1_recipe_free(struct r1_recipe *r)
 {
     if (!r)
         return;
-    for (int i = 0; r->stages && i < r->n_stages; i++)
+    for (int i = 0; r->stages && i < r->n_stages; i++) {
         free(r->stages[i].init.preset);
+        free(r->stages[i].rejection.source.preset);
+        free(r->stages[i].align.reward_model.preset);
+    }
     free(r->model_init.preset);
     free_section("", (char *)r);
     free(r->path);

@@ -81,6 +81,8 @@ struct r1_data_cfg {
     char *template_;  /* prompt template: a name (none, r1-zero) or text with {prompt}; NULL: none */
     int64_t size;      /* generator: training examples */
     int64_t eval_size; /* generator: held-out examples */
+    bool pack;         /* sft: several examples per seq_len row (own attention, positions) */
+    char *messages_field; /* sft: JSONL field with a chat ([{role, content}, ...]) */
 };
 
 struct r1_grpo_cfg {
@@ -105,14 +107,43 @@ struct r1_grpo_cfg {
     int n_rewards;
 };
 
+enum r1_rm_scope { R1_RM_SCOPE_SUMMARY = 0, R1_RM_SCOPE_FULL };
+
 struct r1_rejection_cfg {
+    struct r1_model_source source; /* the model that samples (default: the previous stage) */
     int64_t samples_per_prompt, max_completion_len;
-    float temperature;
+    float temperature, top_p;
     int64_t keep_per_prompt;
+    int64_t prompts_per_step; /* prompts generated between two progress checkpoints */
+    int64_t max_prompts;      /* 0: the whole prompt set */
+    struct r1_reward_cfg *rewards; /* scored and summed like grpo rewards */
+    int n_rewards;
+    float min_reward;      /* the weighted sum a completion needs */
+    bool require_format;   /* <think>…</think> then an answer (the format reward = 1) */
+    char *language;        /* language of the whole completion, for min_language */
+    float min_language;    /* fraction of the text in that language at least (0: off) */
+    int64_t min_tokens, max_tokens; /* completion length bounds (max 0: max_completion_len) */
+    bool no_code_blocks;   /* reject completions with ``` fenced blocks */
+    int64_t max_paragraph_chars; /* reject a paragraph longer than this (0: off) */
+    float dedup_threshold; /* near-duplicate similarity within a prompt (0: off) */
+    char *mix_path;        /* non-reasoning JSONL mixed in, or NULL */
+    float mix_ratio;       /* its share of the final dataset */
+    char *mix_prompt_field, *mix_response_field;
 };
 
 struct r1_reward_model_cfg {
     float margin;
+    char *chosen_field, *rejected_field;
+};
+
+struct r1_align_cfg {
+    struct r1_model_source reward_model; /* default: the latest earlier reward_model stage */
+    enum r1_rm_scope rm_scope;
+    int64_t rm_start_step;  /* the RM scores from this step on (0: from the start) */
+    float rm_weight;
+    char *general_path;      /* prompts without a reference answer (JSONL), or NULL */
+    char *general_generator; /* or a generator spec */
+    int64_t general_size;
 };
 
 struct r1_stage_cfg {
@@ -127,6 +158,7 @@ struct r1_stage_cfg {
     struct r1_grpo_cfg grpo;           /* grpo, align */
     struct r1_rejection_cfg rejection; /* rejection_sft */
     struct r1_reward_model_cfg reward_model; /* reward_model */
+    struct r1_align_cfg align;         /* align */
 };
 
 struct r1_recipe {

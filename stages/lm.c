@@ -176,7 +176,7 @@ struct lm_adapter {
 static int lm_validate(const struct r1_recipe *r, int index)
 {
     const struct r1_stage_cfg *s = &r->stages[index];
-    if (!s->data.path && !(s->data.generator && s->kind == R1_STAGE_PRETRAIN))
+    if (!s->data.path && !s->data.stage && !(s->data.generator && s->kind == R1_STAGE_PRETRAIN))
         return r1_err_set(R1_EINVAL, "%s: stage '%s' needs data.path (a text or JSONL file)%s "
                           "for a %s stage", r->path, s->name,
                           s->kind == R1_STAGE_PRETRAIN ? " or data.generator" : "",
@@ -211,7 +211,7 @@ static int lm_init(void **state, const struct r1_stage_env *env)
         .seq_len = (int)s->seq_len,
         .seed = (uint64_t)env->recipe->seed + (uint64_t)env->index,
         .optim = s->optim,
-        .data = {s->data.path ? s->data.path : s->data.generator,
+        .data = {env->data_path ? env->data_path : s->data.path ? s->data.path : s->data.generator,
                  s->kind == R1_STAGE_PRETRAIN ? R1_CORPUS_DOCUMENTS : R1_CORPUS_PAIRS,
                  s->data.format == R1_DATA_JSONL ? R1_CORPUS_JSONL : R1_CORPUS_TEXT,
                  s->data.text_field, s->data.prompt_field, s->data.completion_field,
@@ -224,7 +224,8 @@ static int lm_init(void **state, const struct r1_stage_env *env)
     }
     a->name = s->name;
     const char *slash = s->data.path ? strrchr(s->data.path, '/') : NULL;
-    a->data.name = s->data.path ? (slash ? slash + 1 : s->data.path) : s->data.generator;
+    a->data.name = s->data.path ? (slash ? slash + 1 : s->data.path)
+                   : s->data.stage ? s->data.stage : s->data.generator;
     a->data.sha256 = r1_lm_stage_data_sha256(a->s);
     *state = a;
     return 0;

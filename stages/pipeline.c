@@ -352,13 +352,14 @@ out:
     return rc;
 }
 
-/* Builds the model a stage starts from; *parent gets the manifest it continues. */
-static int stage_model(struct run *R, const struct r1_stage_cfg *s, struct r1_model **m,
-                       struct r1_tokenizer **tok, char parent[65])
+/* Builds the model of a source; *parent (may be NULL) gets the manifest of the stage
+ * checkpoint it comes from ("" otherwise). */
+static int open_source(struct run *R, const struct r1_model_source *src, struct r1_model **m,
+                       struct r1_tokenizer **tok, char *parent)
 {
-    const struct r1_model_source *src = &s->init;
     int rc;
-    parent[0] = '\0';
+    if (parent)
+        parent[0] = '\0';
     if (src->kind == R1_SOURCE_SCRATCH) {
         struct r1_model_config c;
         if ((rc = r1_model_config_preset(&c, src->preset)) ||
@@ -374,16 +375,55 @@ static int stage_model(struct run *R, const struct r1_stage_cfg *s, struct r1_mo
         if ((rc = r1_checkpoint_latest(&ck, R->dir, from)))
             return rc;
         if (!ck)
-            return r1_err_set(R1_ESTATE, "stage '%s' starts from stage '%s', which has no "
-                              "checkpoint", s->name, from);
+            return r1_err_set(R1_ESTATE, "stage '%s' has no checkpoint to load a model from",
+                              from);
         dir = ck->dir;
-        memcpy(parent, ck->manifest_sha256, 65);
+        if (parent)
+            memcpy(parent, ck->manifest_sha256, 65);
     }
     rc = r1_hfdir_load(m, R->be, dir);
-    if (!rc)
-        rc = r1_hfdir_load_tokenizer(tok, dir);
+    if (!rc && (rc = r1_hfdir_load_tokenizer(tok, dir))) {
+        r1_model_free(*m);
+        *m = NULL;
+    }
     r1_checkpoint_free(ck);
     return rc;
+}
+
+/* Builds the model a stage starts from; *parent gets the manifest it continues. */
+static int stage_model(struct run *R, const struct r1_stage_cfg *s, struct r1_model **m,
+                       struct r1_tokenizer **tok, char parent[65])
+{
+    int rc = open_source(R, &s->init, m, tok, parent);
+    if (rc == R1_ESTATE)
+        r1_err_wrap(rc, "stage '%s' starts from stage '%s'", s->name, s->init.spec);
+    return rc;
+}
+
+static int env_open_model(void *ctx, const struct r1_model_source *src, struct r1_model **m,
+                          struct r1_tokenizer **tok)
+{
+    return open_source(ctx, src, m, tok, NULL);
+}
+
+/* data.stage: the dataset file in the final checkpoint of that stage. */
+static int stage_data_path(struct run *R, const struct r1_stage_cfg *s, char *out, size_t cap)
+{
+    out[0] = '\0';
+    if (s->data.stage_index < 0)
+        return 0;
+    struct r1_checkpoint *ck = NULL;
+    int rc = r1_checkpoint_latest(&ck, R->dir, s->data.stage);
+    if (rc)
+        return rc;
+    if (ck)
+        snprintf(out, cap, "%s/" R1_STAGE_DATASET_FILE, ck->dir);
+    r1_checkpoint_free(ck);
+    if (!ck || access(out, R_OK) != 0)
+        return r1_err_set(R1_ESTATE, "stage '%s' reads the data of stage '%s', which has %s; "
+                          "only a finished rejection_sft stage produces a dataset", s->name,
+                          s->data.stage, ck ? "produced no " R1_STAGE_DATASET_FILE : "no checkpoint");
+    return 0;
 }
 
 static void emit(struct run *R, const char *stage, const char *what,
@@ -448,9 +488,12 @@ static int run_stage(struct run *R, int si)
     }
     if ((rc = r1_checkpoint_latest(&ck, R->dir, s->name)))
         return rc;
-    if ((rc = stage_model(R, s, &m, &tok, parent)))
+    char data_path[4200];
+    if ((rc = stage_model(R, s, &m, &tok, parent)) ||
+        (rc = stage_data_path(R, s, data_path, sizeof(data_path))))
         goto out;
-    struct r1_stage_env env = {R->be, R->r, si, m, tok};
+    struct r1_stage_env env = {R->be, R->r, si, m, tok, R->dir, data_path[0] ? data_path : NULL,
+                               env_open_model, R};
     if ((rc = ops->init(&st, &env)))
         goto out;
     ops->progress(st, &done, &total);

@@ -26,7 +26,19 @@ struct r1_stage_env {
     int index;                      /* this stage in recipe->stages */
     struct r1_model *model;         /* the model the stage trains (owned by the pipeline) */
     const struct r1_tokenizer *tok;
+    const char *run_dir;
+    /* data.stage: the dataset file (R1_STAGE_DATASET_FILE) of that earlier stage's final
+     * checkpoint; NULL when the stage reads no stage's data */
+    const char *data_path;
+    /* Loads another model (rejection.source, align.reward_model) on the run's backend;
+     * the caller frees both.  ctx is the pipeline's. */
+    int (*open_model)(void *ctx, const struct r1_model_source *src, struct r1_model **m,
+                      struct r1_tokenizer **tok);
+    void *ctx;
 };
+
+/* The file a data-producing stage (rejection_sft) saves in its checkpoints. */
+#define R1_STAGE_DATASET_FILE "dataset.jsonl"
 
 #define R1_STAGE_MAX_METRICS 64
 
