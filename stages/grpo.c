@@ -34,6 +34,7 @@
 #include "core/rng.h"
 #include "core/utf8.h"
 #include "stages/data/prompts.h"
+#include "stages/evaluate.h"
 #include "stages/grpo-loss.h"
 #include "stages/rewards/rewards.h"
 #include "stages/stage.h"
@@ -360,15 +361,7 @@ static int score(struct grpo *s, const struct r1_prompt *p, const struct r1_gen_
     if (rc)
         return rc;
     struct r1_reward_input in = {p->text, text, p->answer, p->meta, res->n, s->max_comp};
-    double sum = 0;
-    for (int k = 0; k < s->n_rw; k++) {
-        double v = s->rw[k]->fn(&in, &s->g->rewards[k]);
-        if (!isfinite(v))
-            v = 0; /* rewards are total; a NaN here would poison the whole batch */
-        if (each)
-            each[k] = (float)v;
-        sum += s->g->rewards[k].weight * v;
-    }
+    double sum = r1_reward_total(s->g->rewards, s->n_rw, &in, each);
     sum += r1_grpo_overlong_penalty(res->n, s->max_comp, s->g->overlong_buffer,
                                     s->g->overlong_penalty);
     double acc = s->acc_in_list >= 0 && each ? each[s->acc_in_list] : s->acc->fn(&in, s->acc_cfg);
@@ -733,49 +726,11 @@ static int grpo_evaluate(void *state, struct r1_stage_metrics *out)
     out->samples = NULL;
     if (!s->eval)
         return 0;
-    int k = (int)s->g->eval_samples;
-    int64_t n = s->eval->n * k;
-    int64_t *idx = malloc((size_t)s->eval->n * sizeof(int64_t));
-    int32_t *tokens = malloc((size_t)n * s->max_comp * sizeof(int32_t));
-    float *lps = malloc((size_t)n * s->max_comp * sizeof(float));
-    struct r1_gen_result *res = calloc((size_t)n, sizeof(*res));
-    struct r1_gen_request *req = calloc((size_t)n, sizeof(*req));
-    int rc = 0;
-    if (!idx || !tokens || !lps || !res || !req) {
-        rc = r1_err_set(R1_ENOMEM, "grpo: out of memory for %" PRId64 " evaluation samples", n);
-        goto out;
-    }
-    for (int64_t i = 0; i < s->eval->n; i++)
-        idx[i] = i;
-    for (int64_t i = 0; i < n; i++)
-        res[i] = (struct r1_gen_result){tokens + (size_t)i * s->max_comp,
-                                        lps + (size_t)i * s->max_comp, 0, R1_FINISH_STOP};
     /* the same random streams at every evaluation, so changes are the model's */
-    uint64_t seed = mix64(s->seed ^ 0x6576616cull);
-    if ((rc = generate(s, s->eval, idx, (int)s->eval->n, k, s->g->eval_temperature, seed, res,
-                       req)))
-        goto out;
-    double correct = 0, reward = 0, len = 0;
-    for (int64_t i = 0; i < n; i++) {
-        float total;
-        char ok;
-        if ((rc = score(s, &s->eval->items[i / k], &res[i], NULL, &total, &ok)))
-            goto out;
-        correct += ok;
-        reward += total;
-        len += res[i].n;
-    }
-    PUT("eval/accuracy", correct / (double)n);
-    PUT("eval/reward", reward / (double)n);
-    PUT("eval/completion_len", len / (double)n);
-    PUT("eval/samples", (double)n);
-out:
-    free(idx);
-    free(tokens);
-    free(lps);
-    free(res);
-    free(req);
-    return rc;
+    struct r1_eval_spec sp = {s->eval, (int)s->g->eval_samples, s->g->eval_temperature,
+                              s->g->top_p, s->max_comp, mix64(s->seed ^ 0x6576616cull),
+                              s->g->rewards, s->n_rw, s->g->accuracy_reward};
+    return r1_eval_generate(s->m, s->tok, &sp, out);
 }
 
 /* ---- checkpoint state ---------------------------------------------------------- */

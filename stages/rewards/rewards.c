@@ -2,6 +2,7 @@
  * completion with a template's pre-filled <think> put back in front). */
 #include "stages/rewards/rewards.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -67,4 +68,20 @@ char *r1_reward_effective_completion(const struct r1_reward_input *in)
     memcpy(out, prompt + plen - keep, keep);
     memcpy(out + keep, completion, clen + 1);
     return out;
+}
+
+double r1_reward_total(const struct r1_reward_cfg *cfgs, int n, const struct r1_reward_input *in,
+                       float *each)
+{
+    double sum = 0;
+    for (int k = 0; k < n; k++) {
+        const struct r1_reward_def *d = r1_reward_find(cfgs[k].name);
+        double v = d ? d->fn(in, &cfgs[k]) : 0;
+        if (!isfinite(v))
+            v = 0; /* rewards are total; a NaN here would poison a whole batch */
+        if (each)
+            each[k] = (float)v;
+        sum += cfgs[k].weight * v;
+    }
+    return sum;
 }

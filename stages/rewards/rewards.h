@@ -43,6 +43,12 @@ struct r1_reward_def {
 const struct r1_reward_def *r1_reward_table(int *n);
 const struct r1_reward_def *r1_reward_find(const char *name);
 
+/* Σ weight·reward over cfgs (n of them, each found by name in the table; an unknown
+ * name or a non-finite value counts 0); each (n) gets the unweighted values when not
+ * NULL. */
+double r1_reward_total(const struct r1_reward_cfg *cfgs, int n, const struct r1_reward_input *in,
+                       float *each);
+
 /* The completion as the rewards see it: when the prompt ends with "<think>" followed only
  * by whitespace (a template that pre-fills the opening tag), "<think>" + that whitespace +
  * completion (so a prompt ending "<think>\n" gives "<think>\n" + completion, the text the
