@@ -240,7 +240,8 @@ static void test_determinism(void **state)
     char *d = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
     assert_string_equal(d, "{\"prompt\":\"What is 91+7?\",\"answer\":\"98\",\"text\":\"What is "
                            "91+7?<think>\\n91+7 = 90 + 1+7 = 90 + 8 = 98\\n</think>\\n<answer>\\n"
-                           "98\\n</answer>\"}");
+                           "98\\n</answer>\",\"completion\":\"<think>\\n91+7 = 90 + 1+7 = 90 + 8 = "
+                           "98\\n</think>\\n<answer>\\n98\\n</answer>\"}");
     free(d);
     json_decref(o);
     r1_datagen_free(g);

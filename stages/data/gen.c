@@ -61,7 +61,7 @@ static const char help_text[] =
     "  max=M              largest given number, 2..1000 (default 20)\n"
     "  target_max=T       largest target, 1..1000000 (default 100)\n"
     "common knobs:\n"
-    "  demo=1             add \"text\": templated prompt + worked <think>/<answer> completion\n"
+    "  demo=1             add \"text\": templated prompt + worked <think>/<answer> \"completion\"\n"
     "  noise=F            fraction of demonstrations that end in a wrong answer, 0..1 (default 0)\n"
     "  template=NAME      template of \"text\": none or r1-zero (default none)\n"
     "examples: arith:digits=2,ops=+-*,terms=3  countdown:numbers=4,demo=1,template=r1-zero\n";
@@ -798,13 +798,13 @@ int r1_datagen_example(const struct r1_datagen *g, uint64_t seed, enum r1_split 
             json_decref(o);
             return r1_err_code() ? r1_err_code() : r1_err_set(R1_ENOMEM, "%s: out of memory", name);
         }
-        size_t cap = strlen(t) + p->why.n + strlen(p->demo_answer) + 64;
+        size_t tl = strlen(t), cap = tl + p->why.n + strlen(p->demo_answer) + 64;
         char *text = malloc(cap);
         if (text)
             snprintf(text, cap, "%s<think>\n%s\n</think>\n<answer>\n%s\n</answer>", t, p->why.s,
                      p->demo_answer);
         free(t);
-        rc = !text || set_str(o, "text", text);
+        rc = !text || set_str(o, "text", text) || set_str(o, "completion", text + tl);
         free(text);
     }
     free(p);
