@@ -1,4 +1,9 @@
-/* hfdir.c - Hugging Face model directories (see hfdir.h). */
+/* hfdir.c - Hugging Face model directories (see hfdir.h).
+ *
+ * A causal LM is written as <Arch>ForCausalLM; a model with a score head
+ * (num_labels 1) as <Arch>ForSequenceClassification with "num_labels": 1 and a
+ * pad_token_id (transformers scores the last token that is not padding, so it needs
+ * one to score a batch of several rows). */
 #include "core/hfdir.h"
 
 #include <errno.h>
@@ -80,7 +85,8 @@ int r1_model_config_load_json(struct r1_model_config *c, const char *path)
     }
     c->rms_eps = 1e-6f;
     c->rope_theta = 10000.0f;
-    c->bos_id = c->eos_id = -1;
+    c->bos_id = c->eos_id = c->pad_id = -1;
+    c->num_labels = 0;
     c->head_dim = 0;
     c->n_kv_heads = 0;
     c->max_seq_len = 2048;
@@ -94,6 +100,7 @@ int r1_model_config_load_json(struct r1_model_config *c, const char *path)
         (rc = json_int(root, "max_position_embeddings", &c->max_seq_len, 0, path)) ||
         (rc = json_int(root, "bos_token_id", &c->bos_id, 0, path)) ||
         (rc = json_int(root, "eos_token_id", &c->eos_id, 0, path)) ||
+        (rc = json_int(root, "pad_token_id", &c->pad_id, 0, path)) ||
         (rc = json_float(root, "rms_norm_eps", &c->rms_eps, path)) ||
         (rc = json_float(root, "rope_theta", &c->rope_theta, path)))
         goto out;
@@ -105,6 +112,23 @@ int r1_model_config_load_json(struct r1_model_config *c, const char *path)
     c->tie_embeddings = tie && json_is_true(tie); /* transformers' default is false */
     json_t *bias = json_object_get(root, "attention_bias");
     c->qkv_bias = c->arch == R1_ARCH_QWEN2 ? true : (bias && json_is_true(bias));
+    /* a sequence-classification architecture is a reward model: a score head */
+    json_t *archs = json_object_get(root, "architectures");
+    const char *arch0 = json_string_value(json_array_get(archs, 0));
+    if (arch0 && strstr(arch0, "ForSequenceClassification")) {
+        int labels = 2; /* transformers' default when num_labels and id2label are absent */
+        json_t *id2label = json_object_get(root, "id2label");
+        if (json_is_object(id2label))
+            labels = (int)json_object_size(id2label);
+        if ((rc = json_int(root, "num_labels", &labels, 0, path)))
+            goto out;
+        if (labels != 1) {
+            rc = r1_err_set(R1_EFORMAT, "%s: %s with num_labels %d; r1 reads reward models with "
+                            "one score (num_labels 1)", path, arch0, labels);
+            goto out;
+        }
+        c->num_labels = 1;
+    }
     json_t *rs = json_object_get(root, "rope_scaling");
     if (rs && !json_is_null(rs)) {
         rc = r1_err_set(R1_EFORMAT, "%s: rope_scaling is set; r1 supports plain RoPE only", path);
@@ -123,9 +147,10 @@ int r1_model_config_save_json(const struct r1_model_config *c, const char *path,
 {
     json_t *o = json_object();
     int qwen = c->arch == R1_ARCH_QWEN2, mistral = c->arch == R1_ARCH_MISTRAL;
-    json_object_set_new(o, "architectures",
-                        json_pack("[s]", qwen ? "Qwen2ForCausalLM"
-                                         : mistral ? "MistralForCausalLM" : "LlamaForCausalLM"));
+    char arch[64];
+    snprintf(arch, sizeof(arch), "%sFor%s", qwen ? "Qwen2" : mistral ? "Mistral" : "Llama",
+             c->num_labels > 0 ? "SequenceClassification" : "CausalLM");
+    json_object_set_new(o, "architectures", json_pack("[s]", arch));
     json_object_set_new(o, "model_type", json_string(qwen ? "qwen2" : mistral ? "mistral" : "llama"));
     json_object_set_new(o, "vocab_size", json_integer(c->vocab_size));
     json_object_set_new(o, "hidden_size", json_integer(c->hidden_size));
@@ -146,6 +171,12 @@ int r1_model_config_save_json(const struct r1_model_config *c, const char *path,
         json_object_set_new(o, "bos_token_id", json_integer(c->bos_id));
     if (c->eos_id >= 0)
         json_object_set_new(o, "eos_token_id", json_integer(c->eos_id));
+    /* a score model needs a pad id; without its own, the EOS id is the usual stand-in */
+    int32_t pad = c->pad_id >= 0 ? c->pad_id : c->num_labels > 0 ? c->eos_id : -1;
+    if (pad >= 0)
+        json_object_set_new(o, "pad_token_id", json_integer(pad));
+    if (c->num_labels > 0)
+        json_object_set_new(o, "num_labels", json_integer(c->num_labels));
     if (c->vocab_size == 264 && c->eos_id == 256)
         json_object_set_new(o, "r1_tokenizer", json_string("bytes"));
     char *text = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));

@@ -2,7 +2,11 @@
  *
  * Names and config keys follow transformers' LlamaForCausalLM / Qwen2ForCausalLM
  * so a saved directory loads there unchanged.  A byte-level r1 tokenizer is
- * recorded as "r1_tokenizer": "bytes" in config.json (ignored by transformers). */
+ * recorded as "r1_tokenizer": "bytes" in config.json (ignored by transformers).
+ * A model with a score head (cfg.num_labels 1, a reward model) is written and read
+ * as <Arch>ForSequenceClassification: "num_labels": 1, a pad_token_id, and the
+ * tensor "score.weight" (1, C) with the others; a config that names a
+ * *ForSequenceClassification architecture loads as a score-head model. */
 #ifndef R1_HFDIR_H
 #define R1_HFDIR_H
 

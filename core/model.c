@@ -59,15 +59,17 @@ int r1_model_config_preset(struct r1_model_config *c, const char *name)
     c->tie_embeddings = true;
     c->bos_id = -1;
     c->eos_id = -1;
+    c->pad_id = -1;
+    c->num_labels = 0;
     if (strcmp(name, "tiny") == 0) {
         /* byte-level vocabulary (core/tokenizer.h), a few hundred k parameters */
         c->vocab_size = 264, c->hidden_size = 64, c->n_layers = 2, c->n_heads = 4;
         c->n_kv_heads = 2, c->head_dim = 16, c->ffn_size = 192, c->max_seq_len = 512;
-        c->eos_id = 256;
+        c->eos_id = 256, c->pad_id = 263;
     } else if (strcmp(name, "small") == 0) {
         c->vocab_size = 264, c->hidden_size = 256, c->n_layers = 4, c->n_heads = 8;
         c->n_kv_heads = 4, c->head_dim = 32, c->ffn_size = 704, c->max_seq_len = 1024;
-        c->eos_id = 256;
+        c->eos_id = 256, c->pad_id = 263;
     } else if (strcmp(name, "smollm2-135m") == 0) {
         c->vocab_size = 49152, c->hidden_size = 576, c->n_layers = 30, c->n_heads = 9;
         c->n_kv_heads = 3, c->head_dim = 64, c->ffn_size = 1536, c->max_seq_len = 8192;
@@ -105,6 +107,7 @@ int r1_model_config_check(const struct r1_model_config *c)
     CHECK_RANGE(max_seq_len, 1, 1 << 20);
     CHECK_RANGE(rms_eps, 1e-12, 1e-1);
     CHECK_RANGE(rope_theta, 1.0, 1e9);
+    CHECK_RANGE(num_labels, 0, 1);
     if (c->n_heads % c->n_kv_heads != 0)
         return r1_err_set(R1_EINVAL,
                           "model config: n_heads (%d) must be a multiple of n_kv_heads (%d)",
@@ -112,9 +115,10 @@ int r1_model_config_check(const struct r1_model_config *c)
     if (c->head_dim % 2 != 0)
         return r1_err_set(R1_EINVAL, "model config: head_dim (%d) must be even for RoPE",
                           c->head_dim);
-    if (c->bos_id >= c->vocab_size || c->eos_id >= c->vocab_size)
-        return r1_err_set(R1_EINVAL, "model config: bos_id/eos_id (%d/%d) not below vocab_size %d",
-                          c->bos_id, c->eos_id, c->vocab_size);
+    if (c->bos_id >= c->vocab_size || c->eos_id >= c->vocab_size || c->pad_id >= c->vocab_size)
+        return r1_err_set(R1_EINVAL,
+                          "model config: bos_id/eos_id/pad_id (%d/%d/%d) not below vocab_size %d",
+                          c->bos_id, c->eos_id, c->pad_id, c->vocab_size);
     return 0;
 }
 
@@ -125,6 +129,8 @@ int64_t r1_model_config_n_params(const struct r1_model_config *c)
     int64_t layer = 2 * C + C * HD + 2 * C * KD + HD * C + 3 * C * F;
     if (c->qkv_bias)
         layer += HD + 2 * KD;
+    if (c->num_labels > 0) /* score head instead of an LM head */
+        return V * C + (int64_t)c->num_labels * C + C + c->n_layers * layer;
     return V * C * (c->tie_embeddings ? 1 : 2) + C + c->n_layers * layer;
 }
 
@@ -188,7 +194,11 @@ static int layout_params(struct r1_model *m)
 #undef P
     }
     m->final_norm = add_param(m, &k, "model.norm.weight", P_NORM, C, 0, &m->dfinal_norm);
-    if (c->tie_embeddings) {
+    if (c->num_labels > 0) { /* transformers' *ForSequenceClassification: no lm_head */
+        m->lm_head = m->embed;
+        m->dlm_head = m->dembed;
+        m->score = add_param(m, &k, "score.weight", P_MATRIX, c->num_labels, C, &m->dscore);
+    } else if (c->tie_embeddings) {
         m->lm_head = m->embed;
         m->dlm_head = m->dembed;
     } else {
@@ -313,33 +323,91 @@ void r1_model_upload_param(struct r1_model *m, int i, const float *host)
     m->be->ops->upload(m->be->ctx, p->w.data, host, r1_tensor_nbytes(&p->w));
 }
 
-int r1_model_init_weights(struct r1_model *m, uint64_t seed)
+/* Initialises tensor k (the rules of r1_model_init_weights). */
+static int init_tensor(struct r1_model *m, int k, uint64_t seed)
 {
     const struct r1_model_config *c = &m->cfg;
     float resid_scale = 1.0f / sqrtf(2.0f * (float)c->n_layers);
-    for (int k = 0; k < m->n_tensors; k++) {
-        struct r1_param *p = &m->tensors[k];
-        int64_t n = r1_tensor_numel(&p->w);
-        float *h = malloc((size_t)n * sizeof(float));
-        if (!h)
-            return r1_err_set(R1_ENOMEM, "model: out of host memory initialising %s", p->name);
-        const char *s = p->name;
-        size_t len = strlen(s);
-        int is_norm = len > 11 && strcmp(s + len - 11, "norm.weight") == 0;
-        int is_bias = len > 5 && strcmp(s + len - 5, ".bias") == 0;
-        int is_resid = strstr(s, "o_proj.weight") || strstr(s, "down_proj.weight");
-        for (int64_t i = 0; i < n; i++) {
-            if (is_norm)
-                h[i] = 1.0f;
-            else if (is_bias)
-                h[i] = 0.0f;
-            else
-                h[i] = 0.02f * (is_resid ? resid_scale : 1.0f) *
-                       r1_rng_normal_at(seed, R1_STREAM_INIT + (uint64_t)k, (uint64_t)i);
-        }
-        r1_model_upload_param(m, k, h);
-        free(h);
+    struct r1_param *p = &m->tensors[k];
+    int64_t n = r1_tensor_numel(&p->w);
+    float *h = malloc((size_t)n * sizeof(float));
+    if (!h)
+        return r1_err_set(R1_ENOMEM, "model: out of host memory initialising %s", p->name);
+    const char *s = p->name;
+    size_t len = strlen(s);
+    int is_norm = len > 11 && strcmp(s + len - 11, "norm.weight") == 0;
+    int is_bias = len > 5 && strcmp(s + len - 5, ".bias") == 0;
+    int is_resid = strstr(s, "o_proj.weight") || strstr(s, "down_proj.weight");
+    float std = 0.02f * (is_resid ? resid_scale : 1.0f);
+    if (strcmp(s, "score.weight") == 0) /* unit-variance-ish scores from unit-rms rows */
+        std = 1.0f / sqrtf((float)c->hidden_size + 1.0f);
+    for (int64_t i = 0; i < n; i++) {
+        if (is_norm)
+            h[i] = 1.0f;
+        else if (is_bias)
+            h[i] = 0.0f;
+        else
+            h[i] = std * r1_rng_normal_at(seed, R1_STREAM_INIT + (uint64_t)k, (uint64_t)i);
     }
+    r1_model_upload_param(m, k, h);
+    free(h);
+    return 0;
+}
+
+int r1_model_init_weights(struct r1_model *m, uint64_t seed)
+{
+    for (int k = 0; k < m->n_tensors; k++) {
+        int rc = init_tensor(m, k, seed);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+bool r1_model_has_score_head(const struct r1_model *m)
+{
+    return m && m->cfg.num_labels == 1 && m->score != NULL;
+}
+
+int r1_model_init_score(struct r1_model *m, uint64_t seed)
+{
+    if (!r1_model_has_score_head(m))
+        return r1_err_set(R1_EINVAL, "model: no score head to initialise; create the model "
+                          "with num_labels = 1");
+    for (int k = 0; k < m->n_tensors; k++)
+        if (m->tensors[k].w.data == m->score)
+            return init_tensor(m, k, seed);
+    return r1_err_set(R1_ESTATE, "model: score.weight is not among the tensors");
+}
+
+int r1_model_copy_weights(struct r1_model *dst, const struct r1_model *src, int *n_copied)
+{
+    int copied = 0;
+    for (int k = 0; k < dst->n_tensors; k++) {
+        const struct r1_param *p = &dst->tensors[k];
+        int j = -1;
+        for (int i = 0; i < src->n_tensors && j < 0; i++)
+            if (strcmp(src->tensors[i].name, p->name) == 0)
+                j = i;
+        if (j < 0)
+            continue;
+        const struct r1_param *q = &src->tensors[j];
+        int same = q->w.ndim == p->w.ndim;
+        for (int d = 0; same && d < p->w.ndim; d++)
+            same = q->w.shape[d] == p->w.shape[d];
+        if (!same)
+            return r1_err_set(R1_EINVAL, "model: tensor '%s' has different shapes in the two "
+                              "models; copy between models of one configuration", p->name);
+        float *h = malloc(r1_tensor_nbytes(&p->w));
+        if (!h)
+            return r1_err_set(R1_ENOMEM, "model: out of host memory copying %s", p->name);
+        r1_model_download_param(src, j, h);
+        r1_model_upload_param(dst, k, h);
+        free(h);
+        copied++;
+    }
+    if (n_copied)
+        *n_copied = copied;
     return 0;
 }
 
@@ -573,6 +641,40 @@ int r1_model_forward(struct r1_model *m, const struct r1_batch *b, float *logp, 
     m->cur_B = b->B;
     m->cur_T = b->T;
     m->have_forward = true;
+    m->fwd_score = false;
+    return 0;
+}
+
+int r1_model_score_forward(struct r1_model *m, const struct r1_batch *b, const int32_t *last,
+                           float *scores)
+{
+    if (!r1_model_has_score_head(m))
+        return r1_err_set(R1_EINVAL, "model: score forward on a model without a score head; "
+                          "load a reward model (num_labels 1)");
+    int rc = check_batch(m, b);
+    if (rc)
+        return rc;
+    for (int r = 0; r < b->B; r++)
+        if (last[r] < 0 || last[r] >= b->T)
+            return r1_err_set(R1_EINVAL, "model: scored position %d of row %d is not in [0, %d)",
+                              last[r], r, b->T);
+    const struct r1_backend_ops *op = m->be->ops;
+    void *cx = m->be->ctx;
+    struct r1_model_acts *a = m->a;
+    int C = m->cfg.hidden_size;
+
+    forward_trunk(m, b);
+    /* gather the scored rows (row r of the batch -> compact row r) and project them */
+    a->n_rows = b->B;
+    for (int r = 0; r < b->B; r++)
+        a->rows_host[r] = r * b->T + last[r];
+    move_rows(m, a->hrows, a->nf, true);
+    op->matmul_forward(cx, a->logp, a->hrows, m->score, NULL, b->B, C, 1); /* (B,1) */
+    op->download(cx, scores, a->logp, (size_t)b->B * sizeof(float));
+    m->cur_B = b->B;
+    m->cur_T = b->T;
+    m->have_forward = true;
+    m->fwd_score = true;
     return 0;
 }
 
@@ -605,17 +707,17 @@ int r1_model_logits(struct r1_model *m, const struct r1_batch *b, const int32_t 
 /* ------------------------------------------------------------------------- */
 /* backward                                                                  */
 
+static void backward_trunk(struct r1_model *m, float *dh);
+
 int r1_model_backward(struct r1_model *m, const float *dlogp, const float *dentropy)
 {
-    if (!m->have_forward)
+    if (!m->have_forward || m->fwd_score)
         return r1_err_set(R1_ESTATE, "model: backward without a matching forward");
     const struct r1_model_config *c = &m->cfg;
     const struct r1_backend_ops *op = m->be->ops;
     void *cx = m->be->ctx;
     struct r1_model_acts *a = m->a;
-    int B = m->cur_B, T = m->cur_T, N = B * T, C = c->hidden_size, H = c->n_heads;
-    int KVH = c->n_kv_heads, D = c->head_dim, HD = H * D, KD = KVH * D, F = c->ffn_size;
-    int V = c->vocab_size;
+    int C = c->hidden_size, V = c->vocab_size;
 
     /* head: per-token gradients to the compacted rows, logits recomputed per chunk */
     for (int i = 0; i < a->n_rows; i++)
@@ -640,6 +742,37 @@ int r1_model_backward(struct r1_model *m, const float *dlogp, const float *dentr
         op->matmul_backward(cx, dh + (size_t)r * C, m->dlm_head, NULL, a->dlogits, hr, m->lm_head,
                             n, C, V);
     }
+    backward_trunk(m, dh);
+    m->have_forward = false;
+    return 0;
+}
+
+int r1_model_score_backward(struct r1_model *m, const float *dscores)
+{
+    if (!m->have_forward || !m->fwd_score)
+        return r1_err_set(R1_ESTATE, "model: score backward without a matching score forward");
+    const struct r1_backend_ops *op = m->be->ops;
+    void *cx = m->be->ctx;
+    struct r1_model_acts *a = m->a;
+    int B = m->cur_B, C = m->cfg.hidden_size;
+    op->upload(cx, a->dlogp, dscores, (size_t)B * sizeof(float));
+    float *dh = a->dtmp; /* (B,C) gradient of the gathered rows */
+    op->matmul_backward(cx, dh, m->dscore, NULL, a->dlogp, a->hrows, m->score, B, C, 1);
+    backward_trunk(m, dh);
+    m->have_forward = false;
+    return 0;
+}
+
+/* From the gradient dh (n_rows,C) of the gathered final-norm rows (a->rows_host) down
+ * through the final norm, every layer and the embedding; parameter grads +=. */
+static void backward_trunk(struct r1_model *m, float *dh)
+{
+    const struct r1_model_config *c = &m->cfg;
+    const struct r1_backend_ops *op = m->be->ops;
+    void *cx = m->be->ctx;
+    struct r1_model_acts *a = m->a;
+    int B = m->cur_B, T = m->cur_T, N = B * T, C = c->hidden_size, H = c->n_heads;
+    int KVH = c->n_kv_heads, D = c->head_dim, HD = H * D, KD = KVH * D, F = c->ffn_size;
     /* scatter the row gradients into dn (N,C); unscored rows get 0 */
     op->zero(cx, a->dn, (size_t)N * C * sizeof(float));
     move_rows(m, dh, a->dn, false);
@@ -672,8 +805,6 @@ int r1_model_backward(struct r1_model *m, const float *dlogp, const float *dentr
         op->add(cx, a->dres, a->dres, a->dtmp, (int64_t)N * C); /* now dL/dx */
     }
     op->embedding_backward(cx, m->dembed, a->dres, a->tokens, N, C);
-    m->have_forward = false;
-    return 0;
 }
 
 void r1_model_zero_grad(struct r1_model *m)

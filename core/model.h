@@ -12,7 +12,13 @@
  * per-token entropy; the backward takes dL/dlogp and dL/dentropy per token, so
  * cross-entropy (dlogp = -w/denominator) and policy-gradient losses share one
  * path.  Logits are computed in chunks of R1_MODEL_HEAD_CHUNK rows and recomputed
- * in the backward: at most one chunk of (rows × V) logits exists at a time. */
+ * in the backward: at most one chunk of (rows × V) logits exists at a time.
+ *
+ * Score head (num_labels = 1, a reward model as transformers'
+ * *ForSequenceClassification): one more parameter "score.weight" (1, C) and a
+ * scalar per row, score · final_norm(h)[b, last[b]].  Such a model has no separate
+ * lm_head tensor: lm_head points at the embedding (its logits are not trained).
+ * The score calls share the layers' forward/backward with the LM head. */
 #ifndef R1_MODEL_H
 #define R1_MODEL_H
 
@@ -41,6 +47,8 @@ struct r1_model_config {
     bool qkv_bias;
     bool tie_embeddings;
     int32_t bos_id, eos_id; /* -1 when absent */
+    int32_t pad_id;         /* -1 when absent; written as pad_token_id (score models need it) */
+    int num_labels;         /* 0: causal LM; 1: score head (reward model) */
 };
 
 /* Named shapes: "tiny" (byte-level, a few hundred k parameters), "small",
@@ -76,6 +84,7 @@ struct r1_model {
     float *embed, *final_norm, *lm_head; /* lm_head == embed when tied */
     struct r1_layer *layers, *dlayers;
     float *dembed, *dfinal_norm, *dlm_head;
+    float *score, *dscore; /* (1,C) score head when cfg.num_labels == 1, else NULL */
     float *rope_cos, *rope_sin; /* (max_seq_len, head_dim/2), in acts-independent memory */
     struct r1_model_acts *a;
     int max_B, max_T; /* activation capacity from r1_model_reserve */
@@ -84,6 +93,7 @@ struct r1_model {
     float logit_scale;
     int cur_B, cur_T; /* shape of the last forward */
     bool have_forward;
+    bool fwd_score;   /* the last forward ran the score head (not the LM head) */
 };
 
 /* A batch in host memory.  Row b, column t.  tokens (B,T) inputs; pos (B,T)
@@ -100,6 +110,16 @@ void r1_model_free(struct r1_model *m);
 /* Normal(0, 0.02) matrices (output projections scaled by 1/sqrt(2·layers)), norms 1,
  * biases 0; element i of tensor k is r1_rng_normal_at(seed, R1_STREAM_INIT + k, i). */
 int r1_model_init_weights(struct r1_model *m, uint64_t seed);
+/* The score head alone: Normal(0, 1/sqrt(C+1)), element i = r1_rng_normal_at(seed,
+ * R1_STREAM_INIT + k, i) with k the tensor's index (as r1_model_init_weights does).
+ * R1_EINVAL when the model has no score head. */
+int r1_model_init_score(struct r1_model *m, uint64_t seed);
+/* Copies every tensor of dst that src has under the same name and shape (host round
+ * trip); *n_copied (may be NULL) gets the count.  R1_EINVAL naming the tensor when a
+ * name matches with another shape. */
+int r1_model_copy_weights(struct r1_model *dst, const struct r1_model *src, int *n_copied);
+/* True when m has a score head (cfg.num_labels == 1). */
+bool r1_model_has_score_head(const struct r1_model *m);
 /* Allocates activations for batches up to B×T (once; again only to grow). */
 int r1_model_reserve(struct r1_model *m, int B, int T);
 const struct r1_param *r1_model_find(const struct r1_model *m, const char *name);
@@ -117,6 +137,15 @@ void r1_model_zero_grad(struct r1_model *m);
  * backward (grads +=) and returns the loss in *loss.  NaN/Inf → R1_ENUMERIC. */
 int r1_model_ce_step(struct r1_model *m, const struct r1_batch *b, const float *w, double denom,
                      double *loss);
+
+/* Score head forward: scores (B) host, scores[b] = score · final_norm(h)[b, last[b]];
+ * last (B) host positions in [0, T) (the token each row is scored at).  b->targets
+ * may be NULL.  R1_EINVAL without a score head or with a bad last[b]. */
+int r1_model_score_forward(struct r1_model *m, const struct r1_batch *b, const int32_t *last,
+                           float *scores);
+/* Backward of the last r1_model_score_forward: host dscores (B) = dL/dscores.
+ * Parameter gradients accumulate (+=) as in r1_model_backward. */
+int r1_model_score_backward(struct r1_model *m, const float *dscores);
 
 /* Logits of selected rows for inference without a KV cache (tests, scoring):
  * runs the forward and writes logits (n_rows, V) to host for rows (b·T + t) in rows. */

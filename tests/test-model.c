@@ -1,5 +1,6 @@
 /* test-model.c - the decoder: finite-difference gradients of every parameter
- * tensor, KV-cache parity, overfitting a fixed batch, determinism, HF dir I/O. */
+ * tensor (LM head and score head), KV-cache parity, overfitting a fixed batch,
+ * determinism, HF dir I/O (causal LM and score-head model). */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -50,6 +51,7 @@ static struct r1_model_config micro_config(int tie, int bias)
     c.qkv_bias = bias;
     c.tie_embeddings = tie;
     c.eos_id = -1;
+    c.pad_id = -1;
     c.arch = bias ? R1_ARCH_QWEN2 : R1_ARCH_LLAMA;
     return c;
 }
@@ -345,6 +347,170 @@ static void test_config_check(void **state)
     assert_int_equal(r1_model_config_preset(&p, "nope"), R1_EINVAL);
 }
 
+/* Score head: L = Σ_b c_b · score_b with scores at last[b]; central differences of a few
+ * parameters (score.weight, the embedding, attention and MLP weights, the final norm)
+ * against r1_model_score_backward.  Row 0 packs two documents and is scored in the
+ * second; row 1 ends in padding and is scored before it. */
+static double score_loss(struct r1_model *m, const struct r1_batch *b, const int32_t *last,
+                         const float *c)
+{
+    float sc[GB];
+    assert_int_equal(r1_model_score_forward(m, b, last, sc), 0);
+    double L = 0;
+    for (int r = 0; r < GB; r++)
+        L += (double)c[r] * sc[r];
+    return L;
+}
+
+static void test_gradcheck_score(void **state)
+{
+    (void)state;
+    struct r1_model_config cfg = micro_config(0, 1);
+    cfg.num_labels = 1;
+    struct r1_model *m = NULL;
+    assert_int_equal(r1_model_create(&m, &cfg, be), 0);
+    assert_true(r1_model_has_score_head(m));
+    assert_null(r1_model_find(m, "lm_head.weight")); /* no LM head in a score model */
+    const struct r1_param *sp = r1_model_find(m, "score.weight");
+    assert_non_null(sp);
+    assert_int_equal(sp->w.shape[0], 1);
+    assert_int_equal(sp->w.shape[1], cfg.hidden_size);
+    assert_true(sp->decay);
+    assert_int_equal(m->n_params, r1_model_config_n_params(&cfg));
+    for (int k = 0; k < m->n_tensors; k++) {
+        float *w = m->tensors[k].w.data;
+        int64_t n = r1_tensor_numel(&m->tensors[k].w);
+        for (int64_t i = 0; i < n; i++)
+            w[i] = strstr(m->tensors[k].name, "norm") ? 1.0f + 0.3f * r1_rng_normal_at(9, k, i)
+                                                      : 0.3f * r1_rng_normal_at(9, k, i);
+    }
+    assert_int_equal(r1_model_reserve(m, GB, GT), 0);
+    struct r1_batch b = {GB, GT, g_tokens, g_pos, g_seg, NULL};
+    const int32_t last[GB] = {5, 3};
+    const float c[GB] = {0.7f, -1.3f};
+    r1_model_zero_grad(m);
+    float sc[GB];
+    assert_int_equal(r1_model_score_forward(m, &b, last, sc), 0);
+    assert_int_equal(r1_model_backward(m, c, NULL), R1_ESTATE); /* wrong head */
+    assert_int_equal(r1_model_score_forward(m, &b, last, sc), 0);
+    assert_int_equal(r1_model_score_backward(m, c), 0);
+
+    /* Tolerance as in gradcheck(): central differences in f32 with h = 1e-2 (truncation
+     * O(h²) ~1e-4, rounding ~1e-7·|L|/h ~1e-5 for |L| ~ 10), per tensor over up to 12
+     * elements: ||fd - g|| <= 2e-2·||g|| + 1e-3. */
+    const char *names[] = {"score.weight", "model.embed_tokens.weight", "model.norm.weight",
+                           "model.layers.0.self_attn.q_proj.weight",
+                           "model.layers.0.self_attn.v_proj.bias",
+                           "model.layers.1.mlp.down_proj.weight"};
+    const float h = 1e-2f;
+    for (size_t t = 0; t < sizeof(names) / sizeof(names[0]); t++) {
+        const struct r1_param *p = r1_model_find(m, names[t]);
+        assert_non_null(p);
+        int64_t n = r1_tensor_numel(&p->w);
+        float *w = p->w.data, *g = p->g.data;
+        double num = 0, den = 0;
+        int samples = n < 12 ? (int)n : 12;
+        for (int s = 0; s < samples; s++) {
+            int64_t i = (int64_t)((uint64_t)(s * 2654435761u + t * 97) % (uint64_t)n);
+            float old = w[i];
+            w[i] = old + h;
+            double lp = score_loss(m, &b, last, c);
+            w[i] = old - h;
+            double lm = score_loss(m, &b, last, c);
+            w[i] = old;
+            double fd = (lp - lm) / (2.0 * h);
+            num += (fd - g[i]) * (fd - g[i]);
+            den += (double)g[i] * g[i];
+        }
+        if (!(den > 0 && sqrt(num) <= 2e-2 * sqrt(den) + 1e-3))
+            fail_msg("score gradient of %s: ||fd - analytic|| = %g, ||analytic|| = %g", p->name,
+                     sqrt(num), sqrt(den));
+    }
+    /* a score past the row and a score call on a causal LM are refused */
+    const int32_t bad[GB] = {5, GT};
+    assert_int_equal(r1_model_score_forward(m, &b, bad, sc), R1_EINVAL);
+    r1_model_free(m);
+    struct r1_model_config lc = micro_config(0, 1);
+    assert_int_equal(r1_model_create(&m, &lc, be), 0);
+    assert_false(r1_model_has_score_head(m));
+    assert_int_equal(r1_model_reserve(m, GB, GT), 0);
+    assert_int_equal(r1_model_score_forward(m, &b, last, sc), R1_EINVAL);
+    r1_model_free(m);
+}
+
+/* A score model saves as LlamaForSequenceClassification (num_labels 1, pad_token_id) and
+ * loads back with the same tensors and scores; a causal LM's weights copy into it. */
+static void test_hfdir_score_roundtrip(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/r1-test-score-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    struct r1_model_config cfg;
+    r1_model_config_preset(&cfg, "tiny");
+    struct r1_model *lm = NULL, *m = NULL, *m2 = NULL;
+    assert_int_equal(r1_model_create(&lm, &cfg, be), 0);
+    r1_model_init_weights(lm, 4);
+    cfg.num_labels = 1;
+    assert_int_equal(r1_model_create(&m, &cfg, be), 0);
+    int copied = 0;
+    assert_int_equal(r1_model_copy_weights(m, lm, &copied), 0);
+    assert_int_equal(copied, lm->n_tensors); /* tied: every LM tensor exists in the RM */
+    assert_int_equal(r1_model_init_score(m, 8), 0);
+    assert_int_equal(r1_model_init_score(lm, 8), R1_EINVAL);
+    assert_int_equal(r1_hfdir_save(m, dir, R1_F32), 0);
+    char path[700], *text = NULL;
+    snprintf(path, sizeof(path), "%s/config.json", dir);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    text = calloc(1, 8192);
+    assert_true(fread(text, 1, 8191, f) > 0);
+    fclose(f);
+    assert_non_null(strstr(text, "\"LlamaForSequenceClassification\""));
+    assert_non_null(strstr(text, "\"num_labels\": 1"));
+    assert_non_null(strstr(text, "\"pad_token_id\": 263"));
+    free(text);
+    assert_int_equal(r1_hfdir_load(&m2, be, dir), 0);
+    assert_true(r1_model_has_score_head(m2));
+    assert_int_equal(m2->cfg.pad_id, 263);
+    assert_int_equal(m2->n_tensors, m->n_tensors);
+    assert_memory_equal(m->param_mem, m2->param_mem, m->params.cap);
+    enum { T = 5 };
+    int32_t tok[2 * T] = {72, 105, 33, 256, 0, 50, 43, 51, 61, 256};
+    int32_t pos[2 * T] = {0, 1, 2, 3, 0, 0, 1, 2, 3, 4}, seg[2 * T] = {0, 0, 0, 0, -1, 0, 0, 0, 0, 0};
+    int32_t last[2] = {3, 4};
+    struct r1_batch b = {2, T, tok, pos, seg, NULL};
+    float s1[2], s2[2];
+    assert_int_equal(r1_model_reserve(m, 2, T), 0);
+    assert_int_equal(r1_model_reserve(m2, 2, T), 0);
+    assert_int_equal(r1_model_score_forward(m, &b, last, s1), 0);
+    assert_int_equal(r1_model_score_forward(m2, &b, last, s2), 0);
+    assert_memory_equal(s1, s2, sizeof(s1));
+    assert_true(isfinite(s1[0]) && s1[0] != s1[1]);
+    r1_model_free(m2);
+    /* num_labels 2 is refused with a message naming the file */
+    f = fopen(path, "r");
+    char buf[8192] = {0};
+    assert_true(fread(buf, 1, sizeof(buf) - 1, f) > 0);
+    fclose(f);
+    char *nl = strstr(buf, "\"num_labels\": 1");
+    nl[14] = '2';
+    f = fopen(path, "w");
+    fputs(buf, f);
+    fclose(f);
+    assert_int_equal(r1_hfdir_load(&m2, be, dir), R1_EFORMAT);
+    assert_non_null(strstr(r1_err_last(), "num_labels 2"));
+    /* the causal LM still saves and loads as one */
+    assert_int_equal(r1_hfdir_save(lm, dir, R1_F32), 0);
+    assert_int_equal(r1_hfdir_load(&m2, be, dir), 0);
+    assert_false(r1_model_has_score_head(m2));
+    r1_model_free(m2);
+    r1_model_free(m);
+    r1_model_free(lm);
+    char cmd[700];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -357,6 +523,8 @@ int main(void)
         cmocka_unit_test(test_determinism),
         cmocka_unit_test(test_hfdir_roundtrip),
         cmocka_unit_test(test_config_check),
+        cmocka_unit_test(test_gradcheck_score),
+        cmocka_unit_test(test_hfdir_score_roundtrip),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
