@@ -1,4 +1,4 @@
-/* gen.c - built-in task generators: arith and countdown (see gen.h).
+/* gen.c - built-in task generators: arith, countdown and prefs (see gen.h).
  *
  * Determinism: candidate r of example i of (spec, seed, split) draws from the Philox
  * stream GEN_STREAM + split with its counter starting at (i << 28) | (r << 16), so each
@@ -14,7 +14,16 @@
  * operation, "lhs = stage = stage = result".  Noisy demos (noise=F): arith changes the
  * last number of the reasoning and the answer by one of -10, -2, -1, 1, 2, 10;
  * countdown replaces the last operation by another one, so the shown equation misses
- * the target (reasoning and answer agree with each other).  "answer" stays correct. */
+ * the target (reasoning and answer agree with each other).  "answer" stays correct.
+ *
+ * Preference pairs (prefs): an arith problem (same draws, canonical text and split as
+ * arith, so a prefs eval problem is never in arith's train split) with "chosen", the
+ * concise correct response "<think>\nREASONING\n</think>\n<answer>\nX\n</answer>", and
+ * "rejected", drawn after the problem: with probability wrong=F a wrong answer (the last
+ * number of the reasoning and the answer moved as a noisy arith demo), otherwise a
+ * rambling one with the right answer: the reasoning repeated 2..5 times behind filler
+ * lines, and a summary that restates the answer 2..4 times before the <answer> block.
+ * "rejected_kind" says which ("wrong" or "ramble"); "answer" is the correct answer. */
 #include "stages/data/gen.h"
 
 #include <errno.h>
@@ -35,7 +44,7 @@
 
 #define CD_MAX_NUMBERS 6
 
-enum gen_kind { GEN_ARITH = 0, GEN_COUNTDOWN };
+enum gen_kind { GEN_ARITH = 0, GEN_COUNTDOWN, GEN_PREFS };
 
 struct r1_datagen {
     enum gen_kind kind;
@@ -45,6 +54,8 @@ struct r1_datagen {
     int n_ops;
     /* countdown */
     int numbers, max, target_max;
+    /* prefs */
+    double wrong;
     /* common */
     int demo;
     double noise;
@@ -60,11 +71,17 @@ static const char help_text[] =
     "  numbers=N          numbers given, 3..6 (default 3), each 1..max\n"
     "  max=M              largest given number, 2..1000 (default 20)\n"
     "  target_max=T       largest target, 1..1000000 (default 100)\n"
-    "common knobs:\n"
+    "prefs: preference pairs on arith problems: \"prompt\", \"chosen\" (concise, correct),\n"
+    "  \"rejected\" (wrong answer, or right answer with rambling, repetitive reasoning and summary)\n"
+    "  digits=, ops=, terms=  the arith problem knobs\n"
+    "  wrong=F            share of rejected responses with a wrong answer, 0..1 (default 0.5);\n"
+    "                     the rest ramble\n"
+    "common knobs (arith, countdown):\n"
     "  demo=1             add \"text\": templated prompt + worked <think>/<answer> \"completion\"\n"
     "  noise=F            fraction of demonstrations that end in a wrong answer, 0..1 (default 0)\n"
     "  template=NAME      template of \"text\": none or r1-zero (default none)\n"
-    "examples: arith:digits=2,ops=+-*,terms=3  countdown:numbers=4,demo=1,template=r1-zero\n";
+    "examples: arith:digits=2,ops=+-*,terms=3  countdown:numbers=4,demo=1,template=r1-zero\n"
+    "          prefs:digits=1,wrong=0.3\n";
 
 const char *r1_datagen_help(void)
 {
@@ -186,6 +203,23 @@ static int knob_countdown(struct r1_datagen *g, const char *key, const char *val
                       key);
 }
 
+static int knob_prefs(struct r1_datagen *g, const char *key, const char *val)
+{
+    if (strcmp(key, "wrong") == 0) {
+        char *end = NULL;
+        errno = 0;
+        double v = strtod(val, &end);
+        if (!*val || *end || errno || !(v >= 0.0 && v <= 1.0))
+            return r1_err_set(R1_EINVAL, "prefs: wrong='%s' is not a number in [0, 1]", val);
+        g->wrong = v;
+        return 0;
+    }
+    if (strcmp(key, "digits") == 0 || strcmp(key, "ops") == 0 || strcmp(key, "terms") == 0)
+        return knob_arith(g, key, val);
+    return r1_err_set(R1_EINVAL, "prefs: unknown knob '%s'; knobs: digits, ops, terms, wrong",
+                      key);
+}
+
 /* Parses the "key=value,..." list (already split from the name) into g. */
 static int parse_knobs(struct r1_datagen *g, const char *gen, char *list)
 {
@@ -209,7 +243,11 @@ static int parse_knobs(struct r1_datagen *g, const char *gen, char *list)
                 return r1_err_set(R1_EINVAL, "%s: knob '%s' is given twice", gen, key);
         if (n_seen < 16 && strlen(key) < sizeof(seen[0]))
             strcpy(seen[n_seen++], key);
-        int handled, rc = knob_common(g, gen, key, val, &handled);
+        int handled = 0, rc = 0;
+        if (g->kind == GEN_PREFS)
+            rc = knob_prefs(g, key, val), handled = 1;
+        else
+            rc = knob_common(g, gen, key, val, &handled);
         if (!rc && !handled)
             rc = g->kind == GEN_ARITH ? knob_arith(g, key, val) : knob_countdown(g, key, val);
         if (rc)
@@ -222,7 +260,7 @@ int r1_datagen_parse(struct r1_datagen **out, const char *spec)
 {
     *out = NULL;
     if (!spec || !*spec)
-        return r1_err_set(R1_EINVAL, "generator spec is empty; use arith or countdown "
+        return r1_err_set(R1_EINVAL, "generator spec is empty; use arith, countdown or prefs "
                                      "(NAME or NAME:key=value,...)");
     struct r1_datagen *g = calloc(1, sizeof(*g));
     char *copy = strdup(spec);
@@ -235,8 +273,9 @@ int r1_datagen_parse(struct r1_datagen **out, const char *spec)
     if (colon)
         *colon = '\0';
     int rc = 0;
-    if (strcmp(copy, "arith") == 0) {
-        g->kind = GEN_ARITH;
+    if (strcmp(copy, "arith") == 0 || strcmp(copy, "prefs") == 0) {
+        g->kind = copy[0] == 'a' ? GEN_ARITH : GEN_PREFS;
+        g->wrong = 0.5;
         g->dmin = 1;
         g->dmax = 2;
         g->terms = 2;
@@ -248,17 +287,18 @@ int r1_datagen_parse(struct r1_datagen **out, const char *spec)
         g->max = 20;
         g->target_max = 100;
     } else {
-        rc = r1_err_set(R1_EINVAL, "unknown generator '%s'; generators: arith, countdown", copy);
+        rc = r1_err_set(R1_EINVAL, "unknown generator '%s'; generators: arith, countdown, prefs",
+                        copy);
     }
     strcpy(g->template_, "none");
     if (!rc && colon)
         rc = parse_knobs(g, copy, colon + 1);
     /* operands < 10^dmax; with '*' the product of all terms must fit in 64 bits */
-    if (!rc && g->kind == GEN_ARITH && strchr(g->ops, '*') && g->dmax * g->terms > 18)
+    if (!rc && g->kind != GEN_COUNTDOWN && strchr(g->ops, '*') && g->dmax * g->terms > 18)
         rc = r1_err_set(R1_EINVAL,
-                        "arith: digits up to %d with terms=%d and '*' can overflow "
+                        "%s: digits up to %d with terms=%d and '*' can overflow "
                         "64-bit integers; keep digits*terms <= 18",
-                        g->dmax, g->terms);
+                        g->kind == GEN_ARITH ? "arith" : "prefs", g->dmax, g->terms);
     free(copy);
     if (rc) {
         free(g);
@@ -726,6 +766,60 @@ static void countdown_noise(struct problem *p, struct r1_rng *r)
     str_fmt(p->demo_answer, sizeof(p->demo_answer), "%s", m.e);
 }
 
+/* ---- preference pairs ------------------------------------------------------------------ */
+
+static const char *const ramble_fill[] = {
+    "Wait, let me check that again.", "Hmm, let me recompute it to be sure.",
+    "Actually, let me go over it once more.", "Let me double-check this step.",
+};
+static const char *const ramble_say[] = {
+    "So the answer is %s.", "Therefore the result is %s.", "I am confident it is %s.",
+    "To repeat, the answer is %s.",
+};
+
+/* "chosen" and "rejected" of problem p (malloc'd into *chosen, *rejected); draws the
+ * rejected kind and its details from r.  0, or R1_ENOMEM. */
+static int prefs_pair(const struct r1_datagen *g, struct problem *p, struct r1_rng *r,
+                      char **chosen, char **rejected, const char **kind)
+{
+    size_t cap = 64 + p->why.n + strlen(p->answer);
+    *chosen = malloc(cap);
+    if (!*chosen)
+        return R1_ENOMEM;
+    snprintf(*chosen, cap, "<think>\n%s\n</think>\n<answer>\n%s\n</answer>", p->why.s, p->answer);
+    int wrong = r1_rng_uniform_double(r) < g->wrong;
+    *kind = wrong ? "wrong" : "ramble";
+    if (wrong) {
+        arith_noise(p, r);
+        cap = 64 + p->why.n + strlen(p->demo_answer);
+        *rejected = malloc(cap);
+        if (*rejected)
+            snprintf(*rejected, cap, "<think>\n%s\n</think>\n<answer>\n%s\n</answer>", p->why.s,
+                     p->demo_answer);
+        return *rejected ? 0 : R1_ENOMEM;
+    }
+    int reps = 2 + (int)r1_rng_below(r, 4), says = 2 + (int)r1_rng_below(r, 3);
+    cap = 128 + (size_t)(reps + 1) * (p->why.n + 64) + (size_t)says * (64 + strlen(p->answer));
+    char *t = malloc(cap);
+    if (!t)
+        return R1_ENOMEM;
+    size_t n = (size_t)snprintf(t, cap, "<think>\n%s", p->why.s);
+    for (int k = 1; k < reps; k++)
+        n += (size_t)snprintf(t + n, cap - n, "\n%s\n%s",
+                              ramble_fill[r1_rng_below(r, sizeof(ramble_fill) / sizeof(ramble_fill[0]))],
+                              p->why.s);
+    n += (size_t)snprintf(t + n, cap - n, "\n</think>\n");
+    for (int k = 0; k < says; k++) {
+        n += (size_t)snprintf(t + n, cap - n, "%s", k ? " " : "");
+        n += (size_t)snprintf(t + n, cap - n,
+                              ramble_say[r1_rng_below(r, sizeof(ramble_say) / sizeof(ramble_say[0]))],
+                              p->answer);
+    }
+    snprintf(t + n, cap - n, "\n<answer>\n%s\n</answer>", p->answer);
+    *rejected = t;
+    return 0;
+}
+
 /* ---- examples ------------------------------------------------------------------------ */
 
 static int set_str(json_t *o, const char *key, const char *val)
@@ -737,7 +831,7 @@ int r1_datagen_example(const struct r1_datagen *g, uint64_t seed, enum r1_split 
                        json_t **out)
 {
     *out = NULL;
-    const char *name = g->kind == GEN_ARITH ? "arith" : "countdown";
+    const char *name = g->kind == GEN_ARITH ? "arith" : g->kind == GEN_PREFS ? "prefs" : "countdown";
     if (i < 0 || i >= INDEX_LIMIT)
         return r1_err_set(R1_EINVAL, "%s: example index %lld is out of range [0, %lld)", name,
                           (long long)i, (long long)INDEX_LIMIT);
@@ -748,7 +842,7 @@ int r1_datagen_example(const struct r1_datagen *g, uint64_t seed, enum r1_split 
     int found = 0, unsolvable = 0;
     for (int retry = 0; retry < MAX_RETRIES && !found; retry++) {
         r.counter = ((uint64_t)i << (RETRY_BITS + DRAW_BITS)) | ((uint64_t)retry << DRAW_BITS);
-        if (g->kind == GEN_ARITH) {
+        if (g->kind != GEN_COUNTDOWN) {
             arith_draw(g, &r, p);
         } else if (countdown_draw(g, &r, p)) {
             unsolvable++;
@@ -781,6 +875,24 @@ int r1_datagen_example(const struct r1_datagen *g, uint64_t seed, enum r1_split 
     }
     json_t *o = json_object();
     int rc = o ? 0 : -1;
+    if (!rc && g->kind == GEN_PREFS) {
+        char *chosen = NULL, *rejected = NULL;
+        const char *kind = NULL;
+        rc = prefs_pair(g, p, &r, &chosen, &rejected, &kind) ||
+             set_str(o, "prompt", p->prompt) || set_str(o, "chosen", chosen) ||
+             set_str(o, "rejected", rejected) || set_str(o, "answer", p->answer) ||
+             set_str(o, "rejected_kind", kind);
+        free(chosen);
+        free(rejected);
+        free(p);
+        if (rc) {
+            json_decref(o);
+            return r1_err_set(R1_ENOMEM, "prefs: out of memory building example %lld",
+                              (long long)i);
+        }
+        *out = o;
+        return 0;
+    }
     if (!rc)
         rc = set_str(o, "prompt", p->prompt) || set_str(o, "answer", p->answer);
     if (!rc && g->kind == GEN_COUNTDOWN) {

@@ -1,4 +1,5 @@
-/* gen.h - built-in deterministic generators of reasoning tasks (arith, countdown).
+/* gen.h - built-in deterministic generators of reasoning tasks (arith, countdown) and of
+ * preference pairs on them (prefs: "prompt", "chosen", "rejected"; see gen.c).
  *
  * A generator spec is "NAME" or "NAME:key=value,key=value" (difficulty knobs, see
  * r1_datagen_help).  Example i of (spec, seed, split) is a pure function of those four
