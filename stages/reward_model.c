@@ -1,0 +1,861 @@
+/* reward_model.c - the reward_model stage, the Bradley-Terry loss, the reward-model
+ * encoding and the scorer (see reward_model.h).
+ *
+ * Pairs live as token arrays: text 2i is pair i's chosen encoding, text 2i+1 its
+ * rejected one, all in one buffer (off, len per text).  A micro-batch of P pairs is
+ * (2P, T) host rows, T the longest of its texts; padding has segment -1 and position 0.
+ * Host buffers are sized once for (2·micro_batch_size, seq_len): the step loop does not
+ * allocate. */
+#include "stages/reward_model.h"
+
+#include <inttypes.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/err.h"
+#include "core/file.h"
+#include "core/hfdir.h"
+#include "core/rng.h"
+#include "core/sha256.h"
+#include "stages/data/gen.h"
+#include "stages/data/prompts.h"
+
+/* ---- the loss ----------------------------------------------------------------------- */
+
+double r1_rm_bt_loss(int n, const float *rc, const float *rr, float margin, double denom,
+                     float *drc, float *drr)
+{
+    double sum = 0;
+    for (int i = 0; i < n; i++) {
+        double x = (double)rc[i] - (double)rr[i] - (double)margin;
+        /* -log σ(x) = softplus(-x); σ(-x) without overflow on either side */
+        double e = exp(-fabs(x));
+        sum += (x < 0 ? -x : 0.0) + log1p(e);
+        double sig_neg = x >= 0 ? e / (1.0 + e) : 1.0 / (1.0 + e);
+        if (drc)
+            drc[i] = (float)(-sig_neg / denom);
+        if (drr)
+            drr[i] = (float)(sig_neg / denom);
+    }
+    return sum / denom;
+}
+
+/* ---- encoding ----------------------------------------------------------------------- */
+
+int r1_rm_encode(const struct r1_tokenizer *tok, const char *template_, const char *prompt,
+                 const char *response, int32_t eos, int max_len, int32_t **ids, int *n)
+{
+    *ids = NULL;
+    *n = 0;
+    if (max_len < 1)
+        return r1_err_set(R1_EINVAL, "reward model: max_len %d must be at least 1", max_len);
+    char *text = r1_prompt_template_apply(template_, prompt);
+    if (!text)
+        return r1_err_code() ? r1_err_code() : R1_ENOMEM;
+    int32_t *p = NULL, *r = NULL;
+    int np = 0, nr = 0;
+    int rc = r1_tokenizer_encode(tok, text, strlen(text), &p, &np);
+    free(text);
+    if (!rc)
+        rc = r1_tokenizer_encode(tok, response, strlen(response), &r, &nr);
+    int total = np + nr + (eos >= 0);
+    int keep = total < max_len ? total : max_len, drop = total - keep;
+    int32_t *out = rc ? NULL : malloc((size_t)(keep > 0 ? keep : 1) * sizeof(int32_t));
+    if (!rc && !out)
+        rc = r1_err_set(R1_ENOMEM, "reward model: out of memory encoding %d tokens", total);
+    if (!rc) { /* the last keep tokens of prompt ++ response ++ eos */
+        int k = 0;
+        for (int i = drop; i < np; i++)
+            out[k++] = p[i];
+        for (int i = drop > np ? drop - np : 0; i < nr; i++)
+            out[k++] = r[i];
+        if (eos >= 0 && drop <= np + nr)
+            out[k++] = eos;
+        *ids = out;
+        *n = k;
+    }
+    free(p);
+    free(r);
+    return rc;
+}
+
+/* Rows r < rows of a (rows, T) batch from texts ids[r] of lengths len[r]: right-padded
+ * with pad (segment -1), T the longest; last[r] = len[r] - 1. */
+static int fill_rows(int rows, const int32_t *const *ids, const int *len, int32_t pad,
+                     int32_t *tokens, int32_t *pos, int32_t *seg, int32_t *last)
+{
+    int T = 1;
+    for (int r = 0; r < rows; r++)
+        T = len[r] > T ? len[r] : T;
+    for (int r = 0; r < rows; r++) {
+        int32_t *tk = tokens + (size_t)r * T, *ps = pos + (size_t)r * T, *sg = seg + (size_t)r * T;
+        for (int t = 0; t < T; t++) {
+            int real = t < len[r];
+            tk[t] = real ? ids[r][t] : pad;
+            ps[t] = real ? t : 0;
+            sg[t] = real ? 0 : -1;
+        }
+        last[r] = len[r] - 1;
+    }
+    return T;
+}
+
+/* ---- pairs -------------------------------------------------------------------------- */
+
+struct rm_pairs {
+    int64_t n;          /* pairs */
+    int32_t *toks;      /* every text's tokens */
+    int64_t *off;       /* (2n) start of text k in toks */
+    int32_t *len;       /* (2n) */
+    int64_t n_toks, cap_toks, cap_texts;
+    char sha256[65];
+};
+
+static void pairs_free(struct rm_pairs *p)
+{
+    if (!p)
+        return;
+    free(p->toks);
+    free(p->off);
+    free(p->len);
+    free(p);
+}
+
+struct pair_builder {
+    struct rm_pairs *p;
+    int64_t texts; /* texts pushed */
+    const struct r1_tokenizer *tok;
+    const char *template_;
+    int32_t eos;
+    int max_len;
+};
+
+static int builder_add_text(struct pair_builder *b, const char *prompt, const char *response)
+{
+    struct rm_pairs *p = b->p;
+    if (b->texts + 1 > p->cap_texts) {
+        int64_t cap = p->cap_texts ? 2 * p->cap_texts : 1024;
+        int64_t *o = realloc(p->off, (size_t)cap * sizeof(int64_t));
+        if (o)
+            p->off = o;
+        int32_t *l = realloc(p->len, (size_t)cap * sizeof(int32_t));
+        if (l)
+            p->len = l;
+        if (!o || !l)
+            return r1_err_set(R1_ENOMEM, "reward model: out of memory (%lld texts)", (long long)cap);
+        p->cap_texts = cap;
+    }
+    int32_t *ids = NULL;
+    int n = 0;
+    int rc = r1_rm_encode(b->tok, b->template_, prompt, response, b->eos, b->max_len, &ids, &n);
+    if (rc)
+        return rc;
+    if (p->n_toks + n > p->cap_toks) {
+        int64_t cap = p->cap_toks ? p->cap_toks : 65536;
+        while (cap < p->n_toks + n)
+            cap *= 2;
+        int32_t *t = realloc(p->toks, (size_t)cap * sizeof(int32_t));
+        if (!t) {
+            free(ids);
+            return r1_err_set(R1_ENOMEM, "reward model: out of memory (%lld tokens)",
+                              (long long)cap);
+        }
+        p->toks = t;
+        p->cap_toks = cap;
+    }
+    memcpy(p->toks + p->n_toks, ids, (size_t)n * sizeof(int32_t));
+    free(ids);
+    p->off[b->texts] = p->n_toks;
+    p->len[b->texts] = n;
+    p->n_toks += n;
+    b->texts++;
+    return 0;
+}
+
+static int builder_add_pair(struct pair_builder *b, const char *prompt, const char *chosen,
+                            const char *rejected)
+{
+    int rc = builder_add_text(b, prompt, chosen);
+    if (!rc)
+        rc = builder_add_text(b, prompt, rejected);
+    if (!rc)
+        b->p->n++;
+    return rc;
+}
+
+static const char *field_str(json_t *o, const char *key)
+{
+    return json_string_value(json_object_get(o, key));
+}
+
+static int load_jsonl(struct pair_builder *b, const struct r1_rm_data_spec *sp)
+{
+    char *data = NULL;
+    size_t len = 0;
+    int rc = r1_file_read(sp->path, &data, &len);
+    if (rc)
+        return rc;
+    if ((rc = r1_sha256_bytes(b->p->sha256, data, len))) {
+        free(data);
+        return rc;
+    }
+    const char *pf = sp->prompt_field ? sp->prompt_field : "prompt";
+    const char *cf = sp->chosen_field ? sp->chosen_field : "chosen";
+    const char *rf = sp->rejected_field ? sp->rejected_field : "rejected";
+    int lineno = 0;
+    for (char *p = data, *end = data + len; p < end && !rc;) {
+        char *nl = memchr(p, '\n', (size_t)(end - p));
+        char *le = nl ? nl : end;
+        lineno++;
+        size_t ll = (size_t)(le - p);
+        size_t sp_n = strspn(p, " \t\r");
+        if (sp_n < ll) {
+            json_error_t e;
+            json_t *o = json_loadb(p, ll, 0, &e);
+            const char *pr = o ? field_str(o, pf) : NULL, *ch = o ? field_str(o, cf) : NULL;
+            const char *rj = o ? field_str(o, rf) : NULL;
+            if (!o || !json_is_object(o))
+                rc = r1_err_set(R1_EINVAL, "%s:%d: not a JSON object (%s); each line must be one "
+                                "object with '%s', '%s' and '%s'", sp->path, lineno,
+                                o ? "wrong type" : e.text, pf, cf, rf);
+            else if (!pr || !ch || !rj)
+                rc = r1_err_set(R1_EINVAL, "%s:%d: string field '%s' is missing; each line needs "
+                                "'%s', '%s' and '%s' (data.prompt_field, "
+                                "reward_model.chosen_field, reward_model.rejected_field)",
+                                sp->path, lineno, !pr ? pf : !ch ? cf : rf, pf, cf, rf);
+            else
+                rc = builder_add_pair(b, pr, ch, rj);
+            json_decref(o);
+        }
+        p = le + 1;
+    }
+    free(data);
+    if (!rc && b->p->n == 0)
+        rc = r1_err_set(R1_EINVAL, "%s: no preference pairs; add lines with '%s', '%s' and '%s'",
+                        sp->path, pf, cf, rf);
+    return rc;
+}
+
+static int load_generated(struct pair_builder *b, const struct r1_rm_data_spec *sp)
+{
+    struct r1_datagen *g = NULL;
+    int rc = r1_datagen_parse(&g, sp->generator);
+    if (rc)
+        return rc;
+    for (int64_t i = 0; i < sp->gen_n && !rc; i++) {
+        json_t *o = NULL;
+        if ((rc = r1_datagen_example(g, sp->gen_seed, (enum r1_split)sp->split, i, &o)))
+            break;
+        const char *pr = field_str(o, "prompt"), *ch = field_str(o, "chosen");
+        const char *rj = field_str(o, "rejected");
+        if (!pr || !ch || !rj)
+            rc = r1_err_set(R1_EINVAL, "generator '%s' makes no preference pairs (no "
+                            "\"chosen\"/\"rejected\"); use a prefs generator", sp->generator);
+        else
+            rc = builder_add_pair(b, pr, ch, rj);
+        json_decref(o);
+    }
+    r1_datagen_free(g);
+    if (rc)
+        return rc;
+    char src[512];
+    int k = snprintf(src, sizeof(src), "generator:%s;seed=%llu;split=%s;n=%lld", sp->generator,
+                     (unsigned long long)sp->gen_seed, r1_split_name((enum r1_split)sp->split),
+                     (long long)sp->gen_n);
+    if (k < 0 || (size_t)k >= sizeof(src))
+        return r1_err_set(R1_EINVAL, "generator spec '%.60s...' is too long", sp->generator);
+    return r1_sha256_bytes(b->p->sha256, src, (size_t)k);
+}
+
+/* Loads and encodes the pairs of sp; *out NULL when sp names no source. */
+static int pairs_load(struct rm_pairs **out, const struct r1_rm_data_spec *sp,
+                      const struct r1_tokenizer *tok, const char *template_, int32_t eos,
+                      int max_len)
+{
+    *out = NULL;
+    if (!sp->path && !sp->generator)
+        return 0;
+    struct rm_pairs *p = calloc(1, sizeof(*p));
+    if (!p)
+        return r1_err_set(R1_ENOMEM, "reward model: out of memory");
+    struct pair_builder b = {p, 0, tok, template_, eos, max_len};
+    int rc = sp->path ? load_jsonl(&b, sp) : load_generated(&b, sp);
+    if (rc) {
+        pairs_free(p);
+        return rc;
+    }
+    *out = p;
+    return 0;
+}
+
+/* ---- the scorer --------------------------------------------------------------------- */
+
+struct r1_rm_scorer {
+    struct r1_model *m;
+    const struct r1_tokenizer *tok;
+    char *template_;
+    int max_len;
+    int32_t *tokens, *pos, *seg; /* (R1_RM_SCORER_ROWS, max_len) */
+    int32_t last[R1_RM_SCORER_ROWS];
+};
+
+int r1_rm_scorer_create(struct r1_rm_scorer **out, struct r1_model *m,
+                        const struct r1_tokenizer *tok, const char *template_, int max_len)
+{
+    *out = NULL;
+    if (!r1_model_has_score_head(m))
+        return r1_err_set(R1_EINVAL, "reward scorer: the model has no score head; use a "
+                          "directory saved by a reward_model stage");
+    if (max_len < 1 || max_len > m->cfg.max_seq_len)
+        return r1_err_set(R1_EINVAL, "reward scorer: max_len %d is not in [1, %d] (the model's "
+                          "max_seq_len)", max_len, m->cfg.max_seq_len);
+    if (template_) { /* a bad template is an error now, not at the first score */
+        char *t = r1_prompt_template_apply(template_, "");
+        if (!t)
+            return r1_err_code() ? r1_err_code() : R1_ENOMEM;
+        free(t);
+    }
+    struct r1_rm_scorer *s = calloc(1, sizeof(*s));
+    size_t n = (size_t)R1_RM_SCORER_ROWS * max_len;
+    int rc = 0;
+    if (s) {
+        s->m = m;
+        s->tok = tok;
+        s->max_len = max_len;
+        s->template_ = template_ ? strdup(template_) : NULL;
+        s->tokens = malloc(n * sizeof(int32_t));
+        s->pos = malloc(n * sizeof(int32_t));
+        s->seg = malloc(n * sizeof(int32_t));
+    }
+    if (!s || (template_ && !s->template_) || !s->tokens || !s->pos || !s->seg)
+        rc = r1_err_set(R1_ENOMEM, "reward scorer: out of memory");
+    if (!rc)
+        rc = r1_model_reserve(m, R1_RM_SCORER_ROWS, max_len);
+    if (rc) {
+        r1_rm_scorer_free(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+void r1_rm_scorer_free(struct r1_rm_scorer *s)
+{
+    if (!s)
+        return;
+    free(s->template_);
+    free(s->tokens);
+    free(s->pos);
+    free(s->seg);
+    free(s);
+}
+
+int r1_rm_scorer_score(struct r1_rm_scorer *s, int n, const char *const *prompts,
+                       const char *const *responses, float *scores)
+{
+    int32_t *ids[R1_RM_SCORER_ROWS] = {0};
+    int len[R1_RM_SCORER_ROWS];
+    int rc = r1_model_reserve(s->m, R1_RM_SCORER_ROWS, s->max_len); /* another user may grow it */
+    int32_t pad = s->m->cfg.pad_id >= 0 ? s->m->cfg.pad_id : 0;
+    for (int i0 = 0; i0 < n && !rc; i0 += R1_RM_SCORER_ROWS) {
+        int rows = n - i0 < R1_RM_SCORER_ROWS ? n - i0 : R1_RM_SCORER_ROWS;
+        for (int r = 0; r < rows && !rc; r++)
+            rc = r1_rm_encode(s->tok, s->template_, prompts[i0 + r], responses[i0 + r],
+                              s->m->cfg.eos_id, s->max_len, &ids[r], &len[r]);
+        if (!rc) {
+            int T = fill_rows(rows, (const int32_t *const *)ids, len, pad, s->tokens, s->pos,
+                              s->seg, s->last);
+            struct r1_batch b = {rows, T, s->tokens, s->pos, s->seg, NULL};
+            rc = r1_model_score_forward(s->m, &b, s->last, scores + i0);
+        }
+        for (int r = 0; r < rows; r++) {
+            free(ids[r]);
+            ids[r] = NULL;
+        }
+    }
+    return rc;
+}
+
+/* ---- the trainer -------------------------------------------------------------------- */
+
+struct r1_rm_stage {
+    struct r1_rm_config cfg;
+    struct r1_model *m;
+    struct r1_optim *opt;
+    struct rm_pairs *train, *eval;
+    int64_t *order;          /* (train->n) this epoch's pair order */
+    int64_t epoch, cursor;   /* data position: next pair is order[cursor] of epoch */
+    int32_t pad;
+    /* one micro-batch on the host: (2·micro_batch_size, seq_len) */
+    int32_t *tokens, *pos, *seg, *last;
+    float *scores, *dscores, *rc, *rr, *drc, *drr; /* (2·mbs) and (mbs) */
+    int64_t *batch;          /* (batch_size) pair indices of the current step */
+    const int32_t **ids;     /* (2·mbs) row texts */
+    int *lens;               /* (2·mbs) */
+};
+
+static void make_order(struct r1_rm_stage *s)
+{
+    for (int64_t i = 0; i < s->train->n; i++)
+        s->order[i] = i;
+    struct r1_rng r = r1_rng_make(s->cfg.seed, R1_STREAM_DATA + (uint64_t)s->epoch);
+    r1_rng_shuffle(&r, s->order, s->train->n);
+}
+
+int r1_rm_stage_create(struct r1_rm_stage **out, struct r1_model *m,
+                       const struct r1_tokenizer *tok, const struct r1_rm_config *cfg)
+{
+    *out = NULL;
+    if ((cfg->steps <= 0 && cfg->epochs <= 0) || cfg->batch_size <= 0 ||
+        cfg->micro_batch_size <= 0 || cfg->batch_size % cfg->micro_batch_size != 0 ||
+        cfg->seq_len < 1)
+        return r1_err_set(R1_EINVAL, "reward_model stage: steps or epochs, batch_size (%d), "
+                          "micro_batch_size (%d) and seq_len (%d) must be positive and "
+                          "micro_batch_size must divide batch_size", cfg->batch_size,
+                          cfg->micro_batch_size, cfg->seq_len);
+    if (!r1_model_has_score_head(m))
+        return r1_err_set(R1_EINVAL, "reward_model stage: the model has no score head");
+    if (cfg->seq_len > m->cfg.max_seq_len)
+        return r1_err_set(R1_EINVAL, "reward_model stage: seq_len %d exceeds the model's "
+                          "max_seq_len %d; lower seq_len", cfg->seq_len, m->cfg.max_seq_len);
+    struct r1_rm_stage *s = calloc(1, sizeof(*s));
+    if (!s)
+        return r1_err_set(R1_ENOMEM, "reward_model stage: out of memory");
+    s->cfg = *cfg;
+    s->m = m;
+    s->pad = m->cfg.pad_id >= 0 ? m->cfg.pad_id : 0;
+    int rows = 2 * cfg->micro_batch_size, P = cfg->micro_batch_size;
+    size_t n = (size_t)rows * cfg->seq_len;
+    int rc;
+    if ((rc = pairs_load(&s->train, &cfg->train, tok, cfg->template_, m->cfg.eos_id,
+                         cfg->seq_len)) ||
+        (rc = pairs_load(&s->eval, &cfg->eval, tok, cfg->template_, m->cfg.eos_id,
+                         cfg->seq_len)))
+        goto fail;
+    if (!s->train) {
+        rc = r1_err_set(R1_EINVAL, "reward_model stage: no training pairs; set data.path or "
+                        "data.generator");
+        goto fail;
+    }
+    if (s->cfg.steps <= 0)
+        s->cfg.steps = (cfg->epochs * s->train->n + cfg->batch_size - 1) / cfg->batch_size;
+    if (s->cfg.optim.total_steps <= 0)
+        s->cfg.optim.total_steps = s->cfg.steps;
+    if ((rc = r1_model_reserve(m, rows, cfg->seq_len)) ||
+        (rc = r1_optim_create(&s->opt, m, &s->cfg.optim)))
+        goto fail;
+    s->order = malloc((size_t)s->train->n * sizeof(int64_t));
+    s->tokens = malloc(n * sizeof(int32_t));
+    s->pos = malloc(n * sizeof(int32_t));
+    s->seg = malloc(n * sizeof(int32_t));
+    s->last = malloc((size_t)rows * sizeof(int32_t));
+    s->scores = malloc((size_t)rows * sizeof(float));
+    s->dscores = malloc((size_t)rows * sizeof(float));
+    s->rc = malloc((size_t)P * sizeof(float));
+    s->rr = malloc((size_t)P * sizeof(float));
+    s->drc = malloc((size_t)P * sizeof(float));
+    s->drr = malloc((size_t)P * sizeof(float));
+    s->batch = malloc((size_t)cfg->batch_size * sizeof(int64_t));
+    s->ids = malloc((size_t)rows * sizeof(*s->ids));
+    s->lens = malloc((size_t)rows * sizeof(int));
+    if (!s->order || !s->tokens || !s->pos || !s->seg || !s->last || !s->scores ||
+        !s->dscores || !s->rc || !s->rr || !s->drc || !s->drr || !s->batch || !s->ids || !s->lens) {
+        rc = r1_err_set(R1_ENOMEM, "reward_model stage: out of memory for a %zu-token batch", n);
+        goto fail;
+    }
+    make_order(s);
+    *out = s;
+    return 0;
+fail:
+    r1_rm_stage_free(s);
+    return rc;
+}
+
+void r1_rm_stage_free(struct r1_rm_stage *s)
+{
+    if (!s)
+        return;
+    r1_optim_free(s->opt);
+    pairs_free(s->train);
+    pairs_free(s->eval);
+    free(s->order);
+    free(s->tokens);
+    free(s->pos);
+    free(s->seg);
+    free(s->last);
+    free(s->scores);
+    free(s->dscores);
+    free(s->rc);
+    free(s->rr);
+    free(s->drc);
+    free(s->drr);
+    free(s->batch);
+    free(s->ids);
+    free(s->lens);
+    free(s);
+}
+
+int64_t r1_rm_stage_steps_done(const struct r1_rm_stage *s) { return s->opt->step; }
+int64_t r1_rm_stage_steps_total(const struct r1_rm_stage *s) { return s->cfg.steps; }
+const char *r1_rm_stage_data_sha256(const struct r1_rm_stage *s) { return s->train->sha256; }
+
+/* Scores pairs idx[0..P) of set p: s->rc, s->rr (P) from one forward of 2P rows. */
+static int score_pairs(struct r1_rm_stage *s, const struct rm_pairs *p, const int64_t *idx, int P)
+{
+    for (int j = 0; j < P; j++)
+        for (int k = 0; k < 2; k++) {
+            int64_t t = 2 * idx[j] + k;
+            s->ids[2 * j + k] = p->toks + p->off[t];
+            s->lens[2 * j + k] = p->len[t];
+        }
+    int T = fill_rows(2 * P, s->ids, s->lens, s->pad, s->tokens, s->pos, s->seg, s->last);
+    struct r1_batch b = {2 * P, T, s->tokens, s->pos, s->seg, NULL};
+    int rc = r1_model_score_forward(s->m, &b, s->last, s->scores);
+    if (rc)
+        return rc;
+    for (int j = 0; j < P; j++) {
+        s->rc[j] = s->scores[2 * j];
+        s->rr[j] = s->scores[2 * j + 1];
+    }
+    return 0;
+}
+
+int r1_rm_stage_step(struct r1_rm_stage *s, struct r1_rm_metrics *out)
+{
+    const struct r1_rm_config *c = &s->cfg;
+    int P = c->micro_batch_size, B = c->batch_size;
+    /* the step's pairs: the next B of the epoch's order (the end of an epoch reshuffles) */
+    for (int j = 0; j < B; j++) {
+        if (s->cursor >= s->train->n) {
+            s->epoch++;
+            s->cursor = 0;
+            make_order(s);
+        }
+        s->batch[j] = s->order[s->cursor++];
+    }
+    double loss = 0, correct = 0, margin = 0;
+    int rc = 0;
+    for (int mb = 0; mb < B && !rc; mb += P) {
+        if ((rc = score_pairs(s, s->train, s->batch + mb, P)))
+            break;
+        loss += r1_rm_bt_loss(P, s->rc, s->rr, c->margin, (double)B, s->drc, s->drr);
+        for (int j = 0; j < P; j++) {
+            correct += s->rc[j] > s->rr[j];
+            margin += (double)s->rc[j] - s->rr[j];
+            s->dscores[2 * j] = s->drc[j];
+            s->dscores[2 * j + 1] = s->drr[j];
+        }
+        rc = r1_model_score_backward(s->m, s->dscores);
+    }
+    if (!rc && !isfinite(loss))
+        rc = r1_err_set(R1_ENUMERIC, "reward_model: loss is %g", loss);
+    if (rc) {
+        r1_model_zero_grad(s->m);
+        return r1_err_wrap(rc, "step %" PRId64, s->opt->step + 1);
+    }
+    if ((rc = r1_optim_step(s->opt)))
+        return rc;
+    if (out) {
+        out->step = s->opt->step;
+        out->loss = loss;
+        out->accuracy = correct / B;
+        out->margin = margin / B;
+        out->grad_norm = s->opt->last_grad_norm;
+        out->lr = s->opt->last_lr;
+        out->epoch = s->epoch;
+    }
+    return 0;
+}
+
+int r1_rm_stage_evaluate(struct r1_rm_stage *s, double *accuracy, double *loss, double *margin,
+                         int64_t *n_pairs)
+{
+    *accuracy = *loss = *margin = 0;
+    *n_pairs = 0;
+    if (!s->eval)
+        return 0;
+    int P = s->cfg.micro_batch_size;
+    int64_t n = s->eval->n;
+    double correct = 0, lsum = 0, msum = 0;
+    for (int64_t i0 = 0; i0 < n; i0 += P) {
+        int np = n - i0 < P ? (int)(n - i0) : P;
+        for (int j = 0; j < np; j++)
+            s->batch[j] = i0 + j; /* batch_size >= micro_batch_size: room for np indices */
+        int rc = score_pairs(s, s->eval, s->batch, np);
+        if (rc)
+            return rc;
+        lsum += r1_rm_bt_loss(np, s->rc, s->rr, s->cfg.margin, 1.0, NULL, NULL);
+        for (int j = 0; j < np; j++) {
+            correct += s->rc[j] > s->rr[j];
+            msum += (double)s->rc[j] - s->rr[j];
+        }
+    }
+    *accuracy = correct / (double)n;
+    *loss = lsum / (double)n;
+    *margin = msum / (double)n;
+    *n_pairs = n;
+    return 0;
+}
+
+int r1_rm_stage_save(const struct r1_rm_stage *s, const char *dir)
+{
+    int rc = r1_stage_save_weights(s->m, s->opt, dir);
+    if (rc)
+        return rc;
+    char seed[32];
+    snprintf(seed, sizeof(seed), "%016" PRIx64, s->cfg.seed); /* u64 exactly, not a double */
+    return r1_stage_write_state(
+        dir, json_pack("{s:s, s:I, s:I, s:I, s:I, s:s, s:s}", "format", "r1-rm-state-1", "step",
+                       (json_int_t)s->opt->step, "steps_total", (json_int_t)s->cfg.steps,
+                       "data_epoch", (json_int_t)s->epoch, "data_cursor", (json_int_t)s->cursor,
+                       "data_sha256", s->train->sha256, "seed_hex", seed));
+}
+
+int r1_rm_stage_load(struct r1_rm_stage *s, const char *dir)
+{
+    char path[4096];
+    int rc = r1_stage_load_weights(s->m, s->opt, dir);
+    if (rc)
+        return rc;
+    snprintf(path, sizeof(path), "%s/trainer_state.json", dir);
+    json_error_t e;
+    json_t *o = json_load_file(path, 0, &e);
+    json_int_t step = -1, epoch = -1, cursor = -1;
+    const char *sha = NULL, *format = NULL;
+    if (!o || json_unpack(o, "{s:s, s:I, s:I, s:I, s:s}", "format", &format, "step", &step,
+                          "data_epoch", &epoch, "data_cursor", &cursor, "data_sha256", &sha) != 0 ||
+        strcmp(format, "r1-rm-state-1") != 0 || epoch < 0 || cursor < 0 ||
+        cursor > s->train->n) {
+        json_decref(o);
+        return r1_err_set(R1_EFORMAT, "%s: missing or malformed reward-model trainer state; "
+                          "resume from an earlier checkpoint", path);
+    }
+    if (strcmp(sha, s->train->sha256) != 0) {
+        rc = r1_err_set(R1_EINVAL, "%s: the training pairs changed since this checkpoint "
+                        "(sha256 %.12s..., now %.12s...); restore the data", path, sha,
+                        s->train->sha256);
+        json_decref(o);
+        return rc;
+    }
+    json_decref(o);
+    if (step != s->opt->step)
+        return r1_err_set(R1_EFORMAT, "%s: step %lld disagrees with the optimizer state's %" PRId64,
+                          path, (long long)step, s->opt->step);
+    s->epoch = epoch;
+    s->cursor = cursor;
+    make_order(s);
+    return 0;
+}
+
+/* ---- the stage interface (stages/stage.h) ---------------------------------------------- */
+
+struct rm_adapter {
+    struct r1_model *rm; /* the score-head model this stage trains (owned) */
+    struct r1_rm_stage *s;
+    const char *name;
+    struct r1_rm_metrics last;
+    struct r1_data_hash data;
+};
+
+static int rm_validate(const struct r1_recipe *r, int index)
+{
+    const struct r1_stage_cfg *s = &r->stages[index];
+    if (s->data.stage)
+        return r1_err_set(R1_EINVAL, "%s: stage '%s' (reward_model) reads preference pairs from "
+                          "data.path (JSONL) or data.generator (prefs:...), not data.stage",
+                          r->path, s->name);
+    if (!s->data.path && !s->data.generator)
+        return r1_err_set(R1_EINVAL, "%s: stage '%s' (reward_model) needs data.path (JSONL with "
+                          "prompt, chosen and rejected) or data.generator (prefs:...)", r->path,
+                          s->name);
+    if (s->data.format != R1_DATA_JSONL)
+        return r1_err_set(R1_EINVAL, "%s: stage '%s' (reward_model) reads JSONL pairs: set "
+                          "data.format to jsonl", r->path, s->name);
+    if (s->data.generator) {
+        struct r1_datagen *g = NULL;
+        int rc = r1_datagen_parse(&g, s->data.generator);
+        r1_datagen_free(g);
+        if (rc)
+            return r1_err_wrap(rc, "%s: stage '%s' data.generator", r->path, s->name);
+        if (strncmp(s->data.generator, "prefs", 5) != 0 ||
+            (s->data.generator[5] && s->data.generator[5] != ':'))
+            return r1_err_set(R1_EINVAL, "%s: stage '%s' (reward_model): data.generator '%s' "
+                              "makes no preference pairs; use prefs:...", r->path, s->name,
+                              s->data.generator);
+    }
+    int64_t mbs = s->micro_batch_size ? s->micro_batch_size : s->batch_size;
+    if (s->batch_size % mbs != 0)
+        return r1_err_set(R1_EINVAL, "%s: stage '%s': micro_batch_size %lld must divide "
+                          "batch_size %lld (both count pairs)", r->path, s->name,
+                          (long long)mbs, (long long)s->batch_size);
+    if (s->seq_len < 2)
+        return r1_err_set(R1_EINVAL, "%s: stage '%s': seq_len %lld is too short to hold a "
+                          "prompt and a response", r->path, s->name, (long long)s->seq_len);
+    if (s->data.template_) {
+        char *t = r1_prompt_template_apply(s->data.template_, "");
+        if (!t)
+            return r1_err_wrap(r1_err_code() ? r1_err_code() : R1_ENOMEM, "%s: stage '%s' "
+                               "data.template", r->path, s->name);
+        free(t);
+    }
+    return 0;
+}
+
+static int rm_init(void **state, const struct r1_stage_env *env)
+{
+    const struct r1_recipe *r = env->recipe;
+    const struct r1_stage_cfg *s = &r->stages[env->index];
+    struct rm_adapter *a = calloc(1, sizeof(*a));
+    if (!a)
+        return r1_err_set(R1_ENOMEM, "reward_model stage: out of memory");
+    uint64_t seed = (uint64_t)r->seed + (uint64_t)env->index;
+    /* the score model: the starting model's weights, a fresh score head unless it has one */
+    struct r1_model_config mc = env->model->cfg;
+    mc.num_labels = 1;
+    if (mc.pad_id < 0 && env->tok->pad_id >= 0 && env->tok->pad_id < mc.vocab_size)
+        mc.pad_id = env->tok->pad_id;
+    int rc = r1_model_create(&a->rm, &mc, env->be);
+    if (!rc)
+        rc = r1_model_copy_weights(a->rm, env->model, NULL);
+    if (!rc && !r1_model_has_score_head(env->model))
+        rc = r1_model_init_score(a->rm, seed);
+    if (rc) {
+        r1_model_free(a->rm);
+        free(a);
+        return rc;
+    }
+    struct r1_rm_data_spec train = {
+        s->data.path, s->data.generator, s->data.size, seed, R1_SPLIT_TRAIN,
+        s->data.prompt_field, s->reward_model.chosen_field, s->reward_model.rejected_field};
+    struct r1_rm_data_spec eval = train;
+    eval.split = R1_SPLIT_EVAL;
+    eval.gen_n = s->data.eval_size;
+    if (s->data.eval_path) {
+        eval.path = s->data.eval_path;
+        eval.generator = NULL;
+    } else if (!s->data.generator || s->data.eval_size <= 0) {
+        eval.path = eval.generator = NULL;
+    } else {
+        eval.path = NULL;
+    }
+    struct r1_rm_config c = {
+        .steps = s->steps,
+        .epochs = s->epochs,
+        .batch_size = (int)s->batch_size,
+        .micro_batch_size = (int)(s->micro_batch_size ? s->micro_batch_size : s->batch_size),
+        .seq_len = (int)s->seq_len,
+        .seed = seed,
+        .margin = s->reward_model.margin,
+        .template_ = s->data.template_,
+        .optim = s->optim,
+        .train = train,
+        .eval = eval,
+    };
+    if ((rc = r1_rm_stage_create(&a->s, a->rm, env->tok, &c))) {
+        r1_model_free(a->rm);
+        free(a);
+        return rc;
+    }
+    a->name = s->name;
+    const char *slash = s->data.path ? strrchr(s->data.path, '/') : NULL;
+    a->data.name = s->data.path ? (slash ? slash + 1 : s->data.path) : s->data.generator;
+    a->data.sha256 = r1_rm_stage_data_sha256(a->s);
+    *state = a;
+    return 0;
+}
+
+static int rm_step(void *state, struct r1_stage_metrics *out)
+{
+    struct rm_adapter *a = state;
+    int rc = r1_rm_stage_step(a->s, &a->last);
+    if (rc)
+        return rc;
+    const struct r1_rm_metrics *m = &a->last;
+    *out = (struct r1_stage_metrics){m->step, 6,
+                                     {"loss", "accuracy", "margin", "grad_norm", "lr", "epoch"},
+                                     {m->loss, m->accuracy, m->margin, m->grad_norm, m->lr,
+                                      (double)m->epoch},
+                                     NULL};
+    return 0;
+}
+
+static int rm_evaluate(void *state, struct r1_stage_metrics *out)
+{
+    struct rm_adapter *a = state;
+    double acc, loss, margin;
+    int64_t n;
+    int rc = r1_rm_stage_evaluate(a->s, &acc, &loss, &margin, &n);
+    if (rc)
+        return rc;
+    out->n = 0;
+    if (n == 0)
+        return 0;
+    *out = (struct r1_stage_metrics){0, 4,
+                                     {"eval/pairwise_accuracy", "eval/loss", "eval/margin",
+                                      "eval/pairs"},
+                                     {acc, loss, margin, (double)n},
+                                     NULL};
+    return 0;
+}
+
+static const char *const rm_file_names[] = {"config.json", "model.safetensors",
+                                            "optimizer.safetensors", "trainer_state.json"};
+
+static int rm_save(void *state, const char *dir, const char *const **files, int *n_files)
+{
+    *files = rm_file_names;
+    *n_files = (int)(sizeof(rm_file_names) / sizeof(rm_file_names[0]));
+    return r1_rm_stage_save(((struct rm_adapter *)state)->s, dir);
+}
+
+static int rm_load(void *state, const char *dir)
+{
+    return r1_rm_stage_load(((struct rm_adapter *)state)->s, dir);
+}
+
+static void rm_progress(const void *state, int64_t *done, int64_t *total)
+{
+    const struct rm_adapter *a = state;
+    *done = r1_rm_stage_steps_done(a->s);
+    *total = r1_rm_stage_steps_total(a->s);
+}
+
+static bool rm_finished(const void *state)
+{
+    int64_t done, total;
+    rm_progress(state, &done, &total);
+    return done >= total;
+}
+
+static void rm_summary(const void *state, char *buf, size_t cap)
+{
+    const struct rm_adapter *a = state;
+    int64_t done, total;
+    rm_progress(state, &done, &total);
+    snprintf(buf, cap, "%s: step %" PRId64 " of %" PRId64 ", loss %.4f, pair accuracy %.3f",
+             a->name, done, total, a->last.loss, a->last.accuracy);
+}
+
+static const struct r1_data_hash *rm_data(const void *state, int *n)
+{
+    *n = 1;
+    return &((const struct rm_adapter *)state)->data;
+}
+
+static void rm_free(void *state)
+{
+    struct rm_adapter *a = state;
+    if (!a)
+        return;
+    r1_rm_stage_free(a->s);
+    r1_model_free(a->rm);
+    free(a);
+}
+
+const struct r1_stage_ops r1_reward_model_stage_ops = {
+    "reward_model", rm_validate, rm_init, rm_step, rm_save, rm_load, rm_finished, rm_progress,
+    rm_summary, rm_evaluate, rm_data, rm_free,
+};
