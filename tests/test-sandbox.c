@@ -134,12 +134,11 @@ static double reward(const char *completion, const char *meta_json)
     return v;
 }
 
-static const char sum_tests[] =
-    "{\"language\": \"python\", \"tests\": ["
-    "{\"input\": \"1 2\\n\", \"output\": \"3\\n\"},"
-    "{\"input\": \"10 -4\\n\", \"output\": \"6\"},"
-    "{\"input\": \"5 5\\n\", \"output\": \"10  \\n\\n\"},"
-    "{\"input\": \"0 7\\n\", \"output\": \"7\\n\"}]}";
+static const char sum_tests[] = "{\"language\": \"python\", \"tests\": ["
+                                "{\"input\": \"1 2\\n\", \"output\": \"3\\n\"},"
+                                "{\"input\": \"10 -4\\n\", \"output\": \"6\"},"
+                                "{\"input\": \"5 5\\n\", \"output\": \"10  \\n\\n\"},"
+                                "{\"input\": \"0 7\\n\", \"output\": \"7\\n\"}]}";
 
 /* ---- the reward on honest programs ---- */
 
@@ -204,13 +203,12 @@ static void test_extraction(void **state)
     NEED("python3");
     const char *meta = "{\"tests\": [{\"input\": \"\", \"output\": \"hi\"}]}";
     /* the last block counts */
-    assert_float_equal(reward("```python\nprint('no')\n```\ntext\n```python\nprint('hi')\n```",
-                              meta), 1.0, 1e-12);
+    assert_float_equal(
+        reward("```python\nprint('no')\n```\ntext\n```python\nprint('hi')\n```", meta), 1.0, 1e-12);
     assert_float_equal(reward("```python\nprint('hi')\n```\n```python\nprint('no')\n```", meta),
                        0.0, 1e-12);
     /* a block inside the thinking does not count; an unclosed thinking hides everything */
-    assert_float_equal(reward("<think>```python\nprint('hi')\n```</think> done", meta), 0.0,
-                       1e-12);
+    assert_float_equal(reward("<think>```python\nprint('hi')\n```</think> done", meta), 0.0, 1e-12);
     assert_float_equal(reward("<think>```python\nprint('hi')\n```", meta), 0.0, 1e-12);
     /* unclosed block, no block, unknown fence language, no language at all */
     assert_float_equal(reward("```python\nprint('hi')\n", meta), 0.0, 1e-12);
@@ -222,7 +220,10 @@ static void test_extraction(void **state)
     assert_float_equal(reward("```\nprint('hi')\n```", py), 1.0, 1e-12);
     assert_float_equal(reward("  ````text\nprint('hi')\n  ````  \n", py), 1.0, 1e-12);
     /* malformed items score 0 without running anything */
-    const char *bad[] = {"{}", "{\"tests\": []}", "{\"tests\": 3}", "{\"tests\": [3]}",
+    const char *bad[] = {"{}",
+                         "{\"tests\": []}",
+                         "{\"tests\": 3}",
+                         "{\"tests\": [3]}",
                          "{\"tests\": [{\"input\": \"x\"}]}",
                          "{\"tests\": [{\"output\": 1}]}",
                          "{\"language\": \"cobol\", \"tests\": [{\"output\": \"hi\"}]}",
@@ -410,8 +411,8 @@ static void test_network(void **state)
     /* through the reward: a program that needs the network scores 0 */
     const char *comp = "```python\nimport socket\ns = socket.create_connection(('127.0.0.1', 1))\n"
                        "print('up')\n```";
-    assert_float_equal(reward(comp, "{\"language\": \"python\", \"tests\": [{\"output\": \"up\"}]}"),
-                       0.0, 1e-12);
+    assert_float_equal(
+        reward(comp, "{\"language\": \"python\", \"tests\": [{\"output\": \"up\"}]}"), 0.0, 1e-12);
 }
 
 static void test_env_secret(void **state)
@@ -440,8 +441,9 @@ static void test_env_secret(void **state)
     char meta[256];
     snprintf(meta, sizeof(meta), "{\"language\": \"python\", \"tests\": [{\"output\": \"%s\"}]}",
              secret);
-    assert_float_equal(reward("```python\nimport os\nprint(os.environ.get('R1_TEST_SECRET'))\n```",
-                              meta), 0.0, 1e-12);
+    assert_float_equal(
+        reward("```python\nimport os\nprint(os.environ.get('R1_TEST_SECRET'))\n```", meta), 0.0,
+        1e-12);
 }
 
 static void test_background_child(void **state)
@@ -580,13 +582,20 @@ static int teardown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_api),           cmocka_unit_test(test_python_correct),
-        cmocka_unit_test(test_python_half),   cmocka_unit_test(test_c_correct),
-        cmocka_unit_test(test_c_compile_error), cmocka_unit_test(test_extraction),
-        cmocka_unit_test(test_fork_bomb),     cmocka_unit_test(test_endless_loop),
-        cmocka_unit_test(test_huge_allocation), cmocka_unit_test(test_write_outside),
-        cmocka_unit_test(test_network),       cmocka_unit_test(test_env_secret),
-        cmocka_unit_test(test_background_child), cmocka_unit_test(test_output_flood),
+        cmocka_unit_test(test_api),
+        cmocka_unit_test(test_python_correct),
+        cmocka_unit_test(test_python_half),
+        cmocka_unit_test(test_c_correct),
+        cmocka_unit_test(test_c_compile_error),
+        cmocka_unit_test(test_extraction),
+        cmocka_unit_test(test_fork_bomb),
+        cmocka_unit_test(test_endless_loop),
+        cmocka_unit_test(test_huge_allocation),
+        cmocka_unit_test(test_write_outside),
+        cmocka_unit_test(test_network),
+        cmocka_unit_test(test_env_secret),
+        cmocka_unit_test(test_background_child),
+        cmocka_unit_test(test_output_flood),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

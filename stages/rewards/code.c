@@ -50,12 +50,15 @@ static enum lang lang_of(const char *s, size_t n)
 }
 
 struct block {
-    size_t begin, end;              /* content, [begin, end) */
-    size_t info_begin, info_end;    /* the first word after the opening fence */
+    size_t begin, end;           /* content, [begin, end) */
+    size_t info_begin, info_end; /* the first word after the opening fence */
     bool found;
 };
 
-static bool is_blank(char c) { return c == ' ' || c == '\t' || c == '\r'; }
+static bool is_blank(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r';
+}
 
 /* The last closed fenced block in s[from, n): a fence is a line of (after blanks) 3 or
  * more backticks; it closes with a line of at least as many backticks and only blanks.
@@ -180,8 +183,10 @@ static double run_tests(enum lang lang, const char *code, size_t code_len, const
         goto out;
     if (lang == LANG_C) {
         const char *cc_argv[] = {"cc", "-O1", "-std=c11", "-o", "prog", "prog.c", "-lm", NULL};
-        struct r1_sandbox_limits cl = {R1_CODE_CC_CPU_S, R1_CODE_CC_WALL_S, R1_CODE_CC_AS,
-                                       R1_CODE_CC_FSIZE, R1_CODE_CC_PROCS, 0, R1_CODE_OUTPUT, 0};
+        struct r1_sandbox_limits cl = {R1_CODE_CC_CPU_S, R1_CODE_CC_WALL_S,
+                                       R1_CODE_CC_AS,    R1_CODE_CC_FSIZE,
+                                       R1_CODE_CC_PROCS, 0,
+                                       R1_CODE_OUTPUT,   0};
         if (r1_sandbox_run(cc_argv, NULL, 0, dir, &cl, &res) != 0)
             goto out;
         bool built = !res.timed_out && !res.signal && res.exit_status == 0;
@@ -189,8 +194,10 @@ static double run_tests(enum lang lang, const char *code, size_t code_len, const
         if (!built)
             goto out;
     }
-    struct r1_sandbox_limits lim = {R1_CODE_CPU_S, R1_CODE_WALL_S, R1_CODE_AS, R1_CODE_FSIZE,
-                                    R1_CODE_PROCS, 0, R1_CODE_OUTPUT, 0};
+    struct r1_sandbox_limits lim = {R1_CODE_CPU_S,  R1_CODE_WALL_S,
+                                    R1_CODE_AS,     R1_CODE_FSIZE,
+                                    R1_CODE_PROCS,  0,
+                                    R1_CODE_OUTPUT, 0};
     for (size_t i = 0; i < n; i++) {
         double left = R1_CODE_BUDGET_S - (now_s() - t0);
         if (left < 0.05)

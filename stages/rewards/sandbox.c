@@ -114,11 +114,26 @@ static bool filter_build(struct filter *f)
 {
 #ifdef SECCOMP_ARCH
     static const int deny[] = {
-        SYS_ptrace,        SYS_process_vm_readv, SYS_process_vm_writev, SYS_setsid,
-        SYS_setpgid,       SYS_unshare,          SYS_setns,             SYS_mount,
-        SYS_umount2,       SYS_pivot_root,       SYS_bpf,               SYS_perf_event_open,
-        SYS_userfaultfd,   SYS_keyctl,           SYS_add_key,           SYS_request_key,
-        SYS_io_uring_setup, SYS_io_uring_enter,  SYS_io_uring_register, SYS_kcmp,
+        SYS_ptrace,
+        SYS_process_vm_readv,
+        SYS_process_vm_writev,
+        SYS_setsid,
+        SYS_setpgid,
+        SYS_unshare,
+        SYS_setns,
+        SYS_mount,
+        SYS_umount2,
+        SYS_pivot_root,
+        SYS_bpf,
+        SYS_perf_event_open,
+        SYS_userfaultfd,
+        SYS_keyctl,
+        SYS_add_key,
+        SYS_request_key,
+        SYS_io_uring_setup,
+        SYS_io_uring_enter,
+        SYS_io_uring_register,
+        SYS_kcmp,
 #ifdef SYS_chroot
         SYS_chroot,
 #endif
@@ -216,9 +231,9 @@ static unsigned landlock_apply(void)
     long abi = syscall(SYS_landlock_create_ruleset, NULL, 0, LL_CREATE_VERSION);
     if (abi < 1)
         return 0;
-    uint64_t write_fs = LL_FS_WRITE_FILE | LL_FS_REMOVE_DIR | LL_FS_REMOVE_FILE |
-                        LL_FS_MAKE_CHAR | LL_FS_MAKE_DIR | LL_FS_MAKE_REG | LL_FS_MAKE_SOCK |
-                        LL_FS_MAKE_FIFO | LL_FS_MAKE_BLOCK | LL_FS_MAKE_SYM;
+    uint64_t write_fs = LL_FS_WRITE_FILE | LL_FS_REMOVE_DIR | LL_FS_REMOVE_FILE | LL_FS_MAKE_CHAR |
+                        LL_FS_MAKE_DIR | LL_FS_MAKE_REG | LL_FS_MAKE_SOCK | LL_FS_MAKE_FIFO |
+                        LL_FS_MAKE_BLOCK | LL_FS_MAKE_SYM;
     if (abi >= 2)
         write_fs |= LL_FS_REFER;
     if (abi >= 3)
@@ -276,8 +291,7 @@ static void run_program(const struct plan *p, unsigned engaged)
         fail_child(p, STAGE_SETUP);
     engaged |= landlock_apply();
     if (p->have_filter) {
-        struct sock_fprog prog = {(unsigned short)p->filter.n,
-                                  (struct sock_filter *)p->filter.ins};
+        struct sock_fprog prog = {(unsigned short)p->filter.n, (struct sock_filter *)p->filter.ins};
         if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) == 0)
             engaged |= R1_SANDBOX_SECCOMP;
     }
@@ -391,15 +405,16 @@ int r1_sandbox_dir_create(char **out)
     if (!mkdtemp(dir)) {
         int e = errno;
         free(dir);
-        return r1_err_set(R1_EIO, "sandbox: cannot create a work dir under %s: %s (set TMPDIR "
-                          "to a writable directory)", base, strerror(e));
+        return r1_err_set(R1_EIO,
+                          "sandbox: cannot create a work dir under %s: %s (set TMPDIR "
+                          "to a writable directory)",
+                          base, strerror(e));
     }
     if (geteuid() == 0 && chown(dir, NOBODY, NOBODY) != 0) {
         int e = errno;
         rmdir(dir);
         free(dir);
-        return r1_err_set(R1_EIO, "sandbox: cannot give the work dir to nobody: %s",
-                          strerror(e));
+        return r1_err_set(R1_EIO, "sandbox: cannot give the work dir to nobody: %s", strerror(e));
     }
     *out = dir;
     return 0;
@@ -456,8 +471,10 @@ int r1_sandbox_dir_remove(const char *dir)
     int rc = remove_tree(fd, 0);
     close(fd);
     if (rmdir(dir) != 0 || rc != 0)
-        return r1_err_set(R1_EIO, "sandbox: cannot remove all of work dir %s (nested deeper "
-                          "than %d or not writable); remove it by hand", dir, MAX_DEPTH);
+        return r1_err_set(R1_EIO,
+                          "sandbox: cannot remove all of work dir %s (nested deeper "
+                          "than %d or not writable); remove it by hand",
+                          dir, MAX_DEPTH);
     return 0;
 }
 
@@ -481,8 +498,7 @@ int r1_sandbox_write_file(const char *dir, const char *name, const char *data, s
         if (w <= 0) {
             int e = errno;
             close(fd);
-            return r1_err_set(R1_EIO, "sandbox: cannot write %s/%s: %s", dir, name,
-                              strerror(e));
+            return r1_err_set(R1_EIO, "sandbox: cannot write %s/%s: %s", dir, name, strerror(e));
         }
         done += (size_t)w;
     }
@@ -547,21 +563,26 @@ static void kill_group(pid_t pid)
 static const char *stage_name(int stage)
 {
     switch (stage) {
-    case STAGE_SETUP: return "setting up the child (session, descriptors, work dir)";
-    case STAGE_PRIV: return "dropping privileges to nobody";
-    case STAGE_FORK: return "forking the program";
-    case STAGE_RLIMIT: return "setting resource limits";
-    case STAGE_EXEC: return "executing the program";
-    case STAGE_REQUIRE: return "enabling a required isolation mechanism";
+    case STAGE_SETUP:
+        return "setting up the child (session, descriptors, work dir)";
+    case STAGE_PRIV:
+        return "dropping privileges to nobody";
+    case STAGE_FORK:
+        return "forking the program";
+    case STAGE_RLIMIT:
+        return "setting resource limits";
+    case STAGE_EXEC:
+        return "executing the program";
+    case STAGE_REQUIRE:
+        return "enabling a required isolation mechanism";
     }
     return "?";
 }
 
 const char *r1_sandbox_isolation_str(unsigned mask, char *buf, size_t cap)
 {
-    static const char *const names[] = {"uid_drop",      "userns",         "netns",
-                                        "pidns",         "landlock_fs",    "landlock_net",
-                                        "landlock_scope", "seccomp"};
+    static const char *const names[] = {"uid_drop",    "userns",       "netns",          "pidns",
+                                        "landlock_fs", "landlock_net", "landlock_scope", "seccomp"};
     if (!buf || cap == 0)
         return "";
     buf[0] = '\0';
@@ -664,8 +685,8 @@ int r1_sandbox_run(const char *const *argv, const char *stdin_data, size_t stdin
     p.argv = args;
     p.envp = env;
     /* stdin is a socket so a write to an exited program gives EPIPE, not SIGPIPE */
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, in) != 0 ||
-        pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0 || pipe2(st, O_CLOEXEC) != 0) {
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, in) != 0 || pipe2(out, O_CLOEXEC) != 0 ||
+        pipe2(err, O_CLOEXEC) != 0 || pipe2(st, O_CLOEXEC) != 0) {
         rc = r1_err_set(R1_EIO, "sandbox: cannot create pipes: %s", strerror(errno));
         goto out;
     }
@@ -748,8 +769,8 @@ int r1_sandbox_run(const char *const *argv, const char *stdin_data, size_t stdin
             break;
         }
         if (ix_in >= 0 && fds[ix_in].revents) {
-            ssize_t w = send(in[1], stdin_data + sent, stdin_len - sent,
-                             MSG_NOSIGNAL | MSG_DONTWAIT);
+            ssize_t w =
+                send(in[1], stdin_data + sent, stdin_len - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
             if (w > 0)
                 sent += (size_t)w;
             if ((w < 0 && errno != EAGAIN && errno != EINTR) || sent == stdin_len) {
@@ -806,7 +827,8 @@ int r1_sandbox_run(const char *const *argv, const char *stdin_data, size_t stdin
     if (fail_stage) {
         if (fail_stage == STAGE_REQUIRE) {
             char want[160];
-            rc = r1_err_set(R1_ESTATE, "sandbox: required isolation did not engage: %s (needs "
+            rc = r1_err_set(R1_ESTATE,
+                            "sandbox: required isolation did not engage: %s (needs "
                             "a kernel with user namespaces, Landlock and seccomp)",
                             r1_sandbox_isolation_str((unsigned)fail_errno, want, sizeof(want)));
         } else {

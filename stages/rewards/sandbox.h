@@ -49,9 +49,9 @@ struct r1_sandbox_result {
     bool output_truncated; /* stdout or stderr passed output_cap (the group was killed) */
     char *out, *err;       /* stdout, stderr (NUL-terminated, owned; release below) */
     size_t out_len, err_len;
-    double wall_seconds;   /* measured */
-    unsigned isolation;    /* R1_SANDBOX_* that engaged */
-    int pgid;              /* the process group that ran (all of it is dead on return) */
+    double wall_seconds; /* measured */
+    unsigned isolation;  /* R1_SANDBOX_* that engaged */
+    int pgid;            /* the process group that ran (all of it is dead on return) */
 };
 
 /* Defaults for a short test run: 2 s CPU, 5 s wall, 256 MiB address space, 1 MiB files,
