@@ -281,7 +281,7 @@ static void test_endless_loop(void **state)
     assert_true(r.timed_out);
     assert_int_equal(r.signal, SIGKILL);
     assert_string_equal(r.out, "start\n");
-    assert_true(dt < 2.0);
+    assert_true(dt < 2.5);
     assert_group_gone(&r);
     r1_sandbox_result_release(&r);
     /* a program that never reads a large stdin does not block the caller */
@@ -307,7 +307,8 @@ static void test_huge_allocation(void **state)
     assert_string_equal(r.out, "refused\n");
     assert_group_gone(&r);
     r1_sandbox_result_release(&r);
-    /* creeping growth dies too (MemoryError or a kill), fast */
+    /* creeping growth dies too (MemoryError or a kill), long before the wall clock */
+    l.wall_seconds = 10;
     run_py("a = []\nwhile True:\n    a.append(bytearray(1 << 20))\n", NULL, &l, &r);
     assert_true(r.exit_status != 0);
     assert_false(r.timed_out);
@@ -460,7 +461,7 @@ static void test_background_child(void **state)
                       "    time.sleep(30)\n    sys.exit(0)\n"
                       "time.sleep(0.3)\nprint('parent done', flush=True)\n";
     struct r1_sandbox_limits l = small();
-    l.wall_seconds = 5;
+    l.wall_seconds = 10;
     struct r1_sandbox_result r;
     double t0 = now();
     run_py(src, NULL, &l, &r);
@@ -468,7 +469,7 @@ static void test_background_child(void **state)
     print_message("background child: %.2f s\n%s", dt, r.out);
     assert_int_equal(r.exit_status, 0);
     assert_false(r.timed_out);
-    assert_true(dt < 2.0);
+    assert_true(dt < 5.0); /* not the 30 s the children sleep (slack for a loaded machine) */
     assert_non_null(strstr(r.out, "setsid denied"));
     assert_non_null(strstr(r.out, "parent done"));
     assert_null(strstr(r.out, "survived"));
@@ -482,6 +483,7 @@ static void test_output_flood(void **state)
     NEED("python3");
     struct r1_sandbox_limits l = small();
     l.output_cap = 4096;
+    l.wall_seconds = 10;
     struct r1_sandbox_result r;
     double t0 = now();
     run_py("import sys\nwhile True:\n    sys.stdout.write('x' * 10000)\n"
@@ -493,7 +495,7 @@ static void test_output_flood(void **state)
     assert_false(r.timed_out);
     assert_true(r.out_len <= 4096 && r.err_len <= 4096);
     assert_int_equal(strlen(r.out), r.out_len);
-    assert_true(dt < 1.5);
+    assert_true(dt < 5.0); /* the cap, not the wall clock, ended it */
     assert_group_gone(&r);
     r1_sandbox_result_release(&r);
 }
