@@ -425,7 +425,6 @@ static int remove_tree(int dfd, int depth)
 {
     if (depth > MAX_DEPTH)
         return R1_EIO;
-    fchmod(dfd, 0700); /* the program may have made it unreadable (no-op when not ours) */
     int dup_fd = dup(dfd);
     DIR *d = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
     if (!d) {
@@ -442,6 +441,9 @@ static int remove_tree(int dfd, int depth)
         if (fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0)
             continue;
         if (S_ISDIR(st.st_mode)) {
+            /* made unreadable by the program (which is dead: nothing can swap it for a link) */
+            if ((st.st_mode & 0700) != 0700)
+                fchmodat(dfd, e->d_name, 0700, 0);
             int sub = openat(dfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
             if (sub >= 0) {
                 if (remove_tree(sub, depth + 1) != 0)
