@@ -255,6 +255,20 @@ static void test_fork_bomb(void **state)
     assert_group_gone(&r);
     assert_host_forks();
     r1_sandbox_result_release(&r);
+    /* exactly `processes` processes, the program included, in its own user namespace */
+    run_py("import os, time\nn = 1\nwhile True:\n    try:\n        pid = os.fork()\n"
+           "    except OSError:\n        break\n    if pid == 0:\n        time.sleep(30)\n"
+           "        os._exit(0)\n    n += 1\nprint(n)\n",
+           NULL, &l, &r);
+    print_message("processes reached: %s", r.out);
+    if (r.isolation & R1_SANDBOX_USERNS) {
+        char want[16];
+        snprintf(want, sizeof(want), "%d\n", l.processes);
+        assert_string_equal(r.out, want);
+    }
+    assert_int_equal(r.exit_status, 0);
+    assert_group_gone(&r);
+    r1_sandbox_result_release(&r);
 }
 
 static void test_endless_loop(void **state)
