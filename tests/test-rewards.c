@@ -70,7 +70,7 @@ static void test_table(void **state)
     int n = 0;
     const struct r1_reward_def *t = r1_reward_table(&n);
     const char *want[] = {"accuracy", "format",    "format_soft",   "tag_count",
-                          "language", "countdown", "length_cosine", "repetition"};
+                          "language", "countdown", "length_cosine", "repetition", "code"};
     assert_int_equal(n, (int)(sizeof(want) / sizeof(want[0])));
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
         const struct r1_reward_def *d = r1_reward_find(want[i]);

@@ -25,6 +25,9 @@ static const struct r1_reward_def reward_table[] = {
      "[-1, 1]"},
     {"repetition", r1_reward_repetition,
      "(1 - unique/total n-grams of words) * max_penalty; [max_penalty, 0]"},
+    {"code", r1_reward_code,
+     "fraction of meta.tests whose stdout the last fenced python/c block reproduces, run "
+     "sandboxed; [0, 1]"},
 };
 
 const struct r1_reward_def *r1_reward_table(int *n)

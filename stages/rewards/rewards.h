@@ -86,6 +86,9 @@ double r1_reward_language(const struct r1_reward_input *in, const struct r1_rewa
 double r1_reward_countdown(const struct r1_reward_input *in, const struct r1_reward_cfg *cfg);
 double r1_reward_length_cosine(const struct r1_reward_input *in, const struct r1_reward_cfg *cfg);
 double r1_reward_repetition(const struct r1_reward_input *in, const struct r1_reward_cfg *cfg);
+/* Runs the last fenced code block (python or c) on meta.tests in a sandbox (code.c,
+ * sandbox.h): seconds per call, not linear time; at most 30 s of runs per completion. */
+double r1_reward_code(const struct r1_reward_input *in, const struct r1_reward_cfg *cfg);
 
 /* ---- text structure, shared by the reward files (scan.c) ---- */
 
