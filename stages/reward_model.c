@@ -191,14 +191,17 @@ static const char *field_str(json_t *o, const char *key)
     return json_string_value(json_object_get(o, key));
 }
 
-static int load_jsonl(struct pair_builder *b, const struct r1_rm_data_spec *sp)
+/* Walks the pairs of JSONL file sp->path: each one goes to b, or (b NULL) is only
+ * checked.  *sha256 (may be NULL) gets the file's hash.  R1_EINVAL naming file and line
+ * for a bad line or a missing field, and for a file without pairs. */
+static int scan_jsonl(struct pair_builder *b, const struct r1_rm_data_spec *sp, char *sha256)
 {
     char *data = NULL;
     size_t len = 0;
     int rc = r1_file_read(sp->path, &data, &len);
     if (rc)
         return rc;
-    if ((rc = r1_sha256_bytes(b->p->sha256, data, len))) {
+    if (sha256 && (rc = r1_sha256_bytes(sha256, data, len))) {
         free(data);
         return rc;
     }
@@ -206,13 +209,16 @@ static int load_jsonl(struct pair_builder *b, const struct r1_rm_data_spec *sp)
     const char *cf = sp->chosen_field ? sp->chosen_field : "chosen";
     const char *rf = sp->rejected_field ? sp->rejected_field : "rejected";
     int lineno = 0;
+    int64_t pairs = 0;
     for (char *p = data, *end = data + len; p < end && !rc;) {
         char *nl = memchr(p, '\n', (size_t)(end - p));
         char *le = nl ? nl : end;
         lineno++;
         size_t ll = (size_t)(le - p);
-        size_t sp_n = strspn(p, " \t\r");
-        if (sp_n < ll) {
+        size_t blank = 0;
+        while (blank < ll && (p[blank] == ' ' || p[blank] == '\t' || p[blank] == '\r'))
+            blank++;
+        if (blank < ll) {
             json_error_t e;
             json_t *o = json_loadb(p, ll, 0, &e);
             const char *pr = o ? field_str(o, pf) : NULL, *ch = o ? field_str(o, cf) : NULL;
@@ -226,17 +232,23 @@ static int load_jsonl(struct pair_builder *b, const struct r1_rm_data_spec *sp)
                                 "'%s', '%s' and '%s' (data.prompt_field, "
                                 "reward_model.chosen_field, reward_model.rejected_field)",
                                 sp->path, lineno, !pr ? pf : !ch ? cf : rf, pf, cf, rf);
-            else
+            else if (b)
                 rc = builder_add_pair(b, pr, ch, rj);
+            pairs++;
             json_decref(o);
         }
         p = le + 1;
     }
     free(data);
-    if (!rc && b->p->n == 0)
+    if (!rc && pairs == 0)
         rc = r1_err_set(R1_EINVAL, "%s: no preference pairs; add lines with '%s', '%s' and '%s'",
                         sp->path, pf, cf, rf);
     return rc;
+}
+
+static int load_jsonl(struct pair_builder *b, const struct r1_rm_data_spec *sp)
+{
+    return scan_jsonl(b, sp, b->p->sha256);
 }
 
 static int load_generated(struct pair_builder *b, const struct r1_rm_data_spec *sp)
@@ -694,6 +706,19 @@ static int rm_validate(const struct r1_recipe *r, int index)
     if (s->seq_len < 2)
         return r1_err_set(R1_EINVAL, "%s: stage '%s': seq_len %lld is too short to hold a "
                           "prompt and a response", r->path, s->name, (long long)s->seq_len);
+    /* the pairs files now, not after the stages before this one have run */
+    const char *files[2] = {s->data.path, s->data.eval_path};
+    for (int k = 0; k < 2; k++) {
+        if (!files[k])
+            continue;
+        struct r1_rm_data_spec sp = {files[k], NULL, 0, 0, 0, s->data.prompt_field,
+                                     s->reward_model.chosen_field,
+                                     s->reward_model.rejected_field};
+        int rc = scan_jsonl(NULL, &sp, NULL);
+        if (rc)
+            return r1_err_wrap(rc, "%s: stage '%s' (kind reward_model) %s", r->path, s->name,
+                               k ? "data.eval_path" : "data.path");
+    }
     if (s->data.template_) {
         char *t = r1_prompt_template_apply(s->data.template_, "");
         if (!t)
