@@ -62,6 +62,9 @@ int r1_rm_encode(const struct r1_tokenizer *tok, const char *template_, const ch
     if (!rc)
         rc = r1_tokenizer_encode(tok, response, strlen(response), &r, &nr);
     int total = np + nr + (eos >= 0);
+    if (!rc && total == 0)
+        rc = r1_err_set(R1_EINVAL, "reward model: an empty prompt and response with no EOS "
+                        "token leave nothing to score");
     int keep = total < max_len ? total : max_len, drop = total - keep;
     int32_t *out = rc ? NULL : malloc((size_t)(keep > 0 ? keep : 1) * sizeof(int32_t));
     if (!rc && !out)

@@ -123,6 +123,8 @@ static void test_encode(void **state)
     free(ids);
     assert_int_equal(r1_rm_encode(tok, "no key", "a", "b", 256, 8, &ids, &n), R1_EINVAL);
     assert_int_equal(r1_rm_encode(tok, NULL, "a", "b", 256, 0, &ids, &n), R1_EINVAL);
+    assert_int_equal(r1_rm_encode(tok, NULL, "", "", -1, 8, &ids, &n), R1_EINVAL);
+    assert_null(ids);
 }
 
 /* ---- generator ------------------------------------------------------------------- */
