@@ -62,6 +62,9 @@ int r1_rm_encode(const struct r1_tokenizer *tok, const char *template_, const ch
     if (!rc)
         rc = r1_tokenizer_encode(tok, response, strlen(response), &r, &nr);
     int total = np + nr + (eos >= 0);
+    if (!rc && total == 0)
+        rc = r1_err_set(R1_EINVAL, "reward model: an empty prompt and response with no EOS "
+                                   "token leave nothing to score");
     int keep = total < max_len ? total : max_len, drop = total - keep;
     int32_t *out = rc ? NULL : malloc((size_t)(keep > 0 ? keep : 1) * sizeof(int32_t));
     if (!rc && !out)
@@ -106,10 +109,10 @@ static int fill_rows(int rows, const int32_t *const *ids, const int *len, int32_
 /* ---- pairs -------------------------------------------------------------------------- */
 
 struct rm_pairs {
-    int64_t n;          /* pairs */
-    int32_t *toks;      /* every text's tokens */
-    int64_t *off;       /* (2n) start of text k in toks */
-    int32_t *len;       /* (2n) */
+    int64_t n;     /* pairs */
+    int32_t *toks; /* every text's tokens */
+    int64_t *off;  /* (2n) start of text k in toks */
+    int32_t *len;  /* (2n) */
     int64_t n_toks, cap_toks, cap_texts;
     char sha256[65];
 };
@@ -145,7 +148,8 @@ static int builder_add_text(struct pair_builder *b, const char *prompt, const ch
         if (l)
             p->len = l;
         if (!o || !l)
-            return r1_err_set(R1_ENOMEM, "reward model: out of memory (%lld texts)", (long long)cap);
+            return r1_err_set(R1_ENOMEM, "reward model: out of memory (%lld texts)",
+                              (long long)cap);
         p->cap_texts = cap;
     }
     int32_t *ids = NULL;
@@ -191,14 +195,17 @@ static const char *field_str(json_t *o, const char *key)
     return json_string_value(json_object_get(o, key));
 }
 
-static int load_jsonl(struct pair_builder *b, const struct r1_rm_data_spec *sp)
+/* Walks the pairs of JSONL file sp->path: each one goes to b, or (b NULL) is only
+ * checked.  *sha256 (may be NULL) gets the file's hash.  R1_EINVAL naming file and line
+ * for a bad line or a missing field, and for a file without pairs. */
+static int scan_jsonl(struct pair_builder *b, const struct r1_rm_data_spec *sp, char *sha256)
 {
     char *data = NULL;
     size_t len = 0;
     int rc = r1_file_read(sp->path, &data, &len);
     if (rc)
         return rc;
-    if ((rc = r1_sha256_bytes(b->p->sha256, data, len))) {
+    if (sha256 && (rc = r1_sha256_bytes(sha256, data, len))) {
         free(data);
         return rc;
     }
@@ -206,37 +213,52 @@ static int load_jsonl(struct pair_builder *b, const struct r1_rm_data_spec *sp)
     const char *cf = sp->chosen_field ? sp->chosen_field : "chosen";
     const char *rf = sp->rejected_field ? sp->rejected_field : "rejected";
     int lineno = 0;
+    int64_t pairs = 0;
     for (char *p = data, *end = data + len; p < end && !rc;) {
         char *nl = memchr(p, '\n', (size_t)(end - p));
         char *le = nl ? nl : end;
         lineno++;
         size_t ll = (size_t)(le - p);
-        size_t sp_n = strspn(p, " \t\r");
-        if (sp_n < ll) {
+        size_t blank = 0;
+        while (blank < ll && (p[blank] == ' ' || p[blank] == '\t' || p[blank] == '\r'))
+            blank++;
+        if (blank < ll) {
             json_error_t e;
             json_t *o = json_loadb(p, ll, 0, &e);
             const char *pr = o ? field_str(o, pf) : NULL, *ch = o ? field_str(o, cf) : NULL;
             const char *rj = o ? field_str(o, rf) : NULL;
             if (!o || !json_is_object(o))
-                rc = r1_err_set(R1_EINVAL, "%s:%d: not a JSON object (%s); each line must be one "
-                                "object with '%s', '%s' and '%s'", sp->path, lineno,
-                                o ? "wrong type" : e.text, pf, cf, rf);
+                rc = r1_err_set(R1_EINVAL,
+                                "%s:%d: not a JSON object (%s); each line must be one "
+                                "object with '%s', '%s' and '%s'",
+                                sp->path, lineno, o ? "wrong type" : e.text, pf, cf, rf);
             else if (!pr || !ch || !rj)
-                rc = r1_err_set(R1_EINVAL, "%s:%d: string field '%s' is missing; each line needs "
+                rc = r1_err_set(R1_EINVAL,
+                                "%s:%d: string field '%s' is missing; each line needs "
                                 "'%s', '%s' and '%s' (data.prompt_field, "
                                 "reward_model.chosen_field, reward_model.rejected_field)",
-                                sp->path, lineno, !pr ? pf : !ch ? cf : rf, pf, cf, rf);
-            else
+                                sp->path, lineno,
+                                !pr   ? pf
+                                : !ch ? cf
+                                      : rf,
+                                pf, cf, rf);
+            else if (b)
                 rc = builder_add_pair(b, pr, ch, rj);
+            pairs++;
             json_decref(o);
         }
         p = le + 1;
     }
     free(data);
-    if (!rc && b->p->n == 0)
+    if (!rc && pairs == 0)
         rc = r1_err_set(R1_EINVAL, "%s: no preference pairs; add lines with '%s', '%s' and '%s'",
                         sp->path, pf, cf, rf);
     return rc;
+}
+
+static int load_jsonl(struct pair_builder *b, const struct r1_rm_data_spec *sp)
+{
+    return scan_jsonl(b, sp, b->p->sha256);
 }
 
 static int load_generated(struct pair_builder *b, const struct r1_rm_data_spec *sp)
@@ -252,8 +274,10 @@ static int load_generated(struct pair_builder *b, const struct r1_rm_data_spec *
         const char *pr = field_str(o, "prompt"), *ch = field_str(o, "chosen");
         const char *rj = field_str(o, "rejected");
         if (!pr || !ch || !rj)
-            rc = r1_err_set(R1_EINVAL, "generator '%s' makes no preference pairs (no "
-                            "\"chosen\"/\"rejected\"); use a prefs generator", sp->generator);
+            rc = r1_err_set(R1_EINVAL,
+                            "generator '%s' makes no preference pairs (no "
+                            "\"chosen\"/\"rejected\"); use a prefs generator",
+                            sp->generator);
         else
             rc = builder_add_pair(b, pr, ch, rj);
         json_decref(o);
@@ -308,10 +332,12 @@ int r1_rm_scorer_create(struct r1_rm_scorer **out, struct r1_model *m,
     *out = NULL;
     if (!r1_model_has_score_head(m))
         return r1_err_set(R1_EINVAL, "reward scorer: the model has no score head; use a "
-                          "directory saved by a reward_model stage");
+                                     "directory saved by a reward_model stage");
     if (max_len < 1 || max_len > m->cfg.max_seq_len)
-        return r1_err_set(R1_EINVAL, "reward scorer: max_len %d is not in [1, %d] (the model's "
-                          "max_seq_len)", max_len, m->cfg.max_seq_len);
+        return r1_err_set(R1_EINVAL,
+                          "reward scorer: max_len %d is not in [1, %d] (the model's "
+                          "max_seq_len)",
+                          max_len, m->cfg.max_seq_len);
     if (template_) { /* a bad template is an error now, not at the first score */
         char *t = r1_prompt_template_apply(template_, "");
         if (!t)
@@ -386,15 +412,15 @@ struct r1_rm_stage {
     struct r1_model *m;
     struct r1_optim *opt;
     struct rm_pairs *train, *eval;
-    int64_t *order;          /* (train->n) this epoch's pair order */
-    int64_t epoch, cursor;   /* data position: next pair is order[cursor] of epoch */
+    int64_t *order;        /* (train->n) this epoch's pair order */
+    int64_t epoch, cursor; /* data position: next pair is order[cursor] of epoch */
     int32_t pad;
     /* one micro-batch on the host: (2·micro_batch_size, seq_len) */
     int32_t *tokens, *pos, *seg, *last;
     float *scores, *dscores, *rc, *rr, *drc, *drr; /* (2·mbs) and (mbs) */
-    int64_t *batch;          /* (batch_size) pair indices of the current step */
-    const int32_t **ids;     /* (2·mbs) row texts */
-    int *lens;               /* (2·mbs) */
+    int64_t *batch;      /* (batch_size) pair indices of the current step */
+    const int32_t **ids; /* (2·mbs) row texts */
+    int *lens;           /* (2·mbs) */
 };
 
 static void make_order(struct r1_rm_stage *s)
@@ -405,22 +431,25 @@ static void make_order(struct r1_rm_stage *s)
     r1_rng_shuffle(&r, s->order, s->train->n);
 }
 
-int r1_rm_stage_create(struct r1_rm_stage **out, struct r1_model *m,
-                       const struct r1_tokenizer *tok, const struct r1_rm_config *cfg)
+int r1_rm_stage_create(struct r1_rm_stage **out, struct r1_model *m, const struct r1_tokenizer *tok,
+                       const struct r1_rm_config *cfg)
 {
     *out = NULL;
     if ((cfg->steps <= 0 && cfg->epochs <= 0) || cfg->batch_size <= 0 ||
         cfg->micro_batch_size <= 0 || cfg->batch_size % cfg->micro_batch_size != 0 ||
         cfg->seq_len < 1)
-        return r1_err_set(R1_EINVAL, "reward_model stage: steps or epochs, batch_size (%d), "
+        return r1_err_set(R1_EINVAL,
+                          "reward_model stage: steps or epochs, batch_size (%d), "
                           "micro_batch_size (%d) and seq_len (%d) must be positive and "
-                          "micro_batch_size must divide batch_size", cfg->batch_size,
-                          cfg->micro_batch_size, cfg->seq_len);
+                          "micro_batch_size must divide batch_size",
+                          cfg->batch_size, cfg->micro_batch_size, cfg->seq_len);
     if (!r1_model_has_score_head(m))
         return r1_err_set(R1_EINVAL, "reward_model stage: the model has no score head");
     if (cfg->seq_len > m->cfg.max_seq_len)
-        return r1_err_set(R1_EINVAL, "reward_model stage: seq_len %d exceeds the model's "
-                          "max_seq_len %d; lower seq_len", cfg->seq_len, m->cfg.max_seq_len);
+        return r1_err_set(R1_EINVAL,
+                          "reward_model stage: seq_len %d exceeds the model's "
+                          "max_seq_len %d; lower seq_len",
+                          cfg->seq_len, m->cfg.max_seq_len);
     struct r1_rm_stage *s = calloc(1, sizeof(*s));
     if (!s)
         return r1_err_set(R1_ENOMEM, "reward_model stage: out of memory");
@@ -432,12 +461,11 @@ int r1_rm_stage_create(struct r1_rm_stage **out, struct r1_model *m,
     int rc;
     if ((rc = pairs_load(&s->train, &cfg->train, tok, cfg->template_, m->cfg.eos_id,
                          cfg->seq_len)) ||
-        (rc = pairs_load(&s->eval, &cfg->eval, tok, cfg->template_, m->cfg.eos_id,
-                         cfg->seq_len)))
+        (rc = pairs_load(&s->eval, &cfg->eval, tok, cfg->template_, m->cfg.eos_id, cfg->seq_len)))
         goto fail;
     if (!s->train) {
         rc = r1_err_set(R1_EINVAL, "reward_model stage: no training pairs; set data.path or "
-                        "data.generator");
+                                   "data.generator");
         goto fail;
     }
     if (s->cfg.steps <= 0)
@@ -461,8 +489,8 @@ int r1_rm_stage_create(struct r1_rm_stage **out, struct r1_model *m,
     s->batch = malloc((size_t)cfg->batch_size * sizeof(int64_t));
     s->ids = malloc((size_t)rows * sizeof(*s->ids));
     s->lens = malloc((size_t)rows * sizeof(int));
-    if (!s->order || !s->tokens || !s->pos || !s->seg || !s->last || !s->scores ||
-        !s->dscores || !s->rc || !s->rr || !s->drc || !s->drr || !s->batch || !s->ids || !s->lens) {
+    if (!s->order || !s->tokens || !s->pos || !s->seg || !s->last || !s->scores || !s->dscores ||
+        !s->rc || !s->rr || !s->drc || !s->drr || !s->batch || !s->ids || !s->lens) {
         rc = r1_err_set(R1_ENOMEM, "reward_model stage: out of memory for a %zu-token batch", n);
         goto fail;
     }
@@ -498,9 +526,18 @@ void r1_rm_stage_free(struct r1_rm_stage *s)
     free(s);
 }
 
-int64_t r1_rm_stage_steps_done(const struct r1_rm_stage *s) { return s->opt->step; }
-int64_t r1_rm_stage_steps_total(const struct r1_rm_stage *s) { return s->cfg.steps; }
-const char *r1_rm_stage_data_sha256(const struct r1_rm_stage *s) { return s->train->sha256; }
+int64_t r1_rm_stage_steps_done(const struct r1_rm_stage *s)
+{
+    return s->opt->step;
+}
+int64_t r1_rm_stage_steps_total(const struct r1_rm_stage *s)
+{
+    return s->cfg.steps;
+}
+const char *r1_rm_stage_data_sha256(const struct r1_rm_stage *s)
+{
+    return s->train->sha256;
+}
 
 /* Scores pairs idx[0..P) of set p: s->rc, s->rr (P) from one forward of 2P rows. */
 static int score_pairs(struct r1_rm_stage *s, const struct rm_pairs *p, const int64_t *idx, int P)
@@ -625,18 +662,21 @@ int r1_rm_stage_load(struct r1_rm_stage *s, const char *dir)
     json_t *o = json_load_file(path, 0, &e);
     json_int_t step = -1, epoch = -1, cursor = -1;
     const char *sha = NULL, *format = NULL;
-    if (!o || json_unpack(o, "{s:s, s:I, s:I, s:I, s:s}", "format", &format, "step", &step,
-                          "data_epoch", &epoch, "data_cursor", &cursor, "data_sha256", &sha) != 0 ||
-        strcmp(format, "r1-rm-state-1") != 0 || epoch < 0 || cursor < 0 ||
-        cursor > s->train->n) {
+    if (!o ||
+        json_unpack(o, "{s:s, s:I, s:I, s:I, s:s}", "format", &format, "step", &step, "data_epoch",
+                    &epoch, "data_cursor", &cursor, "data_sha256", &sha) != 0 ||
+        strcmp(format, "r1-rm-state-1") != 0 || epoch < 0 || cursor < 0 || cursor > s->train->n) {
         json_decref(o);
-        return r1_err_set(R1_EFORMAT, "%s: missing or malformed reward-model trainer state; "
-                          "resume from an earlier checkpoint", path);
+        return r1_err_set(R1_EFORMAT,
+                          "%s: missing or malformed reward-model trainer state; "
+                          "resume from an earlier checkpoint",
+                          path);
     }
     if (strcmp(sha, s->train->sha256) != 0) {
-        rc = r1_err_set(R1_EINVAL, "%s: the training pairs changed since this checkpoint "
-                        "(sha256 %.12s..., now %.12s...); restore the data", path, sha,
-                        s->train->sha256);
+        rc = r1_err_set(R1_EINVAL,
+                        "%s: the training pairs changed since this checkpoint "
+                        "(sha256 %.12s..., now %.12s...); restore the data",
+                        path, sha, s->train->sha256);
         json_decref(o);
         return rc;
     }
@@ -664,16 +704,20 @@ static int rm_validate(const struct r1_recipe *r, int index)
 {
     const struct r1_stage_cfg *s = &r->stages[index];
     if (s->data.stage)
-        return r1_err_set(R1_EINVAL, "%s: stage '%s' (reward_model) reads preference pairs from "
+        return r1_err_set(R1_EINVAL,
+                          "%s: stage '%s' (reward_model) reads preference pairs from "
                           "data.path (JSONL) or data.generator (prefs:...), not data.stage",
                           r->path, s->name);
     if (!s->data.path && !s->data.generator)
-        return r1_err_set(R1_EINVAL, "%s: stage '%s' (reward_model) needs data.path (JSONL with "
-                          "prompt, chosen and rejected) or data.generator (prefs:...)", r->path,
-                          s->name);
+        return r1_err_set(R1_EINVAL,
+                          "%s: stage '%s' (reward_model) needs data.path (JSONL with "
+                          "prompt, chosen and rejected) or data.generator (prefs:...)",
+                          r->path, s->name);
     if (s->data.format != R1_DATA_JSONL)
-        return r1_err_set(R1_EINVAL, "%s: stage '%s' (reward_model) reads JSONL pairs: set "
-                          "data.format to jsonl", r->path, s->name);
+        return r1_err_set(R1_EINVAL,
+                          "%s: stage '%s' (reward_model) reads JSONL pairs: set "
+                          "data.format to jsonl",
+                          r->path, s->name);
     if (s->data.generator) {
         struct r1_datagen *g = NULL;
         int rc = r1_datagen_parse(&g, s->data.generator);
@@ -682,23 +726,47 @@ static int rm_validate(const struct r1_recipe *r, int index)
             return r1_err_wrap(rc, "%s: stage '%s' data.generator", r->path, s->name);
         if (strncmp(s->data.generator, "prefs", 5) != 0 ||
             (s->data.generator[5] && s->data.generator[5] != ':'))
-            return r1_err_set(R1_EINVAL, "%s: stage '%s' (reward_model): data.generator '%s' "
-                              "makes no preference pairs; use prefs:...", r->path, s->name,
-                              s->data.generator);
+            return r1_err_set(R1_EINVAL,
+                              "%s: stage '%s' (reward_model): data.generator '%s' "
+                              "makes no preference pairs; use prefs:...",
+                              r->path, s->name, s->data.generator);
     }
     int64_t mbs = s->micro_batch_size ? s->micro_batch_size : s->batch_size;
     if (s->batch_size % mbs != 0)
-        return r1_err_set(R1_EINVAL, "%s: stage '%s': micro_batch_size %lld must divide "
-                          "batch_size %lld (both count pairs)", r->path, s->name,
-                          (long long)mbs, (long long)s->batch_size);
+        return r1_err_set(R1_EINVAL,
+                          "%s: stage '%s': micro_batch_size %lld must divide "
+                          "batch_size %lld (both count pairs)",
+                          r->path, s->name, (long long)mbs, (long long)s->batch_size);
     if (s->seq_len < 2)
-        return r1_err_set(R1_EINVAL, "%s: stage '%s': seq_len %lld is too short to hold a "
-                          "prompt and a response", r->path, s->name, (long long)s->seq_len);
+        return r1_err_set(R1_EINVAL,
+                          "%s: stage '%s': seq_len %lld is too short to hold a "
+                          "prompt and a response",
+                          r->path, s->name, (long long)s->seq_len);
+    /* the pairs files now, not after the stages before this one have run */
+    const char *files[2] = {s->data.path, s->data.eval_path};
+    for (int k = 0; k < 2; k++) {
+        if (!files[k])
+            continue;
+        struct r1_rm_data_spec sp = {files[k],
+                                     NULL,
+                                     0,
+                                     0,
+                                     0,
+                                     s->data.prompt_field,
+                                     s->reward_model.chosen_field,
+                                     s->reward_model.rejected_field};
+        int rc = scan_jsonl(NULL, &sp, NULL);
+        if (rc)
+            return r1_err_wrap(rc, "%s: stage '%s' (kind reward_model) %s", r->path, s->name,
+                               k ? "data.eval_path" : "data.path");
+    }
     if (s->data.template_) {
         char *t = r1_prompt_template_apply(s->data.template_, "");
         if (!t)
-            return r1_err_wrap(r1_err_code() ? r1_err_code() : R1_ENOMEM, "%s: stage '%s' "
-                               "data.template", r->path, s->name);
+            return r1_err_wrap(r1_err_code() ? r1_err_code() : R1_ENOMEM,
+                               "%s: stage '%s' "
+                               "data.template",
+                               r->path, s->name);
         free(t);
     }
     return 0;
@@ -727,9 +795,14 @@ static int rm_init(void **state, const struct r1_stage_env *env)
         free(a);
         return rc;
     }
-    struct r1_rm_data_spec train = {
-        s->data.path, s->data.generator, s->data.size, seed, R1_SPLIT_TRAIN,
-        s->data.prompt_field, s->reward_model.chosen_field, s->reward_model.rejected_field};
+    struct r1_rm_data_spec train = {s->data.path,
+                                    s->data.generator,
+                                    s->data.size,
+                                    seed,
+                                    R1_SPLIT_TRAIN,
+                                    s->data.prompt_field,
+                                    s->reward_model.chosen_field,
+                                    s->reward_model.rejected_field};
     struct r1_rm_data_spec eval = train;
     eval.split = R1_SPLIT_EVAL;
     eval.gen_n = s->data.eval_size;
@@ -774,11 +847,12 @@ static int rm_step(void *state, struct r1_stage_metrics *out)
     if (rc)
         return rc;
     const struct r1_rm_metrics *m = &a->last;
-    *out = (struct r1_stage_metrics){m->step, 6,
-                                     {"loss", "accuracy", "margin", "grad_norm", "lr", "epoch"},
-                                     {m->loss, m->accuracy, m->margin, m->grad_norm, m->lr,
-                                      (double)m->epoch},
-                                     NULL};
+    *out = (struct r1_stage_metrics){
+        m->step,
+        6,
+        {"loss", "accuracy", "margin", "grad_norm", "lr", "epoch"},
+        {m->loss, m->accuracy, m->margin, m->grad_norm, m->lr, (double)m->epoch},
+        NULL};
     return 0;
 }
 
@@ -793,11 +867,12 @@ static int rm_evaluate(void *state, struct r1_stage_metrics *out)
     out->n = 0;
     if (n == 0)
         return 0;
-    *out = (struct r1_stage_metrics){0, 4,
-                                     {"eval/pairwise_accuracy", "eval/loss", "eval/margin",
-                                      "eval/pairs"},
-                                     {acc, loss, margin, (double)n},
-                                     NULL};
+    *out = (struct r1_stage_metrics){
+        0,
+        4,
+        {"eval/pairwise_accuracy", "eval/loss", "eval/margin", "eval/pairs"},
+        {acc, loss, margin, (double)n},
+        NULL};
     return 0;
 }
 
@@ -856,6 +931,6 @@ static void rm_free(void *state)
 }
 
 const struct r1_stage_ops r1_reward_model_stage_ops = {
-    "reward_model", rm_validate, rm_init, rm_step, rm_save, rm_load, rm_finished, rm_progress,
-    rm_summary, rm_evaluate, rm_data, rm_free,
+    "reward_model", rm_validate, rm_init,    rm_step,     rm_save, rm_load,
+    rm_finished,    rm_progress, rm_summary, rm_evaluate, rm_data, rm_free,
 };

@@ -72,7 +72,7 @@ struct r1_rm_data_spec {
     const char *generator; /* a prefs spec (stages/data/gen.h) */
     int64_t gen_n;         /* generated pairs */
     uint64_t gen_seed;
-    int split;             /* enum r1_split of the generated pairs */
+    int split; /* enum r1_split of the generated pairs */
     const char *prompt_field, *chosen_field, *rejected_field; /* JSONL field names */
 };
 
@@ -80,8 +80,8 @@ struct r1_rm_config {
     int64_t steps;  /* updates; 0: derived from epochs */
     int64_t epochs; /* used when steps is 0: ceil(epochs · pairs / batch_size) updates */
     int batch_size, micro_batch_size; /* in pairs */
-    int seq_len;    /* tokens per encoded text (max_len of r1_rm_encode) */
-    uint64_t seed;  /* data order */
+    int seq_len;                      /* tokens per encoded text (max_len of r1_rm_encode) */
+    uint64_t seed;                    /* data order */
     float margin;
     const char *template_;
     struct r1_optim_config optim;
@@ -100,8 +100,8 @@ struct r1_rm_metrics {
 struct r1_rm_stage;
 
 /* m: a score-head model (borrowed), trained in place; tok borrowed. */
-int r1_rm_stage_create(struct r1_rm_stage **out, struct r1_model *m,
-                       const struct r1_tokenizer *tok, const struct r1_rm_config *cfg);
+int r1_rm_stage_create(struct r1_rm_stage **out, struct r1_model *m, const struct r1_tokenizer *tok,
+                       const struct r1_rm_config *cfg);
 void r1_rm_stage_free(struct r1_rm_stage *s);
 int r1_rm_stage_step(struct r1_rm_stage *s, struct r1_rm_metrics *out);
 int64_t r1_rm_stage_steps_done(const struct r1_rm_stage *s);

@@ -80,7 +80,8 @@ static void test_bt_loss(void **state)
     /* a finite difference of the loss in rc[0] agrees with drc[0] */
     float rcp[2] = {2.0f + 1e-3f, 0.0f}, rcm[2] = {2.0f - 1e-3f, 0.0f};
     double fd = (r1_rm_bt_loss(2, rcp, rr, 0.5f, 2.0, NULL, NULL) -
-                 r1_rm_bt_loss(2, rcm, rr, 0.5f, 2.0, NULL, NULL)) / 2e-3;
+                 r1_rm_bt_loss(2, rcm, rr, 0.5f, 2.0, NULL, NULL)) /
+                2e-3;
     assert_true(fabs(fd - drc[0]) < 1e-5);
     /* extreme margins: no overflow, no NaN.  x = +2000: loss e^-2000 = 0, gradient 0;
      * x = -2000: loss 2000, gradient -1 (one pair, denom 1). */
@@ -123,6 +124,8 @@ static void test_encode(void **state)
     free(ids);
     assert_int_equal(r1_rm_encode(tok, "no key", "a", "b", 256, 8, &ids, &n), R1_EINVAL);
     assert_int_equal(r1_rm_encode(tok, NULL, "a", "b", 256, 0, &ids, &n), R1_EINVAL);
+    assert_int_equal(r1_rm_encode(tok, NULL, "", "", -1, 8, &ids, &n), R1_EINVAL);
+    assert_null(ids);
 }
 
 /* ---- generator ------------------------------------------------------------------- */
@@ -196,15 +199,15 @@ static void test_prefs_generator(void **state)
 
 /* ---- scorer vs training forward ------------------------------------------------- */
 
-static const char *prompts[] = {"What is 1+2?", "What is 7-3?", "What is 4+4?",
-                                "What is 9+0?", "What is 5-8?", "What is 2+6?",
-                                "What is 3+3?", "What is 6-1?", "What is 8+8?",
-                                "What is 0+5?"};
+static const char *prompts[] = {"What is 1+2?", "What is 7-3?", "What is 4+4?", "What is 9+0?",
+                                "What is 5-8?", "What is 2+6?", "What is 3+3?", "What is 6-1?",
+                                "What is 8+8?", "What is 0+5?"};
 static const char *responses[] = {
     "<think>\n1+2 = 3\n</think>\n<answer>\n3\n</answer>",
     "<think>\n7-3 = 5\n</think>\n<answer>\n5\n</answer>",
     "<answer>\n8\n</answer>",
-    "<think>\n9+0 = 9\nWait, let me check that again.\n9+0 = 9\n</think>\nSo 9.\n<answer>\n9\n</answer>",
+    "<think>\n9+0 = 9\nWait, let me check that again.\n9+0 = 9\n</think>\nSo "
+    "9.\n<answer>\n9\n</answer>",
     "-3",
     "<think>\n2+6 = 8\n</think>\n<answer>\n8\n</answer>",
     "six",
@@ -398,10 +401,8 @@ static void test_trainer_resume(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_bt_loss),
-        cmocka_unit_test(test_encode),
-        cmocka_unit_test(test_prefs_generator),
-        cmocka_unit_test(test_scorer_matches_training),
+        cmocka_unit_test(test_bt_loss),         cmocka_unit_test(test_encode),
+        cmocka_unit_test(test_prefs_generator), cmocka_unit_test(test_scorer_matches_training),
         cmocka_unit_test(test_trainer_resume),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
