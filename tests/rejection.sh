@@ -5,9 +5,10 @@
 #     dataset.jsonl and as the ledger's R1-Data trailer), its rows are the kept
 #     completions plus the mix rows, and on every generation step the samples equal
 #     kept + the sum of rejected/<reason>; a healthy share of samples pass the filters;
-#  2. resume: killed with -9 inside a checkpoint write during generation, at the
-#     generation/training boundary and during training, `r1 resume` ends with the same
-#     dataset, weights, optimizer and trainer state as an uninterrupted run;
+#  2. resume (resume.yaml: the rs stage alone, from that run's base and sampler): killed
+#     with -9 inside a checkpoint write during generation, at the generation/training
+#     boundary and during training, `r1 resume` ends with the same dataset, weights,
+#     optimizer and trainer state as an uninterrupted run;
 #  3. bad recipes (a missing mix file, one lacking the response field, max_tokens <
 #     min_tokens, data.stage on this kind) exit 2 with one line naming the file and the
 #     problem, and leave no run directory.
@@ -84,10 +85,18 @@ else
   echo "ok: samples = kept + rejected on all 8 generation steps; $passed of $samples pass, $kept kept (+$mix mix rows)"
 fi
 
-# 2. resume
+# 2. resume: the rs stage alone (resume.yaml) from the base and the sampler of that run,
+#    so that each killed run redoes only this stage
+sets=(--set "model.init=$(ls -d "$tmp"/ref/checkpoints/pretrain/* | tail -1)"
+      --set "stages.rs.rejection.source=$(ls -d "$tmp"/ref/checkpoints/grpo/* | tail -1)")
+recipe=$here/recipes/rejection/resume.yaml
+"$r1" run "$recipe" --run-dir "$tmp/ref2" "${sets[@]}" >"$tmp/ref2.log" 2>&1 ||
+  { echo "FAIL: resume.yaml run: $(tail -3 "$tmp/ref2.log")"; exit 1; }
+want=$(final "$tmp/ref2")
+ds=$(echo "$want" | head -1)
 for point in rs:4:before-commit rs:8:before-commit rs:12:before-commit; do
   d=$tmp/crash-${point//:/-}
-  R1_TEST_CRASH=$point "$r1" run "$recipe" --run-dir "$d" >/dev/null 2>&1
+  R1_TEST_CRASH=$point "$r1" run "$recipe" --run-dir "$d" "${sets[@]}" >/dev/null 2>&1
   rc=$?
   [ $rc -eq 137 ] || { echo "FAIL: $point: expected a kill (137), got $rc"; fail=1; continue; }
   "$r1" resume "$d" >/dev/null 2>"$tmp/err" || { echo "FAIL: $point: resume: $(cat "$tmp/err")"; fail=1; continue; }
@@ -98,6 +107,7 @@ done
 
 # 3. bad recipes: exit 2, no run dir, one line naming the file and the problem (a
 #    problem the recipe loader finds is followed by its count line)
+recipe=$here/recipes/rejection/pipeline.yaml
 bad_recipe() { # name pattern sed-expression
   sed "$3" "$recipe" >"$tmp/$1.yaml"
   cp "$here/recipes/rejection/mix.jsonl" "$tmp/mix.jsonl"
