@@ -14,6 +14,7 @@
 extern const struct r1_stage_ops r1_lm_stage_ops;   /* stages/lm.c: pretrain and sft */
 extern const struct r1_stage_ops r1_grpo_stage_ops; /* stages/grpo.c */
 extern const struct r1_stage_ops r1_reward_model_stage_ops; /* stages/reward_model.c */
+extern const struct r1_stage_ops r1_rejection_sft_stage_ops; /* stages/rejection_sft.c */
 
 const struct r1_stage_ops *r1_stage_ops_find(enum r1_stage_kind kind)
 {
@@ -25,6 +26,8 @@ const struct r1_stage_ops *r1_stage_ops_find(enum r1_stage_kind kind)
         return &r1_grpo_stage_ops;
     case R1_STAGE_REWARD_MODEL:
         return &r1_reward_model_stage_ops;
+    case R1_STAGE_REJECTION_SFT:
+        return &r1_rejection_sft_stage_ops;
     default:
         return NULL;
     }
