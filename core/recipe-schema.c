@@ -51,7 +51,8 @@ static const struct r1_recipe_key schema[] = {
     {"stage", "kind", R1_KEY_ENUM, NULL, 0, 0, R1_KEY_REQUIRED,
      "pretrain|sft|grpo|rejection_sft|reward_model|align", 0, STG(kind), 0, 0, "what the stage trains"},
     {"stage", "init", R1_KEY_STRING, NULL, 0, 0, 0, NULL, 0, STG(init.spec), 0, 0,
-     "a model source like model.init or an earlier stage (default: the previous stage)"},
+     "a model source like model.init or an earlier stage (default: the previous stage, skipping "
+     "reward_model stages; rejection_sft: the base model)"},
     {"stage", "steps", R1_KEY_INT, NULL, 1, BIG, 0, NULL, 0, STG(steps), 0, 0,
      "optimizer updates (give steps or epochs)"},
     {"stage", "epochs", R1_KEY_INT, NULL, 1, 100000, 0, NULL, 0, STG(epochs), 0, 0,
@@ -196,7 +197,8 @@ static const struct r1_recipe_key schema[] = {
 
     {"rejection", "source", R1_KEY_STRING, NULL, 0, 0, 0, NULL, K(REJECTION_SFT),
      STG(rejection.source.spec), 0, 0,
-     "model that samples: an earlier stage, scratch:<preset> or a model dir (default: the previous stage)"},
+     "model that samples: an earlier stage, scratch:<preset> or a model dir (default: the previous "
+     "stage, skipping reward_model stages)"},
     {"rejection", "samples_per_prompt", R1_KEY_INT, "16", 1, 4096, 0, NULL, K(REJECTION_SFT),
      STG(rejection.samples_per_prompt), 0, 0, "completions sampled per prompt"},
     {"rejection", "max_completion_len", R1_KEY_INT, "512", 1, 1048576, 0, NULL, K(REJECTION_SFT),

@@ -558,9 +558,15 @@ static void validate_stage(struct loader *ld, struct r1_recipe *r, int i)
             if (r->model_init.preset)
                 s->init.preset = r1_recipe_xstrdup(ld, r->model_init.preset);
         } else {
-            s->init.spec = r1_recipe_xstrdup(ld, r->stages[i - 1].name);
+            /* a reward model is not a policy: stages after one continue from the stage
+             * before it (a reward_model stage itself starts from the previous stage) */
+            int j = i - 1;
+            while (s->kind != R1_STAGE_REWARD_MODEL && j > 0 &&
+                   r->stages[j].kind == R1_STAGE_REWARD_MODEL)
+                j--;
+            s->init.spec = r1_recipe_xstrdup(ld, r->stages[j].name);
             s->init.kind = R1_SOURCE_STAGE;
-            s->init.stage = i - 1;
+            s->init.stage = j;
         }
     } else {
         resolve_source(ld, r, &s->init, in, i);
@@ -615,9 +621,12 @@ static void validate_stage(struct loader *ld, struct r1_recipe *r, int i)
                               s->name);
             src->stage = -1;
         } else {
-            src->spec = r1_recipe_xstrdup(ld, r->stages[i - 1].name);
+            int j = i - 1;
+            while (j > 0 && r->stages[j].kind == R1_STAGE_REWARD_MODEL)
+                j--;
+            src->spec = r1_recipe_xstrdup(ld, r->stages[j].name);
             src->kind = R1_SOURCE_STAGE;
-            src->stage = i - 1;
+            src->stage = j;
         }
         if (s->rejection.mix_path)
             resolve_file(ld, &s->rejection.mix_path, node_at(sn, sn, "rejection", "mix_path", NULL),

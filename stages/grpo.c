@@ -34,6 +34,7 @@
 #include "core/rng.h"
 #include "core/utf8.h"
 #include "stages/data/prompts.h"
+#include "stages/align.h"
 #include "stages/evaluate.h"
 #include "stages/grpo-loss.h"
 #include "stages/rewards/rewards.h"
@@ -86,7 +87,9 @@ struct grpo {
     char (*rw_keys)[64];
     struct r1_stage_metrics last;
     char *samples;
-    struct r1_data_hash data[2];
+    struct r1_align *align; /* align stages: general prompts and the reward model */
+    char train_sha[65];     /* the reasoning prompts' own hash, for the ledger */
+    struct r1_data_hash data[3];
     int n_data;
     double last_reward, last_acc;
 };
@@ -165,6 +168,21 @@ static int grpo_validate(const struct r1_recipe *r, int index)
     if (s->epochs > 0)
         return r1_err_set(R1_EINVAL, "%s: stage '%s' is counted in steps (one generation batch "
                           "each): set steps instead of epochs", r->path, s->name);
+    if (s->kind == R1_STAGE_ALIGN) {
+        const struct r1_align_cfg *a = &s->align;
+        if (a->general_generator) {
+            struct r1_datagen *dg = NULL;
+            int rc = r1_datagen_parse(&dg, a->general_generator);
+            r1_datagen_free(dg);
+            if (rc)
+                return r1_err_wrap(rc, "%s: stage '%s' align.general_generator", r->path,
+                                   s->name);
+        }
+        if ((a->general_path || a->general_generator) && a->rm_start_step >= s->steps)
+            return r1_err_set(R1_EINVAL, "%s: stage '%s' align.rm_start_step (%" PRId64 ") is "
+                              "not below steps (%" PRId64 "): the reward model would never "
+                              "score; lower it", r->path, s->name, a->rm_start_step, s->steps);
+    }
     return 0;
 }
 
@@ -189,10 +207,19 @@ static int load_prompts(struct grpo *s, const struct r1_stage_env *env)
                            "max_completion_len %d in %d positions)", c->name, limit, s->max_comp,
                            s->m->cfg.max_seq_len);
     const char *slash = c->data.path ? strrchr(c->data.path, '/') : NULL;
+    memcpy(s->train_sha, s->train->sha256, sizeof(s->train_sha));
     s->data[0] = (struct r1_data_hash){c->data.path ? (slash ? slash + 1 : c->data.path)
                                                     : c->data.generator,
-                                       s->train->sha256};
+                                       s->train_sha};
     s->n_data = 1;
+    if (c->kind == R1_STAGE_ALIGN) {
+        if ((rc = r1_align_create(&s->align, env, s->train, limit)))
+            return rc;
+        int na = 0;
+        const struct r1_data_hash *ad = r1_align_data(s->align, &na);
+        if (na)
+            s->data[s->n_data++] = *ad;
+    }
     if (c->data.eval_path || (c->data.generator && c->data.eval_size > 0)) {
         struct r1_prompt_spec ev = sp;
         ev.path = c->data.eval_path;
@@ -203,9 +230,8 @@ static int load_prompts(struct grpo *s, const struct r1_stage_env *env)
             return r1_err_wrap(rc, "stage '%s' evaluation prompts", c->name);
         if (c->data.eval_path) {
             slash = strrchr(c->data.eval_path, '/');
-            s->data[1] = (struct r1_data_hash){slash ? slash + 1 : c->data.eval_path,
-                                               s->eval->sha256};
-            s->n_data = 2;
+            s->data[s->n_data++] = (struct r1_data_hash){slash ? slash + 1 : c->data.eval_path,
+                                                         s->eval->sha256};
         }
     }
     return 0;
@@ -614,6 +640,11 @@ static int grpo_step(void *state, struct r1_stage_metrics *out)
                 free(ix);
                 return rc;
             }
+        if (s->align && (rc = r1_align_score(s->align, s->step, s->train, s->prompt_of + d * S,
+                                             s->res + (size_t)d * S, S, s->rew + (size_t)d * S))) {
+            free(ix);
+            return rc;
+        }
         r1_grpo_advantages(s->rew + (size_t)d * S, P, G, g->scale_rewards,
                            s->adv_all + (size_t)d * S, s->std_all + (size_t)d * P);
         n_gen = (d + 1) * S;
@@ -695,6 +726,12 @@ static int grpo_step(void *state, struct r1_stage_metrics *out)
         for (int i = 0; i < n_gen; i++)
             m += s->rew_each[(size_t)i * s->n_rw + k];
         PUT(s->rw_keys[k], m / n_gen);
+    }
+    if (s->align) {
+        double rm_mean, general;
+        r1_align_take_stats(s->align, &rm_mean, &general);
+        PUT("rewards/rm", rm_mean);
+        PUT("general_frac", general);
     }
     PUT("accuracy", acc / n_gen);
     PUT("frac_reward_zero_std", zero_std / (n_gen / G));
@@ -842,6 +879,7 @@ static void grpo_free(void *state)
     if (s->m)
         s->m->logit_scale = 1.0f;
     r1_generator_free(s->gen);
+    r1_align_free(s->align);
     r1_optim_free(s->opt);
     r1_model_free(s->ref);
     r1_prompt_set_free(s->train);

@@ -41,9 +41,8 @@ static int check_supported(const struct r1_recipe *r)
         const struct r1_stage_cfg *s = &r->stages[i];
         const struct r1_stage_ops *ops = r1_stage_ops_find(s->kind);
         if (!ops)
-            return r1_err_set(R1_EINVAL, "%s: stage '%s' is of kind %s; this r1 trains pretrain "
-                              "and sft stages (GRPO and the later stages arrive with their "
-                              "issues)", r->path, s->name, r1_stage_kind_name(s->kind));
+            return r1_err_set(R1_EINVAL, "%s: stage '%s' is of kind %s, which this build of r1 "
+                              "cannot train", r->path, s->name, r1_stage_kind_name(s->kind));
         if (s->init.kind == R1_SOURCE_GGUF)
             return r1_err_set(R1_EINVAL, "%s: stage '%s' starts from a GGUF file (%s); convert it "
                               "to a Hugging Face directory first", r->path, s->name, s->init.spec);

@@ -23,6 +23,7 @@ const struct r1_stage_ops *r1_stage_ops_find(enum r1_stage_kind kind)
     case R1_STAGE_SFT:
         return &r1_lm_stage_ops;
     case R1_STAGE_GRPO:
+    case R1_STAGE_ALIGN: /* grpo with general prompts and a reward model (stages/align.c) */
         return &r1_grpo_stage_ops;
     case R1_STAGE_REWARD_MODEL:
         return &r1_reward_model_stage_ops;

@@ -106,11 +106,12 @@ elif ! "$r1" verify "$tmp/nan-run" >/dev/null || [ ! -d "$tmp/nan-run/checkpoint
   echo "FAIL: NaN loss: earlier checkpoints not intact"; fail=1
 else echo "ok: NaN loss stops the stage (exit 1) and keeps the checkpoints"; fi
 
-# a stage kind without a trainer in this build is refused before any work (exit 2)
+# a stage whose data do not fit its kind is refused before any work (exit 2), naming the
+# file, the line and the missing field
 sed 's/kind: sft/kind: reward_model/' "$here"/recipes/run/two-stage.yaml >"$tmp/rm.yaml"
 cp "$here"/recipes/run/corpus.txt "$here"/recipes/run/pairs.jsonl "$tmp"/ 2>/dev/null
 err=$("$r1" run "$tmp/rm.yaml" --run-dir "$tmp/rm-run" 2>&1 >/dev/null); rc=$?
-[ $rc -eq 2 ] && [ ! -e "$tmp/rm-run" ] && echo "$err" | grep -q "kind reward_model" ||
-  { echo "FAIL: untrainable stage kind: exit $rc, $err"; fail=1; }
+[ $rc -eq 2 ] && [ ! -e "$tmp/rm-run" ] && echo "$err" | grep -q "pairs.jsonl:1: .*'chosen'" ||
+  { echo "FAIL: data of the wrong shape: exit $rc, $err"; fail=1; }
 [ $fail -eq 0 ] && echo "all resume checks passed"
 exit $fail
