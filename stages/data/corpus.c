@@ -257,8 +257,9 @@ static int parse_jsonl(struct builder *b, const struct r1_corpus_spec *sp, char 
             } else {
                 json_t *pr = json_object_get(o, pf), *co = json_object_get(o, cf);
                 if (!json_is_string(pr) || !json_is_string(co)) {
+                    bool no_demo = sp->generator && json_is_string(pr);
                     json_decref(o);
-                    if (sp->generator && json_is_string(pr))
+                    if (no_demo)
                         return r1_err_set(R1_EINVAL, "%s: no \"%s\"; sft on a generator needs "
                                           "worked completions: add demo=1 to the spec", where, cf);
                     return r1_err_set(R1_EINVAL, "%s: fields \"%s\" and \"%s\" must both be "
