@@ -584,6 +584,44 @@ static void test_pack_logp_equals_unpacked(void **state)
     r1_corpus_free(cp);
 }
 
+/* Prompt sets with a chat template: the templated prompt as a user turn plus the
+ * generation prompt, token for token the prompt part sft trains on. */
+static void test_prompt_set_chat(void **state)
+{
+    (void)state;
+    const char *path = write_tmp("ps.jsonl", "{\"prompt\": \"2+3\", \"answer\": \"5\", "
+                                             "\"completion\": \"x\"}\n");
+    struct r1_prompt_spec ps;
+    memset(&ps, 0, sizeof(ps));
+    ps.path = path;
+    ps.template_ = "Q: {prompt} A:";
+    struct r1_prompt_set *set = NULL;
+    assert_int_equal(r1_prompt_set_load(&set, &ps, tok), 0);
+    assert_string_equal(set->items[0].text, "Q: 2+3 A:"); /* no chat template: as before */
+    r1_prompt_set_free(set);
+    const char *names[] = {"chatml", "deepseek-r1", "plain"};
+    for (int k = 0; k < 3; k++) {
+        ps.chat_template = names[k];
+        assert_int_equal(r1_prompt_set_load(&set, &ps, tok), 0);
+        if (k == 0)
+            assert_string_equal(set->items[0].text,
+                                "<|im_start|>user\nQ: 2+3 A:<|im_end|>\n<|im_start|>assistant\n");
+        struct r1_corpus_spec sp = pairs_spec(path);
+        sp.prompt_template = ps.template_;
+        sp.chat_template = names[k];
+        struct r1_corpus *c = NULL;
+        assert_int_equal(r1_corpus_load(&c, &sp, tok), 0);
+        assert_int_equal(c->prompt_len[0], set->items[0].n_tokens);
+        assert_memory_equal(c->tokens, set->items[0].tokens,
+                            (size_t)set->items[0].n_tokens * sizeof(int32_t));
+        r1_corpus_free(c);
+        r1_prompt_set_free(set);
+    }
+    ps.chat_template = "nope";
+    assert_int_equal(r1_prompt_set_load(&set, &ps, tok), R1_EINVAL);
+    assert_non_null(strstr(r1_err_last(), "unknown chat template 'nope'"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -599,6 +637,7 @@ int main(void)
         cmocka_unit_test(test_pack_layout),
         cmocka_unit_test(test_pack_rows_and_resume),
         cmocka_unit_test(test_pack_logp_equals_unpacked),
+        cmocka_unit_test(test_prompt_set_chat),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
