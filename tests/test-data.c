@@ -20,6 +20,7 @@
 #include "stages/data/corpus.h"
 #include "stages/data/gen.h"
 #include "stages/data/prompts.h"
+#include "stages/lm.h"
 
 static struct r1_tokenizer *tok;
 static char dir[] = "/tmp/r1-test-data-XXXXXX";
@@ -622,6 +623,43 @@ static void test_prompt_set_chat(void **state)
     assert_non_null(strstr(r1_err_last(), "unknown chat template 'nope'"));
 }
 
+/* An sft stage sized by epochs over packed data runs ceil(packed rows / batch) updates,
+ * the rows counted exactly per epoch. */
+static void test_pack_epochs_steps(void **state)
+{
+    (void)state;
+    struct r1_backend *be = NULL;
+    struct r1_model *m = NULL;
+    struct r1_model_config mc;
+    assert_int_equal(r1_backend_create(&be, R1_BACKEND_CPU, 0), 0);
+    assert_int_equal(r1_model_config_preset(&mc, "tiny"), 0);
+    assert_int_equal(r1_model_create(&m, &mc, be), 0);
+    struct r1_lm_config c;
+    memset(&c, 0, sizeof(c));
+    c.epochs = 3;
+    c.batch_size = 2;
+    c.micro_batch_size = 2;
+    c.seq_len = 24;
+    c.seed = 8;
+    r1_optim_config_default(&c.optim);
+    c.data = pairs_spec(write_tmp("packe.jsonl", pack_lines));
+    c.data.pack = true;
+    struct r1_lm_stage *s = NULL;
+    assert_int_equal(r1_lm_stage_create(&s, m, tok, &c), 0);
+    struct r1_corpus *corpus = NULL;
+    assert_int_equal(r1_corpus_load(&corpus, &c.data, tok), 0);
+    struct r1_sampler sm;
+    assert_int_equal(r1_sampler_init(&sm, corpus, 24, 8), 0);
+    int64_t rows = r1_sampler_rows(&sm, 3);
+    assert_true(rows < 3 * 4);
+    assert_int_equal(r1_lm_stage_steps_total(s), (rows + 1) / 2);
+    r1_sampler_release(&sm);
+    r1_corpus_free(corpus);
+    r1_lm_stage_free(s);
+    r1_model_free(m);
+    r1_backend_free(be);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -638,6 +676,7 @@ int main(void)
         cmocka_unit_test(test_pack_rows_and_resume),
         cmocka_unit_test(test_pack_logp_equals_unpacked),
         cmocka_unit_test(test_prompt_set_chat),
+        cmocka_unit_test(test_pack_epochs_steps),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
