@@ -120,7 +120,7 @@ static const struct r1_recipe_key schema[] = {
     {"data", "eval_path", R1_KEY_STRING, NULL, 0, 0, 0, NULL, 0, STG(data.eval_path), 0, 0,
      "held-out evaluation file (relative to the recipe file; must exist)"},
     {"data", "template", R1_KEY_STRING, NULL, 0, 0, 0, NULL, 0, STG(data.template_), 0, 0,
-     "prompt template: none, r1-zero or text with {prompt} (grpo, eval)"},
+     "prompt template: none, r1-zero or text with {prompt} (applied to every prompt)"},
     {"data", "size", R1_KEY_INT, "10000", 1, 100000000, 0, NULL, 0, STG(data.size), 0, 0,
      "examples drawn from data.generator"},
     {"data", "eval_size", R1_KEY_INT, "200", 0, 100000000, 0, NULL, 0, STG(data.eval_size), 0, 0,

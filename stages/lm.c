@@ -10,7 +10,10 @@
 
 #include "core/err.h"
 #include "core/hfdir.h"
+#include "core/template.h"
 #include "stages/data/gen.h"
+#include "stages/data/prompts.h"
+#include "stages/evaluate.h"
 #include "stages/stage.h"
 
 struct r1_lm_stage {
@@ -44,8 +47,9 @@ int r1_lm_stage_create(struct r1_lm_stage **out, struct r1_model *m,
         (rc = r1_sampler_init(&s->sampler, s->corpus, cfg->seq_len, cfg->seed)) ||
         (rc = r1_model_reserve(m, cfg->micro_batch_size, cfg->seq_len)))
         goto fail;
-    if (s->cfg.steps <= 0)
-        s->cfg.steps = (cfg->epochs * s->sampler.n_rows + cfg->batch_size - 1) / cfg->batch_size;
+    if (s->cfg.steps <= 0) /* packed rows per epoch vary with the order: counted exactly */
+        s->cfg.steps = (r1_sampler_rows(&s->sampler, cfg->epochs) + cfg->batch_size - 1) /
+                       cfg->batch_size;
     if (s->cfg.optim.total_steps <= 0)
         s->cfg.optim.total_steps = s->cfg.steps; /* schedules decay over the stage */
     if ((rc = r1_optim_create(&s->opt, m, &s->cfg.optim)))
@@ -170,16 +174,25 @@ struct lm_adapter {
     struct r1_lm_stage *s;
     const char *name;
     struct r1_lm_metrics last;
-    struct r1_data_hash data;
+    struct r1_data_hash data[2];
+    int n_data;
+    /* sft evaluation on held-out prompts (NULL: none) */
+    struct r1_model *m;
+    const struct r1_tokenizer *tok;
+    struct r1_prompt_set *eval;
+    int eval_len; /* completion tokens at most */
+    uint64_t eval_seed;
 };
+
+#define LM_EVAL_MAX_COMPLETION 256
 
 static int lm_validate(const struct r1_recipe *r, int index)
 {
     const struct r1_stage_cfg *s = &r->stages[index];
-    if (!s->data.path && !s->data.stage && !(s->data.generator && s->kind == R1_STAGE_PRETRAIN))
-        return r1_err_set(R1_EINVAL, "%s: stage '%s' needs data.path (a text or JSONL file)%s "
-                          "for a %s stage", r->path, s->name,
-                          s->kind == R1_STAGE_PRETRAIN ? " or data.generator" : "",
+    bool sft = s->kind == R1_STAGE_SFT;
+    if (!s->data.path && !s->data.stage && !s->data.generator)
+        return r1_err_set(R1_EINVAL, "%s: stage '%s' needs data.path (a text or JSONL file) or "
+                          "data.generator for a %s stage", r->path, s->name,
                           r1_stage_kind_name(s->kind));
     if (s->data.generator) {
         struct r1_datagen *g = NULL;
@@ -191,11 +204,69 @@ static int lm_validate(const struct r1_recipe *r, int index)
             return r1_err_set(R1_EINVAL, "%s: stage '%s': generated data is JSONL; set "
                               "data.format to jsonl", r->path, s->name);
     }
-    if (s->kind == R1_STAGE_SFT && s->data.format != R1_DATA_JSONL)
+    if (sft && s->data.format != R1_DATA_JSONL)
         return r1_err_set(R1_EINVAL, "%s: stage '%s' reads prompt/completion pairs: set "
                           "data.format to jsonl", r->path, s->name);
+    if (sft && r->chat_template) {
+        struct r1_chat_template *t = NULL;
+        int rc = r1_chat_template_open(&t, r->chat_template);
+        r1_chat_template_free(t);
+        if (rc)
+            return r1_err_wrap(rc, "%s: model.chat_template (used by sft stage '%s')", r->path,
+                               s->name);
+    }
+    if (sft && s->data.template_) {
+        char *t = r1_prompt_template_apply(s->data.template_, "x");
+        if (!t)
+            return r1_err_wrap(r1_err_code(), "%s: stage '%s' data.template", r->path, s->name);
+        free(t);
+    }
     return 0;
 }
+
+/* Held-out prompts of an sft stage: data.eval_path, else the generator's eval split. */
+static int load_eval(struct lm_adapter *a, const struct r1_stage_env *env, uint64_t seed)
+{
+    const struct r1_stage_cfg *s = &env->recipe->stages[env->index];
+    if (s->kind != R1_STAGE_SFT ||
+        !(s->data.eval_path || (s->data.generator && s->data.eval_size > 0)))
+        return 0;
+    struct r1_prompt_spec ev;
+    memset(&ev, 0, sizeof(ev));
+    ev.path = s->data.eval_path;
+    ev.generator = s->data.eval_path ? NULL : s->data.generator;
+    ev.gen_n = s->data.eval_size;
+    ev.gen_seed = seed;
+    ev.split = R1_SPLIT_EVAL;
+    ev.prompt_field = s->data.prompt_field;
+    ev.answer_field = s->data.answer_field;
+    ev.template_ = s->data.template_;
+    ev.chat_template = env->recipe->chat_template;
+    int rc = r1_prompt_set_load(&a->eval, &ev, env->tok);
+    if (rc)
+        return r1_err_wrap(rc, "stage '%s' evaluation prompts", s->name);
+    /* room to answer: within the stage's rows and the model's positions */
+    int room = (int)s->seq_len < env->model->cfg.max_seq_len ? (int)s->seq_len
+                                                              : env->model->cfg.max_seq_len;
+    room -= a->eval->max_tokens;
+    a->eval_len = room < LM_EVAL_MAX_COMPLETION ? room : LM_EVAL_MAX_COMPLETION;
+    if (a->eval_len < 1)
+        return r1_err_set(R1_EINVAL, "%s: stage '%s': a %d-token evaluation prompt leaves no "
+                          "room for an answer in seq_len %lld; raise seq_len or shorten the "
+                          "prompts", env->recipe->path, s->name, a->eval->max_tokens,
+                          (long long)s->seq_len);
+    a->m = env->model;
+    a->tok = env->tok;
+    a->eval_seed = seed ^ 0x6576616c5f736674ull;
+    if (s->data.eval_path) {
+        const char *slash = strrchr(s->data.eval_path, '/');
+        a->data[a->n_data++] = (struct r1_data_hash){slash ? slash + 1 : s->data.eval_path,
+                                                     a->eval->sha256};
+    }
+    return 0;
+}
+
+static void lm_free(void *state);
 
 static int lm_init(void **state, const struct r1_stage_env *env)
 {
@@ -203,19 +274,32 @@ static int lm_init(void **state, const struct r1_stage_env *env)
     struct lm_adapter *a = calloc(1, sizeof(*a));
     if (!a)
         return r1_err_set(R1_ENOMEM, "lm stage: out of memory");
+    bool sft = s->kind == R1_STAGE_SFT;
+    uint64_t seed = (uint64_t)env->recipe->seed + (uint64_t)env->index;
     struct r1_lm_config c = {
         .steps = s->steps,
         .epochs = s->epochs,
         .batch_size = (int)s->batch_size,
         .micro_batch_size = (int)(s->micro_batch_size ? s->micro_batch_size : s->batch_size),
         .seq_len = (int)s->seq_len,
-        .seed = (uint64_t)env->recipe->seed + (uint64_t)env->index,
+        .seed = seed,
         .optim = s->optim,
-        .data = {env->data_path ? env->data_path : s->data.path ? s->data.path : s->data.generator,
-                 s->kind == R1_STAGE_PRETRAIN ? R1_CORPUS_DOCUMENTS : R1_CORPUS_PAIRS,
-                 s->data.format == R1_DATA_JSONL ? R1_CORPUS_JSONL : R1_CORPUS_TEXT,
-                 s->data.text_field, s->data.prompt_field, s->data.completion_field,
-                 s->data.generator, s->data.size, (uint64_t)env->recipe->seed + (uint64_t)env->index},
+        .data = {
+            .path = env->data_path ? env->data_path : s->data.path ? s->data.path
+                                                                   : s->data.generator,
+            .kind = sft ? R1_CORPUS_PAIRS : R1_CORPUS_DOCUMENTS,
+            .format = s->data.format == R1_DATA_JSONL ? R1_CORPUS_JSONL : R1_CORPUS_TEXT,
+            .text_field = s->data.text_field,
+            .prompt_field = s->data.prompt_field,
+            .completion_field = s->data.completion_field,
+            .generator = env->data_path || s->data.path ? NULL : s->data.generator,
+            .gen_n = s->data.size,
+            .gen_seed = seed,
+            .messages_field = sft ? s->data.messages_field : NULL,
+            .chat_template = sft ? env->recipe->chat_template : NULL,
+            .prompt_template = sft ? s->data.template_ : NULL,
+            .pack = sft && s->data.pack,
+        },
     };
     int rc = r1_lm_stage_create(&a->s, env->model, env->tok, &c);
     if (rc) {
@@ -224,9 +308,14 @@ static int lm_init(void **state, const struct r1_stage_env *env)
     }
     a->name = s->name;
     const char *slash = s->data.path ? strrchr(s->data.path, '/') : NULL;
-    a->data.name = s->data.path ? (slash ? slash + 1 : s->data.path)
-                   : s->data.stage ? s->data.stage : s->data.generator;
-    a->data.sha256 = r1_lm_stage_data_sha256(a->s);
+    a->data[0].name = s->data.path ? (slash ? slash + 1 : s->data.path)
+                      : s->data.stage ? s->data.stage : s->data.generator;
+    a->data[0].sha256 = r1_lm_stage_data_sha256(a->s);
+    a->n_data = 1;
+    if ((rc = load_eval(a, env, seed))) {
+        lm_free(a);
+        return rc;
+    }
     *state = a;
     return 0;
 }
@@ -243,6 +332,19 @@ static int lm_step(void *state, struct r1_stage_metrics *out)
                                       (double)m->epoch},
                                      NULL};
     return 0;
+}
+
+/* sft: pass@1 of greedy completions of the held-out prompts (accuracy reward, its
+ * default settings); pretrain and sft without held-out prompts: nothing. */
+static int lm_evaluate(void *state, struct r1_stage_metrics *out)
+{
+    struct lm_adapter *a = state;
+    out->n = 0;
+    out->samples = NULL;
+    if (!a->eval)
+        return 0;
+    struct r1_eval_spec sp = {a->eval, 1, 0.0f, 1.0f, a->eval_len, a->eval_seed, NULL, 0, NULL};
+    return r1_eval_generate(a->m, a->tok, &sp, out);
 }
 
 static const char *const lm_file_names[] = {"config.json", "model.safetensors",
@@ -286,8 +388,9 @@ static void lm_summary(const void *state, char *buf, size_t cap)
 
 static const struct r1_data_hash *lm_data(const void *state, int *n)
 {
-    *n = 1;
-    return &((const struct lm_adapter *)state)->data;
+    const struct lm_adapter *a = state;
+    *n = a->n_data;
+    return a->data;
 }
 
 static void lm_free(void *state)
@@ -296,10 +399,11 @@ static void lm_free(void *state)
     if (!a)
         return;
     r1_lm_stage_free(a->s);
+    r1_prompt_set_free(a->eval);
     free(a);
 }
 
 const struct r1_stage_ops r1_lm_stage_ops = {
     "lm", lm_validate, lm_init, lm_step, lm_save, lm_load, lm_finished, lm_progress,
-    lm_summary, NULL, lm_data, lm_free,
+    lm_summary, lm_evaluate, lm_data, lm_free,
 };

@@ -1,5 +1,6 @@
 /* lm.h - the language-modelling stages: pretrain (next-token loss on documents) and
- * sft (loss on completion tokens of prompt/completion pairs).
+ * sft (loss on the assistant's tokens: completions of prompt/completion pairs, assistant
+ * turns of chats; optionally packed several to a row; see stages/data/corpus.h).
  *
  * One update = batch_size rows drawn from the corpus sampler, run as
  * batch_size / micro_batch_size micro-batches whose gradients add up; the loss is the
@@ -18,11 +19,13 @@
 
 struct r1_lm_config {
     int64_t steps;  /* updates; 0: derived from epochs */
-    int64_t epochs; /* used when steps is 0: ceil(epochs · rows / batch_size) updates */
+    int64_t epochs; /* used when steps is 0: ceil(rows of `epochs` epochs / batch_size)
+                     * updates (packed rows counted exactly, r1_sampler_rows) */
     int batch_size, micro_batch_size, seq_len;
     uint64_t seed;
     struct r1_optim_config optim;
-    struct r1_corpus_spec data;
+    struct r1_corpus_spec data; /* sft: data.kind R1_CORPUS_PAIRS, and optionally
+                                 * data.chat_template, prompt_template, messages_field, pack */
 };
 
 struct r1_lm_metrics {

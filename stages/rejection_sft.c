@@ -319,7 +319,7 @@ static int rs_init(void **state, const struct r1_stage_env *env)
     int rc;
     struct r1_prompt_spec sp = {c->data.path, c->data.generator, c->data.size, s->seed,
                                 R1_SPLIT_TRAIN, c->data.prompt_field, c->data.answer_field,
-                                c->data.template_, 0};
+                                c->data.template_, 0, env->recipe->chat_template};
     if ((rc = r1_prompt_set_load(&s->train, &sp, env->tok))) {
         rc = r1_err_wrap(rc, "stage '%s' prompts", c->name);
         goto fail;
@@ -585,7 +585,10 @@ static int start_training(struct rs *s)
                  .kind = R1_CORPUS_PAIRS,
                  .format = R1_CORPUS_JSONL,
                  .prompt_field = SFT_PROMPT_FIELD,
-                 .completion_field = "completion"},
+                 .completion_field = "completion",
+                 /* prompt_text is the prompt as the source saw it: any chat template is
+                  * already rendered there */
+                 .pack = c->data.pack},
     };
     int rc = publish_dataset(s);
     if (!rc)

@@ -20,6 +20,7 @@
 #include "core/err.h"
 #include "core/file.h"
 #include "core/sha256.h"
+#include "core/template.h"
 
 #define R1_ZERO_TEMPLATE                                                                           \
     "A conversation between User and Assistant. The user asks a question, and the Assistant "      \
@@ -91,6 +92,7 @@ struct builder {
     int64_t cap;
     const struct r1_prompt_spec *spec;
     const struct r1_tokenizer *tok;
+    const struct r1_chat_template *chat; /* NULL: none */
 };
 
 /* The answer field's text: a string as is, a number in decimal, absent or null "". */
@@ -146,6 +148,13 @@ static int add_prompt(struct builder *b, json_t *o, const char *pf, const char *
     p->text = r1_prompt_template_apply(b->spec->template_, p->question);
     if (!p->text)
         return r1_err_wrap(r1_err_code(), "%s", where);
+    if (b->chat) {
+        char *turn = r1_chat_render_prompt(b->chat, p->text);
+        if (!turn)
+            return r1_err_wrap(r1_err_code(), "%s", where);
+        free(p->text);
+        p->text = turn;
+    }
     int rc = r1_tokenizer_encode(b->tok, p->text, strlen(p->text), &p->tokens, &p->n_tokens);
     if (rc)
         return r1_err_wrap(rc, "%s", where);
@@ -238,9 +247,12 @@ int r1_prompt_set_load(struct r1_prompt_set **out, const struct r1_prompt_spec *
     struct r1_prompt_set *s = calloc(1, sizeof(*s));
     if (!s)
         return r1_err_set(R1_ENOMEM, "prompts: out of memory");
-    struct builder b = {s, 0, spec, tok};
-    int rc;
-    if (spec->path) {
+    struct r1_chat_template *chat = NULL;
+    int rc = spec->chat_template ? r1_chat_template_open(&chat, spec->chat_template) : 0;
+    struct builder b = {s, 0, spec, tok, chat};
+    if (rc) {
+        /* nothing loaded */
+    } else if (spec->path) {
         char *data = NULL;
         size_t len = 0;
         rc = r1_file_read(spec->path, &data, &len);
@@ -259,6 +271,7 @@ int r1_prompt_set_load(struct r1_prompt_set **out, const struct r1_prompt_spec *
     } else {
         rc = load_generator(&b);
     }
+    r1_chat_template_free(chat);
     if (rc) {
         r1_prompt_set_free(s);
         return rc;

@@ -5,7 +5,8 @@
  * is kept as metadata for the rewards) or a generator spec (stages/data/gen.h) with a
  * size, seed and split.  A prompt template turns the question into the text the model
  * sees: a named template (r1_prompt_template_find) or literal text in which "{prompt}"
- * stands for the question.  The set remembers a sha256 of its source (the file's bytes,
+ * stands for the question; a chat template, when given, then wraps that text as a user
+ * turn and opens the assistant's.  The set remembers a sha256 of its source (the file's bytes,
  * or of "generator spec/seed/split/n" text) for the ledger. */
 #ifndef R1_STAGES_PROMPTS_H
 #define R1_STAGES_PROMPTS_H
@@ -18,7 +19,7 @@
 
 struct r1_prompt {
     char *question; /* the bare prompt field */
-    char *text;     /* the templated prompt */
+    char *text;     /* the templated prompt (in its chat turn when a chat template is set) */
     char *answer;   /* the reference answer ("" when absent) */
     json_t *meta;   /* the whole example object (owned reference) */
     int32_t *tokens;
@@ -41,6 +42,9 @@ struct r1_prompt_spec {
     const char *prompt_field, *answer_field; /* default "prompt", "answer" */
     const char *template_; /* NULL or "none": the question as is */
     int max_prompt_tokens; /* > 0: a longer prompt is an error naming file and line */
+    /* A built-in chat template name (core/template.h): the templated prompt becomes one
+     * user turn followed by the generation prompt.  NULL: the templated prompt as is. */
+    const char *chat_template;
 };
 
 /* Errors name the file and line (R1_EINVAL): missing field, bad JSON, empty set. */

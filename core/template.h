@@ -1,0 +1,75 @@
+/* template.h - chat templates: a list of messages {role, content} rendered to the text a
+ * chat model sees, with the byte spans of what the assistant says.
+ *
+ * A template is a table of functions plus ctx (like the tokenizer), so the built-in
+ * renderers here and a Jinja renderer of a tokenizer_config.json "chat_template" (a
+ * later addition) sit behind the same calls.  Built-in names:
+ *   chatml       <|im_start|>{role}\n{content}<|im_end|>\n  (SmolLM2, Qwen);
+ *                generation prompt "<|im_start|>assistant\n"
+ *   deepseek-r1  <｜begin▁of▁sentence｜>{system}<｜User｜>{content}<｜Assistant｜>{content}
+ *                <｜end▁of▁sentence｜>; generation prompt "<｜Assistant｜>"
+ *   plain        "System: …\n", "User: …\n", "Assistant: …\n"; generation prompt
+ *                "Assistant: "; no end-of-turn marker
+ * Messages render in the order given (a system message normally comes first).
+ *
+ * Spans: [start, end) byte offsets into the rendered text, one per assistant message,
+ * covering its content and its end-of-turn marker ("<|im_end|>", not the "\n" after it):
+ * exactly the text a model must learn to produce.  A template without a marker
+ * (has_end_marker false) leaves the end of a turn to the caller: the sft corpus puts the
+ * tokenizer's EOS token there. */
+#ifndef R1_TEMPLATE_H
+#define R1_TEMPLATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct r1_chat_message {
+    const char *role;    /* "system", "user" or "assistant" */
+    const char *content; /* len bytes (need not be NUL-terminated) */
+    size_t len;
+};
+
+struct r1_chat_span {
+    size_t start, end; /* bytes [start, end) of the rendered text */
+};
+
+/* A rendering: text (NUL-terminated, len bytes) and the assistant spans, all owned. */
+struct r1_chat_text {
+    char *text;
+    size_t len;
+    struct r1_chat_span *spans;
+    int n_spans;
+};
+
+struct r1_chat_template;
+
+struct r1_chat_template_ops {
+    /* Renders msgs[0..n) into *out (zeroed by the caller); add_generation_prompt appends
+     * the text that opens an assistant turn.  R1_EINVAL names the bad message. */
+    int (*render)(const struct r1_chat_template *t, const struct r1_chat_message *msgs, int n,
+                  bool add_generation_prompt, struct r1_chat_text *out);
+    void (*release)(struct r1_chat_template *t); /* frees ctx; may be NULL */
+};
+
+struct r1_chat_template {
+    const struct r1_chat_template_ops *ops;
+    void *ctx;
+    const char *name;
+    bool has_end_marker; /* assistant turns end in a marker inside their span */
+};
+
+/* The built-in template called name; R1_EINVAL listing the names when unknown. */
+int r1_chat_template_open(struct r1_chat_template **out, const char *name);
+void r1_chat_template_free(struct r1_chat_template *t);
+/* "chatml, deepseek-r1, plain" (for messages and help). */
+const char *r1_chat_template_names(void);
+
+int r1_chat_render(const struct r1_chat_template *t, const struct r1_chat_message *msgs, int n,
+                   bool add_generation_prompt, struct r1_chat_text *out);
+void r1_chat_text_release(struct r1_chat_text *r);
+
+/* One user turn followed by the generation prompt, as a malloc'd string (NULL with the
+ * error set on failure): what a generating stage feeds a chat model. */
+char *r1_chat_render_prompt(const struct r1_chat_template *t, const char *user);
+
+#endif
