@@ -168,3 +168,11 @@ void r1_rng_shuffle(struct r1_rng *r, int64_t *idx, int64_t n)
         idx[j] = t;
     }
 }
+
+uint64_t r1_rng_mix64(uint64_t x)
+{
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}

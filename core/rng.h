@@ -29,6 +29,9 @@ struct r1_rng {
 void r1_philox4x32(uint32_t out[4], uint64_t seed, uint64_t stream, uint64_t block);
 
 struct r1_rng r1_rng_make(uint64_t seed, uint64_t stream);
+/* SplitMix64's output function: a bijective mix of x, for deriving seeds of sub-streams
+ * (e.g. one generation seed per step) from a stage seed. */
+uint64_t r1_rng_mix64(uint64_t x);
 uint32_t r1_rng_u32(struct r1_rng *r);
 uint64_t r1_rng_u64(struct r1_rng *r);
 /* Uniform in [0, 1) with 24 bits (float) / 53 bits (double). */

@@ -101,14 +101,6 @@ static double now_s(void)
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-static uint64_t mix64(uint64_t x)
-{
-    x += 0x9E3779B97F4A7C15ull;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-    return x ^ (x >> 31);
-}
-
 /* ---- validation ---------------------------------------------------------------- */
 
 static int grpo_validate(const struct r1_recipe *r, int index)
@@ -145,23 +137,9 @@ static int grpo_validate(const struct r1_recipe *r, int index)
         return r1_err_set(R1_EINVAL, "%s: stage '%s' grpo.overlong_buffer (%" PRId64 ") must be "
                           "below max_completion_len (%" PRId64 ")", r->path, s->name,
                           g->overlong_buffer, g->max_completion_len);
-    for (int i = 0; i < g->n_rewards; i++) {
-        const struct r1_reward_cfg *rc = &g->rewards[i];
-        if (!r1_reward_find(rc->name)) {
-            int n = 0;
-            const struct r1_reward_def *t = r1_reward_table(&n);
-            char names[512] = "";
-            for (int k = 0; k < n; k++)
-                snprintf(names + strlen(names), sizeof(names) - strlen(names), "%s%s",
-                         k ? ", " : "", t[k].name);
-            return r1_err_set(R1_EINVAL, "%s: stage '%s' grpo.rewards[%d]: unknown reward '%s'; "
-                              "known: %s", r->path, s->name, i, rc->name, names);
-        }
-        if (strcmp(rc->name, "language") == 0 && !r1_reward_language_known(rc->language))
-            return r1_err_set(R1_EINVAL, "%s: stage '%s' grpo.rewards[%d].language '%s' is not "
-                              "a known language code (en, zh, ja, ko, ru, ar, ...)", r->path,
-                              s->name, i, rc->language);
-    }
+    int rrc = r1_reward_check_list(g->rewards, g->n_rewards, "grpo.rewards");
+    if (rrc)
+        return r1_err_wrap(rrc, "%s: stage '%s'", r->path, s->name);
     if (!r1_reward_find(g->accuracy_reward))
         return r1_err_set(R1_EINVAL, "%s: stage '%s' grpo.accuracy_reward: unknown reward '%s'",
                           r->path, s->name, g->accuracy_reward);
@@ -614,7 +592,7 @@ static int grpo_step(void *state, struct r1_stage_metrics *out)
     const struct r1_grpo_cfg *g = s->g;
     const int P = s->P, G = s->G, S = s->S;
     double t0 = now_s(), t_gen = 0;
-    uint64_t seed = mix64(s->seed ^ mix64((uint64_t)s->step + 1));
+    uint64_t seed = r1_rng_mix64(s->seed ^ r1_rng_mix64((uint64_t)s->step + 1));
     int kept = 0, n_gen = 0, rc;
     int64_t *ix = malloc((size_t)P * sizeof(int64_t));
     if (!ix)
@@ -627,7 +605,7 @@ static int grpo_step(void *state, struct r1_stage_metrics *out)
         for (int i = 0; i < S; i++)
             s->prompt_of[d * S + i] = ix[i / G];
         double a = now_s();
-        rc = generate(s, s->train, ix, P, G, g->temperature, mix64(seed + (uint64_t)d),
+        rc = generate(s, s->train, ix, P, G, g->temperature, r1_rng_mix64(seed + (uint64_t)d),
                       s->res + (size_t)d * S, s->req + (size_t)d * S);
         t_gen += now_s() - a;
         if (rc) {
@@ -765,7 +743,7 @@ static int grpo_evaluate(void *state, struct r1_stage_metrics *out)
         return 0;
     /* the same random streams at every evaluation, so changes are the model's */
     struct r1_eval_spec sp = {s->eval, (int)s->g->eval_samples, s->g->eval_temperature,
-                              s->g->top_p, s->max_comp, mix64(s->seed ^ 0x6576616cull),
+                              s->g->top_p, s->max_comp, r1_rng_mix64(s->seed ^ 0x6576616cull),
                               s->g->rewards, s->n_rw, s->g->accuracy_reward};
     return r1_eval_generate(s->m, s->tok, &sp, out);
 }

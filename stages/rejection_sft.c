@@ -110,14 +110,6 @@ struct rs {
     int n_data;
 };
 
-static uint64_t mix64(uint64_t x)
-{
-    x += 0x9E3779B97F4A7C15ull;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-    return x ^ (x >> 31);
-}
-
 static double now_s(void)
 {
     struct timespec t;
@@ -253,23 +245,9 @@ static int rs_validate(const struct r1_recipe *r, int index)
         return r1_err_set(R1_EINVAL, "%s: stage '%s' rejection.source is a GGUF file (%s); "
                           "convert it to a Hugging Face directory first", r->path, s->name,
                           rj->source.spec);
-    for (int i = 0; i < rj->n_rewards; i++) {
-        const struct r1_reward_cfg *c = &rj->rewards[i];
-        if (!r1_reward_find(c->name)) {
-            int n = 0;
-            const struct r1_reward_def *t = r1_reward_table(&n);
-            char names[512] = "";
-            for (int k = 0; k < n; k++)
-                snprintf(names + strlen(names), sizeof(names) - strlen(names), "%s%s",
-                         k ? ", " : "", t[k].name);
-            return r1_err_set(R1_EINVAL, "%s: stage '%s' rejection.rewards[%d]: unknown reward "
-                              "'%s'; known: %s", r->path, s->name, i, c->name, names);
-        }
-        if (strcmp(c->name, "language") == 0 && !r1_reward_language_known(c->language))
-            return r1_err_set(R1_EINVAL, "%s: stage '%s' rejection.rewards[%d].language '%s' is "
-                              "not a known language code (en, zh, ja, ko, ru, ar, ...)", r->path,
-                              s->name, i, c->language);
-    }
+    int rrc = r1_reward_check_list(rj->rewards, rj->n_rewards, "rejection.rewards");
+    if (rrc)
+        return r1_err_wrap(rrc, "%s: stage '%s'", r->path, s->name);
     if (rj->min_language > 0 && !r1_reward_language_known(rj->language))
         return r1_err_set(R1_EINVAL, "%s: stage '%s' rejection.language '%s' is not a known "
                           "language code (en, zh, ja, ko, ru, ar, ...)", r->path, s->name,
@@ -312,7 +290,7 @@ static int rs_init(void **state, const struct r1_stage_env *env)
     s->rj = &c->rejection;
     s->env = *env;
     s->seed = (uint64_t)env->recipe->seed + (uint64_t)env->index;
-    s->gen_seed = mix64(s->seed ^ 0x72656a656374ull); /* "reject" */
+    s->gen_seed = r1_rng_mix64(s->seed ^ 0x72656a656374ull); /* "reject" */
     s->P = s->rj->prompts_per_step;
     s->K = s->rj->samples_per_prompt;
     s->L = s->rj->max_completion_len;
@@ -800,7 +778,7 @@ static int rs_evaluate(void *state, struct r1_stage_metrics *out)
     if (!s->eval || (s->phase == PHASE_GENERATE && s->cursor > 0))
         return 0;
     struct r1_eval_spec sp = {s->eval, EVAL_SAMPLES, s->rj->temperature, s->rj->top_p, (int)s->L,
-                              mix64(s->seed ^ 0x6576616cull), s->rj->rewards, s->rj->n_rewards,
+                              r1_rng_mix64(s->seed ^ 0x6576616cull), s->rj->rewards, s->rj->n_rewards,
                               s->acc_default.name};
     return r1_eval_generate(s->env.model, s->env.tok, &sp, out);
 }

@@ -3,8 +3,11 @@
 #include "stages/rewards/rewards.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "core/err.h"
 
 static const struct r1_reward_def reward_table[] = {
     {"accuracy", r1_reward_accuracy,
@@ -87,4 +90,23 @@ double r1_reward_total(const struct r1_reward_cfg *cfgs, int n, const struct r1_
         sum += cfgs[k].weight * v;
     }
     return sum;
+}
+
+int r1_reward_check_list(const struct r1_reward_cfg *cfgs, int n, const char *key)
+{
+    for (int i = 0; i < n; i++) {
+        const struct r1_reward_cfg *c = &cfgs[i];
+        if (!r1_reward_find(c->name)) {
+            char names[512] = "";
+            for (size_t k = 0; k < sizeof(reward_table) / sizeof(reward_table[0]); k++)
+                snprintf(names + strlen(names), sizeof(names) - strlen(names), "%s%s",
+                         k ? ", " : "", reward_table[k].name);
+            return r1_err_set(R1_EINVAL, "%s[%d]: unknown reward '%s'; known: %s", key, i,
+                              c->name, names);
+        }
+        if (strcmp(c->name, "language") == 0 && !r1_reward_language_known(c->language))
+            return r1_err_set(R1_EINVAL, "%s[%d].language '%s' is not a known language code "
+                              "(en, zh, ja, ko, ru, ar, ...)", key, i, c->language);
+    }
+    return 0;
 }

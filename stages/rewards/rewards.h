@@ -43,6 +43,11 @@ struct r1_reward_def {
 const struct r1_reward_def *r1_reward_table(int *n);
 const struct r1_reward_def *r1_reward_find(const char *name);
 
+/* Checks a recipe's reward list (key names it in messages, e.g. "grpo.rewards"): every
+ * name in the table, every language code known.  R1_EINVAL with "key[i]: ..." naming the
+ * known rewards. */
+int r1_reward_check_list(const struct r1_reward_cfg *cfgs, int n, const char *key);
+
 /* Σ weight·reward over cfgs (n of them, each found by name in the table; an unknown
  * name or a non-finite value counts 0); each (n) gets the unweighted values when not
  * NULL. */
