@@ -104,8 +104,24 @@ static int scan_commit(const struct r1_ledger_commit *c, void *ud)
     return 0;
 }
 
-/* The last metrics line of each stage; lines that do not parse (the tail of a
- * killed process) are skipped, and a missing file means no metrics yet. */
+static bool is_eval_line(json_t *o)
+{
+    const char *key;
+    json_t *v;
+    bool eval = false;
+    json_object_foreach(o, key, v) {
+        if (strcmp(key, "stage") == 0 || strcmp(key, "step") == 0)
+            continue;
+        if (strncmp(key, "eval/", 5) != 0)
+            return false;
+        eval = true;
+    }
+    return eval;
+}
+
+/* The last step metrics line of each stage (evaluation lines, which hold only "eval/..."
+ * keys, do not count); lines that do not parse (the tail of a killed process) are
+ * skipped, and a missing file means no metrics yet. */
 static void read_metrics(struct stage_row *rows, int n, const char *dir)
 {
     char path[4200];
@@ -118,8 +134,9 @@ static void read_metrics(struct stage_row *rows, int n, const char *dir)
     while (getline(&line, &cap, f) > 0) {
         json_t *o = json_loads(line, JSON_DECODE_ANY, NULL);
         struct stage_row *row =
-            json_is_object(o) ? find_row(rows, n, json_string_value(json_object_get(o, "stage")))
-                              : NULL;
+            json_is_object(o) && !is_eval_line(o)
+                ? find_row(rows, n, json_string_value(json_object_get(o, "stage")))
+                : NULL;
         if (row) {
             json_decref(row->metrics);
             row->metrics = o;
@@ -353,9 +370,12 @@ int cmd_status(int argc, char **argv)
             goto out;
         row->done = rc;
         rc = 0;
-        row->steps = row->cfg->steps > 0 ? row->cfg->steps
-                     : row->manifest[0]  ? steps_from_checkpoint(dir, row->cfg->name)
-                                         : -1;
+        /* a checkpoint knows the stage's length best (epochs; rejection_sft counts its
+         * generation steps too); before one, steps from the recipe where they are the
+         * whole length */
+        row->steps = row->manifest[0] ? steps_from_checkpoint(dir, row->cfg->name) : -1;
+        if (row->steps < 0 && row->cfg->steps > 0 && row->cfg->kind != R1_STAGE_REJECTION_SFT)
+            row->steps = row->cfg->steps;
     }
     read_metrics(rows, r->n_stages, dir);
     struct run_status st;

@@ -29,5 +29,10 @@ kept=$(last rejection kept)
 [ -n "$kept" ] && [ "$kept" -gt 0 ] && [ -s "$tmp/run/data/rejection.jsonl" ] ||
   { echo "FAIL: rejection sampling kept '$kept' completions"; fail=1; }
 "$r1" verify "$tmp/run" >/dev/null || { echo "FAIL: r1 verify"; fail=1; }
+# every stage done with its whole length (rejection_sft: generation + SFT steps) and a loss
+"$r1" status "$tmp/run" >"$tmp/status" || { echo "FAIL: r1 status"; fail=1; }
+awk 'NR > 2 { split($4, a, "/"); if ($3 != "done" || a[1] != a[2] || $6 == "-") bad = 1; n++ }
+     END { exit bad || n != 6 }' "$tmp/status" ||
+  { echo "FAIL: r1 status:"; cat "$tmp/status"; fail=1; }
 [ $fail -eq 0 ] && echo "all four-stage checks passed"
 exit $fail
