@@ -46,6 +46,11 @@ double r1_rm_bt_loss(int n, const float *rc, const float *rr, float margin, doub
  * R1_EINVAL for a bad template or max_len < 1. */
 int r1_rm_encode(const struct r1_tokenizer *tok, const char *template_, const char *prompt,
                  const char *response, int32_t eos, int max_len, int32_t **ids, int *n);
+/* Rows r < rows of a (rows, T) batch from texts ids[r] of lengths len[r] >= 1:
+ * right-padded with pad (segment -1, position 0); last[r] = len[r] - 1.  Returns T,
+ * the longest length.  tokens, pos, seg (rows·T) and last (rows) are the caller's. */
+int r1_rm_fill_rows(int rows, const int32_t *const *ids, const int *len, int32_t pad,
+                    int32_t *tokens, int32_t *pos, int32_t *seg, int32_t *last);
 
 /* ---- the scorer (align and tests) --------------------------------------------------- */
 
