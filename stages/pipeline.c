@@ -421,7 +421,8 @@ static int stage_data_path(struct run *R, const struct r1_stage_cfg *s, char *ou
     if (!ck || access(out, R_OK) != 0)
         return r1_err_set(R1_ESTATE, "stage '%s' reads the data of stage '%s', which has %s; "
                           "only a finished rejection_sft stage produces a dataset", s->name,
-                          s->data.stage, ck ? "produced no " R1_STAGE_DATASET_FILE : "no checkpoint");
+                          s->data.stage,
+                          ck ? "produced no " R1_STAGE_DATASET_FILE : "no checkpoint");
     return 0;
 }
 

@@ -46,6 +46,7 @@
 #include "core/sha256.h"
 #include "core/utf8.h"
 #include "stages/data/filters.h"
+#include "stages/data/mix.h"
 #include "stages/data/prompts.h"
 #include "stages/evaluate.h"
 #include "stages/lm.h"
@@ -60,10 +61,6 @@
 
 enum phase { PHASE_GENERATE = 0, PHASE_TRAIN };
 
-struct mix_row {
-    char *prompt, *response;
-};
-
 struct rs {
     const struct r1_recipe *recipe;
     const struct r1_stage_cfg *cfg;
@@ -76,10 +73,9 @@ struct rs {
     /* progress of the generation: prompts done, counts */
     int64_t cursor, samples, passed, kept;
     int64_t rejected[R1_REJECT_N];
-    /* the mix file's rows, and how many joined */
-    struct mix_row *mix;
+    /* the mix file's rows (NULL: none), and how many joined */
+    struct r1_mix_set *mix;
     int64_t n_mix, mix_wanted, mix_rows;
-    char mix_sha[65];
     /* the dataset (JSONL text) */
     char *ds;
     size_t ds_len, ds_cap;
@@ -121,95 +117,6 @@ static const char *base_name(const char *path)
 {
     const char *s = strrchr(path, '/');
     return s ? s + 1 : path;
-}
-
-/* ---- the mix file --------------------------------------------------------------- */
-
-static void mix_free(struct mix_row *rows, int64_t n)
-{
-    for (int64_t i = 0; rows && i < n; i++) {
-        free(rows[i].prompt);
-        free(rows[i].response);
-    }
-    free(rows);
-}
-
-/* Reads every row of the mix file (JSONL with the two string fields); errors name the
- * file and line.  sha (may be NULL) gets the file's sha256. */
-static int mix_load(const struct r1_rejection_cfg *rj, struct mix_row **out, int64_t *n,
-                    char *sha)
-{
-    char *data = NULL;
-    size_t len = 0;
-    *out = NULL;
-    *n = 0;
-    int rc = r1_file_read(rj->mix_path, &data, &len);
-    if (rc)
-        return r1_err_wrap(R1_EINVAL, "rejection.mix_path");
-    if (sha && (rc = r1_sha256_bytes(sha, data, len))) {
-        free(data);
-        return rc;
-    }
-    struct mix_row *rows = NULL;
-    int64_t cap = 0, lineno = 0;
-    for (char *p = data, *end = data + len; p < end && !rc;) {
-        char *nl = memchr(p, '\n', (size_t)(end - p));
-        char *le = nl ? nl : end;
-        lineno++;
-        size_t ll = (size_t)(le - p);
-        size_t k = 0;
-        while (k < ll && (p[k] == ' ' || p[k] == '\t' || p[k] == '\r'))
-            k++;
-        if (k < ll) {
-            json_error_t e;
-            json_t *o = json_loadb(p, ll, 0, &e);
-            json_t *pr = json_object_get(o, rj->mix_prompt_field);
-            json_t *re = json_object_get(o, rj->mix_response_field);
-            if (!json_is_string(pr) || !json_is_string(re)) {
-                rc = r1_err_set(R1_EINVAL, "%s:%lld: %s; each line of rejection.mix_path must "
-                                "be a JSON object with string fields \"%s\" and \"%s\"",
-                                rj->mix_path, (long long)lineno,
-                                !o ? e.text : "a field is missing or not a string",
-                                rj->mix_prompt_field, rj->mix_response_field);
-            } else {
-                if (*n == cap) {
-                    cap = cap ? 2 * cap : 64;
-                    struct mix_row *nr = realloc(rows, (size_t)cap * sizeof(*nr));
-                    if (!nr)
-                        rc = r1_err_set(R1_ENOMEM, "%s: out of memory", rj->mix_path);
-                    else
-                        rows = nr;
-                }
-                if (!rc) {
-                    rows[*n].prompt = strdup(json_string_value(pr));
-                    rows[*n].response = strdup(json_string_value(re));
-                    (*n)++;
-                    if (!rows[*n - 1].prompt || !rows[*n - 1].response)
-                        rc = r1_err_set(R1_ENOMEM, "%s: out of memory", rj->mix_path);
-                }
-            }
-            json_decref(o);
-        }
-        p = le + 1;
-    }
-    free(data);
-    if (!rc && *n == 0)
-        rc = r1_err_set(R1_EINVAL, "%s: rejection.mix_path holds no rows", rj->mix_path);
-    if (rc) {
-        mix_free(rows, *n);
-        *n = 0;
-        return rc;
-    }
-    *out = rows;
-    return 0;
-}
-
-/* Mix rows that join gen_rows generated ones so that they are mix_ratio of the whole. */
-static int64_t mix_wanted(const struct r1_rejection_cfg *rj, int64_t gen_rows)
-{
-    if (!rj->mix_path || rj->mix_ratio <= 0)
-        return 0;
-    return llround((double)rj->mix_ratio * (double)gen_rows / (1.0 - (double)rj->mix_ratio));
 }
 
 /* ---- validation ----------------------------------------------------------------- */
@@ -265,10 +172,9 @@ static int rs_validate(const struct r1_recipe *r, int index)
                           "set its share of the dataset (0 < mix_ratio < 1) or drop mix_path",
                           r->path, s->name);
     if (rj->mix_path) {
-        struct mix_row *rows = NULL;
-        int64_t n = 0;
-        int rc = mix_load(rj, &rows, &n, NULL);
-        mix_free(rows, n);
+        struct r1_mix_set *m = NULL;
+        int rc = r1_mix_load(&m, rj->mix_path, rj->mix_prompt_field, rj->mix_response_field);
+        r1_mix_free(m);
         if (rc)
             return r1_err_wrap(rc, "%s: stage '%s'", r->path, s->name);
     }
@@ -325,9 +231,11 @@ static int rs_init(void **state, const struct r1_stage_env *env)
                                                          s->eval->sha256};
     }
     if (s->rj->mix_path) {
-        if ((rc = mix_load(s->rj, &s->mix, &s->n_mix, s->mix_sha)))
+        if ((rc = r1_mix_load(&s->mix, s->rj->mix_path, s->rj->mix_prompt_field,
+                              s->rj->mix_response_field)))
             goto fail;
-        s->data[s->n_data++] = (struct r1_data_hash){base_name(s->rj->mix_path), s->mix_sha};
+        s->n_mix = s->mix->n;
+        s->data[s->n_data++] = (struct r1_data_hash){base_name(s->rj->mix_path), s->mix->sha256};
     }
     /* the dataset: its own entry, kept current after every step */
     snprintf(s->ds_name, sizeof(s->ds_name), "%s.jsonl", c->name);
@@ -358,7 +266,7 @@ static int rs_init(void **state, const struct r1_stage_env *env)
         s->sft_total = c->steps;
     } else {
         int64_t rows = s->n_prompts * s->rj->keep_per_prompt;
-        int64_t mix = mix_wanted(s->rj, rows);
+        int64_t mix = s->mix ? r1_mix_wanted(s->rj->mix_ratio, rows) : 0;
         rows += mix < s->n_mix ? mix : s->n_mix;
         s->sft_total = (c->epochs * rows + c->batch_size - 1) / c->batch_size;
     }
@@ -482,38 +390,27 @@ static int ds_rehash(struct rs *s)
  * is shorter), in file order, after the generated ones. */
 static int add_mix(struct rs *s)
 {
-    s->mix_wanted = mix_wanted(s->rj, s->ds_rows);
+    s->mix_wanted = s->mix ? r1_mix_wanted(s->rj->mix_ratio, s->ds_rows) : 0;
     s->mix_rows = s->mix_wanted < s->n_mix ? s->mix_wanted : s->n_mix;
     if (s->mix_rows == 0)
         return 0;
-    int64_t *order = malloc((size_t)s->n_mix * sizeof(int64_t));
     char *take = calloc((size_t)s->n_mix, 1);
-    int rc = 0;
-    if (!order || !take) {
-        rc = r1_err_set(R1_ENOMEM, "stage '%s': out of memory for the mix", s->cfg->name);
-        goto out;
-    }
-    for (int64_t i = 0; i < s->n_mix; i++)
-        order[i] = i;
-    struct r1_rng r = r1_rng_make(s->seed, R1_STREAM_USER + 0x6d6978ull); /* "mix" */
-    r1_rng_shuffle(&r, order, s->n_mix);
-    for (int64_t i = 0; i < s->mix_rows; i++)
-        take[order[i]] = 1;
+    if (!take)
+        return r1_err_set(R1_ENOMEM, "stage '%s': out of memory for the mix", s->cfg->name);
+    int rc = r1_mix_choose(s->mix, s->mix_rows, s->seed, R1_STREAM_USER + 0x6d6978ull, take);
     for (int64_t i = 0; i < s->n_mix && !rc; i++) {
         if (!take[i])
             continue;
-        char *text = r1_prompt_template_apply(s->cfg->data.template_, s->mix[i].prompt);
+        char *text = r1_prompt_template_apply(s->cfg->data.template_, s->mix->rows[i].prompt);
         if (!text) {
             rc = r1_err_wrap(R1_EINVAL, "stage '%s' mix row %" PRId64, s->cfg->name, i + 1);
             break;
         }
-        rc = ds_append(s, json_pack("{s:s, s:s, s:s, s:s}", "prompt", s->mix[i].prompt,
-                                    SFT_PROMPT_FIELD, text, "completion", s->mix[i].response,
-                                    "source", "mix"));
+        const struct r1_mix_row *mr = &s->mix->rows[i];
+        rc = ds_append(s, json_pack("{s:s, s:s, s:s, s:s}", "prompt", mr->prompt, SFT_PROMPT_FIELD,
+                                    text, "completion", mr->response, "source", "mix"));
         free(text);
     }
-out:
-    free(order);
     free(take);
     return rc;
 }
@@ -778,8 +675,8 @@ static int rs_evaluate(void *state, struct r1_stage_metrics *out)
     if (!s->eval || (s->phase == PHASE_GENERATE && s->cursor > 0))
         return 0;
     struct r1_eval_spec sp = {s->eval, EVAL_SAMPLES, s->rj->temperature, s->rj->top_p, (int)s->L,
-                              r1_rng_mix64(s->seed ^ 0x6576616cull), s->rj->rewards, s->rj->n_rewards,
-                              s->acc_default.name};
+                              r1_rng_mix64(s->seed ^ 0x6576616cull), s->rj->rewards,
+                              s->rj->n_rewards, s->acc_default.name};
     return r1_eval_generate(s->env.model, s->env.tok, &sp, out);
 }
 
@@ -915,8 +812,10 @@ static int rs_load(void *state, const char *dir)
     s->kept = kept;
     s->mix_rows = mix_rows;
     s->mix_wanted = mix_want;
-    for (int r = 1; r < R1_REJECT_N; r++)
-        s->rejected[r] = json_integer_value(json_object_get(rej, r1_reject_name((enum r1_reject)r)));
+    for (int r = 1; r < R1_REJECT_N; r++) {
+        const char *name = r1_reject_name((enum r1_reject)r);
+        s->rejected[r] = json_integer_value(json_object_get(rej, name));
+    }
     char want_sha[65];
     snprintf(want_sha, sizeof(want_sha), "%s", dsha);
     json_decref(o);
@@ -988,7 +887,7 @@ static void rs_free(void *state)
     r1_lm_stage_free(s->lm);
     r1_prompt_set_free(s->train);
     r1_prompt_set_free(s->eval);
-    mix_free(s->mix, s->n_mix);
+    r1_mix_free(s->mix);
     free(s->ds);
     free(s);
 }

@@ -8,10 +8,14 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
+#include "core/err.h"
 #include "stages/data/filters.h"
+#include "stages/data/mix.h"
 
 #define GOOD "<think>\nthree plus four is 7\n</think>\n<answer>\n7\n</answer>"
 
@@ -297,6 +301,51 @@ static void test_order(void **state)
     assert_int_equal(r1_filter_check(&c, &s, &kept), R1_REJECT_NONE);
 }
 
+/* The mix file (stages/data/mix.h): rows, a bad line named by number, the share of
+ * the dataset, and a seeded choice of exactly k rows. */
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void test_mix(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/r1-test-mix-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    struct r1_mix_set *m = NULL;
+    write_file(path, "{\"q\": \"a\", \"r\": \"1\"}\n\n{\"q\": \"b\", \"r\": \"2\"}\n"
+                     "{\"q\": \"c\", \"r\": \"3\"}\n{\"q\": \"d\", \"r\": \"4\"}\n");
+    assert_int_equal(r1_mix_load(&m, path, "q", "r"), 0);
+    assert_int_equal(m->n, 4);
+    assert_string_equal(m->rows[2].prompt, "c");
+    assert_string_equal(m->rows[3].response, "4");
+    /* ratio 0.2 of a dataset with 8 other rows: 8·0.2/0.8 = 2; 0.5 of 3: 3 */
+    assert_int_equal(r1_mix_wanted(0.2, 8), 2);
+    assert_int_equal(r1_mix_wanted(0.5, 3), 3);
+    assert_int_equal(r1_mix_wanted(0.0, 8), 0);
+    char take[4], again[4];
+    assert_int_equal(r1_mix_choose(m, 2, 7, 11, take), 0);
+    assert_int_equal(take[0] + take[1] + take[2] + take[3], 2);
+    assert_int_equal(r1_mix_choose(m, 2, 7, 11, again), 0);
+    assert_memory_equal(take, again, 4);
+    r1_mix_free(m);
+    m = NULL;
+    write_file(path, "{\"q\": \"a\", \"r\": \"1\"}\n{\"q\": \"b\"}\n");
+    assert_int_equal(r1_mix_load(&m, path, "q", "r"), R1_EINVAL);
+    assert_null(m);
+    assert_non_null(strstr(r1_err_last(), ":2: a field is missing"));
+    write_file(path, "\n");
+    assert_int_equal(r1_mix_load(&m, path, "q", "r"), R1_EINVAL);
+    assert_non_null(strstr(r1_err_last(), "no rows"));
+    unlink(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -306,7 +355,7 @@ int main(void)
         cmocka_unit_test(test_language),   cmocka_unit_test(test_code_block),
         cmocka_unit_test(test_paragraph),  cmocka_unit_test(test_similarity),
         cmocka_unit_test(test_duplicate),  cmocka_unit_test(test_quota),
-        cmocka_unit_test(test_order),
+        cmocka_unit_test(test_order),      cmocka_unit_test(test_mix),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
