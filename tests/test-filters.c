@@ -1,6 +1,7 @@
 /* test-filters.c - the rejection-sampling filters (stages/data/filters.h): every reason
  * on its own, the order in which they are checked (a sample failing several gets the
- * first), the names metrics use, and trigram similarity values worked out by hand. */
+ * first), the names metrics use, trigram similarity values worked out by hand, and the
+ * mix file (stages/data/mix.h). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
