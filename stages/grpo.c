@@ -107,22 +107,9 @@ static int grpo_validate(const struct r1_recipe *r, int index)
 {
     const struct r1_stage_cfg *s = &r->stages[index];
     const struct r1_grpo_cfg *g = &s->grpo;
-    if (!s->data.path && !s->data.generator)
-        return r1_err_set(R1_EINVAL, "%s: stage '%s' samples prompts: set data.path (JSONL with "
-                          "%s and %s) or data.generator", r->path, s->name, s->data.prompt_field,
-                          s->data.answer_field);
-    if (s->data.generator) {
-        struct r1_datagen *dg = NULL;
-        int rc = r1_datagen_parse(&dg, s->data.generator);
-        r1_datagen_free(dg);
-        if (rc)
-            return r1_err_wrap(rc, "%s: stage '%s' data.generator", r->path, s->name);
-    }
-    if (s->data.template_ && !r1_prompt_template_find(s->data.template_) &&
-        !strstr(s->data.template_, "{prompt}"))
-        return r1_err_set(R1_EINVAL, "%s: stage '%s' data.template '%s' is neither a template "
-                          "name (none, r1-zero) nor text containing {prompt}", r->path, s->name,
-                          s->data.template_);
+    int prc = r1_stage_check_prompt_data(r, index);
+    if (prc)
+        return prc;
     int64_t S = g->prompts_per_step * g->group_size;
     if (S % g->minibatches != 0)
         return r1_err_set(R1_EINVAL, "%s: stage '%s' grpo.minibatches (%" PRId64 ") must divide "

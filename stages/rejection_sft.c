@@ -129,25 +129,9 @@ static int rs_validate(const struct r1_recipe *r, int index)
         return r1_err_set(R1_EINVAL, "%s: stage '%s' (rejection_sft) makes its own dataset from "
                           "prompts: set data.path or data.generator instead of data.stage",
                           r->path, s->name);
-    if (!s->data.path && !s->data.generator)
-        return r1_err_set(R1_EINVAL, "%s: stage '%s' samples prompts: set data.path (JSONL with "
-                          "%s and %s) or data.generator", r->path, s->name, s->data.prompt_field,
-                          s->data.answer_field);
-    if (s->data.path && s->data.format != R1_DATA_JSONL)
-        return r1_err_set(R1_EINVAL, "%s: stage '%s' reads prompts as JSONL: set data.format to "
-                          "jsonl", r->path, s->name);
-    if (s->data.generator) {
-        struct r1_datagen *dg = NULL;
-        int rc = r1_datagen_parse(&dg, s->data.generator);
-        r1_datagen_free(dg);
-        if (rc)
-            return r1_err_wrap(rc, "%s: stage '%s' data.generator", r->path, s->name);
-    }
-    if (s->data.template_ && !r1_prompt_template_find(s->data.template_) &&
-        !strstr(s->data.template_, "{prompt}"))
-        return r1_err_set(R1_EINVAL, "%s: stage '%s' data.template '%s' is neither a template "
-                          "name (none, r1-zero) nor text containing {prompt}", r->path, s->name,
-                          s->data.template_);
+    int prc = r1_stage_check_prompt_data(r, index);
+    if (prc)
+        return prc;
     if (rj->source.kind == R1_SOURCE_GGUF)
         return r1_err_set(R1_EINVAL, "%s: stage '%s' rejection.source is a GGUF file (%s); "
                           "convert it to a Hugging Face directory first", r->path, s->name,

@@ -10,6 +10,8 @@
 #include "core/file.h"
 #include "core/hfdir.h"
 #include "core/optim.h"
+#include "stages/data/gen.h"
+#include "stages/data/prompts.h"
 
 extern const struct r1_stage_ops r1_lm_stage_ops;   /* stages/lm.c: pretrain and sft */
 extern const struct r1_stage_ops r1_grpo_stage_ops; /* stages/grpo.c */
@@ -66,4 +68,29 @@ int r1_stage_write_state(const char *dir, json_t *o)
     int rc = r1_file_write_atomic(path, text, strlen(text));
     free(text);
     return rc;
+}
+
+int r1_stage_check_prompt_data(const struct r1_recipe *r, int index)
+{
+    const struct r1_stage_cfg *s = &r->stages[index];
+    if (!s->data.path && !s->data.generator)
+        return r1_err_set(R1_EINVAL, "%s: stage '%s' samples prompts: set data.path (JSONL with "
+                          "%s and %s) or data.generator", r->path, s->name, s->data.prompt_field,
+                          s->data.answer_field);
+    if (s->data.path && s->data.format != R1_DATA_JSONL)
+        return r1_err_set(R1_EINVAL, "%s: stage '%s' reads prompts as JSONL: set data.format to "
+                          "jsonl", r->path, s->name);
+    if (s->data.generator) {
+        struct r1_datagen *dg = NULL;
+        int rc = r1_datagen_parse(&dg, s->data.generator);
+        r1_datagen_free(dg);
+        if (rc)
+            return r1_err_wrap(rc, "%s: stage '%s' data.generator", r->path, s->name);
+    }
+    if (s->data.template_ && !r1_prompt_template_find(s->data.template_) &&
+        !strstr(s->data.template_, "{prompt}"))
+        return r1_err_set(R1_EINVAL, "%s: stage '%s' data.template '%s' is neither a template "
+                          "name (none, r1-zero) nor text containing {prompt}", r->path, s->name,
+                          s->data.template_);
+    return 0;
 }

@@ -88,6 +88,11 @@ int r1_stage_load_weights(struct r1_model *m, struct r1_optim *opt, const char *
 struct json_t;
 int r1_stage_write_state(const char *dir, struct json_t *o);
 
+/* Checks the prompt data of a stage that samples (grpo, align, rejection_sft): data.path
+ * (JSONL) or data.generator (a valid spec), and data.template (a name or text with
+ * {prompt}).  R1_EINVAL naming the recipe file and the stage. */
+int r1_stage_check_prompt_data(const struct r1_recipe *r, int index);
+
 /* The stage table: the ops of a kind, or NULL when this r1 has no trainer for it. */
 const struct r1_stage_ops *r1_stage_ops_find(enum r1_stage_kind kind);
 
