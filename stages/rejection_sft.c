@@ -55,7 +55,6 @@
 
 #define GEN_SLOTS_MAX 64
 #define GEN_STEP_TOKENS 2048
-#define EVAL_SAMPLES 4
 #define STATE_FORMAT "r1-rejection-state-1"
 #define SFT_PROMPT_FIELD "prompt_text"
 
@@ -658,7 +657,7 @@ static int rs_evaluate(void *state, struct r1_stage_metrics *out)
      * then only while and after it trains */
     if (!s->eval || (s->phase == PHASE_GENERATE && s->cursor > 0))
         return 0;
-    struct r1_eval_spec sp = {s->eval, EVAL_SAMPLES, s->rj->temperature, s->rj->top_p, (int)s->L,
+    struct r1_eval_spec sp = {s->eval, 1, 0.0f, 1.0f, (int)s->L,
                               r1_rng_mix64(s->seed ^ 0x6576616cull), s->rj->rewards,
                               s->rj->n_rewards, s->acc_default.name};
     return r1_eval_generate(s->env.model, s->env.tok, &sp, out);
