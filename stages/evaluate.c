@@ -21,6 +21,21 @@ static void put(struct r1_stage_metrics *out, const char *key, double v)
     }
 }
 
+int r1_eval_prompts_load(struct r1_prompt_set **out, const struct r1_stage_env *env,
+                         uint64_t seed, int limit)
+{
+    const struct r1_stage_cfg *c = &env->recipe->stages[env->index];
+    *out = NULL;
+    if (!c->data.eval_path && !(c->data.generator && c->data.eval_size > 0))
+        return 0;
+    struct r1_prompt_spec ev = {c->data.eval_path, c->data.eval_path ? NULL : c->data.generator,
+                                c->data.eval_size, seed, R1_SPLIT_EVAL, c->data.prompt_field,
+                                c->data.answer_field, c->data.template_, limit,
+                                env->recipe->chat_template};
+    int rc = r1_prompt_set_load(out, &ev, env->tok);
+    return rc ? r1_err_wrap(rc, "stage '%s' evaluation prompts", c->name) : 0;
+}
+
 int r1_eval_generate(struct r1_model *m, const struct r1_tokenizer *tok,
                      const struct r1_eval_spec *sp, struct r1_stage_metrics *out)
 {

@@ -32,6 +32,13 @@ struct r1_eval_spec {
     const char *accuracy_reward; /* NULL: "accuracy"; its cfg is taken from rewards when listed */
 };
 
+/* The held-out prompts of the stage env names: data.eval_path, else data.generator's
+ * eval split of data.eval_size examples drawn with seed, read with the stage's prompt and
+ * answer fields, prompt template and the recipe's chat template; prompts longer than
+ * limit tokens (> 0) are an error.  *out is NULL when the stage has none. */
+int r1_eval_prompts_load(struct r1_prompt_set **out, const struct r1_stage_env *env,
+                         uint64_t seed, int limit);
+
 int r1_eval_generate(struct r1_model *m, const struct r1_tokenizer *tok,
                      const struct r1_eval_spec *spec, struct r1_stage_metrics *out);
 

@@ -185,19 +185,12 @@ static int load_prompts(struct grpo *s, const struct r1_stage_env *env)
         if (na)
             s->data[s->n_data++] = *ad;
     }
-    if (c->data.eval_path || (c->data.generator && c->data.eval_size > 0)) {
-        struct r1_prompt_spec ev = sp;
-        ev.path = c->data.eval_path;
-        ev.generator = c->data.eval_path ? NULL : c->data.generator;
-        ev.gen_n = c->data.eval_size;
-        ev.split = R1_SPLIT_EVAL;
-        if ((rc = r1_prompt_set_load(&s->eval, &ev, s->tok)))
-            return r1_err_wrap(rc, "stage '%s' evaluation prompts", c->name);
-        if (c->data.eval_path) {
-            slash = strrchr(c->data.eval_path, '/');
-            s->data[s->n_data++] = (struct r1_data_hash){slash ? slash + 1 : c->data.eval_path,
-                                                         s->eval->sha256};
-        }
+    if ((rc = r1_eval_prompts_load(&s->eval, env, s->seed, limit)))
+        return rc;
+    if (s->eval && c->data.eval_path) {
+        slash = strrchr(c->data.eval_path, '/');
+        s->data[s->n_data++] = (struct r1_data_hash){slash ? slash + 1 : c->data.eval_path,
+                                                     s->eval->sha256};
     }
     return 0;
 }

@@ -228,23 +228,11 @@ static int lm_validate(const struct r1_recipe *r, int index)
 static int load_eval(struct lm_adapter *a, const struct r1_stage_env *env, uint64_t seed)
 {
     const struct r1_stage_cfg *s = &env->recipe->stages[env->index];
-    if (s->kind != R1_STAGE_SFT ||
-        !(s->data.eval_path || (s->data.generator && s->data.eval_size > 0)))
+    if (s->kind != R1_STAGE_SFT)
         return 0;
-    struct r1_prompt_spec ev;
-    memset(&ev, 0, sizeof(ev));
-    ev.path = s->data.eval_path;
-    ev.generator = s->data.eval_path ? NULL : s->data.generator;
-    ev.gen_n = s->data.eval_size;
-    ev.gen_seed = seed;
-    ev.split = R1_SPLIT_EVAL;
-    ev.prompt_field = s->data.prompt_field;
-    ev.answer_field = s->data.answer_field;
-    ev.template_ = s->data.template_;
-    ev.chat_template = env->recipe->chat_template;
-    int rc = r1_prompt_set_load(&a->eval, &ev, env->tok);
-    if (rc)
-        return r1_err_wrap(rc, "stage '%s' evaluation prompts", s->name);
+    int rc = r1_eval_prompts_load(&a->eval, env, seed, 0);
+    if (rc || !a->eval)
+        return rc;
     /* room to answer: within the stage's rows and the model's positions */
     int room = (int)s->seq_len < env->model->cfg.max_seq_len ? (int)s->seq_len
                                                               : env->model->cfg.max_seq_len;

@@ -197,22 +197,12 @@ static int rs_init(void **state, const struct r1_stage_env *env)
     s->data[0] = (struct r1_data_hash){c->data.path ? base_name(c->data.path) : c->data.generator,
                                        s->train->sha256};
     s->n_data = 1;
-    if (c->data.eval_path || (c->data.generator && c->data.eval_size > 0)) {
-        int limit = env->model->cfg.max_seq_len - (int)s->L;
-        struct r1_prompt_spec ev = sp;
-        ev.path = c->data.eval_path;
-        ev.generator = c->data.eval_path ? NULL : c->data.generator;
-        ev.gen_n = c->data.eval_size;
-        ev.split = R1_SPLIT_EVAL;
-        ev.max_prompt_tokens = limit > 0 ? limit : 1;
-        if ((rc = r1_prompt_set_load(&s->eval, &ev, env->tok))) {
-            rc = r1_err_wrap(rc, "stage '%s' evaluation prompts", c->name);
-            goto fail;
-        }
-        if (c->data.eval_path)
-            s->data[s->n_data++] = (struct r1_data_hash){base_name(c->data.eval_path),
-                                                         s->eval->sha256};
-    }
+    int limit = env->model->cfg.max_seq_len - (int)s->L;
+    if ((rc = r1_eval_prompts_load(&s->eval, env, s->seed, limit > 0 ? limit : 1)))
+        goto fail;
+    if (s->eval && c->data.eval_path)
+        s->data[s->n_data++] = (struct r1_data_hash){base_name(c->data.eval_path),
+                                                     s->eval->sha256};
     if (s->rj->mix_path) {
         if ((rc = r1_mix_load(&s->mix, s->rj->mix_path, s->rj->mix_prompt_field,
                               s->rj->mix_response_field)))
