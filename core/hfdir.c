@@ -129,6 +129,17 @@ int r1_model_config_load_json(struct r1_model_config *c, const char *path)
         }
         c->num_labels = 1;
     }
+    /* Mistral / Qwen2 sliding-window attention: r1 attends to the whole context, which
+     * is the same thing only when the window is off or covers the context */
+    json_t *sw = json_object_get(root, "sliding_window"), *use_sw =
+        json_object_get(root, "use_sliding_window");
+    if (json_is_integer(sw) && json_integer_value(sw) < c->max_seq_len &&
+        !(use_sw && json_is_false(use_sw))) {
+        rc = r1_err_set(R1_EFORMAT, "%s: sliding_window %lld is shorter than the context (%d); "
+                        "r1 has no sliding-window attention", path,
+                        (long long)json_integer_value(sw), c->max_seq_len);
+        goto out;
+    }
     json_t *rs = json_object_get(root, "rope_scaling");
     if (rs && !json_is_null(rs)) {
         rc = r1_err_set(R1_EFORMAT, "%s: rope_scaling is set; r1 supports plain RoPE only", path);
@@ -166,7 +177,9 @@ int r1_model_config_save_json(const struct r1_model_config *c, const char *path,
     if (!qwen)
         json_object_set_new(o, "attention_bias", json_boolean(c->qkv_bias));
     json_object_set_new(o, "hidden_act", json_string("silu"));
-    json_object_set_new(o, "torch_dtype", json_string(dtype == R1_BF16 ? "bfloat16" : "float32"));
+    json_object_set_new(o, "torch_dtype", json_string(dtype == R1_BF16   ? "bfloat16"
+                                                       : dtype == R1_F16 ? "float16"
+                                                                         : "float32"));
     if (c->bos_id >= 0)
         json_object_set_new(o, "bos_token_id", json_integer(c->bos_id));
     if (c->eos_id >= 0)
@@ -200,8 +213,8 @@ int r1_model_config_save_json(const struct r1_model_config *c, const char *path,
 
 int r1_model_save_safetensors(const struct r1_model *m, const char *path, enum r1_dtype dtype)
 {
-    if (dtype != R1_F32 && dtype != R1_BF16)
-        return r1_err_set(R1_EINVAL, "%s: weights can be saved as F32 or BF16", path);
+    if (dtype != R1_F32 && dtype != R1_BF16 && dtype != R1_F16)
+        return r1_err_set(R1_EINVAL, "%s: weights can be saved as F32, BF16 or F16", path);
     struct r1_st_writer *w = NULL;
     float *host = malloc(m->params.cap);
     if (!host)
@@ -226,8 +239,8 @@ out:
 int r1_hfdir_save(const struct r1_model *m, const char *dir, enum r1_dtype dtype)
 {
     char path[4096];
-    if (dtype != R1_F32 && dtype != R1_BF16)
-        return r1_err_set(R1_EINVAL, "%s: weights can be saved as F32 or BF16", dir);
+    if (dtype != R1_F32 && dtype != R1_BF16 && dtype != R1_F16)
+        return r1_err_set(R1_EINVAL, "%s: weights can be saved as F32, BF16 or F16", dir);
     if (mkdir(dir, 0777) != 0 && errno != EEXIST)
         return r1_err_set(R1_EIO, "%s: cannot create directory (%s)", dir, strerror(errno));
     snprintf(path, sizeof(path), "%s/config.json", dir);
@@ -238,23 +251,34 @@ int r1_hfdir_save(const struct r1_model *m, const char *dir, enum r1_dtype dtype
     return r1_model_save_safetensors(m, path, dtype);
 }
 
-int r1_model_load_safetensors(struct r1_model *m, const char *path)
+/* Loads every parameter of m from files[0..n): from files[0] when weight_map is NULL,
+ * else from the file weight_map names for it (what: the file or index, for messages). */
+static int load_params(struct r1_model *m, const char *what, struct r1_st_file **files,
+                       const char *const *names, int n, json_t *weight_map)
 {
-    struct r1_st_file *f = NULL;
-    int rc = r1_st_open(&f, path);
-    if (rc)
-        return rc;
+    int rc = 0;
     float *host = calloc(1, m->params.cap);
-    if (!host) {
-        r1_st_close(f);
-        return r1_err_set(R1_ENOMEM, "%s: out of host memory", path);
-    }
+    if (!host)
+        return r1_err_set(R1_ENOMEM, "%s: out of host memory", what);
     for (int i = 0; i < m->n_tensors; i++) {
         const struct r1_param *p = &m->tensors[i];
+        struct r1_st_file *f = files[0];
+        if (weight_map) {
+            const char *fname = json_string_value(json_object_get(weight_map, p->name));
+            f = NULL;
+            for (int k = 0; fname && k < n && !f; k++)
+                if (strcmp(names[k], fname) == 0)
+                    f = files[k];
+            if (!f) {
+                rc = r1_err_set(R1_EFORMAT, "%s: weight_map has no file for tensor '%s'; the "
+                                "weights do not match config.json", what, p->name);
+                goto out;
+            }
+        }
         const struct r1_st_entry *e = r1_st_find(f, p->name);
         if (!e) {
             rc = r1_err_set(R1_EFORMAT, "%s: tensor '%s' is missing; the weights do not match "
-                            "config.json", path, p->name);
+                            "config.json", f->path, p->name);
             goto out;
         }
         int same = e->ndim == p->w.ndim;
@@ -262,7 +286,7 @@ int r1_model_load_safetensors(struct r1_model *m, const char *path)
             same = e->shape[d] == p->w.shape[d];
         if (!same) {
             rc = r1_err_set(R1_EFORMAT, "%s: tensor '%s' has a shape that does not match "
-                            "config.json", path, p->name);
+                            "config.json", f->path, p->name);
             goto out;
         }
         float *dst = host + ((float *)p->w.data - m->param_mem);
@@ -272,7 +296,74 @@ int r1_model_load_safetensors(struct r1_model *m, const char *path)
     m->be->ops->upload(m->be->ctx, m->param_mem, host, m->params.cap);
 out:
     free(host);
+    return rc;
+}
+
+int r1_model_load_safetensors(struct r1_model *m, const char *path)
+{
+    struct r1_st_file *f = NULL;
+    int rc = r1_st_open(&f, path);
+    if (rc)
+        return rc;
+    rc = load_params(m, path, &f, &path, 1, NULL);
     r1_st_close(f);
+    return rc;
+}
+
+int r1_model_load_safetensors_index(struct r1_model *m, const char *index_path)
+{
+    json_error_t jerr;
+    json_t *root = json_load_file(index_path, 0, &jerr);
+    if (!root)
+        return r1_err_set(R1_EFORMAT, "%s:%d: bad JSON: %s", index_path, jerr.line, jerr.text);
+    json_t *wm = json_object_get(root, "weight_map");
+    int rc = 0, n = 0;
+    size_t cap = json_is_object(wm) ? json_object_size(wm) : 0;
+    struct r1_st_file **files = calloc(cap + 1, sizeof(*files));
+    const char **names = calloc(cap + 1, sizeof(*names));
+    char dir[4096], path[8192];
+    snprintf(dir, sizeof(dir), "%s", index_path);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        slash[1] = '\0';
+    else
+        dir[0] = '\0';
+    if (!files || !names) {
+        rc = r1_err_set(R1_ENOMEM, "%s: out of memory", index_path);
+        goto out;
+    }
+    if (!json_is_object(wm) || cap == 0) {
+        rc = r1_err_set(R1_EFORMAT, "%s: no \"weight_map\" object; not a safetensors index",
+                        index_path);
+        goto out;
+    }
+    const char *key;
+    json_t *val;
+    json_object_foreach(wm, key, val) {
+        const char *fname = json_string_value(val);
+        if (!fname || !*fname || strchr(fname, '/') || strcmp(fname, "..") == 0) {
+            rc = r1_err_set(R1_EFORMAT, "%s: weight_map entry '%s' must name a file in the same "
+                            "directory", index_path, key);
+            goto out;
+        }
+        int k = 0;
+        while (k < n && strcmp(names[k], fname) != 0)
+            k++;
+        if (k < n)
+            continue;
+        snprintf(path, sizeof(path), "%s%s", dir, fname);
+        names[n] = fname;
+        if ((rc = r1_st_open(&files[n], path)))
+            goto out;
+        n++;
+    }
+    rc = load_params(m, index_path, files, names, n, wm);
+out:
+    for (int k = 0; k < n; k++)
+        r1_st_close(files[k]);
+    free(files);
+    free(names);
+    json_decref(root);
     return rc;
 }
 
@@ -288,7 +379,18 @@ int r1_hfdir_load(struct r1_model **out, struct r1_backend *be, const char *dir)
     if ((rc = r1_model_create(&m, &c, be)))
         return rc;
     snprintf(path, sizeof(path), "%s/model.safetensors", dir);
-    if ((rc = r1_model_load_safetensors(m, path))) {
+    if (access(path, F_OK) == 0) {
+        rc = r1_model_load_safetensors(m, path);
+    } else {
+        snprintf(path, sizeof(path), "%s/model.safetensors.index.json", dir);
+        if (access(path, F_OK) == 0)
+            rc = r1_model_load_safetensors_index(m, path);
+        else
+            rc = r1_err_set(R1_EFORMAT, "%s: neither model.safetensors nor "
+                            "model.safetensors.index.json is there; not a model directory",
+                            dir);
+    }
+    if (rc) {
         r1_model_free(m);
         return rc;
     }
