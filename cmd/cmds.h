@@ -13,6 +13,7 @@ int cmd_verify(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_log(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
 int cmd_data(int argc, char **argv);
 
 /* Prints "r1 CMD: <last error>" and returns the exit status for code. */

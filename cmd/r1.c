@@ -23,6 +23,7 @@ static const struct cmd commands[] = {
     {"status", cmd_status, "show each stage of a run: state, step, checkpoint, loss"},
     {"log", cmd_log, "list a run's checkpoints from its ledger, newest first"},
     {"export", cmd_export, "write a stage's newest checkpoint as a Hugging Face model dir"},
+    {"convert", cmd_convert, "convert a GGUF file or HF model dir into an HF model dir"},
     {"sample", cmd_sample, "generate text from a model"},
     {"recipe", cmd_recipe, "check, show or list the keys of a recipe"},
     {"verify", cmd_verify, "re-hash a run's checkpoints against its ledger"},
