@@ -30,9 +30,9 @@ static int parse_size(const char *s, uint64_t *out)
     static const struct {
         const char *unit;
         double mult;
-    } units[] = {{"", 1},       {"B", 1},          {"KB", 1e3},          {"MB", 1e6},
-                 {"GB", 1e9},   {"TB", 1e12},      {"KiB", 1024.0},      {"MiB", 1048576.0},
-                 {"GiB", 1073741824.0}};
+    } units[] = {{"", 1},         {"B", 1},           {"KB", 1e3},
+                 {"MB", 1e6},     {"GB", 1e9},        {"TB", 1e12},
+                 {"KiB", 1024.0}, {"MiB", 1048576.0}, {"GiB", 1073741824.0}};
     for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
         if (strcasecmp(end, units[i].unit) == 0) {
             double b = v * units[i].mult;
@@ -48,8 +48,9 @@ int cmd_convert(int argc, char **argv)
 {
     const char *dtype = "f32", *shard = "5GB";
     const struct r1_option opts[] = {
-        {R1_OPT_STRING, "dtype", 0, &dtype, "T", "weight dtype written: f32, bf16 or f16 "
-                                                 "(default f32)"},
+        {R1_OPT_STRING, "dtype", 0, &dtype, "T",
+         "weight dtype written: f32, bf16 or f16 "
+         "(default f32)"},
         {R1_OPT_STRING, "max-shard-size", 0, &shard, "SIZE",
          "shard the weights into files of at most SIZE (e.g. 2GB, 500MB; default 5GB)"},
         {R1_OPT_END, NULL, 0, NULL, NULL, NULL},
@@ -83,8 +84,10 @@ int cmd_convert(int argc, char **argv)
         return 2;
     }
     if (parse_size(shard, &wo.max_shard_bytes) != 0) {
-        fprintf(stderr, "r1 convert: --max-shard-size '%s' is not a size such as 5GB or "
-                        "500MB\n", shard);
+        fprintf(stderr,
+                "r1 convert: --max-shard-size '%s' is not a size such as 5GB or "
+                "500MB\n",
+                shard);
         return 2;
     }
     struct stat st;
@@ -116,8 +119,10 @@ int cmd_convert(int argc, char **argv)
             goto out;
     }
     if (!mkdtemp(tmp)) {
-        rc = r1_err_set(R1_EIO, "%s: cannot create (%s); OUT's parent directory must exist and "
-                        "be writable", tmp, strerror(errno));
+        rc = r1_err_set(R1_EIO,
+                        "%s: cannot create (%s); OUT's parent directory must exist and "
+                        "be writable",
+                        tmp, strerror(errno));
         goto out;
     }
     made = true;
@@ -134,8 +139,9 @@ int cmd_convert(int argc, char **argv)
     }
     made = false;
     printf("%s: %s model, %d layers, %lld parameters, %s weights\n", out,
-           m->cfg.arch == R1_ARCH_QWEN2 ? "qwen2" : m->cfg.arch == R1_ARCH_MISTRAL ? "mistral"
-                                                                                 : "llama",
+           m->cfg.arch == R1_ARCH_QWEN2     ? "qwen2"
+           : m->cfg.arch == R1_ARCH_MISTRAL ? "mistral"
+                                            : "llama",
            m->cfg.n_layers, (long long)m->n_params, dtype);
 out:
     if (made)

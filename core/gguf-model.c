@@ -106,8 +106,10 @@ int r1_gguf_model_config(struct r1_model_config *c, const struct r1_gguf *g)
     else if (strcmp(arch, "qwen2") == 0)
         c->arch = R1_ARCH_QWEN2;
     else
-        return r1_err_set(R1_EFORMAT, "%s: general.architecture is '%s'; r1 reads llama and "
-                          "qwen2 GGUF models", g->path, arch);
+        return r1_err_set(R1_EFORMAT,
+                          "%s: general.architecture is '%s'; r1 reads llama and "
+                          "qwen2 GGUF models",
+                          g->path, arch);
     c->rms_eps = 1e-5f;
     c->rope_theta = 10000.0f;
     c->max_seq_len = 2048;
@@ -126,18 +128,23 @@ int r1_gguf_model_config(struct r1_model_config *c, const struct r1_gguf *g)
         return rc;
     if (c->n_kv_heads == 0)
         c->n_kv_heads = c->n_heads;
+    /* RoPE tables cover max_seq_len positions (8 bytes per position and rotary pair); a
+     * KV cache is sized by its caller, so the full context costs little */
+    if (c->max_seq_len > (1 << 20))
+        c->max_seq_len = 1 << 20;
     if (c->head_dim == 0 && c->n_heads > 0)
         c->head_dim = c->hidden_size / c->n_heads;
     if (rope_dims != 0 && rope_dims != c->head_dim)
-        return r1_err_set(R1_EFORMAT, "%s: %s.rope.dimension_count is %d but heads have %d "
-                          "dimensions; r1 rotates whole heads only", g->path, arch, rope_dims,
-                          c->head_dim);
+        return r1_err_set(R1_EFORMAT,
+                          "%s: %s.rope.dimension_count is %d but heads have %d "
+                          "dimensions; r1 rotates whole heads only",
+                          g->path, arch, rope_dims, c->head_dim);
     char key[128];
     snprintf(key, sizeof(key), "%s.rope.scaling.type", arch);
     const char *scaling;
     if (r1_gguf_has(g, key) && !r1_gguf_get_str(g, key, &scaling) && strcmp(scaling, "none"))
-        return r1_err_set(R1_EFORMAT, "%s: %s is '%s'; r1 supports plain RoPE only", g->path,
-                          key, scaling);
+        return r1_err_set(R1_EFORMAT, "%s: %s is '%s'; r1 supports plain RoPE only", g->path, key,
+                          scaling);
     if (c->vocab_size == 0) {
         struct r1_gguf_array toks;
         if (r1_gguf_has(g, "tokenizer.ggml.tokens")) {
@@ -156,8 +163,10 @@ int r1_gguf_model_config(struct r1_model_config *c, const struct r1_gguf *g)
     c->tie_embeddings = r1_gguf_find_tensor(g, "output.weight") == NULL;
     c->qkv_bias = r1_gguf_find_tensor(g, "blk.0.attn_q.bias") != NULL;
     if (c->arch == R1_ARCH_QWEN2 && !c->qkv_bias)
-        return r1_err_set(R1_EFORMAT, "%s: a qwen2 model without blk.0.attn_q.bias; the file "
-                          "is incomplete", g->path);
+        return r1_err_set(R1_EFORMAT,
+                          "%s: a qwen2 model without blk.0.attn_q.bias; the file "
+                          "is incomplete",
+                          g->path);
     c->num_labels = 0;
     if ((rc = r1_model_config_check(c)))
         return r1_err_wrap(R1_EFORMAT, "%s: metadata", g->path);
@@ -178,8 +187,8 @@ static void unpermute_rows(float *w, int64_t rows, int64_t cols, int D, float *t
     }
 }
 
-static int load_tensor(const struct r1_gguf *g, const struct r1_param *p, float *dst,
-                       bool permute, int D, float *tmp)
+static int load_tensor(const struct r1_gguf *g, const struct r1_param *p, float *dst, bool permute,
+                       int D, float *tmp)
 {
     char gname[128];
     int rc = r1_gguf_name_from_hf(gname, sizeof(gname), p->name);
@@ -187,8 +196,10 @@ static int load_tensor(const struct r1_gguf *g, const struct r1_param *p, float 
         return r1_err_wrap(rc, "%s", g->path);
     const struct r1_gguf_tensor *t = r1_gguf_find_tensor(g, gname);
     if (!t)
-        return r1_err_set(R1_EFORMAT, "%s: tensor '%s' (%s) is missing; the metadata promise "
-                          "a model the tensors do not hold", g->path, gname, p->name);
+        return r1_err_set(R1_EFORMAT,
+                          "%s: tensor '%s' (%s) is missing; the metadata promise "
+                          "a model the tensors do not hold",
+                          g->path, gname, p->name);
     /* HF (out, in) is GGUF ne = {in, out} */
     bool same = t->ndim == p->w.ndim;
     for (int d = 0; same && d < p->w.ndim; d++)
@@ -240,9 +251,11 @@ int r1_gguf_load_weights(struct r1_model *m, const struct r1_gguf *g)
                     strcmp(gname, g->tensors[i].name) == 0;
         }
         if (!known) {
-            rc = r1_err_set(R1_EFORMAT, "%s: tensor '%s' is not part of a %s model r1 builds "
-                            "from the metadata; r1 cannot use this model", g->path,
-                            g->tensors[i].name, c->arch == R1_ARCH_QWEN2 ? "qwen2" : "llama");
+            rc = r1_err_set(R1_EFORMAT,
+                            "%s: tensor '%s' is not part of a %s model r1 builds "
+                            "from the metadata; r1 cannot use this model",
+                            g->path, g->tensors[i].name,
+                            c->arch == R1_ARCH_QWEN2 ? "qwen2" : "llama");
             goto out;
         }
     }

@@ -43,17 +43,27 @@ int r1_ggml_block_size(int type)
 size_t r1_ggml_block_bytes(int type)
 {
     switch (type) {
-    case R1_GGML_F32: return 4;
+    case R1_GGML_F32:
+        return 4;
     case R1_GGML_F16:
-    case R1_GGML_BF16: return 2;
-    case R1_GGML_Q4_0: return 2 + 16;          /* d, 32 nibbles */
-    case R1_GGML_Q4_1: return 2 + 2 + 16;      /* d, m, 32 nibbles */
-    case R1_GGML_Q5_0: return 2 + 4 + 16;      /* d, fifth bits, nibbles */
-    case R1_GGML_Q5_1: return 2 + 2 + 4 + 16;  /* d, m, fifth bits, nibbles */
-    case R1_GGML_Q8_0: return 2 + 32;          /* d, 32 int8 */
-    case R1_GGML_Q4_K: return 2 + 2 + 12 + 128; /* d, dmin, 8 packed 6-bit scale/min, nibbles */
-    case R1_GGML_Q6_K: return 128 + 64 + 16 + 2; /* low nibbles, high 2 bits, int8 scales, d */
-    default: return 0;
+    case R1_GGML_BF16:
+        return 2;
+    case R1_GGML_Q4_0:
+        return 2 + 16; /* d, 32 nibbles */
+    case R1_GGML_Q4_1:
+        return 2 + 2 + 16; /* d, m, 32 nibbles */
+    case R1_GGML_Q5_0:
+        return 2 + 4 + 16; /* d, fifth bits, nibbles */
+    case R1_GGML_Q5_1:
+        return 2 + 2 + 4 + 16; /* d, m, fifth bits, nibbles */
+    case R1_GGML_Q8_0:
+        return 2 + 32; /* d, 32 int8 */
+    case R1_GGML_Q4_K:
+        return 2 + 2 + 12 + 128; /* d, dmin, 8 packed 6-bit scale/min, nibbles */
+    case R1_GGML_Q6_K:
+        return 128 + 64 + 16 + 2; /* low nibbles, high 2 bits, int8 scales, d */
+    default:
+        return 0;
     }
 }
 
@@ -152,11 +162,10 @@ int r1_ggml_dequantize(int type, const void *src, float *dst, int64_t n)
 {
     int bs = r1_ggml_block_size(type);
     if (bs == 0)
-        return r1_err_set(R1_EFORMAT, "ggml type %s cannot be read by r1",
-                          r1_ggml_type_name(type));
+        return r1_err_set(R1_EFORMAT, "ggml type %s cannot be read by r1", r1_ggml_type_name(type));
     if (n % bs != 0)
-        return r1_err_set(R1_EINVAL, "%lld elements are not whole %s blocks of %d",
-                          (long long)n, r1_ggml_type_name(type), bs);
+        return r1_err_set(R1_EINVAL, "%lld elements are not whole %s blocks of %d", (long long)n,
+                          r1_ggml_type_name(type), bs);
     const uint8_t *s = src;
     size_t bb = r1_ggml_block_bytes(type);
     int64_t nb = n / bs;

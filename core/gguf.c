@@ -45,8 +45,14 @@ static int take(struct cursor *c, void *dst, uint64_t n)
     return 0;
 }
 
-static int take_u32(struct cursor *c, uint32_t *v) { return take(c, v, 4); }
-static int take_u64(struct cursor *c, uint64_t *v) { return take(c, v, 8); }
+static int take_u32(struct cursor *c, uint32_t *v)
+{
+    return take(c, v, 4);
+}
+static int take_u64(struct cursor *c, uint64_t *v)
+{
+    return take(c, v, 8);
+}
 
 /* A GGUF string as a malloc'd NUL-terminated copy; *len (may be NULL) its length. */
 static int take_str(struct cursor *c, char **out, uint64_t *len, uint64_t max)
@@ -62,8 +68,8 @@ static int take_str(struct cursor *c, char **out, uint64_t *len, uint64_t max)
                           c->path, c->what, (unsigned long long)n, (unsigned long long)c->pos,
                           (unsigned long long)c->size);
     if (n > max)
-        return r1_err_set(R1_EFORMAT, "%s: %s: a string of %llu bytes is longer than %llu",
-                          c->path, c->what, (unsigned long long)n, (unsigned long long)max);
+        return r1_err_set(R1_EFORMAT, "%s: %s: a string of %llu bytes is longer than %llu", c->path,
+                          c->what, (unsigned long long)n, (unsigned long long)max);
     char *s = malloc(n + 1);
     if (!s)
         return r1_err_set(R1_ENOMEM, "%s: out of memory reading %s", c->path, c->what);
@@ -94,26 +100,65 @@ static bool is_signed_type(enum r1_gguf_type t)
 static void decode_scalar(struct r1_gguf_kv *kv, enum r1_gguf_type t, const uint8_t *b)
 {
     switch (t) {
-    case R1_GGUF_U8: kv->v.u = b[0]; break;
-    case R1_GGUF_I8: kv->v.i = (int8_t)b[0]; break;
-    case R1_GGUF_BOOL: kv->v.u = b[0] != 0; break;
-    case R1_GGUF_U16: { uint16_t x; memcpy(&x, b, 2); kv->v.u = x; break; }
-    case R1_GGUF_I16: { int16_t x; memcpy(&x, b, 2); kv->v.i = x; break; }
-    case R1_GGUF_U32: { uint32_t x; memcpy(&x, b, 4); kv->v.u = x; break; }
-    case R1_GGUF_I32: { int32_t x; memcpy(&x, b, 4); kv->v.i = x; break; }
-    case R1_GGUF_F32: { float x; memcpy(&x, b, 4); kv->v.f = x; break; }
-    case R1_GGUF_U64: memcpy(&kv->v.u, b, 8); break;
-    case R1_GGUF_I64: memcpy(&kv->v.i, b, 8); break;
-    case R1_GGUF_F64: memcpy(&kv->v.f, b, 8); break;
-    default: break;
+    case R1_GGUF_U8:
+        kv->v.u = b[0];
+        break;
+    case R1_GGUF_I8:
+        kv->v.i = (int8_t)b[0];
+        break;
+    case R1_GGUF_BOOL:
+        kv->v.u = b[0] != 0;
+        break;
+    case R1_GGUF_U16: {
+        uint16_t x;
+        memcpy(&x, b, 2);
+        kv->v.u = x;
+        break;
+    }
+    case R1_GGUF_I16: {
+        int16_t x;
+        memcpy(&x, b, 2);
+        kv->v.i = x;
+        break;
+    }
+    case R1_GGUF_U32: {
+        uint32_t x;
+        memcpy(&x, b, 4);
+        kv->v.u = x;
+        break;
+    }
+    case R1_GGUF_I32: {
+        int32_t x;
+        memcpy(&x, b, 4);
+        kv->v.i = x;
+        break;
+    }
+    case R1_GGUF_F32: {
+        float x;
+        memcpy(&x, b, 4);
+        kv->v.f = x;
+        break;
+    }
+    case R1_GGUF_U64:
+        memcpy(&kv->v.u, b, 8);
+        break;
+    case R1_GGUF_I64:
+        memcpy(&kv->v.i, b, 8);
+        break;
+    case R1_GGUF_F64:
+        memcpy(&kv->v.f, b, 8);
+        break;
+    default:
+        break;
     }
 }
 
 static int bad_type(const struct cursor *c, uint32_t t)
 {
-    return r1_err_set(R1_EFORMAT, "%s: %s: unknown value type %u at byte %llu; the file is "
-                      "corrupt or from a newer GGUF version", c->path, c->what, t,
-                      (unsigned long long)(c->pos - 4));
+    return r1_err_set(R1_EFORMAT,
+                      "%s: %s: unknown value type %u at byte %llu; the file is "
+                      "corrupt or from a newer GGUF version",
+                      c->path, c->what, t, (unsigned long long)(c->pos - 4));
 }
 
 /* Skips a nested array (arrays of arrays are legal but nothing r1 reads uses them). */
@@ -230,11 +275,11 @@ out:
 const char *r1_ggml_type_name(int type)
 {
     static const char *const names[] = {
-        "F32",   "F16",     "Q4_0",    "Q4_1",   "Q4_2",  "Q4_3",   "Q5_0",   "Q5_1",
-        "Q8_0",  "Q8_1",    "Q2_K",    "Q3_K",   "Q4_K",  "Q5_K",   "Q6_K",   "Q8_K",
-        "IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S", "IQ4_NL", "IQ3_S", "IQ2_S",  "IQ4_XS",
-        "I8",    "I16",     "I32",     "I64",    "F64",   "IQ1_M",  "BF16",   "Q4_0_4_4",
-        "Q4_0_4_8", "Q4_0_8_8", "TQ1_0", "TQ2_0",
+        "F32",      "F16",      "Q4_0",    "Q4_1",  "Q4_2",   "Q4_3",  "Q5_0",  "Q5_1",
+        "Q8_0",     "Q8_1",     "Q2_K",    "Q3_K",  "Q4_K",   "Q5_K",  "Q6_K",  "Q8_K",
+        "IQ2_XXS",  "IQ2_XS",   "IQ3_XXS", "IQ1_S", "IQ4_NL", "IQ3_S", "IQ2_S", "IQ4_XS",
+        "I8",       "I16",      "I32",     "I64",   "F64",    "IQ1_M", "BF16",  "Q4_0_4_4",
+        "Q4_0_4_8", "Q4_0_8_8", "TQ1_0",   "TQ2_0",
     };
     static _Thread_local char buf[32];
     if (type >= 0 && (size_t)type < sizeof(names) / sizeof(names[0]))
@@ -261,16 +306,19 @@ static int check_tensor_info(struct cursor *c, struct r1_gguf_tensor *t, const u
     for (int d = 0; d < R1_GGUF_MAX_DIMS; d++) {
         uint64_t v = d < (int)ndim ? dims[d] : 1;
         if (v == 0 || v > ((uint64_t)1 << 40) || numel > (((uint64_t)1 << 42) / v))
-            return r1_err_set(R1_EFORMAT, "%s: tensor '%s': dimension %d is %llu; the file is "
-                              "corrupt", c->path, t->name, d, (unsigned long long)v);
+            return r1_err_set(R1_EFORMAT,
+                              "%s: tensor '%s': dimension %d is %llu; the file is "
+                              "corrupt",
+                              c->path, t->name, d, (unsigned long long)v);
         numel *= v;
         t->ne[d] = (int64_t)v;
     }
     int bs = r1_ggml_block_size((int)type);
     if (t->ne[0] % bs != 0)
-        return r1_err_set(R1_EFORMAT, "%s: tensor '%s': rows of %lld elements are not whole "
-                          "%s blocks of %d", c->path, t->name, (long long)t->ne[0],
-                          r1_ggml_type_name((int)type), bs);
+        return r1_err_set(R1_EFORMAT,
+                          "%s: tensor '%s': rows of %lld elements are not whole "
+                          "%s blocks of %d",
+                          c->path, t->name, (long long)t->ne[0], r1_ggml_type_name((int)type), bs);
     t->nbytes = numel / (uint64_t)bs * r1_ggml_block_bytes((int)type);
     return 0;
 }
@@ -294,15 +342,19 @@ static int check_layout(struct r1_gguf *g)
         struct r1_gguf_tensor *t = &g->tensors[i];
         order[i] = t;
         if (t->offset % g->alignment != 0) {
-            rc = r1_err_set(R1_EFORMAT, "%s: tensor '%s': offset %llu is not a multiple of the "
-                            "alignment %llu; the file is corrupt", g->path, t->name,
-                            (unsigned long long)t->offset, (unsigned long long)g->alignment);
+            rc = r1_err_set(R1_EFORMAT,
+                            "%s: tensor '%s': offset %llu is not a multiple of the "
+                            "alignment %llu; the file is corrupt",
+                            g->path, t->name, (unsigned long long)t->offset,
+                            (unsigned long long)g->alignment);
             goto out;
         }
         if (t->offset > data_size || t->nbytes > data_size - t->offset) {
-            rc = r1_err_set(R1_EFORMAT, "%s: tensor '%s' (%llu bytes at data offset %llu) runs "
+            rc = r1_err_set(R1_EFORMAT,
+                            "%s: tensor '%s' (%llu bytes at data offset %llu) runs "
                             "past the end of the file (%llu data bytes); the file is truncated "
-                            "or corrupt", g->path, t->name, (unsigned long long)t->nbytes,
+                            "or corrupt",
+                            g->path, t->name, (unsigned long long)t->nbytes,
                             (unsigned long long)t->offset, (unsigned long long)data_size);
             goto out;
         }
@@ -311,9 +363,11 @@ static int check_layout(struct r1_gguf *g)
     qsort(order, (size_t)g->n_tensors, sizeof(*order), cmp_offset);
     for (int i = 1; i < g->n_tensors; i++)
         if (order[i - 1]->offset + order[i - 1]->nbytes > order[i]->offset) {
-            rc = r1_err_set(R1_EFORMAT, "%s: tensors '%s' and '%s' overlap (offsets %llu and "
-                            "%llu); the file is corrupt", g->path, order[i - 1]->name,
-                            order[i]->name, (unsigned long long)order[i - 1]->offset,
+            rc = r1_err_set(R1_EFORMAT,
+                            "%s: tensors '%s' and '%s' overlap (offsets %llu and "
+                            "%llu); the file is corrupt",
+                            g->path, order[i - 1]->name, order[i]->name,
+                            (unsigned long long)order[i - 1]->offset,
                             (unsigned long long)order[i]->offset);
             goto out;
         }
@@ -331,21 +385,27 @@ static int parse(struct r1_gguf *g)
     if ((rc = take(&c, magic, 4)))
         return rc;
     if (memcmp(magic, "GGUF", 4) != 0)
-        return r1_err_set(R1_EFORMAT, "%s: not a GGUF file (bad magic %02x %02x %02x %02x, want "
-                          "\"GGUF\")", g->path, (uint8_t)magic[0], (uint8_t)magic[1],
-                          (uint8_t)magic[2], (uint8_t)magic[3]);
+        return r1_err_set(R1_EFORMAT,
+                          "%s: not a GGUF file (bad magic %02x %02x %02x %02x, want "
+                          "\"GGUF\")",
+                          g->path, (uint8_t)magic[0], (uint8_t)magic[1], (uint8_t)magic[2],
+                          (uint8_t)magic[3]);
     if ((rc = take_u32(&c, &g->version)))
         return rc;
     if (g->version != 2 && g->version != 3)
-        return r1_err_set(R1_EFORMAT, "%s: GGUF version %u is not supported; r1 reads versions 2 "
-                          "and 3 (little-endian)%s", g->path, g->version,
-                          g->version == 1 ? "; re-convert the model with a current llama.cpp"
-                          : g->version > 0xffff ? "; this looks like a big-endian file" : "");
+        return r1_err_set(R1_EFORMAT,
+                          "%s: GGUF version %u is not supported; r1 reads versions 2 "
+                          "and 3 (little-endian)%s",
+                          g->path, g->version,
+                          g->version == 1       ? "; re-convert the model with a current llama.cpp"
+                          : g->version > 0xffff ? "; this looks like a big-endian file"
+                                                : "");
     if ((rc = take_u64(&c, &n_tensors)) || (rc = take_u64(&c, &n_kv)))
         return rc;
     /* a metadata entry takes at least 13 bytes, a tensor info at least 28 */
     if (n_kv > (c.size - c.pos) / 13 || n_tensors > (c.size - c.pos) / 28 || n_tensors > 1 << 24)
-        return r1_err_set(R1_EFORMAT, "%s: the header claims %llu tensors and %llu metadata "
+        return r1_err_set(R1_EFORMAT,
+                          "%s: the header claims %llu tensors and %llu metadata "
                           "entries, more than the file can hold; it is truncated or corrupt",
                           g->path, (unsigned long long)n_tensors, (unsigned long long)n_kv);
     g->kv = calloc(n_kv ? n_kv : 1, sizeof(*g->kv));
@@ -358,15 +418,16 @@ static int parse(struct r1_gguf *g)
             return rc;
         for (uint64_t j = 0; j < i; j++)
             if (strcmp(g->kv[j].key, g->kv[i].key) == 0)
-                return r1_err_set(R1_EFORMAT, "%s: key '%s' appears twice", g->path,
-                                  g->kv[i].key);
+                return r1_err_set(R1_EFORMAT, "%s: key '%s' appears twice", g->path, g->kv[i].key);
     }
     g->alignment = GGUF_DEFAULT_ALIGNMENT;
     const struct r1_gguf_kv *al = r1_gguf_find_kv(g, "general.alignment");
     if (al) {
         if (al->type != R1_GGUF_U32 || al->v.u == 0 || (al->v.u & (al->v.u - 1)) != 0)
-            return r1_err_set(R1_EFORMAT, "%s: key 'general.alignment' must be a u32 power of "
-                              "two", g->path);
+            return r1_err_set(R1_EFORMAT,
+                              "%s: key 'general.alignment' must be a u32 power of "
+                              "two",
+                              g->path);
         g->alignment = al->v.u;
     }
     for (uint64_t i = 0; i < n_tensors; i++) {
@@ -385,8 +446,10 @@ static int parse(struct r1_gguf *g)
         if ((rc = take_u32(&c, &ndim)))
             return rc;
         if (ndim == 0 || ndim > R1_GGUF_MAX_DIMS)
-            return r1_err_set(R1_EFORMAT, "%s: tensor '%s' has %u dimensions; GGUF allows 1 to "
-                              "%d", g->path, t->name, ndim, R1_GGUF_MAX_DIMS);
+            return r1_err_set(R1_EFORMAT,
+                              "%s: tensor '%s' has %u dimensions; GGUF allows 1 to "
+                              "%d",
+                              g->path, t->name, ndim, R1_GGUF_MAX_DIMS);
         for (uint32_t d = 0; d < ndim; d++)
             if ((rc = take_u64(&c, &dims[d])))
                 return rc;
@@ -493,8 +556,7 @@ static int get_kv(const struct r1_gguf *g, const char *key, const char *want,
 {
     *out = r1_gguf_find_kv(g, key);
     if (!*out)
-        return r1_err_set(R1_EFORMAT, "%s: metadata key '%s' (%s) is missing", g->path, key,
-                          want);
+        return r1_err_set(R1_EFORMAT, "%s: metadata key '%s' (%s) is missing", g->path, key, want);
     return 0;
 }
 
@@ -641,8 +703,10 @@ int r1_gguf_get_i32s(const struct r1_gguf *g, const char *key, int32_t **out, ui
         bool neg = is_signed_type(a.type) && tmp.v.i < 0;
         if ((neg && tmp.v.i < INT32_MIN) || (!neg && tmp.v.u > INT32_MAX)) {
             free(v);
-            return r1_err_set(R1_EFORMAT, "%s: metadata key '%s': element %llu does not fit "
-                              "an i32", g->path, key, (unsigned long long)i);
+            return r1_err_set(R1_EFORMAT,
+                              "%s: metadata key '%s': element %llu does not fit "
+                              "an i32",
+                              g->path, key, (unsigned long long)i);
         }
         v[i] = (int32_t)(neg ? tmp.v.i : (int64_t)tmp.v.u);
     }

@@ -26,15 +26,33 @@
 
 /* Metadata value types, numbered as in the file. */
 enum r1_gguf_type {
-    R1_GGUF_U8 = 0, R1_GGUF_I8 = 1, R1_GGUF_U16 = 2, R1_GGUF_I16 = 3, R1_GGUF_U32 = 4,
-    R1_GGUF_I32 = 5, R1_GGUF_F32 = 6, R1_GGUF_BOOL = 7, R1_GGUF_STRING = 8, R1_GGUF_ARRAY = 9,
-    R1_GGUF_U64 = 10, R1_GGUF_I64 = 11, R1_GGUF_F64 = 12, R1_GGUF_TYPE_COUNT
+    R1_GGUF_U8 = 0,
+    R1_GGUF_I8 = 1,
+    R1_GGUF_U16 = 2,
+    R1_GGUF_I16 = 3,
+    R1_GGUF_U32 = 4,
+    R1_GGUF_I32 = 5,
+    R1_GGUF_F32 = 6,
+    R1_GGUF_BOOL = 7,
+    R1_GGUF_STRING = 8,
+    R1_GGUF_ARRAY = 9,
+    R1_GGUF_U64 = 10,
+    R1_GGUF_I64 = 11,
+    R1_GGUF_F64 = 12,
+    R1_GGUF_TYPE_COUNT
 };
 
 /* Tensor data types r1 reads (ggml's numbering; others are rejected by name). */
 enum r1_ggml_type {
-    R1_GGML_F32 = 0, R1_GGML_F16 = 1, R1_GGML_Q4_0 = 2, R1_GGML_Q4_1 = 3, R1_GGML_Q5_0 = 6,
-    R1_GGML_Q5_1 = 7, R1_GGML_Q8_0 = 8, R1_GGML_Q4_K = 12, R1_GGML_Q6_K = 14,
+    R1_GGML_F32 = 0,
+    R1_GGML_F16 = 1,
+    R1_GGML_Q4_0 = 2,
+    R1_GGML_Q4_1 = 3,
+    R1_GGML_Q5_0 = 6,
+    R1_GGML_Q5_1 = 7,
+    R1_GGML_Q8_0 = 8,
+    R1_GGML_Q4_K = 12,
+    R1_GGML_Q6_K = 14,
     R1_GGML_BF16 = 30
 };
 
@@ -49,11 +67,11 @@ struct r1_gguf_kv {
         uint64_t u;
         int64_t i;
         double f;
-    } v;                        /* scalar numbers and bools (as the file's type allows) */
-    char *str;                  /* a STRING value (NUL-terminated copy) */
-    void *arr;                  /* numeric array: n elements in native type, aligned */
-    char **strs;                /* string array: n NUL-terminated copies */
-    uint64_t *lens;             /* string array: byte lengths (a string may hold NUL) */
+    } v;            /* scalar numbers and bools (as the file's type allows) */
+    char *str;      /* a STRING value (NUL-terminated copy) */
+    void *arr;      /* numeric array: n elements in native type, aligned */
+    char **strs;    /* string array: n NUL-terminated copies */
+    uint64_t *lens; /* string array: byte lengths (a string may hold NUL) */
 };
 
 struct r1_gguf_tensor {
@@ -63,7 +81,7 @@ struct r1_gguf_tensor {
     int64_t ne[R1_GGUF_MAX_DIMS]; /* innermost first; unused dims are 1 */
     uint64_t offset;              /* from the start of the data region */
     uint64_t nbytes;
-    const void *data;             /* into the mapping */
+    const void *data; /* into the mapping */
 };
 
 struct r1_gguf {

@@ -17,9 +17,16 @@
 #include "core/safetensors.h"
 
 const char *const r1_hfdir_extra_files[] = {
-    "tokenizer.json",    "tokenizer_config.json", "special_tokens_map.json",
-    "generation_config.json", "tokenizer.model", "vocab.json", "merges.txt",
-    "added_tokens.json", "chat_template.jinja", NULL,
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "generation_config.json",
+    "tokenizer.model",
+    "vocab.json",
+    "merges.txt",
+    "added_tokens.json",
+    "chat_template.jinja",
+    NULL,
 };
 
 static int write_json(json_t *o, const char *path)

@@ -30,11 +30,12 @@ void check_logits(struct r1_model *m, const char *fx_path, double tol, double *m
     *max_diff = 0;
     size_t pi;
     json_t *p;
-    json_array_foreach(prompts, pi, p) {
+    json_array_foreach (prompts, pi, p) {
         json_t *ids = json_object_get(p, "ids");
         int T = (int)json_array_size(ids);
         int32_t *tok = calloc((size_t)T, 4), *pos = calloc((size_t)T, 4);
-        int32_t *seg = calloc((size_t)T, 4), *tg = calloc((size_t)T, 4), *rows = calloc((size_t)T, 4);
+        int32_t *seg = calloc((size_t)T, 4), *tg = calloc((size_t)T, 4),
+                *rows = calloc((size_t)T, 4);
         for (int t = 0; t < T; t++) {
             tok[t] = (int32_t)json_integer_value(json_array_get(ids, (size_t)t));
             pos[t] = rows[t] = t;
@@ -85,4 +86,3 @@ void check_logits(struct r1_model *m, const char *fx_path, double tol, double *m
     printf("%s: max |logit - reference| = %.3g (tolerance %g)\n", fx_path, *max_diff, tol);
     assert_true(*max_diff <= tol);
 }
-

@@ -24,6 +24,40 @@
 
 static char model_path[4096], fx_path[4096];
 
+/* The tokenizer metadata a tokenizer builder reads, through the accessors. */
+static void test_tokenizer_keys(void **state)
+{
+    (void)state;
+    struct r1_gguf *g = NULL;
+    assert_int_equal(r1_gguf_open(&g, model_path), 0);
+    const char *const *toks, *const *merges;
+    uint64_t n, nm, nt;
+    assert_int_equal(r1_gguf_get_strs(g, "tokenizer.ggml.tokens", &toks, &n), 0);
+    assert_int_equal(n, 49152);
+    assert_string_equal(toks[1], "<|im_start|>");
+    assert_string_equal(toks[198], "\xc4\x8a"); /* "Ċ", GPT-2 bytes for "\n" */
+    assert_int_equal(r1_gguf_get_strs(g, "tokenizer.ggml.merges", &merges, &nm), 0);
+    assert_int_equal(nm, 48900);
+    assert_string_equal(merges[0], "\xc4\xa0 t"); /* "Ġ t" */
+    int32_t *types = NULL;
+    assert_int_equal(r1_gguf_get_i32s(g, "tokenizer.ggml.token_type", &types, &nt), 0);
+    assert_int_equal(nt, 49152);
+    assert_int_equal(types[1], 3);   /* control */
+    assert_int_equal(types[100], 1); /* normal */
+    free(types);
+    const char *s;
+    assert_int_equal(r1_gguf_get_str(g, "tokenizer.ggml.model", &s), 0);
+    assert_string_equal(s, "gpt2");
+    assert_int_equal(r1_gguf_get_str(g, "tokenizer.ggml.pre", &s), 0);
+    assert_string_equal(s, "smollm");
+    assert_int_equal(r1_gguf_get_str(g, "tokenizer.chat_template", &s), 0);
+    assert_non_null(strstr(s, "<|im_start|>"));
+    uint32_t id;
+    assert_int_equal(r1_gguf_get_u32(g, "tokenizer.ggml.eos_token_id", &id), 0);
+    assert_int_equal(id, 2);
+    r1_gguf_close(g);
+}
+
 static void test_smollm2(void **state)
 {
     (void)state;
@@ -89,6 +123,7 @@ int main(void)
                model_path);
         return 77;
     }
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_smollm2)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_tokenizer_keys),
+                                       cmocka_unit_test(test_smollm2)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -475,13 +475,44 @@ static void test_to_hfdir(void **state)
     roundtrip("tiny-qwen2.gguf", R1_BF16, 200000, true);
 }
 
+/* MistralForCausalLM configs: a sliding window shorter than the context is refused (r1
+ * attends to the whole context), null or a covering window is fine. */
+static void test_mistral_config(void **state)
+{
+    (void)state;
+    char path[4400];
+    snprintf(path, sizeof(path), "%s/mistral-config.json", tmpdir);
+    const char *base = "{\"architectures\": [\"MistralForCausalLM\"], \"model_type\": "
+                       "\"mistral\", \"vocab_size\": 64, \"hidden_size\": 32, "
+                       "\"intermediate_size\": 64, \"num_hidden_layers\": 2, "
+                       "\"num_attention_heads\": 4, \"num_key_value_heads\": 2, "
+                       "\"max_position_embeddings\": 4096, \"sliding_window\": ";
+    static const char *const windows[] = {"null}", "4096}", "8192}", "1024}"};
+    for (int i = 0; i < 4; i++) {
+        char text[1024];
+        snprintf(text, sizeof(text), "%s%s", base, windows[i]);
+        assert_int_equal(r1_file_write_atomic(path, text, strlen(text)), 0);
+        struct r1_model_config c;
+        int rc = r1_model_config_load_json(&c, path);
+        if (i < 3) {
+            assert_int_equal(rc, 0);
+            assert_int_equal(c.arch, R1_ARCH_MISTRAL);
+            assert_int_equal(c.head_dim, 8);
+        } else {
+            assert_int_equal(rc, R1_EFORMAT);
+            assert_non_null(strstr(r1_err_last(), "sliding_window"));
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_metadata),      cmocka_unit_test(test_dequant),
-        cmocka_unit_test(test_malformed),     cmocka_unit_test(test_name_map),
-        cmocka_unit_test(test_tiny_llama),    cmocka_unit_test(test_tiny_qwen2),
+        cmocka_unit_test(test_metadata),       cmocka_unit_test(test_dequant),
+        cmocka_unit_test(test_malformed),      cmocka_unit_test(test_name_map),
+        cmocka_unit_test(test_tiny_llama),     cmocka_unit_test(test_tiny_qwen2),
         cmocka_unit_test(test_shape_mismatch), cmocka_unit_test(test_to_hfdir),
+        cmocka_unit_test(test_mistral_config),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
