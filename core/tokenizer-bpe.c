@@ -242,7 +242,8 @@ static int parse_merge(struct bpe *b, const struct strmap *bl, int m, struct mer
     size_t len;
     const char *s = strs_get(&b->merges, m, &len);
     char buf[512];
-    for (const char *sp = memchr(s, ' ', len); sp; sp = memchr(sp + 1, ' ', len - (size_t)(sp + 1 - s))) {
+    for (const char *sp = memchr(s, ' ', len); sp;
+         sp = memchr(sp + 1, ' ', len - (size_t)(sp + 1 - s))) {
         size_t ll = (size_t)(sp - s), rl = len - ll - 1;
         int32_t l = strmap_get(bl, s, ll), r = strmap_get(bl, sp + 1, rl);
         if (l < 0 || r < 0 || ll + rl > sizeof(buf))
@@ -251,14 +252,16 @@ static int parse_merge(struct bpe *b, const struct strmap *bl, int m, struct mer
         memcpy(buf + ll, sp + 1, rl);
         int32_t j = strmap_get(bl, buf, ll + rl);
         if (j < 0)
-            return r1_err_set(R1_EFORMAT, "tokenizer: merge %d \"%s\" makes \"%.*s\", which is "
-                                          "not in the vocabulary",
+            return r1_err_set(R1_EFORMAT,
+                              "tokenizer: merge %d \"%s\" makes \"%.*s\", which is "
+                              "not in the vocabulary",
                               m, s, (int)(ll + rl), buf);
         *out = (struct merge_slot){pair_key(l, r), m, j};
         return 0;
     }
-    return r1_err_set(R1_EFORMAT, "tokenizer: merge %d \"%s\" does not name two tokens of the "
-                                  "vocabulary (expected \"left right\")",
+    return r1_err_set(R1_EFORMAT,
+                      "tokenizer: merge %d \"%s\" does not name two tokens of the "
+                      "vocabulary (expected \"left right\")",
                       m, s);
 }
 
@@ -559,8 +562,9 @@ static int encode_word(void *arg, const char *p, size_t len)
     for (size_t i = 0; i < len; i++) {
         int32_t id = b->byte_id[(unsigned char)p[i]];
         if (id < 0)
-            return r1_err_set(R1_EINVAL, "BPE tokenizer: byte 0x%02x of the text has no token in "
-                                         "this vocabulary, so it cannot be encoded",
+            return r1_err_set(R1_EINVAL,
+                              "BPE tokenizer: byte 0x%02x of the text has no token in "
+                              "this vocabulary, so it cannot be encoded",
                               (unsigned char)p[i]);
         s[i] = (struct sym){id, (int32_t)i - 1, i + 1 < len ? (int32_t)i + 1 : -1};
     }
@@ -632,9 +636,9 @@ static int bpe_encode(const struct r1_tokenizer *tok, const char *text, size_t l
     while (i < len && rc == 0) {
         unsigned char c = (unsigned char)text[i];
         size_t slen = 0;
-        int32_t id = b->spec_start[c] < b->spec_start[c + 1] ? match_special(b, text + i,
-                                                                             len - i, &slen)
-                                                              : -1;
+        int32_t id = b->spec_start[c] < b->spec_start[c + 1]
+                         ? match_special(b, text + i, len - i, &slen)
+                         : -1;
         if (id < 0) {
             i++;
             continue;
@@ -685,22 +689,24 @@ static const struct r1_tokenizer_ops bpe_ops = {
     .release = bpe_release,
 };
 
-
 int r1_tokenizer_bpe_create(struct r1_tokenizer **out, const struct r1_bpe_spec *spec)
 {
     *out = NULL;
     if (spec->n_vocab <= 0 || !spec->tokens || spec->n_merges < 0 ||
         (spec->n_merges > 0 && !spec->merges) || spec->n_pretok < 0 ||
         (spec->n_pretok > 0 && !spec->pretok))
-        return r1_err_set(R1_EINVAL, "tokenizer: BPE spec with %d tokens and %d merges is "
-                                     "incomplete",
+        return r1_err_set(R1_EINVAL,
+                          "tokenizer: BPE spec with %d tokens and %d merges is "
+                          "incomplete",
                           spec->n_vocab, spec->n_merges);
     int32_t ids[3] = {spec->bos_id, spec->eos_id, spec->pad_id};
     for (int i = 0; i < 3; i++)
         if (ids[i] < -1 || ids[i] >= spec->n_vocab)
             return r1_err_set(R1_EFORMAT, "tokenizer: %s id %d is outside the vocabulary [0, %d)",
-                              i == 0 ? "bos" : i == 1 ? "eos" : "pad", (int)ids[i],
-                              spec->n_vocab);
+                              i == 0   ? "bos"
+                              : i == 1 ? "eos"
+                                       : "pad",
+                              (int)ids[i], spec->n_vocab);
     struct bpe *b = calloc(1, sizeof(*b));
     struct r1_tokenizer *tok = calloc(1, sizeof(*tok));
     int rc = 0;
@@ -714,9 +720,9 @@ int r1_tokenizer_bpe_create(struct r1_tokenizer **out, const struct r1_bpe_spec 
     b->nfc = spec->nfc;
     b->ignore_merges = spec->ignore_merges;
     if ((rc = strs_copy(&b->tokens, spec->tokens, spec->n_vocab, "token")) ||
-        (rc = strs_copy(&b->merges, spec->merges, spec->n_merges, "merge")) ||
-        (rc = make_raw(b)) || (rc = make_merges(b)) || (rc = make_specials(b)) ||
-        (rc = copy_pretok(b, spec)) || (rc = strmap_init(&b->raw_map, &b->raw, spec->n_vocab)))
+        (rc = strs_copy(&b->merges, spec->merges, spec->n_merges, "merge")) || (rc = make_raw(b)) ||
+        (rc = make_merges(b)) || (rc = make_specials(b)) || (rc = copy_pretok(b, spec)) ||
+        (rc = strmap_init(&b->raw_map, &b->raw, spec->n_vocab)))
         goto out;
     for (int i = 0; i < spec->n_vocab; i++)
         if (!b->special[i])

@@ -73,8 +73,7 @@ static int add_pretok(struct load *l, const json_t *p, int depth)
     if (strcmp(type, "Sequence") == 0) {
         size_t i;
         json_t *q;
-        json_array_foreach(json_object_get(p, "pretokenizers"), i, q)
-        {
+        json_array_foreach (json_object_get(p, "pretokenizers"), i, q) {
             int rc = add_pretok(l, q, depth + 1);
             if (rc)
                 return rc;
@@ -92,9 +91,10 @@ static int add_pretok(struct load *l, const json_t *p, int depth)
         const char *lit = json_string_value(json_object_get(pat, "String"));
         if (!behavior || strcmp(behavior, "Isolated") != 0 ||
             json_is_true(json_object_get(p, "invert")) || (!re && !lit))
-            return r1_err_set(R1_EFORMAT, "%s: pre_tokenizer Split with behavior '%s'%s is not "
-                                          "supported (r1 reads Isolated, not inverted, with a "
-                                          "Regex or String pattern)",
+            return r1_err_set(R1_EFORMAT,
+                              "%s: pre_tokenizer Split with behavior '%s'%s is not "
+                              "supported (r1 reads Isolated, not inverted, with a "
+                              "Regex or String pattern)",
                               l->path, behavior ? behavior : "(none)",
                               json_is_true(json_object_get(p, "invert")) ? " inverted" : "");
         t->kind = R1_PRETOK_SPLIT;
@@ -106,16 +106,18 @@ static int add_pretok(struct load *l, const json_t *p, int depth)
         t->individual_digits = json_is_true(json_object_get(p, "individual_digits"));
     } else if (strcmp(type, "ByteLevel") == 0) {
         if (json_is_true(json_object_get(p, "add_prefix_space")))
-            return r1_err_set(R1_EFORMAT, "%s: pre_tokenizer ByteLevel with add_prefix_space "
-                                          "true is not supported",
+            return r1_err_set(R1_EFORMAT,
+                              "%s: pre_tokenizer ByteLevel with add_prefix_space "
+                              "true is not supported",
                               l->path);
         const json_t *ur = json_object_get(p, "use_regex");
         t->kind = R1_PRETOK_BYTELEVEL;
         t->use_regex = !ur || json_is_true(ur); /* default true */
         l->byte_level = true;
     } else {
-        return r1_err_set(R1_EFORMAT, "%s: pre_tokenizer type '%s' is not supported (r1 reads "
-                                      "Split, Digits, ByteLevel and Sequence)",
+        return r1_err_set(R1_EFORMAT,
+                          "%s: pre_tokenizer type '%s' is not supported (r1 reads "
+                          "Split, Digits, ByteLevel and Sequence)",
                           l->path, type);
     }
     l->n_pretok++;
@@ -134,16 +136,16 @@ static int read_normalizer(const struct load *l, const json_t *n, bool *nfc, int
     if (type && strcmp(type, "Sequence") == 0 && depth < 4) {
         size_t i;
         json_t *q;
-        json_array_foreach(json_object_get(n, "normalizers"), i, q)
-        {
+        json_array_foreach (json_object_get(n, "normalizers"), i, q) {
             int rc = read_normalizer(l, q, nfc, depth + 1);
             if (rc)
                 return rc;
         }
         return 0;
     }
-    return r1_err_set(R1_EFORMAT, "%s: normalizer type '%s' is not supported (r1 reads none, "
-                                  "NFC, or a Sequence of NFC)",
+    return r1_err_set(R1_EFORMAT,
+                      "%s: normalizer type '%s' is not supported (r1 reads none, "
+                      "NFC, or a Sequence of NFC)",
                       l->path, type ? type : "(none)");
 }
 
@@ -183,16 +185,14 @@ static int read_vocab(struct load *l, const json_t *vocab, const json_t *added, 
     const char *key;
     json_t *v;
     size_t i;
-    json_object_foreach((json_t *)vocab, key, v)
-    {
+    json_object_foreach ((json_t *)vocab, key, v) {
         json_int_t id = json_integer_value(v);
         if (!json_is_integer(v) || id < 0 || id >= (1 << 24))
             return r1_err_set(R1_EFORMAT, "%s: model.vocab[\"%s\"] is not a token id", l->path,
                               key);
         n = (int)id + 1 > n ? (int)id + 1 : n;
     }
-    json_array_foreach(added, i, v)
-    {
+    json_array_foreach (added, i, v) {
         json_int_t id = json_integer_value(json_object_get(v, "id"));
         if (!json_is_string(json_object_get(v, "content")) || id < 0 || id >= (1 << 24))
             return r1_err_set(R1_EFORMAT, "%s: added_tokens[%zu] needs an id and a content",
@@ -203,17 +203,18 @@ static int read_vocab(struct load *l, const json_t *vocab, const json_t *added, 
     l->special = calloc((size_t)(n ? n : 1), sizeof(bool));
     if (!l->tokens || !l->special)
         return r1_err_set(R1_ENOMEM, "%s: out of memory for %d tokens", l->path, n);
-    json_object_foreach((json_t *)vocab, key, v) l->tokens[json_integer_value(v)] = key;
-    json_array_foreach(added, i, v)
-    {
+    json_object_foreach ((json_t *)vocab, key, v)
+        l->tokens[json_integer_value(v)] = key;
+    json_array_foreach (added, i, v) {
         json_int_t id = json_integer_value(json_object_get(v, "id"));
         l->tokens[id] = json_string_value(json_object_get(v, "content"));
         l->special[id] = true;
     }
     for (int id = 0; id < n; id++)
         if (!l->tokens[id])
-            return r1_err_set(R1_EFORMAT, "%s: token id %d is in neither model.vocab nor "
-                                          "added_tokens (r1 needs ids 0..%d without gaps)",
+            return r1_err_set(R1_EFORMAT,
+                              "%s: token id %d is in neither model.vocab nor "
+                              "added_tokens (r1 needs ids 0..%d without gaps)",
                               l->path, id, n - 1);
     *n_out = n;
     return 0;
@@ -224,14 +225,14 @@ static int config_token(const struct r1_tokenizer *tok, const json_t *cfg, const
                         const char *path, int32_t *id)
 {
     const json_t *v = json_object_get(cfg, name);
-    const char *text = json_is_object(v) ? json_string_value(json_object_get(v, "content"))
-                                         : json_string_value(v);
+    const char *text =
+        json_is_object(v) ? json_string_value(json_object_get(v, "content")) : json_string_value(v);
     if (!text)
         return 0;
     *id = r1_tokenizer_lookup(tok, text);
     if (*id < 0)
-        return r1_err_set(R1_EFORMAT, "%s: %s \"%s\" is not a token of the tokenizer", path,
-                          name, text);
+        return r1_err_set(R1_EFORMAT, "%s: %s \"%s\" is not a token of the tokenizer", path, name,
+                          text);
     return 0;
 }
 
@@ -259,8 +260,7 @@ static int read_config(struct r1_tokenizer *tok, const char *path)
     if (json_is_array(ct)) { /* [{name, template}, ...]: "default", else the first */
         size_t i;
         json_t *e;
-        json_array_foreach(ct, i, e)
-        {
+        json_array_foreach (ct, i, e) {
             const char *name = json_string_value(json_object_get(e, "name"));
             if (i == 0 || (name && strcmp(name, "default") == 0))
                 tmpl = json_string_value(json_object_get(e, "template"));
@@ -278,16 +278,18 @@ static int check_model(const struct load *l, const json_t *model)
     if (!json_is_object(model) || (type && strcmp(type, "BPE") != 0) ||
         !json_is_object(json_object_get(model, "vocab")) ||
         !json_is_array(json_object_get(model, "merges")))
-        return r1_err_set(R1_EFORMAT, "%s: model type '%s' is not supported (r1 reads byte-level "
-                                      "BPE with model.vocab and model.merges)",
+        return r1_err_set(R1_EFORMAT,
+                          "%s: model type '%s' is not supported (r1 reads byte-level "
+                          "BPE with model.vocab and model.merges)",
                           l->path, type ? type : "(none)");
     const char *pre = json_string_value(json_object_get(model, "continuing_subword_prefix"));
     const char *suf = json_string_value(json_object_get(model, "end_of_word_suffix"));
     const json_t *drop = json_object_get(model, "dropout");
     if (json_is_true(json_object_get(model, "byte_fallback")) || (pre && *pre) || (suf && *suf) ||
         (json_is_number(drop) && json_number_value(drop) > 0))
-        return r1_err_set(R1_EFORMAT, "%s: BPE with byte_fallback, a subword prefix or suffix, "
-                                      "or dropout is not supported",
+        return r1_err_set(R1_EFORMAT,
+                          "%s: BPE with byte_fallback, a subword prefix or suffix, "
+                          "or dropout is not supported",
                           l->path);
     return 0;
 }
@@ -299,8 +301,9 @@ static bool decoder_is_byte_level(const json_t *d)
         return true;
     size_t i;
     json_t *q;
-    json_array_foreach(json_object_get(d, "decoders"), i, q) if (decoder_is_byte_level(q)) return
-        true;
+    json_array_foreach (json_object_get(d, "decoders"), i, q)
+        if (decoder_is_byte_level(q))
+            return true;
     return false;
 }
 
@@ -319,8 +322,8 @@ int r1_tokenizer_json_load(struct r1_tokenizer **out, const char *tokenizer_json
     json_error_t jerr;
     root = json_loadb(text, len, 0, &jerr);
     if (!json_is_object(root)) {
-        rc = r1_err_set(R1_EFORMAT, "%s: not a JSON object (line %d column %d: %s)",
-                        tokenizer_json, jerr.line, jerr.column, root ? "top level" : jerr.text);
+        rc = r1_err_set(R1_EFORMAT, "%s: not a JSON object (line %d column %d: %s)", tokenizer_json,
+                        jerr.line, jerr.column, root ? "top level" : jerr.text);
         goto out;
     }
     const json_t *model = json_object_get(root, "model");
@@ -333,8 +336,9 @@ int r1_tokenizer_json_load(struct r1_tokenizer **out, const char *tokenizer_json
         (rc = add_pretok(&l, json_object_get(root, "pre_tokenizer"), 0)))
         goto out;
     if (!l.byte_level && !decoder_is_byte_level(json_object_get(root, "decoder"))) {
-        rc = r1_err_set(R1_EFORMAT, "%s: not a byte-level BPE (neither pre_tokenizer nor decoder "
-                                    "is ByteLevel); r1 reads byte-level BPE only",
+        rc = r1_err_set(R1_EFORMAT,
+                        "%s: not a byte-level BPE (neither pre_tokenizer nor decoder "
+                        "is ByteLevel); r1 reads byte-level BPE only",
                         tokenizer_json);
         goto out;
     }
@@ -396,9 +400,9 @@ static json_t *tokenizer_doc(const struct r1_bpe_spec *s)
             continue;
         if (!json_object_get(vocab, s->tokens[i])) /* a merge may make it: keep it in vocab */
             ok = json_object_set_new(vocab, s->tokens[i], json_integer(i)) == 0;
-        json_t *a = json_pack("{s:i, s:s, s:b, s:b, s:b, s:b, s:b}", "id", i, "content",
-                              s->tokens[i], "single_word", 0, "lstrip", 0, "rstrip", 0,
-                              "normalized", 0, "special", 1);
+        json_t *a =
+            json_pack("{s:i, s:s, s:b, s:b, s:b, s:b, s:b}", "id", i, "content", s->tokens[i],
+                      "single_word", 0, "lstrip", 0, "rstrip", 0, "normalized", 0, "special", 1);
         ok = ok && a && json_array_append_new(added, a) == 0;
     }
     for (int i = 0; ok && i < s->n_merges; i++)
@@ -423,12 +427,11 @@ static json_t *tokenizer_doc(const struct r1_bpe_spec *s)
         "s:{s:s, s:b, s:b, s:b}, s:{s:s, s:n, s:n, s:n, s:n, s:b, s:b, s:b, s:o, s:o}}",
         "version", "1.0", "truncation", "padding", "added_tokens", added, "normalizer",
         s->nfc ? json_pack("{s:s}", "type", "NFC") : json_null(), "pre_tokenizer", "type",
-        "Sequence", "pretokenizers", pre, "post_processor", "type", "ByteLevel",
-        "add_prefix_space", 0, "trim_offsets", 0, "use_regex", 0, "decoder", "type", "ByteLevel",
-        "add_prefix_space", 1, "trim_offsets", 1, "use_regex", 1, "model", "type", "BPE",
-        "dropout", "unk_token", "continuing_subword_prefix", "end_of_word_suffix", "fuse_unk", 0,
-        "byte_fallback", 0, "ignore_merges", (int)s->ignore_merges, "vocab", vocab, "merges",
-        merges);
+        "Sequence", "pretokenizers", pre, "post_processor", "type", "ByteLevel", "add_prefix_space",
+        0, "trim_offsets", 0, "use_regex", 0, "decoder", "type", "ByteLevel", "add_prefix_space", 1,
+        "trim_offsets", 1, "use_regex", 1, "model", "type", "BPE", "dropout", "unk_token",
+        "continuing_subword_prefix", "end_of_word_suffix", "fuse_unk", 0, "byte_fallback", 0,
+        "ignore_merges", (int)s->ignore_merges, "vocab", vocab, "merges", merges);
 }
 
 static json_t *token_or_null(const struct r1_bpe_spec *s, int32_t id)
@@ -443,8 +446,9 @@ static int write_json(const char *dir, const char *name, json_t *doc)
     char *text = doc ? json_dumps(doc, JSON_INDENT(2)) : NULL;
     json_decref(doc);
     if (!text)
-        return r1_err_set(R1_EFORMAT, "%s: cannot build the JSON (out of memory, or a token "
-                                      "that is not valid UTF-8)",
+        return r1_err_set(R1_EFORMAT,
+                          "%s: cannot build the JSON (out of memory, or a token "
+                          "that is not valid UTF-8)",
                           path);
     int rc = r1_file_write_atomic(path, text, strlen(text));
     free(text);
@@ -459,11 +463,11 @@ int r1_tokenizer_json_save(const struct r1_tokenizer *tok, const char *dir)
         return r1_err_wrap(rc, "saving the tokenizer to %s", dir);
     if ((rc = write_json(dir, "tokenizer.json", tokenizer_doc(&s))))
         return rc;
-    json_t *cfg = json_pack("{s:s, s:b, s:b, s:o, s:o, s:o, s:b}", "tokenizer_class",
-                            "PreTrainedTokenizerFast", "add_bos_token", 0, "add_eos_token", 0,
-                            "bos_token", token_or_null(&s, s.bos_id), "eos_token",
-                            token_or_null(&s, s.eos_id), "pad_token",
-                            token_or_null(&s, s.pad_id), "clean_up_tokenization_spaces", 0);
+    json_t *cfg =
+        json_pack("{s:s, s:b, s:b, s:o, s:o, s:o, s:b}", "tokenizer_class",
+                  "PreTrainedTokenizerFast", "add_bos_token", 0, "add_eos_token", 0, "bos_token",
+                  token_or_null(&s, s.bos_id), "eos_token", token_or_null(&s, s.eos_id),
+                  "pad_token", token_or_null(&s, s.pad_id), "clean_up_tokenization_spaces", 0);
     if (cfg && tok->chat_template &&
         json_object_set_new(cfg, "chat_template", json_string(tok->chat_template))) {
         json_decref(cfg);

@@ -82,8 +82,9 @@ int r1_pretok_compile(struct r1_pretok_list **out, const struct r1_pretok *steps
             pat = steps[i].pattern;
             if (!pat) {
                 r1_pretok_free(pl);
-                return r1_err_set(R1_EFORMAT, "tokenizer: pre-tokenizer %d is a Split with no "
-                                              "pattern",
+                return r1_err_set(R1_EFORMAT,
+                                  "tokenizer: pre-tokenizer %d is a Split with no "
+                                  "pattern",
                                   i);
             }
             break;
@@ -102,9 +103,9 @@ int r1_pretok_compile(struct r1_pretok_list **out, const struct r1_pretok *steps
             continue;
         int err;
         PCRE2_SIZE at;
-        pcre2_code *code = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED,
-                                         PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &err,
-                                         &at, NULL);
+        pcre2_code *code =
+            pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED,
+                          PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &err, &at, NULL);
         if (!code) {
             PCRE2_UCHAR msg[160];
             pcre2_get_error_message(err, msg, sizeof(msg));
@@ -147,8 +148,8 @@ static int ranges_push(struct ranges *rs, size_t at, size_t len)
 }
 
 /* Splits text[p.at, p.at + p.len) by code into dst (Isolated). */
-static int split_one(const pcre2_code *code, pcre2_match_data *md, const char *text,
-                     struct range p, struct ranges *dst)
+static int split_one(const pcre2_code *code, pcre2_match_data *md, const char *text, struct range p,
+                     struct ranges *dst)
 {
     PCRE2_SPTR subj = (PCRE2_SPTR)(text + p.at);
     size_t start = 0, gap = 0;
@@ -161,8 +162,9 @@ static int split_one(const pcre2_code *code, pcre2_match_data *md, const char *t
         if (rc < 0) {
             PCRE2_UCHAR msg[160];
             pcre2_get_error_message(rc, msg, sizeof(msg));
-            return r1_err_set(R1_EINVAL, "tokenizer: pre-tokenizer match failed (%s) on a piece "
-                                         "of %zu bytes",
+            return r1_err_set(R1_EINVAL,
+                              "tokenizer: pre-tokenizer match failed (%s) on a piece "
+                              "of %zu bytes",
                               (const char *)msg, p.len);
         }
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
@@ -211,14 +213,15 @@ int r1_pretok_split(const struct r1_pretok_list *pl, const char *text, size_t le
 /* --- llama.cpp's tokenizer.ggml.pre names ------------------------------------------ */
 
 #define QWEN2_PATTERN                                                                              \
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+"        \
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+"      \
     "[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
 #define LLAMA3_PATTERN                                                                             \
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+" \
     "[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
 
 static const struct r1_pretok pre_gpt2[] = {{.kind = R1_PRETOK_BYTELEVEL, .use_regex = true}};
-static const struct r1_pretok pre_default[] = { /* llama.cpp's LLAMA_VOCAB_PRE_TYPE_DEFAULT */
+static const struct r1_pretok pre_default[] = {
+    /* llama.cpp's LLAMA_VOCAB_PRE_TYPE_DEFAULT */
     {.kind = R1_PRETOK_SPLIT, .pattern = "[\\p{P}\\$\\+<=>\\^~\\|]+"},
     {.kind = R1_PRETOK_SPLIT,
      .pattern = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)"},
@@ -238,19 +241,19 @@ static const struct r1_pretok pre_smollm[] = {
     {.kind = R1_PRETOK_BYTELEVEL, .use_regex = true},
 };
 
-#define ROW(name, list, nfc, ignore) {name, list, (int)(sizeof(list) / sizeof(list[0])), nfc, ignore}
+#define ROW(name, list, nfc, ignore)                                                               \
+    {                                                                                              \
+        name, list, (int)(sizeof(list) / sizeof(list[0])), nfc, ignore                             \
+    }
 static const struct {
     const char *name;
     const struct r1_pretok *list;
     int n;
     bool nfc, ignore_merges;
 } pre_table[] = {
-    ROW("gpt2", pre_gpt2, false, false),
-    ROW("default", pre_default, false, false),
-    ROW("llama-bpe", pre_llama3, false, true),
-    ROW("llama3", pre_llama3, false, true),
-    ROW("qwen2", pre_qwen2, true, false),
-    ROW("deepseek-r1-qwen", pre_qwen2, true, false),
+    ROW("gpt2", pre_gpt2, false, false),       ROW("default", pre_default, false, false),
+    ROW("llama-bpe", pre_llama3, false, true), ROW("llama3", pre_llama3, false, true),
+    ROW("qwen2", pre_qwen2, true, false),      ROW("deepseek-r1-qwen", pre_qwen2, true, false),
     ROW("smollm", pre_smollm, false, false),
 };
 

@@ -51,15 +51,14 @@ static void check_cases(const struct r1_tokenizer *tok, const json_t *doc)
 {
     size_t i;
     json_t *c;
-    json_array_foreach(json_object_get(doc, "cases"), i, c)
-    {
+    json_array_foreach (json_object_get(doc, "cases"), i, c) {
         const json_t *text = json_object_get(c, "text"), *want = json_object_get(c, "ids");
         const json_t *dec = json_object_get(c, "decoded");
         int32_t *ids;
         int n;
-        assert_int_equal(r1_tokenizer_encode(tok, json_string_value(text),
-                                             json_string_length(text), &ids, &n),
-                         0);
+        assert_int_equal(
+            r1_tokenizer_encode(tok, json_string_value(text), json_string_length(text), &ids, &n),
+            0);
         for (int k = 0; k < n && k < (int)json_array_size(want); k++)
             if (ids[k] != json_integer_value(json_array_get(want, (size_t)k)))
                 fail_msg("case %zu \"%s\": id %d is %d, tokenizers says %d", i,
@@ -101,9 +100,9 @@ static void test_qwen2(void **state)
     assert_int_equal(r1_tokenizer_lookup(tok, "<|im_end"), -1);
     assert_int_equal(r1_tokenizer_lookup(tok, ""), -1);
     assert_true(r1_tokenizer_lookup(tok, " the") > 2); /* a normal token, by its raw bytes */
-    assert_int_equal(tok->bos_id, -1);                  /* "bos_token": null */
-    assert_int_equal(tok->eos_id, 2);                   /* "<|im_end|>" */
-    assert_int_equal(tok->pad_id, 0);                   /* {"content": "<|endoftext|>"} */
+    assert_int_equal(tok->bos_id, -1);                 /* "bos_token": null */
+    assert_int_equal(tok->eos_id, 2);                  /* "<|im_end|>" */
+    assert_int_equal(tok->pad_id, 0);                  /* {"content": "<|endoftext|>"} */
     assert_non_null(tok->chat_template);
     assert_non_null(strstr(tok->chat_template, "'<|im_start|>' + message['role']"));
     json_decref(doc);
@@ -305,13 +304,12 @@ static void *encode_all(void *p)
     for (int rep = 0; rep < 20; rep++) {
         size_t i;
         json_t *c;
-        json_array_foreach(json_object_get(a->doc, "cases"), i, c)
-        {
+        json_array_foreach (json_object_get(a->doc, "cases"), i, c) {
             const json_t *text = json_object_get(c, "text"), *want = json_object_get(c, "ids");
             int32_t *ids;
             int n;
-            if (r1_tokenizer_encode(a->tok, json_string_value(text), json_string_length(text),
-                                    &ids, &n)) {
+            if (r1_tokenizer_encode(a->tok, json_string_value(text), json_string_length(text), &ids,
+                                    &n)) {
                 a->bad++;
                 continue;
             }
@@ -484,14 +482,15 @@ static int run_smollm2(void)
         snprintf(gguf_path, sizeof(gguf_path),
                  "%s/.cache/r1/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", home ? home : "");
     if (access(gguf_path, R_OK) != 0) {
-        fprintf(stderr, "skipped: %s is missing (download SmolLM2-135M-Instruct Q4_1 there, or "
-                        "set R1_CACHE)\n", gguf_path);
+        fprintf(stderr,
+                "skipped: %s is missing (download SmolLM2-135M-Instruct Q4_1 there, or "
+                "set R1_CACHE)\n",
+                gguf_path);
         return 77;
     }
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_smollm2)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
-
 
 int main(int argc, char **argv)
 {
@@ -500,9 +499,9 @@ int main(int argc, char **argv)
     if (argc > 1 && strcmp(argv[1], "smollm2") == 0)
         return run_smollm2();
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_qwen2),       cmocka_unit_test(test_llama3),
+        cmocka_unit_test(test_qwen2),          cmocka_unit_test(test_llama3),
         cmocka_unit_test(test_save_roundtrip), cmocka_unit_test(test_errors),
-        cmocka_unit_test(test_small_spec), cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_small_spec),     cmocka_unit_test(test_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
