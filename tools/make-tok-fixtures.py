@@ -61,6 +61,7 @@ CASES = [
     "     leading spaces and trailing spaces     ",
     "line one\r\nline two\r\n\r\n\n\n\nafter blank lines\n   \n\t\n",
     "tabs\t\tand\t \tmixed \t whitespace\u00a0nbsp\u3000ideographic",
+    "odd spaces: a\u0085b\u000bc\u2028d\u200be\u001cf \u0085 \u2029",
     "NFC: e\u0301 vs \u00e9, A\u030a vs \u00c5, \u1100\u1161 vs \uac00",
     "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\nHello!<|im_end|>",
     "<|endoftext|><|endoftext|>text<|im_start|<|im_end|>>",
