@@ -292,6 +292,37 @@ static void test_small_spec(void **state)
     assert_non_null(strstr(r1_err_last(), "no-such-pre"));
 }
 
+/* Any bytes (invalid UTF-8, NULs, stray specials' prefixes) decode back to themselves. */
+static void test_random_bytes(void **state)
+{
+    (void)state;
+    struct r1_tokenizer *tok = load_fixture("llama3");
+    uint64_t x = 88172645463325252ull;
+    char text[3000];
+    for (int rep = 0; rep < 40; rep++) {
+        size_t len = (size_t)(rep * 73 % 3000);
+        for (size_t i = 0; i < len; i++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            /* mostly ASCII and spaces, some high bytes, some '<' to tease the specials */
+            unsigned r = (unsigned)(x >> 40) % 10;
+            text[i] = r < 5   ? (char)('a' + (x >> 8) % 26)
+                      : r < 7 ? " \n\t<|"[(x >> 8) % 5]
+                              : (char)(x >> 16);
+        }
+        int32_t *ids;
+        int n;
+        char *back;
+        size_t blen;
+        assert_int_equal(r1_tokenizer_encode(tok, text, len, &ids, &n), 0);
+        assert_int_equal(r1_tokenizer_decode(tok, ids, n, &back, &blen), 0);
+        assert_int_equal(blen, len);
+        assert_memory_equal(back, text, len);
+        free(back);
+        free(ids);
+    }
+    r1_tokenizer_free(tok);
+}
+
 struct thread_arg {
     const struct r1_tokenizer *tok;
     const json_t *doc;
@@ -502,6 +533,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_qwen2),          cmocka_unit_test(test_llama3),
         cmocka_unit_test(test_save_roundtrip), cmocka_unit_test(test_errors),
         cmocka_unit_test(test_small_spec),     cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_random_bytes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
