@@ -18,6 +18,7 @@ void r1_tokenizer_free(struct r1_tokenizer *tok)
         return;
     if (tok->ops && tok->ops->release)
         tok->ops->release(tok);
+    free(tok->chat_template);
     free(tok);
 }
 
