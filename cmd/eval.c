@@ -177,8 +177,9 @@ static int run_eval(const struct eval_cfg *c)
         rc = r1_err_set(R1_EIO, "%s: write error", c->out);
     out = NULL;
     if (!rc)
-        fprintf(c->json ? stderr : stdout, "eval: %" PRId64 " items, n=%d: pass@1 %.3f, maj@%d %.3f\n",
-                rep->n_items, rep->n, rep->pass_at_1, rep->n, rep->maj_at_n);
+        fprintf(c->json ? stderr : stdout,
+                "eval: %" PRId64 " items, n=%d: pass@1 %.3f, maj@%d %.3f\n", rep->n_items,
+                rep->n, rep->pass_at_1, rep->n, rep->maj_at_n);
 done:
     if (out)
         fclose(out);

@@ -77,8 +77,8 @@ static char *utf8_sanitize(const char *s, size_t n)
     return out;
 }
 
-/* The messages of a chat line into a fresh array pointing into o; R1_EINVAL with the
- * reason.  */
+/* The messages of a chat line into a fresh array (*out, the caller frees it; its strings
+ * point into msgs); R1_EINVAL with the reason. */
 static int chat_messages(const json_t *msgs, struct r1_chat_message **out, int *n)
 {
     size_t count = json_array_size(msgs);
@@ -122,8 +122,9 @@ static int line_prompt(const json_t *o, const struct r1_chat_template *chat, cha
     if (!p)
         return r1_err_set(R1_EINVAL, "expected a JSON object with a string \"prompt\" or a "
                           "\"messages\" list");
-    *text = chat ? r1_chat_render_prompt(chat, p) : strdup(p);
-    return *text ? 0 : r1_err_code() ? r1_err_code() : r1_err_set(R1_ENOMEM, "out of memory");
+    if (chat)
+        return (*text = r1_chat_render_prompt(chat, p)) ? 0 : r1_err_code();
+    return (*text = strdup(p)) ? 0 : r1_err_set(R1_ENOMEM, "out of memory");
 }
 
 /* The prompt of every line of a JSONL file into *out. */
@@ -239,7 +240,7 @@ int cmd_sample(int argc, char **argv)
         texts[0] = chat ? r1_chat_render_prompt(chat, prompt) : strdup(prompt);
         n_texts = 1;
         if (!texts[0]) {
-            rc = r1_err_code() ? r1_err_code() : r1_err_set(R1_ENOMEM, "out of memory");
+            rc = chat ? r1_err_code() : r1_err_set(R1_ENOMEM, "out of memory");
             goto out;
         }
     } else if ((rc = read_prompts(prompts_file, chat, &texts, &n_texts))) {
