@@ -15,6 +15,8 @@ int cmd_log(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_data(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
 
 /* Prints "r1 CMD: <last error>" and returns the exit status for code. */
 int cmd_fail(const char *cmd, int code);
@@ -27,5 +29,19 @@ int cmd_run_dir_load(struct r1_recipe **out, const char *dir);
 /* 1 when dir's ledger holds the tag stage/<stage> (the stage finished), 0 when not,
  * or a negative R1_E* code. */
 int cmd_stage_finished(const char *dir, const char *stage);
+
+/* Shared by sample, tokenize and eval (cmd/model-open.c); they print nothing. */
+struct r1_backend;
+struct r1_model;
+struct r1_tokenizer;
+struct r1_chat_template;
+/* Opens the model at path on be into *m (skipped when m is NULL) and its tokenizer. */
+int cmd_model_open(const char *path, struct r1_backend *be, struct r1_model **m,
+                   struct r1_tokenizer **tok);
+/* The chat template a command renders with: setting (--template NAME, "auto" or NULL for
+ * the model's own) resolved against the model's template; R1_EINVAL naming model_path and
+ * asking for --template when there is none. */
+int cmd_chat_template_open(struct r1_chat_template **out, const char *setting,
+                           const struct r1_tokenizer *tok, const char *model_path);
 
 #endif

@@ -25,6 +25,8 @@ static const struct cmd commands[] = {
     {"export", cmd_export, "write a stage's newest checkpoint as a Hugging Face model dir"},
     {"convert", cmd_convert, "convert a GGUF file or HF model dir into an HF model dir"},
     {"sample", cmd_sample, "generate text from a model"},
+    {"eval", cmd_eval, "pass@1 and maj@n of a model on prompts with answers"},
+    {"tokenize", cmd_tokenize, "text to token ids and back with a model's tokenizer"},
     {"recipe", cmd_recipe, "check, show or list the keys of a recipe"},
     {"verify", cmd_verify, "re-hash a run's checkpoints against its ledger"},
     {"data", cmd_data, "generate synthetic task datasets (arith, countdown)"},

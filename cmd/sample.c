@@ -1,8 +1,13 @@
 /* sample.c - `r1 sample`: generate text from a model directory.
  *
- * Text goes to stdout as it is produced (one block per sample), or one JSON
- * object per sample with --json.  Prompts come from --prompt or a JSONL file
- * (--prompts, field "prompt"). */
+ * Text goes to stdout as it is produced when one sequence is in flight (one prompt, -n 1),
+ * else one block per sample, or one JSON object per sample with --json.  Prompts come
+ * from --prompt or a JSONL file (--prompts): each line {"prompt": TEXT} or a chat
+ * {"messages": [{"role", "content"}, ...]}.  With --chat (or --template NAME) a prompt is
+ * rendered as one user turn with the chat template plus its generation prompt, and a chat
+ * line is rendered whole plus the generation prompt; a chat line needs a template.  The
+ * template is --template NAME, else the model's own (an error asking for --template when
+ * r1 recognises none). */
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -14,7 +19,7 @@
 #include "core/backend.h"
 #include "core/err.h"
 #include "core/generate.h"
-#include "core/hfdir.h"
+#include "core/template.h"
 
 struct sample_out {
     const struct r1_tokenizer *tok;
@@ -72,8 +77,59 @@ static char *utf8_sanitize(const char *s, size_t n)
     return out;
 }
 
-/* Reads the "prompt" field of every line of a JSONL file into *out (strdup'ed). */
-static int read_prompts(const char *path, char ***out, int *n)
+/* The messages of a chat line into a fresh array (*out, the caller frees it; its strings
+ * point into msgs); R1_EINVAL with the reason. */
+static int chat_messages(const json_t *msgs, struct r1_chat_message **out, int *n)
+{
+    size_t count = json_array_size(msgs);
+    *out = calloc(count ? count : 1, sizeof(**out));
+    if (!*out)
+        return r1_err_set(R1_ENOMEM, "out of memory");
+    for (size_t i = 0; i < count; i++) {
+        const json_t *m = json_array_get(msgs, i);
+        const char *role = json_string_value(json_object_get(m, "role"));
+        const json_t *content = json_object_get(m, "content");
+        if (!role || !json_is_string(content))
+            return r1_err_set(R1_EINVAL, "'messages' must be a list of {role, content} "
+                              "(item %zu is not)", i + 1);
+        (*out)[i] = (struct r1_chat_message){role, json_string_value(content),
+                                             json_string_length(content)};
+    }
+    *n = (int)count;
+    return 0;
+}
+
+/* The prompt text of one JSONL line (strdup'ed or rendered); chat NULL: none. */
+static int line_prompt(const json_t *o, const struct r1_chat_template *chat, char **text)
+{
+    const json_t *msgs = json_object_get(o, "messages");
+    const char *p = json_string_value(json_object_get(o, "prompt"));
+    *text = NULL;
+    if (json_is_array(msgs)) {
+        if (!chat)
+            return r1_err_set(R1_EINVAL, "a \"messages\" line needs a chat template: add --chat "
+                              "or --template NAME");
+        struct r1_chat_message *m = NULL;
+        int n = 0, rc = chat_messages(msgs, &m, &n);
+        struct r1_chat_text r;
+        if (!rc && !(rc = r1_chat_render(chat, m, n, true, &r))) {
+            free(r.spans);
+            *text = r.text;
+        }
+        free(m);
+        return rc;
+    }
+    if (!p)
+        return r1_err_set(R1_EINVAL, "expected a JSON object with a string \"prompt\" or a "
+                          "\"messages\" list");
+    if (chat)
+        return (*text = r1_chat_render_prompt(chat, p)) ? 0 : r1_err_code();
+    return (*text = strdup(p)) ? 0 : r1_err_set(R1_ENOMEM, "out of memory");
+}
+
+/* The prompt of every line of a JSONL file into *out. */
+static int read_prompts(const char *path, const struct r1_chat_template *chat, char ***out,
+                        int *n)
 {
     FILE *f = fopen(path, "r");
     if (!f)
@@ -89,22 +145,22 @@ static int read_prompts(const char *path, char ***out, int *n)
             continue;
         json_error_t e;
         json_t *o = json_loads(line, 0, &e);
-        const char *p = o ? json_string_value(json_object_get(o, "prompt")) : NULL;
-        if (!p) {
-            rc = r1_err_set(R1_EINVAL, "%s:%d: expected a JSON object with a string \"prompt\"",
-                            path, lineno);
-            json_decref(o);
+        char *text = NULL;
+        rc = o ? line_prompt(o, chat, &text)
+               : r1_err_set(R1_EINVAL, "bad JSON (%s) at column %d", e.text, e.column);
+        json_decref(o);
+        if (rc) {
+            rc = r1_err_wrap(rc, "%s:%d", path, lineno);
             break;
         }
         char **grown = realloc(*out, (size_t)(*n + 1) * sizeof(char *));
         if (!grown) {
-            json_decref(o);
+            free(text);
             rc = r1_err_set(R1_ENOMEM, "out of memory reading %s", path);
             break;
         }
         *out = grown;
-        (*out)[(*n)++] = strdup(p);
-        json_decref(o);
+        (*out)[(*n)++] = text;
     }
     free(line);
     fclose(f);
@@ -115,15 +171,17 @@ static int read_prompts(const char *path, char ***out, int *n)
 
 int cmd_sample(int argc, char **argv)
 {
-    const char *model = NULL, *prompt = NULL, *prompts_file = NULL;
+    const char *model = NULL, *prompt = NULL, *prompts_file = NULL, *template_ = NULL;
     int n = 1, max_tokens = 128, top_k = 0, slots = 16, threads = 0;
     float temperature = 1.0f, top_p = 1.0f, min_p = 0.0f;
     uint64_t seed = 0;
-    bool json = false;
+    bool json = false, chat_flag = false;
     const struct r1_option opts[] = {
         {R1_OPT_STRING, "model", 0, &model, "DIR", "model directory (config.json, model.safetensors)"},
         {R1_OPT_STRING, "prompt", 0, &prompt, "TEXT", "prompt text"},
-        {R1_OPT_STRING, "prompts", 0, &prompts_file, "FILE", "JSONL file with a \"prompt\" field per line"},
+        {R1_OPT_STRING, "prompts", 0, &prompts_file, "FILE", "JSONL: {\"prompt\": TEXT} or {\"messages\": [...]} per line"},
+        {R1_OPT_FLAG, "chat", 0, &chat_flag, NULL, "render prompts with the model's chat template"},
+        {R1_OPT_STRING, "template", 0, &template_, "NAME", "chat template to use (implies --chat)"},
         {R1_OPT_INT, "n", 'n', &n, "N", "samples per prompt (default 1)"},
         {R1_OPT_FLOAT, "temperature", 0, &temperature, "T", "sampling temperature; 0 = greedy (default 1)"},
         {R1_OPT_INT, "top-k", 0, &top_k, "K", "keep the K most likely tokens (default off)"},
@@ -161,26 +219,33 @@ int cmd_sample(int argc, char **argv)
     struct r1_model *m = NULL;
     struct r1_tokenizer *tok = NULL;
     struct r1_generator *g = NULL;
+    struct r1_chat_template *chat = NULL;
     struct r1_gen_request *reqs = NULL;
     struct r1_gen_result *res = NULL;
     int32_t **ids = NULL, *tokbuf = NULL;
     float *lpbuf = NULL;
     int n_reqs = 0;
 
+    if ((rc = r1_backend_create(&be, R1_BACKEND_CPU, threads)) ||
+        (rc = cmd_model_open(model, be, &m, &tok)))
+        goto out;
+    if ((chat_flag || template_) && (rc = cmd_chat_template_open(&chat, template_, tok, model)))
+        goto out;
     if (prompt) {
         texts = malloc(sizeof(char *));
         if (!texts) {
             rc = r1_err_set(R1_ENOMEM, "out of memory");
             goto out;
         }
-        texts[0] = strdup(prompt);
+        texts[0] = chat ? r1_chat_render_prompt(chat, prompt) : strdup(prompt);
         n_texts = 1;
-    } else if ((rc = read_prompts(prompts_file, &texts, &n_texts))) {
+        if (!texts[0]) {
+            rc = chat ? r1_err_code() : r1_err_set(R1_ENOMEM, "out of memory");
+            goto out;
+        }
+    } else if ((rc = read_prompts(prompts_file, chat, &texts, &n_texts))) {
         goto out;
     }
-    if ((rc = r1_backend_create(&be, R1_BACKEND_CPU, threads)) ||
-        (rc = r1_hfdir_load(&m, be, model)) || (rc = r1_hfdir_load_tokenizer(&tok, model)))
-        goto out;
 
     n_reqs = n_texts * n;
     reqs = calloc((size_t)n_reqs, sizeof(*reqs));
@@ -282,6 +347,7 @@ int cmd_sample(int argc, char **argv)
     }
 out:
     r1_generator_free(g);
+    r1_chat_template_free(chat);
     for (int i = 0; ids && i < n_texts; i++)
         free(ids[i]);
     for (int i = 0; texts && i < n_texts; i++)

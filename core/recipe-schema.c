@@ -42,7 +42,8 @@ static const struct r1_recipe_key schema[] = {
     {"model", "tokenizer", R1_KEY_STRING, NULL, 0, 0, 0, NULL, 0, RCP(tokenizer), 0, 0,
      "\"bytes\" or a tokenizer path (default: the model's own)"},
     {"model", "chat_template", R1_KEY_STRING, NULL, 0, 0, 0, NULL, 0, RCP(chat_template), 0, 0,
-     "chat template name or text (default: the model's own, else none)"},
+     "chat template: chatml, deepseek-r1, llama3, plain, r1-zero, none, or auto (default): "
+     "the model's own when r1 recognises it, else none"},
     {"", "stages", R1_KEY_LIST, NULL, 0, 0, R1_KEY_REQUIRED, "stage", 0, RCP(stages),
      RCP(n_stages), sizeof(struct r1_stage_cfg), "the stages, run in order (at least one)"},
 

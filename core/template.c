@@ -5,6 +5,7 @@
  * end-of-turn marker (eot), and post follows the span. */
 #include "core/template.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,13 +15,33 @@ enum { ROLE_SYSTEM = 0, ROLE_USER, ROLE_ASSISTANT, N_ROLES };
 
 static const char *const role_names[N_ROLES] = {"system", "user", "assistant"};
 
+#define DS_BOS "<\xef\xbd\x9c" "begin\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>"
+#define DS_EOS "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>"
+#define DS_USER "<\xef\xbd\x9cUser\xef\xbd\x9c>"
+#define DS_ASSISTANT "<\xef\xbd\x9c" "Assistant\xef\xbd\x9c>"
+#define L3_HEADER(role) "<|start_header_id|>" role "<|end_header_id|>\n\n"
+
+#define R1_ZERO_PREAMBLE                                                                           \
+    "A conversation between User and Assistant. The user asks a question, and the Assistant "      \
+    "solves it. The assistant first thinks about the reasoning process in the mind and then "      \
+    "provides the user with the answer. The reasoning process and answer are enclosed within "     \
+    "<think> </think> and <answer> </answer> tags, respectively, i.e., <think> reasoning "         \
+    "process here </think> <answer> answer here </answer>."
+
 struct builtin {
     const char *name;
-    const char *bos;          /* once, at the start */
+    const char *bos;          /* at the start (bos_if_messages: only when there are messages) */
     const char *pre[N_ROLES]; /* before the content */
     const char *eot;          /* assistant: end-of-turn marker inside the span ("" : none) */
     const char *post[N_ROLES];/* after the content (assistant: after the marker) */
     const char *gen;          /* generation prompt */
+    bool bos_if_messages;
+    bool trim;                /* content loses surrounding whitespace (Jinja's | trim) */
+    /* System messages do not render in place: the last one's content follows bos (or,
+     * when there is none, default_system does). */
+    bool system_first;
+    const char *default_system;
+    bool user_dot;            /* post[user] "." is dropped after a question ending in .?! */
 };
 
 static const struct builtin builtins[] = {
@@ -29,24 +50,41 @@ static const struct builtin builtins[] = {
      {"<|im_start|>system\n", "<|im_start|>user\n", "<|im_start|>assistant\n"},
      "<|im_end|>",
      {"<|im_end|>\n", "<|im_end|>\n", "\n"},
-     "<|im_start|>assistant\n"},
+     "<|im_start|>assistant\n",
+     false, false, false, NULL, false},
     {"deepseek-r1",
-     "<\xef\xbd\x9c" "begin\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>",
-     {"", "<\xef\xbd\x9cUser\xef\xbd\x9c>", "<\xef\xbd\x9c" "Assistant\xef\xbd\x9c>"},
-     "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>",
+     DS_BOS,
+     {"", DS_USER, DS_ASSISTANT},
+     DS_EOS,
      {"", "", ""},
-     "<\xef\xbd\x9c" "Assistant\xef\xbd\x9c>"},
+     DS_ASSISTANT "<think>\n",
+     false, false, true, NULL, false},
+    {"llama3",
+     "<|begin_of_text|>",
+     {L3_HEADER("system"), L3_HEADER("user"), L3_HEADER("assistant")},
+     "<|eot_id|>",
+     {"<|eot_id|>", "<|eot_id|>", ""},
+     L3_HEADER("assistant"),
+     true, true, false, NULL, false},
     {"plain",
      "",
      {"System: ", "User: ", "Assistant: "},
      "",
      {"\n", "\n", "\n"},
-     "Assistant: "},
+     "Assistant: ",
+     false, false, false, NULL, false},
+    {"r1-zero",
+     "",
+     {"", " User: ", " Assistant:\n"},
+     "",
+     {"", ".", ""},
+     " Assistant:\n",
+     false, false, true, R1_ZERO_PREAMBLE, true},
 };
 
 #define N_BUILTINS ((int)(sizeof(builtins) / sizeof(builtins[0])))
 
-const char *r1_chat_template_names(void) { return "chatml, deepseek-r1, plain"; }
+const char *r1_chat_template_names(void) { return "chatml, deepseek-r1, llama3, plain, r1-zero"; }
 
 /* Growable output text. */
 struct buf {
@@ -75,31 +113,76 @@ static int put(struct buf *b, const char *s, size_t n)
 
 static int puts_(struct buf *b, const char *s) { return put(b, s, strlen(s)); }
 
+static bool is_space(char c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
+
+/* The role index of m, or -1. */
+static int role_of(const struct r1_chat_message *m)
+{
+    for (int k = 0; k < N_ROLES && m->role; k++)
+        if (strcmp(m->role, role_names[k]) == 0)
+            return k;
+    return -1;
+}
+
+/* Checks every message's role and content before anything renders. */
+static int check_messages(const struct r1_chat_message *msgs, int n)
+{
+    for (int i = 0; i < n; i++) {
+        if (role_of(&msgs[i]) < 0)
+            return r1_err_set(R1_EINVAL, "message %d: role '%.40s' is not system, user or "
+                              "assistant", i + 1, msgs[i].role ? msgs[i].role : "(none)");
+        if (!msgs[i].content && msgs[i].len > 0)
+            return r1_err_set(R1_EINVAL, "message %d: no content", i + 1);
+    }
+    return 0;
+}
+
+/* Puts content (trimmed when the template trims). */
+static int put_content(struct buf *b, const struct builtin *bt, const struct r1_chat_message *m)
+{
+    const char *s = m->content;
+    size_t n = m->len;
+    if (bt->trim) {
+        while (n > 0 && is_space(*s)) {
+            s++;
+            n--;
+        }
+        while (n > 0 && is_space(s[n - 1]))
+            n--;
+    }
+    return put(b, s, n);
+}
+
 static int builtin_render(const struct r1_chat_template *t, const struct r1_chat_message *msgs,
                           int n, bool add_gen, struct r1_chat_text *out)
 {
     const struct builtin *bt = t->ctx;
+    int rc = check_messages(msgs, n);
+    if (rc)
+        return rc;
     struct buf b = {0};
     struct r1_chat_span *spans = NULL;
-    int n_spans = 0, rc = puts_(&b, bt->bos);
+    int n_spans = 0;
+    if (n > 0 || !bt->bos_if_messages)
+        rc = puts_(&b, bt->bos);
+    if (!rc && bt->system_first) {
+        const struct r1_chat_message *sys = NULL;
+        for (int i = 0; i < n; i++)
+            if (role_of(&msgs[i]) == ROLE_SYSTEM)
+                sys = &msgs[i];
+        if (sys)
+            rc = put_content(&b, bt, sys);
+        else if (bt->default_system)
+            rc = puts_(&b, bt->default_system);
+    }
     for (int i = 0; !rc && i < n; i++) {
-        int role = -1;
-        for (int k = 0; k < N_ROLES && msgs[i].role; k++)
-            if (strcmp(msgs[i].role, role_names[k]) == 0)
-                role = k;
-        if (role < 0) {
-            rc = r1_err_set(R1_EINVAL, "message %d: role '%.40s' is not system, user or "
-                            "assistant", i + 1, msgs[i].role ? msgs[i].role : "(none)");
-            break;
-        }
-        if (!msgs[i].content && msgs[i].len > 0) {
-            rc = r1_err_set(R1_EINVAL, "message %d: no content", i + 1);
-            break;
-        }
+        int role = role_of(&msgs[i]);
+        if (role == ROLE_SYSTEM && bt->system_first)
+            continue;
         if ((rc = puts_(&b, bt->pre[role])))
             break;
         size_t start = b.n;
-        if ((rc = put(&b, msgs[i].content, msgs[i].len)))
+        if ((rc = put_content(&b, bt, &msgs[i])))
             break;
         if (role == ROLE_ASSISTANT) {
             if ((rc = puts_(&b, bt->eot)))
@@ -112,7 +195,10 @@ static int builtin_render(const struct r1_chat_template *t, const struct r1_chat
             spans = sp;
             spans[n_spans++] = (struct r1_chat_span){start, b.n};
         }
-        rc = puts_(&b, bt->post[role]);
+        const char *post = bt->post[role];
+        if (role == ROLE_USER && bt->user_dot && b.n > start && strchr(".?!", b.p[b.n - 1]))
+            post = "";
+        rc = puts_(&b, post);
     }
     if (!rc && add_gen)
         rc = puts_(&b, bt->gen);
@@ -183,4 +269,43 @@ char *r1_chat_render_prompt(const struct r1_chat_template *t, const char *user)
         return NULL;
     free(r.spans);
     return r.text;
+}
+
+const char *r1_chat_template_detect(const char *jinja)
+{
+    if (!jinja)
+        return NULL;
+    /* most specific first: a DeepSeek template may be built on a Qwen or Llama base */
+    if (strstr(jinja, DS_ASSISTANT))
+        return "deepseek-r1";
+    if (strstr(jinja, "<|start_header_id|>"))
+        return "llama3";
+    if (strstr(jinja, "<|im_start|>"))
+        return "chatml";
+    if (strstr(jinja, "A conversation between User and Assistant"))
+        return "r1-zero";
+    return NULL;
+}
+
+int r1_chat_template_resolve(const char *setting, const char *model_jinja, const char **name)
+{
+    *name = NULL;
+    if (setting && strcmp(setting, "none") == 0)
+        return 0;
+    if (!setting || strcmp(setting, "auto") == 0) {
+        if (!model_jinja || !model_jinja[0])
+            return 0;
+        if (!(*name = r1_chat_template_detect(model_jinja)))
+            return r1_err_set(R1_EINVAL, "the model's chat template is not one r1 recognises; "
+                              "name one (%s) or none", r1_chat_template_names());
+        return 0;
+    }
+    for (int i = 0; i < N_BUILTINS; i++)
+        if (strcmp(setting, builtins[i].name) == 0) {
+            *name = builtins[i].name;
+            return 0;
+        }
+    return r1_err_set(R1_EINVAL, "unknown chat template '%.60s%s'; built-in templates: %s, or "
+                      "auto or none", setting, strlen(setting) > 60 ? "..." : "",
+                      r1_chat_template_names());
 }

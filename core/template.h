@@ -4,13 +4,27 @@
  * A template is a table of functions plus ctx (like the tokenizer), so the built-in
  * renderers here and a Jinja renderer of a tokenizer_config.json "chat_template" (a
  * later addition) sit behind the same calls.  Built-in names:
- *   chatml       <|im_start|>{role}\n{content}<|im_end|>\n  (SmolLM2, Qwen);
- *                generation prompt "<|im_start|>assistant\n"
+ *   chatml       <|im_start|>{role}\n{content}<|im_end|>\n  (SmolLM2, Qwen2.5; their
+ *                default system prompts are not added); generation prompt
+ *                "<|im_start|>assistant\n"
  *   deepseek-r1  <｜begin▁of▁sentence｜>{system}<｜User｜>{content}<｜Assistant｜>{content}
- *                <｜end▁of▁sentence｜>; generation prompt "<｜Assistant｜>"
+ *                <｜end▁of▁sentence｜> (the R1-Distill models); the last system message's
+ *                content goes right after the BOS text wherever it stands; generation
+ *                prompt "<｜Assistant｜><think>\n".  Unlike the released Jinja, earlier
+ *                assistant turns keep their <think> part (it is what sft learns).
+ *   llama3       <|begin_of_text|> (when there are messages), then per message
+ *                <|start_header_id|>{role}<|end_header_id|>\n\n{content}<|eot_id|>,
+ *                content trimmed of surrounding ASCII whitespace (Llama-3-Instruct; no
+ *                default system text); generation prompt the assistant header
  *   plain        "System: …\n", "User: …\n", "Assistant: …\n"; generation prompt
  *                "Assistant: "; no end-of-turn marker
- * Messages render in the order given (a system message normally comes first).
+ *   r1-zero      the DeepSeek-R1-Zero text: its preamble ("A conversation between User and
+ *                Assistant. … <answer> answer here </answer>.", replaced by the last system
+ *                message when there is one), then " User: {content}." (the '.' dropped
+ *                after content ending in . ? or !) and " Assistant:\n{content}" per turn;
+ *                generation prompt " Assistant:\n"; no end-of-turn marker.  One user turn
+ *                plus the generation prompt is exactly the r1-zero prompt template.
+ * Other messages render in the order given.
  *
  * Spans: [start, end) byte offsets into the rendered text, one per assistant message,
  * covering its content and its end-of-turn marker ("<|im_end|>", not the "\n" after it):
@@ -61,8 +75,21 @@ struct r1_chat_template {
 /* The built-in template called name; R1_EINVAL listing the names when unknown. */
 int r1_chat_template_open(struct r1_chat_template **out, const char *name);
 void r1_chat_template_free(struct r1_chat_template *t);
-/* "chatml, deepseek-r1, plain" (for messages and help). */
+/* "chatml, deepseek-r1, llama3, plain, r1-zero" (for messages and help). */
 const char *r1_chat_template_names(void);
+
+/* The built-in template that renders like a model's Jinja chat_template (the string of
+ * tokenizer_config.json or a GGUF's tokenizer.chat_template), by its markers:
+ * "<｜Assistant｜>" deepseek-r1, "<|start_header_id|>" llama3, "<|im_start|>" chatml,
+ * the R1-Zero preamble r1-zero.  NULL when jinja is NULL or none matches. */
+const char *r1_chat_template_detect(const char *jinja);
+
+/* What a setting (model.chat_template, --template) means for a model whose Jinja template
+ * is model_jinja (NULL: it has none): *name is a built-in name, or NULL for no chat
+ * template.  "none" → NULL; NULL or "auto" → r1_chat_template_detect(model_jinja), NULL
+ * without one, R1_EINVAL when the model has one r1 does not recognise; a built-in name →
+ * itself; anything else R1_EINVAL listing the names.  *name is static. */
+int r1_chat_template_resolve(const char *setting, const char *model_jinja, const char **name);
 
 int r1_chat_render(const struct r1_chat_template *t, const struct r1_chat_message *msgs, int n,
                    bool add_generation_prompt, struct r1_chat_text *out);

@@ -10,7 +10,6 @@
 
 #include "core/err.h"
 #include "core/hfdir.h"
-#include "core/template.h"
 #include "stages/data/gen.h"
 #include "stages/data/prompts.h"
 #include "stages/evaluate.h"
@@ -207,14 +206,6 @@ static int lm_validate(const struct r1_recipe *r, int index)
     if (sft && s->data.format != R1_DATA_JSONL)
         return r1_err_set(R1_EINVAL, "%s: stage '%s' reads prompt/completion pairs: set "
                           "data.format to jsonl", r->path, s->name);
-    if (sft && r->chat_template) {
-        struct r1_chat_template *t = NULL;
-        int rc = r1_chat_template_open(&t, r->chat_template);
-        r1_chat_template_free(t);
-        if (rc)
-            return r1_err_wrap(rc, "%s: model.chat_template (used by sft stage '%s')", r->path,
-                               s->name);
-    }
     if (sft && s->data.template_) {
         char *t = r1_prompt_template_apply(s->data.template_, "x");
         if (!t)
@@ -284,7 +275,7 @@ static int lm_init(void **state, const struct r1_stage_env *env)
             .gen_n = s->data.size,
             .gen_seed = seed,
             .messages_field = sft ? s->data.messages_field : NULL,
-            .chat_template = sft ? env->recipe->chat_template : NULL,
+            .chat_template = sft ? env->chat_template : NULL,
             .prompt_template = sft ? s->data.template_ : NULL,
             .pack = sft && s->data.pack,
         },

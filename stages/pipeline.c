@@ -19,6 +19,7 @@
 #include "core/file.h"
 #include "core/hfdir.h"
 #include "core/ledger.h"
+#include "core/template.h"
 #include "stages/stage.h"
 
 struct run {
@@ -50,7 +51,9 @@ static int check_supported(const struct r1_recipe *r)
         if (rc)
             return rc;
     }
-    return 0;
+    const char *chat = NULL;
+    int rc = r1_chat_template_resolve(r->chat_template, NULL, &chat);
+    return rc ? r1_err_wrap(rc, "%s: model.chat_template", r->path) : 0;
 }
 
 /* The canonical recipe text and its hash. */
@@ -492,8 +495,15 @@ static int run_stage(struct run *R, int si)
     if ((rc = stage_model(R, s, &m, &tok, parent)) ||
         (rc = stage_data_path(R, s, data_path, sizeof(data_path))))
         goto out;
+    /* The model's own template joins here once the tokenizer carries its Jinja string:
+     * pass it instead of NULL. */
+    const char *chat = NULL;
+    if ((rc = r1_chat_template_resolve(R->r->chat_template, NULL, &chat))) {
+        rc = r1_err_wrap(rc, "%s: model.chat_template", R->r->path);
+        goto out;
+    }
     struct r1_stage_env env = {R->be, R->r, si, m, tok, R->dir, data_path[0] ? data_path : NULL,
-                               env_open_model, R};
+                               env_open_model, R, chat};
     if ((rc = ops->init(&st, &env)))
         goto out;
     ops->progress(st, &done, &total);

@@ -35,6 +35,9 @@ struct r1_stage_env {
     int (*open_model)(void *ctx, const struct r1_model_source *src, struct r1_model **m,
                       struct r1_tokenizer **tok);
     void *ctx;
+    /* The built-in chat template (core/template.h) the stage renders with: model.chat_template
+     * resolved against the model's own template (r1_chat_template_resolve); NULL: none. */
+    const char *chat_template;
 };
 
 /* The file a data-producing stage (rejection_sft) saves in its checkpoints. */

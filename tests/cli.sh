@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# cli.sh R1 - every command answers --help with 0 and a bad flag with 2; init and
-# sample work end to end and leave nothing behind on bad input.
+# cli.sh R1 - every command answers --help with 0 and a bad flag with 2; init, sample
+# (with chat templates) and tokenize work end to end and leave nothing behind on bad input.
 set -u
 r1=$1
 fail=0
@@ -56,6 +56,45 @@ check 2 "sample bad number" "$r1" sample --model "$tmp/m" --prompt hi --temperat
 printf '{"prompt": "a"}\nnot json\n' >"$tmp/p.jsonl"
 check 2 "sample bad prompts file" "$r1" sample --model "$tmp/m" --prompts "$tmp/p.jsonl"
 grep -q "p.jsonl:2" /tmp/r1-cli-out.$$ || { echo "FAIL: prompts error does not name file:line"; fail=1; }
+# sample --chat / --template / chat lines (the byte tokenizer has no template of its own)
+check 2 "sample --chat without a template" "$r1" sample --model "$tmp/m" --prompt hi --chat
+grep -q "give --template NAME" /tmp/r1-cli-out.$$ || { echo "FAIL: --chat error does not ask for --template"; fail=1; }
+check 2 "sample unknown template" "$r1" sample --model "$tmp/m" --prompt hi --template vicuna
+got=$("$r1" sample --model "$tmp/m" --prompt hi --template chatml --max-tokens 2 --json | head -1)
+echo "$got" | grep -qF '"prompt":"<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"' ||
+  { echo "FAIL: --template chatml prompt: $got"; fail=1; }
+"$r1" sample --model "$tmp/m" --prompt hi --template r1-zero --max-tokens 3 --temperature 0 >"$tmp/s.txt"
+"$r1" sample --model "$tmp/m" --prompt hi --template r1-zero --max-tokens 3 --temperature 0 --json |
+  grep -qF ' User: hi. Assistant:\n",' || { echo "FAIL: r1-zero chat prompt lacks its user turn"; fail=1; }
+printf 'A conversation between User and Assistant. The user' >"$tmp/s.want"
+[ "$(head -c 51 "$tmp/s.txt")" = "$(cat "$tmp/s.want")" ] || { echo "FAIL: streamed r1-zero sample does not start with its prompt"; fail=1; }
+printf '{"prompt": "a"}\n{"messages": [{"role": "system", "content": "S"}, {"role": "user", "content": "q"}]}\n' >"$tmp/chat.jsonl"
+got=$("$r1" sample --model "$tmp/m" --prompts "$tmp/chat.jsonl" --template llama3 --max-tokens 2 --json)
+want1='"prompt":"<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\na<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"'
+want2='"prompt":"<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nS<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nq<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"'
+{ echo "$got" | sed -n 1p | grep -qF "$want1" && echo "$got" | sed -n 2p | grep -qF "$want2"; } ||
+  { echo "FAIL: --prompts with a chat line and --template llama3: $got"; fail=1; }
+check 2 "sample chat line without a template" "$r1" sample --model "$tmp/m" --prompts "$tmp/chat.jsonl"
+grep -qF 'chat.jsonl:2: a "messages" line needs a chat template' /tmp/r1-cli-out.$$ || { echo "FAIL: chat line error does not name file:line"; fail=1; }
+
+# tokenize: byte ids by hand (a 97, b 98, <think> 257, x 120, \n 10, <|im_start|> 261)
+got=$(printf 'ab<think>x\n' | "$r1" tokenize --model "$tmp/m")
+[ "$got" = "[97,98,257,120,10]" ] || { echo "FAIL: tokenize gave $got"; fail=1; }
+got=$(printf '' | "$r1" tokenize --model "$tmp/m")
+[ "$got" = "[]" ] || { echo "FAIL: tokenize of nothing gave $got"; fail=1; }
+got=$(printf '[261, 104,105,262]' | "$r1" tokenize --model "$tmp/m" --decode)
+[ "$got" = "<|im_start|>hi<|im_end|>" ] || { echo "FAIL: tokenize --decode gave $got"; fail=1; }
+printf 'x\001\377<answer>y</answer>\n\n' >"$tmp/bytes"
+"$r1" tokenize --model "$tmp/m" <"$tmp/bytes" | "$r1" tokenize --model "$tmp/m" --decode >"$tmp/bytes2"
+cmp -s "$tmp/bytes" "$tmp/bytes2" || { echo "FAIL: tokenize | tokenize --decode does not round-trip"; fail=1; }
+check 2 "tokenize --decode id out of range" sh -c "printf '[97,264]' | '$r1' tokenize --model '$tmp/m' --decode"
+grep -q "element 1: id 264 is out of range 0..263" /tmp/r1-cli-out.$$ || { echo "FAIL: out-of-range error does not name the element"; fail=1; }
+check 2 "tokenize --decode bad JSON" sh -c "printf '[97,\n 9' | '$r1' tokenize --model '$tmp/m' --decode"
+grep -q "stdin:2:" /tmp/r1-cli-out.$$ || { echo "FAIL: bad JSON error does not name line:column"; fail=1; }
+check 2 "tokenize --decode non-integer" sh -c "printf '[97, 1.5]' | '$r1' tokenize --model '$tmp/m' --decode"
+check 2 "tokenize without --model" "$r1" tokenize
+check 2 "tokenize missing model" sh -c "echo hi | '$r1' tokenize --model '$tmp/none'"
+
 printf 'garbage' >"$tmp/m/model.safetensors"
 check 2 "sample corrupt weights" "$r1" sample --model "$tmp/m" --prompt hi
 
