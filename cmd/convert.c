@@ -18,6 +18,7 @@
 #include "core/gguf.h"
 #include "core/hfdir.h"
 #include "core/model.h"
+#include "core/tokenizer.h"
 
 /* "5GB", "500MB", "10KiB", "123" (bytes) → *out; decimal units as transformers uses. */
 static int parse_size(const char *s, uint64_t *out)
@@ -128,10 +129,18 @@ int cmd_convert(int argc, char **argv)
     made = true;
     if ((rc = r1_hfdir_write(m, tmp, &wo)))
         goto out;
-    if (g) {
-        /* Tokenizer from the GGUF: after integration with the tokenizer module,
-         * r1_tokenizer_json_save(g, tmp) writes tokenizer.json and tokenizer_config.json
-         * here (from tokenizer.ggml.* and tokenizer.chat_template). */
+    if (g) { /* the GGUF's tokenizer as tokenizer.json + tokenizer_config.json */
+        struct r1_tokenizer *tok = NULL;
+        if (r1_tokenizer_gguf_load(&tok, g) == 0) {
+            rc = r1_tokenizer_json_save(tok, tmp);
+            r1_tokenizer_free(tok);
+            if (rc)
+                goto out;
+        } else {
+            fprintf(stderr, "r1 convert: warning: no tokenizer files written: %s\n",
+                    r1_err_last());
+            r1_err_clear();
+        }
     }
     if (chmod(tmp, 0755) != 0 || rename(tmp, out) != 0) {
         rc = r1_err_set(R1_EIO, "%s: cannot rename %s to it (%s)", out, tmp, strerror(errno));

@@ -160,4 +160,12 @@ int r1_gguf_load_model(struct r1_model **out, struct r1_backend *be, const char 
  * blk.3.ffn_up.weight) into buf; R1_EINVAL when it has none. */
 int r1_gguf_name_from_hf(char *buf, size_t cap, const char *hf_name);
 
+/* ---- tokenizer (core/tokenizer-gguf.c) --------------------------------------
+ * The byte-level BPE tokenizer of tokenizer.ggml.* ("gpt2" model): tokens, merges,
+ * token_type (control and user-defined tokens matched before BPE), bos/eos/padding ids,
+ * the pre-tokenizer named by tokenizer.ggml.pre, and tokenizer.chat_template.
+ * R1_EFORMAT naming the file for another tokenizer model or a bad table. */
+struct r1_tokenizer;
+int r1_tokenizer_gguf_load(struct r1_tokenizer **out, const struct r1_gguf *g);
+
 #endif

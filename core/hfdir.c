@@ -408,11 +408,19 @@ int r1_hfdir_load_tokenizer(struct r1_tokenizer **out, const char *dir)
         return r1_err_set(R1_EFORMAT, "%s: cannot read (%s)", path, jerr.text);
     const char *kind = json_string_value(json_object_get(root, "r1_tokenizer"));
     int rc;
-    if (kind && strcmp(kind, "bytes") == 0)
+    if (kind && strcmp(kind, "bytes") == 0) {
         rc = r1_tokenizer_bytes_create(out);
-    else
-        rc = r1_err_set(R1_EFORMAT, "%s: no tokenizer r1 can read: config.json does not say "
-                        "\"r1_tokenizer\": \"bytes\" and r1 reads no tokenizer.json yet", dir);
+    } else {
+        char cfg[4200];
+        snprintf(path, sizeof(path), "%s/tokenizer.json", dir);
+        snprintf(cfg, sizeof(cfg), "%s/tokenizer_config.json", dir);
+        if (access(path, F_OK) == 0)
+            rc = r1_tokenizer_json_load(out, path, cfg);
+        else
+            rc = r1_err_set(R1_EFORMAT, "%s: no tokenizer: the directory has no tokenizer.json "
+                            "and config.json does not name r1's byte tokenizer; copy the "
+                            "model's tokenizer files into it", dir);
+    }
     json_decref(root);
     return rc;
 }

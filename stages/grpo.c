@@ -738,7 +738,7 @@ static int grpo_save(void *state, const char *dir, const char *const **files, in
 {
     struct grpo *s = state;
     char path[4200];
-    int rc = r1_stage_save_weights(s->m, s->opt, dir);
+    int rc = r1_stage_save_weights(s->m, s->tok, s->opt, dir);
     if (rc)
         return rc;
     bool with_ref = s->ref && s->ref_version > 0;

@@ -18,6 +18,7 @@
 struct r1_lm_stage {
     struct r1_lm_config cfg;
     struct r1_model *m;
+    const struct r1_tokenizer *tok; /* borrowed; its files go into every checkpoint */
     struct r1_optim *opt;
     struct r1_corpus *corpus;
     struct r1_sampler sampler;
@@ -40,6 +41,7 @@ int r1_lm_stage_create(struct r1_lm_stage **out, struct r1_model *m,
         return r1_err_set(R1_ENOMEM, "lm stage: out of memory");
     s->cfg = *cfg;
     s->m = m;
+    s->tok = tok;
     size_t n = (size_t)cfg->batch_size * cfg->seq_len;
     int rc;
     if ((rc = r1_corpus_load(&s->corpus, &cfg->data, tok)) ||
@@ -124,7 +126,7 @@ int r1_lm_stage_step(struct r1_lm_stage *s, struct r1_lm_metrics *out)
 
 int r1_lm_stage_save(const struct r1_lm_stage *s, const char *dir)
 {
-    int rc = r1_stage_save_weights(s->m, s->opt, dir);
+    int rc = r1_stage_save_weights(s->m, s->tok, s->opt, dir);
     if (rc)
         return rc;
     char seed[32];

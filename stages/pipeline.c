@@ -18,6 +18,7 @@
 #include "core/err.h"
 #include "core/file.h"
 #include "core/hfdir.h"
+#include "core/modelfile.h"
 #include "core/ledger.h"
 #include "core/template.h"
 #include "stages/stage.h"
@@ -44,9 +45,6 @@ static int check_supported(const struct r1_recipe *r)
         if (!ops)
             return r1_err_set(R1_EINVAL, "%s: stage '%s' is of kind %s, which this build of r1 "
                               "cannot train", r->path, s->name, r1_stage_kind_name(s->kind));
-        if (s->init.kind == R1_SOURCE_GGUF)
-            return r1_err_set(R1_EINVAL, "%s: stage '%s' starts from a GGUF file (%s); convert it "
-                              "to a Hugging Face directory first", r->path, s->name, s->init.spec);
         int rc = ops->validate(r, i);
         if (rc)
             return rc;
@@ -368,7 +366,20 @@ static int open_source(struct run *R, const struct r1_model_source *src, struct 
             (rc = r1_model_create(m, &c, R->be)) ||
             (rc = r1_model_init_weights(*m, (uint64_t)R->r->seed)))
             return rc;
-        return r1_tokenizer_bytes_create(tok);
+        const char *tp = R->r->tokenizer;
+        if (!tp || strcmp(tp, "bytes") == 0)
+            rc = r1_tokenizer_bytes_create(tok);
+        else if (!(rc = r1_tokenizer_open(tok, tp)) && (*tok)->vocab_size > c.vocab_size)
+            rc = r1_err_set(R1_EINVAL, "%s: model.tokenizer %s has %d tokens but preset '%s' a "
+                            "vocabulary of %d; pick a preset that fits the tokenizer",
+                            R->r->path, tp, (*tok)->vocab_size, src->preset, c.vocab_size);
+        if (rc) {
+            r1_model_free(*m);
+            r1_tokenizer_free(*tok);
+            *m = NULL;
+            *tok = NULL;
+        }
+        return rc;
     }
     const char *dir = src->spec;
     struct r1_checkpoint *ck = NULL;
@@ -383,11 +394,7 @@ static int open_source(struct run *R, const struct r1_model_source *src, struct 
         if (parent)
             memcpy(parent, ck->manifest_sha256, 65);
     }
-    rc = r1_hfdir_load(m, R->be, dir);
-    if (!rc && (rc = r1_hfdir_load_tokenizer(tok, dir))) {
-        r1_model_free(*m);
-        *m = NULL;
-    }
+    rc = r1_model_open(m, tok, R->be, dir);
     r1_checkpoint_free(ck);
     return rc;
 }
@@ -495,10 +502,8 @@ static int run_stage(struct run *R, int si)
     if ((rc = stage_model(R, s, &m, &tok, parent)) ||
         (rc = stage_data_path(R, s, data_path, sizeof(data_path))))
         goto out;
-    /* The model's own template joins here once the tokenizer carries its Jinja string:
-     * pass it instead of NULL. */
     const char *chat = NULL;
-    if ((rc = r1_chat_template_resolve(R->r->chat_template, NULL, &chat))) {
+    if ((rc = r1_chat_template_resolve(R->r->chat_template, tok->chat_template, &chat))) {
         rc = r1_err_wrap(rc, "%s: model.chat_template", R->r->path);
         goto out;
     }

@@ -131,10 +131,6 @@ static int rs_validate(const struct r1_recipe *r, int index)
     int prc = r1_stage_check_prompt_data(r, index);
     if (prc)
         return prc;
-    if (rj->source.kind == R1_SOURCE_GGUF)
-        return r1_err_set(R1_EINVAL, "%s: stage '%s' rejection.source is a GGUF file (%s); "
-                          "convert it to a Hugging Face directory first", r->path, s->name,
-                          rj->source.spec);
     int rrc = r1_reward_check_list(rj->rewards, rj->n_rewards, "rejection.rewards");
     if (rrc)
         return r1_err_wrap(rrc, "%s: stage '%s'", r->path, s->name);

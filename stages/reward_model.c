@@ -237,6 +237,7 @@ static int pairs_load(struct rm_pairs **out, const struct r1_rm_data_spec *sp,
 struct r1_rm_stage {
     struct r1_rm_config cfg;
     struct r1_model *m;
+    const struct r1_tokenizer *tok; /* borrowed; its files go into every checkpoint */
     struct r1_optim *opt;
     struct rm_pairs *train, *eval;
     int64_t *order;        /* (train->n) this epoch's pair order */
@@ -282,6 +283,7 @@ int r1_rm_stage_create(struct r1_rm_stage **out, struct r1_model *m, const struc
         return r1_err_set(R1_ENOMEM, "reward_model stage: out of memory");
     s->cfg = *cfg;
     s->m = m;
+    s->tok = tok;
     s->pad = m->cfg.pad_id >= 0 ? m->cfg.pad_id : 0;
     int rows = 2 * cfg->micro_batch_size, P = cfg->micro_batch_size;
     size_t n = (size_t)rows * cfg->seq_len;
@@ -466,7 +468,7 @@ int r1_rm_stage_evaluate(struct r1_rm_stage *s, double *accuracy, double *loss, 
 
 int r1_rm_stage_save(const struct r1_rm_stage *s, const char *dir)
 {
-    int rc = r1_stage_save_weights(s->m, s->opt, dir);
+    int rc = r1_stage_save_weights(s->m, s->tok, s->opt, dir);
     if (rc)
         return rc;
     char seed[32];

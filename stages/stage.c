@@ -9,6 +9,7 @@
 #include "core/err.h"
 #include "core/file.h"
 #include "core/hfdir.h"
+#include "core/modelfile.h"
 #include "core/optim.h"
 #include "stages/data/gen.h"
 #include "stages/data/prompts.h"
@@ -36,10 +37,13 @@ const struct r1_stage_ops *r1_stage_ops_find(enum r1_stage_kind kind)
     }
 }
 
-int r1_stage_save_weights(const struct r1_model *m, const struct r1_optim *opt, const char *dir)
+int r1_stage_save_weights(const struct r1_model *m, const struct r1_tokenizer *tok,
+                          const struct r1_optim *opt, const char *dir)
 {
     char path[4200];
     int rc = r1_hfdir_save(m, dir, R1_F32);
+    if (!rc)
+        rc = r1_tokenizer_save_dir(tok, dir);
     if (rc)
         return rc;
     snprintf(path, sizeof(path), "%s/optimizer.safetensors", dir);

@@ -82,9 +82,10 @@ struct r1_stage_ops {
 
 /* ---- helpers for save/load of training stages ---------------------------------- */
 struct r1_optim;
-/* The trained model (config.json, model.safetensors) and its optimizer state
- * (optimizer.safetensors) into dir, and back. */
-int r1_stage_save_weights(const struct r1_model *m, const struct r1_optim *opt, const char *dir);
+/* The trained model (config.json, model.safetensors, the tokenizer's files) and its
+ * optimizer state (optimizer.safetensors) into dir, and back. */
+int r1_stage_save_weights(const struct r1_model *m, const struct r1_tokenizer *tok,
+                          const struct r1_optim *opt, const char *dir);
 int r1_stage_load_weights(struct r1_model *m, struct r1_optim *opt, const char *dir);
 /* Writes the JSON object o to dir/trainer_state.json atomically and releases o
  * (o may be NULL after a failed json_pack: R1_ENOMEM). */

@@ -4,7 +4,8 @@
  * Checks: identical ids for every case, lossless decode (NFC form where NFC applies),
  * specials, bos/eos/pad and chat_template from tokenizer_config.json, save -> load round
  * trip, error cases, and concurrent encodes.  Run with the argument "smollm2" it checks the
- * SmolLM2 GGUF's tokenizer arrays instead (exit 77 when the model is not downloaded). */
+ * SmolLM2 GGUF's own tokenizer (tokenizer.ggml.*) and its tokenizer.json form instead
+ * (exit 77 when the model is not downloaded: tools/fetch-model smollm2). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,17 +13,17 @@
 
 #include <cmocka.h>
 
-#include <fcntl.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/err.h"
+#include "core/gguf.h"
+#include "core/template.h"
 #include "core/tokenizer.h"
 
 static char src_root[2048];
@@ -372,136 +373,43 @@ static void test_threads(void **state)
     r1_tokenizer_free(tok);
 }
 
-/* --- SmolLM2: its GGUF's tokenizer.ggml.* arrays through r1_tokenizer_bpe_create ---------
- * A minimal GGUF (v3) read of the key/value section, enough for these arrays, until the
- * project's GGUF reader lands. */
+/* --- SmolLM2: the tokenizer its GGUF carries (core/tokenizer-gguf.c), and the same
+ * tokenizer saved as tokenizer.json and read back (what `r1 convert` writes) ----------- */
 
 static char gguf_path[4096];
-static const unsigned char *gp, *gend;
-static const size_t gguf_size[13] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
-
-static uint64_t gguf_u(size_t n)
-{
-    uint64_t v = 0;
-    assert_true(n <= (size_t)(gend - gp));
-    memcpy(&v, gp, n); /* little-endian host */
-    gp += n;
-    return v;
-}
-
-static char *gguf_str(void)
-{
-    uint64_t n = gguf_u(8);
-    assert_true(n <= (uint64_t)(gend - gp));
-    char *s = malloc(n + 1);
-    memcpy(s, gp, n);
-    s[n] = '\0';
-    gp += n;
-    return s;
-}
-
-static void gguf_skip(uint32_t type)
-{
-    assert_true(type < 13);
-    if (type == 8) {
-        free(gguf_str());
-    } else if (type == 9) {
-        uint32_t t = (uint32_t)gguf_u(4);
-        uint64_t n = gguf_u(8);
-        if (t == 8 || t == 9)
-            for (uint64_t i = 0; i < n; i++)
-                gguf_skip(t);
-        else
-            gp += n * gguf_size[t];
-    } else {
-        gp += gguf_size[type];
-    }
-}
-
-/* The strings (type 8) or int32s (type 5) of an array value, *n set. */
-static void *gguf_array(uint32_t want, int *n)
-{
-    assert_int_equal(gguf_u(4), want);
-    *n = (int)gguf_u(8);
-    if (want == 5) {
-        int32_t *v = malloc(sizeof(int32_t) * (size_t)*n);
-        for (int i = 0; i < *n; i++)
-            v[i] = (int32_t)gguf_u(4);
-        return v;
-    }
-    char **v = malloc(sizeof(char *) * (size_t)*n);
-    for (int i = 0; i < *n; i++)
-        v[i] = gguf_str();
-    return v;
-}
 
 static void test_smollm2(void **state)
 {
     (void)state;
-    int fd = open(gguf_path, O_RDONLY);
-    struct stat st;
-    assert_true(fd >= 0 && fstat(fd, &st) == 0);
-    void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-    assert_true(map != MAP_FAILED);
-    gp = map;
-    gend = gp + st.st_size;
-    assert_memory_equal(gp, "GGUF", 4);
-    gp += 8;
-    gguf_u(8); /* tensor count */
-    uint64_t n_kv = gguf_u(8);
-    struct r1_bpe_spec spec = {.bos_id = -1, .eos_id = -1, .pad_id = -1};
-    char **tokens = NULL, **merges = NULL, *pre = NULL;
-    int32_t *types = NULL;
-    int n_types = 0;
-    for (uint64_t k = 0; k < n_kv; k++) {
-        char *key = gguf_str();
-        uint32_t type = (uint32_t)gguf_u(4);
-        if (strcmp(key, "tokenizer.ggml.tokens") == 0)
-            tokens = gguf_array(8, &spec.n_vocab);
-        else if (strcmp(key, "tokenizer.ggml.merges") == 0)
-            merges = gguf_array(8, &spec.n_merges);
-        else if (strcmp(key, "tokenizer.ggml.token_type") == 0)
-            types = gguf_array(5, &n_types);
-        else if (strcmp(key, "tokenizer.ggml.pre") == 0 && type == 8)
-            pre = gguf_str();
-        else if (strcmp(key, "tokenizer.ggml.bos_token_id") == 0 && type == 4)
-            spec.bos_id = (int32_t)gguf_u(4);
-        else if (strcmp(key, "tokenizer.ggml.eos_token_id") == 0 && type == 4)
-            spec.eos_id = (int32_t)gguf_u(4);
-        else if (strcmp(key, "tokenizer.ggml.padding_token_id") == 0 && type == 4)
-            spec.pad_id = (int32_t)gguf_u(4);
-        else
-            gguf_skip(type);
-        free(key);
-    }
-    munmap(map, (size_t)st.st_size);
-    close(fd);
-    assert_true(tokens && merges && types && pre && n_types == spec.n_vocab);
-    bool *special = calloc((size_t)spec.n_vocab, sizeof(bool));
-    for (int i = 0; i < spec.n_vocab; i++)
-        special[i] = types[i] == 3 || types[i] == 4; /* control, user-defined */
-    assert_int_equal(r1_bpe_spec_set_pre(&spec, pre), 0);
-    spec.tokens = (const char *const *)tokens;
-    spec.merges = (const char *const *)merges;
-    spec.special = special;
-    struct r1_tokenizer *tok;
-    if (r1_tokenizer_bpe_create(&tok, &spec))
+    struct r1_gguf *g = NULL;
+    struct r1_tokenizer *tok = NULL, *back = NULL;
+    if (r1_gguf_open(&g, gguf_path) || r1_tokenizer_gguf_load(&tok, g))
         fail_msg("%s", r1_err_last());
+    r1_gguf_close(g);
     json_t *doc = load_cases("smollm2-cases.json");
     check_cases(tok, doc);
     assert_int_equal(r1_tokenizer_lookup(tok, "<|im_start|>"), 1);
-    assert_int_equal(tok->eos_id, spec.eos_id);
+    assert_int_equal(tok->bos_id, 1);
+    assert_int_equal(tok->eos_id, 2);
+    assert_int_equal(tok->pad_id, 2);
+    assert_non_null(tok->chat_template);
+    assert_string_equal(r1_chat_template_detect(tok->chat_template), "chatml");
+
+    char dir[] = "/tmp/r1-tok-smollm2-XXXXXX", p1[128], p2[128];
+    assert_non_null(mkdtemp(dir));
+    snprintf(p1, sizeof(p1), "%s/tokenizer.json", dir);
+    snprintf(p2, sizeof(p2), "%s/tokenizer_config.json", dir);
+    if (r1_tokenizer_json_save(tok, dir) || r1_tokenizer_json_load(&back, p1, p2))
+        fail_msg("%s", r1_err_last());
+    check_cases(back, doc);
+    assert_int_equal(back->eos_id, 2);
+    assert_string_equal(back->chat_template, tok->chat_template);
+    unlink(p1);
+    unlink(p2);
+    rmdir(dir);
     json_decref(doc);
+    r1_tokenizer_free(back);
     r1_tokenizer_free(tok);
-    for (int i = 0; i < spec.n_vocab; i++)
-        free(tokens[i]);
-    for (int i = 0; i < spec.n_merges; i++)
-        free(merges[i]);
-    free(tokens);
-    free(merges);
-    free(types);
-    free(pre);
-    free(special);
 }
 
 static int run_smollm2(void)
