@@ -199,7 +199,7 @@ int cmd_eval(int argc, char **argv)
     struct eval_cfg c = {.rewards = "accuracy", .n = 1, .max_tokens = 256, .temperature = 0.6f,
                          .top_p = 0.95f, .threshold = 1.0f};
     const struct r1_option opts[] = {
-        {R1_OPT_STRING, "model", 0, &c.model, "PATH", "model directory"},
+        {R1_OPT_STRING, "model", 0, &c.model, "PATH", "a .gguf file or HF model directory"},
         {R1_OPT_STRING, "run", 0, &c.run, "DIR", "run directory (with --stage, instead of --model)"},
         {R1_OPT_STRING, "stage", 0, &c.stage, "NAME", "the stage whose newest checkpoint to use"},
         {R1_OPT_STRING, "data", 0, &c.data, "FILE", "JSONL: {\"prompt\": ..., \"answer\": ...} per line"},

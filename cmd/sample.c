@@ -1,4 +1,4 @@
-/* sample.c - `r1 sample`: generate text from a model directory.
+/* sample.c - `r1 sample`: generate text from a model (a .gguf file or an HF directory).
  *
  * Text goes to stdout as it is produced when one sequence is in flight (one prompt, -n 1),
  * else one block per sample, or one JSON object per sample with --json.  Prompts come
@@ -177,7 +177,7 @@ int cmd_sample(int argc, char **argv)
     uint64_t seed = 0;
     bool json = false, chat_flag = false;
     const struct r1_option opts[] = {
-        {R1_OPT_STRING, "model", 0, &model, "DIR", "model directory (config.json, model.safetensors)"},
+        {R1_OPT_STRING, "model", 0, &model, "PATH", "a .gguf file or HF model directory"},
         {R1_OPT_STRING, "prompt", 0, &prompt, "TEXT", "prompt text"},
         {R1_OPT_STRING, "prompts", 0, &prompts_file, "FILE", "JSONL: {\"prompt\": TEXT} or {\"messages\": [...]} per line"},
         {R1_OPT_FLAG, "chat", 0, &chat_flag, NULL, "render prompts with the model's chat template"},

@@ -113,7 +113,7 @@ int cmd_tokenize(int argc, char **argv)
     const char *model = NULL;
     bool dec = false;
     const struct r1_option opts[] = {
-        {R1_OPT_STRING, "model", 0, &model, "PATH", "model directory whose tokenizer to use"},
+        {R1_OPT_STRING, "model", 0, &model, "PATH", "model (.gguf or HF dir) whose tokenizer to use"},
         {R1_OPT_FLAG, "decode", 0, &dec, NULL, "read a JSON array of ids, write the text"},
         {R1_OPT_END, NULL, 0, NULL, NULL, NULL},
     };

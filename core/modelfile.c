@@ -28,11 +28,15 @@ static int check_path(const char *path)
 {
     struct stat st;
     if (stat(path, &st) != 0)
-        return r1_err_set(R1_EIO, "%s: no such model file or directory; give a .gguf file or a "
-                          "Hugging Face model directory", path);
+        return r1_err_set(R1_EIO,
+                          "%s: no such model file or directory; give a .gguf file or a "
+                          "Hugging Face model directory",
+                          path);
     if (S_ISREG(st.st_mode) && !r1_modelfile_is_gguf(path))
-        return r1_err_set(R1_EFORMAT, "%s: not a GGUF file (bad magic) and not a directory; "
-                          "give a .gguf file or a Hugging Face model directory", path);
+        return r1_err_set(R1_EFORMAT,
+                          "%s: not a GGUF file (bad magic) and not a directory; "
+                          "give a .gguf file or a Hugging Face model directory",
+                          path);
     return 0;
 }
 
@@ -56,9 +60,10 @@ int r1_model_open(struct r1_model **m, struct r1_tokenizer **tok, struct r1_back
         rc = r1_hfdir_load_tokenizer(tok, path);
     }
     if (!rc && (*tok)->vocab_size > (*m)->cfg.vocab_size)
-        rc = r1_err_set(R1_EFORMAT, "%s: the tokenizer has %d tokens but the model's vocabulary "
-                        "is %d; the tokenizer does not belong to this model", path,
-                        (*tok)->vocab_size, (*m)->cfg.vocab_size);
+        rc = r1_err_set(R1_EFORMAT,
+                        "%s: the tokenizer has %d tokens but the model's vocabulary "
+                        "is %d; the tokenizer does not belong to this model",
+                        path, (*tok)->vocab_size, (*m)->cfg.vocab_size);
     if (rc) {
         r1_model_free(*m);
         r1_tokenizer_free(*tok);

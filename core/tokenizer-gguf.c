@@ -42,7 +42,8 @@ int r1_tokenizer_gguf_load(struct r1_tokenizer **out, const struct r1_gguf *g)
                           "%s: tokenizer.ggml.model is \"%s\"; r1 reads byte-level BPE (\"gpt2\") "
                           "tokenizers only — use a model with a tokenizer.json BPE tokenizer",
                           g->path, model);
-    if (r1_gguf_has(g, "tokenizer.ggml.pre") && (rc = r1_gguf_get_str(g, "tokenizer.ggml.pre", &pre)))
+    if (r1_gguf_has(g, "tokenizer.ggml.pre") &&
+        (rc = r1_gguf_get_str(g, "tokenizer.ggml.pre", &pre)))
         return rc;
     if ((rc = r1_gguf_get_strs(g, "tokenizer.ggml.tokens", &tokens, &n_tokens)) ||
         (r1_gguf_has(g, "tokenizer.ggml.merges") &&
