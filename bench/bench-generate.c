@@ -1,14 +1,19 @@
 /* bench-generate.c - decode tokens/s with the KV cache on the CPU backend.
- * usage: r1-bench-generate PRESET BATCH PROMPT_LEN NEW_TOKENS [THREADS]
- * Prints one line with prefill and decode tokens/s. */
+ * usage: r1-bench-generate PRESET|MODEL BATCH PROMPT_LEN NEW_TOKENS [THREADS]
+ * MODEL is a .gguf file or an HF directory (its weights as r1 trains them, f32); a
+ * preset name gets fresh random weights of that shape.  Prints one line with prefill
+ * and decode tokens/s. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "core/backend.h"
 #include "core/err.h"
 #include "core/generate.h"
 #include "core/model.h"
+#include "core/modelfile.h"
 
 struct firsts {
     int seen, want;
@@ -45,13 +50,23 @@ int main(int argc, char **argv)
     struct r1_model_config cfg;
     struct r1_backend *be = NULL;
     struct r1_model *m = NULL;
+    struct r1_tokenizer *tok = NULL;
     struct r1_generator *g = NULL;
-    if (r1_model_config_preset(&cfg, preset) || r1_backend_create(&be, R1_BACKEND_CPU, threads) ||
-        r1_model_create(&m, &cfg, be) || r1_model_init_weights(m, 1) ||
-        r1_generator_create(&g, m, NULL, B, P + G, B * P)) {
+    struct stat st;
+    int rc = r1_backend_create(&be, R1_BACKEND_CPU, threads);
+    if (!rc && stat(preset, &st) == 0) {
+        rc = r1_model_open(&m, &tok, be, preset);
+        const char *slash = strrchr(preset, '/');
+        preset = slash && slash[1] ? slash + 1 : preset;
+    } else if (!rc && !(rc = r1_model_config_preset(&cfg, preset)) &&
+               !(rc = r1_model_create(&m, &cfg, be))) {
+        rc = r1_model_init_weights(m, 1);
+    }
+    if (rc || (rc = r1_generator_create(&g, m, NULL, B, P + G, B * P))) {
         fprintf(stderr, "r1-bench-generate: %s\n", r1_err_last());
         return 1;
     }
+    cfg = m->cfg;
     int32_t *prompt = malloc(sizeof(int32_t) * P), *out = malloc(sizeof(int32_t) * B * G);
     float *lp = malloc(sizeof(float) * B * G);
     for (int i = 0; i < P; i++)
@@ -80,6 +95,7 @@ int main(int argc, char **argv)
            preset, B, P, G, (double)B * P / prefill, (double)B * (G - 1) / decode);
     r1_generator_free(g);
     r1_model_free(m);
+    r1_tokenizer_free(tok);
     r1_backend_free(be);
     free(prompt), free(out), free(lp), free(rq), free(rs);
     return 0;
