@@ -13,8 +13,8 @@
 
 /* True when path is a regular file starting with the GGUF magic. */
 bool r1_modelfile_is_gguf(const char *path);
-/* The model and its tokenizer; both belong to the caller.  R1_EIO when path cannot be
- * read, R1_EFORMAT naming the file when it is malformed. */
+/* The model and its tokenizer; both belong to the caller.  R1_EINVAL when path does
+ * not exist, R1_EIO when it cannot be read, R1_EFORMAT naming the file when it is malformed. */
 int r1_model_open(struct r1_model **m, struct r1_tokenizer **tok, struct r1_backend *be,
                   const char *path);
 /* The tokenizer alone (no weights are read). */
