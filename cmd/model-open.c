@@ -29,5 +29,5 @@ int cmd_chat_template_open(struct r1_chat_template **out, const char *setting,
     if (!name)
         return r1_err_set(R1_EINVAL, "%s: the model has no chat template r1 recognises; give "
                           "--template NAME (%s)", model_path, r1_chat_template_names());
-    return r1_chat_template_open(out, name);
+    return r1_chat_template_open_model(out, name, model_jinja);
 }

@@ -174,6 +174,10 @@ static int builtin_render(const struct r1_chat_template *t, const struct r1_chat
             rc = put_content(&b, bt, sys);
         else if (bt->default_system)
             rc = puts_(&b, bt->default_system);
+    } else if (!rc && bt->default_system && n > 0 && role_of(&msgs[0]) != ROLE_SYSTEM) {
+        /* the model's template opens a conversation without a system message with its own */
+        if (!(rc = puts_(&b, bt->pre[ROLE_SYSTEM])) && !(rc = puts_(&b, bt->default_system)))
+            rc = puts_(&b, bt->post[ROLE_SYSTEM]);
     }
     for (int i = 0; !rc && i < n; i++) {
         int role = role_of(&msgs[i]);
@@ -232,6 +236,71 @@ int r1_chat_template_open(struct r1_chat_template **out, const char *name)
     return r1_err_set(R1_EINVAL, "unknown chat template '%.60s%s'; built-in templates: %s",
                       name ? name : "(none)", name && strlen(name) > 60 ? "..." : "",
                       r1_chat_template_names());
+}
+
+/* A built-in row with a model's default system message: ctx owns a copy of the row and
+ * the message. */
+struct owned_builtin {
+    struct builtin row;
+    char *default_system;
+};
+
+static void owned_release(struct r1_chat_template *t)
+{
+    struct owned_builtin *o = t->ctx;
+    free(o->default_system);
+    free(o);
+}
+
+static const struct r1_chat_template_ops owned_ops = {builtin_render, owned_release};
+
+char *r1_chat_template_default_system(const char *jinja)
+{
+    static const char open[] = "<|im_start|>system";
+    for (const char *p = jinja ? strstr(jinja, open) : NULL; p; p = strstr(p + 1, open)) {
+        const char *s = p + sizeof(open) - 1;
+        if (*s == '\n')
+            s++;
+        else if (s[0] == '\\' && s[1] == 'n') /* an escape inside a Jinja string literal */
+            s += 2;
+        else
+            continue;
+        const char *e = strstr(s, "<|im_end|>");
+        if (!e || e == s)
+            continue;
+        size_t n = (size_t)(e - s);
+        bool literal = true;
+        for (size_t i = 0; i < n && literal; i++)
+            literal = !strchr("{}'\"\\+", s[i]);
+        if (literal)
+            return strndup(s, n);
+    }
+    return NULL;
+}
+
+int r1_chat_template_open_model(struct r1_chat_template **out, const char *name,
+                                const char *model_jinja)
+{
+    int rc = r1_chat_template_open(out, name);
+    const char *detected = r1_chat_template_detect(model_jinja);
+    if (rc || !detected || strcmp(detected, name) != 0 || strcmp(name, "chatml") != 0)
+        return rc;
+    char *sys = r1_chat_template_default_system(model_jinja);
+    if (!sys)
+        return 0;
+    struct owned_builtin *o = calloc(1, sizeof(*o));
+    if (!o) {
+        free(sys);
+        r1_chat_template_free(*out);
+        *out = NULL;
+        return r1_err_set(R1_ENOMEM, "chat template: out of memory");
+    }
+    o->row = *(const struct builtin *)(*out)->ctx;
+    o->default_system = sys;
+    o->row.default_system = sys;
+    (*out)->ops = &owned_ops;
+    (*out)->ctx = o;
+    return 0;
 }
 
 void r1_chat_template_free(struct r1_chat_template *t)

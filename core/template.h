@@ -5,7 +5,7 @@
  * renderers here and a Jinja renderer of a tokenizer_config.json "chat_template" (a
  * later addition) sit behind the same calls.  Built-in names:
  *   chatml       <|im_start|>{role}\n{content}<|im_end|>\n  (SmolLM2, Qwen2.5; their
- *                default system prompts are not added); generation prompt
+ *                default system message through r1_chat_template_open_model); generation prompt
  *                "<|im_start|>assistant\n"
  *   deepseek-r1  <｜begin▁of▁sentence｜>{system}<｜User｜>{content}<｜Assistant｜>{content}
  *                <｜end▁of▁sentence｜> (the R1-Distill models); the last system message's
@@ -74,6 +74,17 @@ struct r1_chat_template {
 
 /* The built-in template called name; R1_EINVAL listing the names when unknown. */
 int r1_chat_template_open(struct r1_chat_template **out, const char *name);
+/* The built-in template name as a model whose Jinja template is model_jinja (may be NULL)
+ * renders it: when name is the template detected from model_jinja and that Jinja adds a
+ * default system message to a conversation that does not open with one (SmolLM2's "You
+ * are a helpful AI assistant named SmolLM...", Qwen2.5's "You are Qwen..."), the template
+ * adds it too, as transformers' apply_chat_template does.  Else r1_chat_template_open. */
+int r1_chat_template_open_model(struct r1_chat_template **out, const char *name,
+                                const char *model_jinja);
+/* The default system message of a ChatML Jinja template (a literal
+ * '<|im_start|>system\n…<|im_end|>' with no expression inside), malloc'd; NULL when it
+ * has none. */
+char *r1_chat_template_default_system(const char *jinja);
 void r1_chat_template_free(struct r1_chat_template *t);
 /* "chatml, deepseek-r1, llama3, plain, r1-zero" (for messages and help). */
 const char *r1_chat_template_names(void);

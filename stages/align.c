@@ -41,7 +41,8 @@ static int load_general(struct r1_align *a, const struct r1_stage_env *env,
     struct r1_prompt_spec sp = {ac->general_path, ac->general_generator, ac->general_size,
                                 (uint64_t)env->recipe->seed + (uint64_t)env->index + 0x9e37,
                                 R1_SPLIT_TRAIN, c->data.prompt_field, c->data.answer_field,
-                                c->data.template_, limit, env->chat_template};
+                                c->data.template_, limit, env->chat_template,
+                                env->tok->chat_template};
     struct r1_prompt_set *gen = NULL;
     int rc = r1_prompt_set_load(&gen, &sp, env->tok);
     if (rc)

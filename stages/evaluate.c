@@ -33,7 +33,7 @@ int r1_eval_prompts_load(struct r1_prompt_set **out, const struct r1_stage_env *
     struct r1_prompt_spec ev = {c->data.eval_path, c->data.eval_path ? NULL : c->data.generator,
                                 c->data.eval_size, seed, R1_SPLIT_EVAL, c->data.prompt_field,
                                 c->data.answer_field, c->data.template_, limit,
-                                env->chat_template};
+                                env->chat_template, env->tok->chat_template};
     int rc = r1_prompt_set_load(out, &ev, env->tok);
     return rc ? r1_err_wrap(rc, "stage '%s' evaluation prompts", c->name) : 0;
 }

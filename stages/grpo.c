@@ -165,7 +165,8 @@ static int load_prompts(struct grpo *s, const struct r1_stage_env *env)
                           s->max_comp, s->m->cfg.max_seq_len);
     struct r1_prompt_spec sp = {c->data.path, c->data.generator, c->data.size, s->seed,
                                 R1_SPLIT_TRAIN, c->data.prompt_field, c->data.answer_field,
-                                c->data.template_, limit, env->chat_template};
+                                c->data.template_, limit, env->chat_template,
+                                env->tok->chat_template};
     int rc = r1_prompt_set_load(&s->train, &sp, s->tok);
     if (rc)
         return r1_err_wrap(rc, "stage '%s' (prompts longer than %d tokens do not fit "

@@ -278,6 +278,7 @@ static int lm_init(void **state, const struct r1_stage_env *env)
             .gen_seed = seed,
             .messages_field = sft ? s->data.messages_field : NULL,
             .chat_template = sft ? env->chat_template : NULL,
+            .chat_jinja = sft ? env->tok->chat_template : NULL,
             .prompt_template = sft ? s->data.template_ : NULL,
             .pack = sft && s->data.pack,
         },

@@ -182,7 +182,8 @@ static int rs_init(void **state, const struct r1_stage_env *env)
     int rc;
     struct r1_prompt_spec sp = {c->data.path, c->data.generator, c->data.size, s->seed,
                                 R1_SPLIT_TRAIN, c->data.prompt_field, c->data.answer_field,
-                                c->data.template_, 0, env->chat_template};
+                                c->data.template_, 0, env->chat_template,
+                                env->tok->chat_template};
     if ((rc = r1_prompt_set_load(&s->train, &sp, env->tok))) {
         rc = r1_err_wrap(rc, "stage '%s' prompts", c->name);
         goto fail;

@@ -4,6 +4,7 @@
 #  1. `r1 sample --chat` greedy answers "What is the capital of France?" with "Paris";
 #  2. `r1 tokenize` gives the ids Hugging Face `tokenizers` gives with the tokenizer.json
 #     that `r1 convert` writes (when tokenizers is importable), and --decode inverts it;
+#     the chat prompt equals the model's Jinja template rendered by jinja2 (when importable);
 #  3. `r1 convert` GGUF -> HF dir: the dir's greedy sample and token ids equal the GGUF's;
 #  4. `r1 run` two SFT steps from the GGUF (tests/recipes/smollm2/sft.yaml): the
 #     checkpoint carries the tokenizer files, `r1 sample --chat` reads it with the template
@@ -61,6 +62,25 @@ else
 fi
 "$r1" sample --model "$tmp/hf" --chat --prompt "$q" --temperature 0 --max-tokens 24 \
   >"$tmp/paris-hf.txt" 2>&1
+# the chat prompt r1 renders is the one the model's own Jinja template renders (as
+# transformers' apply_chat_template does it: jinja2, trim_blocks, lstrip_blocks)
+if python3 -c "import jinja2" 2>/dev/null; then
+  "$r1" sample --model "$gguf" --chat --prompt "$q" --max-tokens 1 --json >"$tmp/p.json" 2>&1
+  if python3 - "$tmp/hf/tokenizer_config.json" "$tmp/p.json" "$q" <<'PY'
+import json, sys, jinja2.sandbox
+cfg = json.load(open(sys.argv[1]))
+env = jinja2.sandbox.ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+want = env.from_string(cfg["chat_template"]).render(
+    messages=[{"role": "user", "content": sys.argv[3]}], add_generation_prompt=True)
+got = json.loads(open(sys.argv[2]).readline())["prompt"]
+sys.exit(0 if got == want else "r1 %r, jinja2 %r" % (got, want))
+PY
+  then echo "ok: the chat prompt equals the model's Jinja template rendered by jinja2"
+  else echo "FAIL: the chat prompt differs from the model's template"; fail=1
+  fi
+else
+  echo "note: python jinja2 not installed; the chat prompt was not checked against it"
+fi
 cmp -s "$tmp/paris.txt" "$tmp/paris-hf.txt" && echo "ok: the converted dir samples the same text" ||
   { echo "FAIL: the converted dir says: $(cat "$tmp/paris-hf.txt")"; fail=1; }
 

@@ -202,6 +202,10 @@ static void test_detect(void **state)
     fclose(f);
     text[n] = '\0';
     const char *want[] = {"chatml", "chatml", "llama3", "llama3", "deepseek-r1", "none", "none"};
+    /* the default system message each adds (SmolLM2, Qwen2.5; the others have none) */
+    const char *want_sys[] = {"You are a helpful AI assistant named SmolLM, trained by Hugging Face",
+                              "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.",
+                              NULL, NULL, NULL, NULL, NULL};
     int k = 0;
     char *p = strstr(text, "\n@@ EXPECT ");
     while (p) {
@@ -218,6 +222,12 @@ static void test_detect(void **state)
             assert_null(got);
         else
             assert_string_equal(got ? got : "(null)", name);
+        char *sys = r1_chat_template_default_system(body);
+        if (want_sys[k])
+            assert_string_equal(sys ? sys : "(null)", want_sys[k]);
+        else
+            assert_null(sys);
+        free(sys);
         k++;
         p = next;
     }
@@ -226,6 +236,51 @@ static void test_detect(void **state)
     assert_null(r1_chat_template_detect(""));
     assert_string_equal(r1_chat_template_detect("{{ 'A conversation between User and Assistant."
                                                 " ...' }}"), "r1-zero");
+}
+
+/* A model's default system message opens a chat without one, as apply_chat_template does. */
+static void test_default_system(void **state)
+{
+    (void)state;
+    const char *smol = "{% for message in messages %}{% if loop.first and messages[0]['role'] != "
+                       "'system' %}{{ '<|im_start|>system\nYou are SmolLM<|im_end|>\n' }}"
+                       "{% endif %}{{'<|im_start|>' + message['role'] + '\n' + "
+                       "message['content'] + '<|im_end|>' + '\n'}}{% endfor %}";
+    struct r1_chat_template *t = NULL;
+    assert_int_equal(r1_chat_template_open_model(&t, "chatml", smol), 0);
+    struct r1_chat_message m[3] = {{"user", "hi", 2}, {"assistant", "yo", 2}, {"user", "ok", 2}};
+    struct r1_chat_text r;
+    assert_int_equal(r1_chat_render(t, m, 2, false, &r), 0);
+    const char *want = "<|im_start|>system\nYou are SmolLM<|im_end|>\n<|im_start|>user\nhi"
+                       "<|im_end|>\n<|im_start|>assistant\nyo<|im_end|>\n";
+    assert_string_equal(r.text, want);
+    assert_int_equal(r.n_spans, 1);
+    size_t at = strlen(want) - strlen("yo<|im_end|>\n");
+    assert_int_equal(r.spans[0].start, at);
+    assert_int_equal(r.spans[0].end, at + strlen("yo<|im_end|>"));
+    r1_chat_text_release(&r);
+    /* a conversation that opens with a system message keeps its own */
+    struct r1_chat_message s[2] = {{"system", "Be brief.", 9}, {"user", "hi", 2}};
+    assert_int_equal(r1_chat_render(t, s, 2, true, &r), 0);
+    assert_string_equal(r.text, "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n"
+                                "hi<|im_end|>\n<|im_start|>assistant\n");
+    r1_chat_text_release(&r);
+    r1_chat_template_free(t);
+    /* another template than the model's own, or no model template: none added */
+    const char *jinjas[] = {smol, NULL};
+    const char *names[] = {"llama3", "chatml"};
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(r1_chat_template_open_model(&t, names[i], jinjas[i]), 0);
+        assert_int_equal(r1_chat_render(t, &m[2], 1, false, &r), 0);
+        assert_null(strstr(r.text, "SmolLM"));
+        r1_chat_text_release(&r);
+        r1_chat_template_free(t);
+    }
+    /* an escaped newline in the literal counts; an expression inside does not */
+    char *sys = r1_chat_template_default_system("{{ '<|im_start|>system\\nHi there.<|im_end|>' }}");
+    assert_string_equal(sys ? sys : "(null)", "Hi there.");
+    free(sys);
+    assert_null(r1_chat_template_default_system("{{ '<|im_start|>system\n' + x + '<|im_end|>' }}"));
 }
 
 static void test_resolve(void **state)
@@ -313,6 +368,7 @@ int main(void)
         cmocka_unit_test(test_r1_zero),
         cmocka_unit_test(test_detect),
         cmocka_unit_test(test_resolve),
+        cmocka_unit_test(test_default_system),
         cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

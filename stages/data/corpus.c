@@ -326,7 +326,7 @@ int r1_corpus_load(struct r1_corpus **out, const struct r1_corpus_spec *sp,
     c->pack = sp->kind == R1_CORPUS_PAIRS && sp->pack;
     struct r1_chat_template *chat = NULL;
     if (sp->kind == R1_CORPUS_PAIRS && sp->chat_template) {
-        rc = r1_chat_template_open(&chat, sp->chat_template);
+        rc = r1_chat_template_open_model(&chat, sp->chat_template, sp->chat_jinja);
         if (rc)
             rc = r1_err_wrap(rc, "%s", sp->path);
         b.chat = chat;

@@ -48,6 +48,7 @@ struct r1_corpus_spec {
     /* pairs only; zero values keep the plain prompt/completion behaviour */
     const char *messages_field;  /* JSONL field holding a chat (default "messages") */
     const char *chat_template;   /* a built-in chat template name (core/template.h), or NULL */
+    const char *chat_jinja;      /* the model's Jinja template (default system message) or NULL */
     const char *prompt_template; /* applied to prompts (r1_prompt_template_apply), or NULL */
     bool pack;                   /* several examples per row (see above) */
 };

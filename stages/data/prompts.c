@@ -248,7 +248,9 @@ int r1_prompt_set_load(struct r1_prompt_set **out, const struct r1_prompt_spec *
     if (!s)
         return r1_err_set(R1_ENOMEM, "prompts: out of memory");
     struct r1_chat_template *chat = NULL;
-    int rc = spec->chat_template ? r1_chat_template_open(&chat, spec->chat_template) : 0;
+    int rc = spec->chat_template
+                 ? r1_chat_template_open_model(&chat, spec->chat_template, spec->chat_jinja)
+                 : 0;
     struct builder b = {s, 0, spec, tok, chat};
     if (rc) {
         /* nothing loaded */

@@ -45,6 +45,7 @@ struct r1_prompt_spec {
     /* A built-in chat template name (core/template.h): the templated prompt becomes one
      * user turn followed by the generation prompt.  NULL: the templated prompt as is. */
     const char *chat_template;
+    const char *chat_jinja; /* the model's Jinja template (r1_chat_template_open_model), or NULL */
 };
 
 /* Errors name the file and line (R1_EINVAL): missing field, bad JSON, empty set. */
