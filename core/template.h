@@ -1,11 +1,11 @@
 /* template.h - chat templates: a list of messages {role, content} rendered to the text a
  * chat model sees, with the byte spans of what the assistant says.
  *
- * A template is a table of functions plus ctx (like the tokenizer), so the built-in
- * renderers here and a Jinja renderer of a tokenizer_config.json "chat_template" (a
- * later addition) sit behind the same calls.  Built-in names:
+ * A template is a table of functions plus ctx (like the tokenizer).  r1 has no Jinja
+ * engine: a model's Jinja "chat_template" picks one of these built-ins
+ * (r1_chat_template_detect).  Built-in names:
  *   chatml       <|im_start|>{role}\n{content}<|im_end|>\n  (SmolLM2, Qwen2.5; their
- *                default system message through r1_chat_template_open_model); generation prompt
+ *                default system message via r1_chat_template_open_model); generation prompt
  *                "<|im_start|>assistant\n"
  *   deepseek-r1  <｜begin▁of▁sentence｜>{system}<｜User｜>{content}<｜Assistant｜>{content}
  *                <｜end▁of▁sentence｜> (the R1-Distill models); the last system message's
