@@ -22,7 +22,6 @@
  * once and reuses it for every tile of input rows; for fewer rows it reads bf16
  * directly (one pass over memory, which is what batch-1 decoding is bound by).
  */
-#include "core/tensor.h"
 #include "kernels/cpu/cpu-ops.h"
 
 #include <math.h>
@@ -258,11 +257,22 @@ void r1_cpu_matmul_forward_bf16(void *ctx, float *out /* (M,N) */, const float *
     }
 }
 
+/* r1_f32_to_bf16 (core/tensor.c) inlined, branch-free so the loop vectorizes: round to
+ * nearest even; NaN keeps its sign and top payload and is forced quiet */
+static inline uint16_t f32_bf16(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof(u));
+    uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+    uint32_t nan = (u >> 16) | 0x0040u;
+    return (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? nan : rounded);
+}
+
 void r1_cpu_convert_bf16(void *ctx, uint16_t *dst /* (n) */, const float *src /* (n) */,
                          int64_t n)
 {
     struct r1_cpu *cpu = ctx;
 #pragma omp parallel for num_threads(cpu->threads) schedule(static) if (n >= R1_CPU_PAR_MIN)
     for (int64_t i = 0; i < n; i++)
-        dst[i] = r1_f32_to_bf16(src[i]);
+        dst[i] = f32_bf16(src[i]);
 }
