@@ -33,9 +33,9 @@
 #define R1_BF16_AVX2 1
 #endif
 
-#define BLOCK_N 16 /* weight rows per task and per f32 conversion block */
+#define BLOCK_N 24 /* weight rows per task and per f32 conversion block (a multiple of 8, 4, 3) */
 #define MR 4       /* input rows per tile */
-#define NR_MAX 8   /* weight rows per tile: 8, 4, 2, 2 for 1, 2, 3, 4 input rows (8 or
+#define NR_MAX 8   /* weight rows per tile: 8, 4, 3, 3 for 1, 2, 3, 4 input rows (8 or
                     * more independent accumulators hide the FMA latency) */
 #define LANES 8
 
@@ -144,8 +144,8 @@ AVX2_INLINE void tile_avx2_n(float *out, int ldo, const float *x, int K, const u
 #define TILE_CASES                                                                                 \
     TILE_CASE(1, 1) TILE_CASE(1, 2) TILE_CASE(1, 3) TILE_CASE(1, 4) TILE_CASE(1, 5)                \
     TILE_CASE(1, 6) TILE_CASE(1, 7) TILE_CASE(1, 8) TILE_CASE(2, 1) TILE_CASE(2, 2)                \
-    TILE_CASE(2, 3) TILE_CASE(2, 4) TILE_CASE(3, 1) TILE_CASE(3, 2) TILE_CASE(4, 1)                \
-    TILE_CASE(4, 2)
+    TILE_CASE(2, 3) TILE_CASE(2, 4) TILE_CASE(3, 1) TILE_CASE(3, 2) TILE_CASE(3, 3)                \
+    TILE_CASE(4, 1) TILE_CASE(4, 2) TILE_CASE(4, 3)
 
 /* separate bodies for the bf16 and f32 weight sources keep the branch out of the k loop */
 static AVX2 void tile_avx2_16(float *out, int ldo, const float *x, int K, const uint16_t *w16,
@@ -216,7 +216,7 @@ static void rows_task(int avx2, float *out, const float *in, const uint16_t *w, 
                 buf[i] = bf16_f32(wb[i]);
         for (int m = 0; m < M; m += MR) {
             int mr = M - m < MR ? M - m : MR;
-            int nr_max = mr == 1 ? 8 : mr == 2 ? 4 : 2;
+            int nr_max = mr == 1 ? 8 : mr == 2 ? 4 : 3;
             for (int j = 0; j < nb; j += nr_max) {
                 int nr = nb - j < nr_max ? nb - j : nr_max;
                 tile(avx2, out + (size_t)m * N + b + j, N, in + (size_t)m * K, K,
