@@ -1,7 +1,7 @@
 /* model-open.c - how the commands that read a model (sample, tokenize, eval) open it (a
- * .gguf file or a Hugging Face directory, core/modelfile.h) and pick its chat template
- * (--template, else the one the tokenizer's Jinja template names), and reads --dtype.  Errors are set, never
- * printed. */
+ * .gguf file or a Hugging Face directory, core/modelfile.h), pick its chat template
+ * (--template, else the one the tokenizer's Jinja template names) and read --dtype.  Errors
+ * are set, never printed. */
 #include <stddef.h>
 #include <string.h>
 

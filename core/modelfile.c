@@ -28,7 +28,7 @@ static int check_path(const char *path)
 {
     struct stat st;
     if (stat(path, &st) != 0)
-        return r1_err_set(R1_EIO,
+        return r1_err_set(R1_EINVAL,
                           "%s: no such model file or directory; give a .gguf file or a "
                           "Hugging Face model directory",
                           path);

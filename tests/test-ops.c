@@ -238,8 +238,7 @@ static void test_convert_bf16(void **state)
         double err = fabs((double)r1_bf16_to_f32(got[i]) - x[i]);
         /* round to nearest: a normal input moves by at most half a bf16 ulp (2^-8 relative) */
         if (fabsf(x[i]) >= 0x1p-126f && fabsf(x[i]) < 1e38f && !(err <= fabs(x[i]) * 0x1p-8))
-            fail_msg("convert_bf16[%d]: %g -> %g", i, (double)x[i],
-                     (double)r1_bf16_to_f32(got[i]));
+            fail_msg("convert_bf16[%d]: %g -> %g", i, (double)x[i], (double)r1_bf16_to_f32(got[i]));
         if (got[i] != r1_f32_to_bf16(x[i]))
             fail_msg("convert_bf16[%d] (0x%08x): 0x%04x, reference 0x%04x", i, u, got[i],
                      r1_f32_to_bf16(x[i]));
@@ -253,7 +252,7 @@ static void test_matmul_forward_bf16(void **state)
     rng_seed(22);
     /* M = 1 (decode), 7 (a partial tile), 32; K below, at and off the 8-lane width;
      * the last shapes are above the parallel thresholds */
-    const int shapes[][3] = {{1, 13, 9},  {7, 13, 9},   {32, 77, 37},  {7, 8, 5},  {3, 5, 1},
+    const int shapes[][3] = {{1, 13, 9},  {7, 13, 9},    {32, 77, 37},   {7, 8, 5},     {3, 5, 1},
                              {4, 16, 17}, {1, 576, 520}, {32, 601, 150}, {33, 250, 330}};
     for (size_t si = 0; si < sizeof(shapes) / sizeof(shapes[0]); si++) {
         int M = shapes[si][0], K = shapes[si][1], N = shapes[si][2];
@@ -266,8 +265,8 @@ static void test_matmul_forward_bf16(void **state)
                 for (int n = 0; n < N; n++) {
                     double sum = with_bias ? bias[n] : 0.0, sabs = fabs(sum);
                     for (int k = 0; k < K; k++) {
-                        double t = (double)in[(size_t)m * K + k] *
-                                   r1_bf16_to_f32(wb[(size_t)n * K + k]);
+                        double t =
+                            (double)in[(size_t)m * K + k] * r1_bf16_to_f32(wb[(size_t)n * K + k]);
                         sum += t;
                         sabs += fabs(t);
                     }
@@ -278,8 +277,8 @@ static void test_matmul_forward_bf16(void **state)
                     double tol = 1e-7 + (K + 1) * 0x1p-24 * sabs;
                     if (!(fabs(got - sum) <= tol))
                         fail_msg("bf16 matmul M=%d K=%d N=%d bias=%d out[%d][%d]: got %.9g "
-                                 "want %.9g (tol %.3g)", M, K, N, with_bias, m, n, got, sum,
-                                 tol);
+                                 "want %.9g (tol %.3g)",
+                                 M, K, N, with_bias, m, n, got, sum, tol);
                 }
         }
         ffree(in), ffree(w), ffree(bias), ffree(out), ffree(wb);

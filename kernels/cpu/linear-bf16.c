@@ -35,8 +35,9 @@
 
 #define BLOCK_N 24 /* weight rows per task and per f32 conversion block (a multiple of 8, 4, 3) */
 #define MR 4       /* input rows per tile */
-#define NR_MAX 8   /* weight rows per tile: 8, 4, 3, 3 for 1, 2, 3, 4 input rows (8 or
-                    * more independent accumulators hide the FMA latency) */
+/* weight rows per tile: 8, 4, 3, 3 for 1, 2, 3, 4 input rows (8 or more independent
+ * accumulators hide the FMA latency) */
+#define NR_MAX 8
 #define LANES 8
 
 static inline float bf16_f32(uint16_t h)
@@ -93,8 +94,8 @@ AVX2_INLINE __m256 load_w(const uint16_t *w16, const float *w32, int k)
 AVX2_INLINE float hsum8(__m256 v)
 {
     __m128 a = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1)); /* l, l+4 */
-    __m128 b = _mm_add_ps(a, _mm_movehl_ps(a, a));                                  /* l, l+2 */
-    __m128 c = _mm_add_ss(b, _mm_shuffle_ps(b, b, 1));                              /* 0, 1 */
+    __m128 b = _mm_add_ps(a, _mm_movehl_ps(a, a));                                 /* l, l+2 */
+    __m128 c = _mm_add_ss(b, _mm_shuffle_ps(b, b, 1));                             /* 0, 1 */
     return _mm_cvtss_f32(c);
 }
 
@@ -131,21 +132,23 @@ AVX2_INLINE void tile_avx2_n(float *out, int ldo, const float *x, int K, const u
             float r = hsum8(acc[i][j]);
             const float *xi = x + (size_t)i * K;
             for (int t = k; t < K; t++)
-                r = fmaf(xi[t], w32 ? w32[(size_t)j * K + t] : bf16_f32(w16[(size_t)j * K + t]),
-                         r);
+                r = fmaf(xi[t], w32 ? w32[(size_t)j * K + t] : bf16_f32(w16[(size_t)j * K + t]), r);
             out[(size_t)i * ldo + j] = bias ? r + bias[j] : r;
         }
 }
 
 #define TILE_CASE(MRV, NRV)                                                                        \
     case MRV * 16 + NRV:                                                                           \
-        tile_avx2_n(out, ldo, x, K, w16, w32, MRV, NRV, bias);                                      \
+        tile_avx2_n(out, ldo, x, K, w16, w32, MRV, NRV, bias);                                     \
         return;
+/* clang-format off */
 #define TILE_CASES                                                                                 \
-    TILE_CASE(1, 1) TILE_CASE(1, 2) TILE_CASE(1, 3) TILE_CASE(1, 4) TILE_CASE(1, 5)                \
-    TILE_CASE(1, 6) TILE_CASE(1, 7) TILE_CASE(1, 8) TILE_CASE(2, 1) TILE_CASE(2, 2)                \
-    TILE_CASE(2, 3) TILE_CASE(2, 4) TILE_CASE(3, 1) TILE_CASE(3, 2) TILE_CASE(3, 3)                \
+    TILE_CASE(1, 1) TILE_CASE(1, 2) TILE_CASE(1, 3) TILE_CASE(1, 4)                                \
+    TILE_CASE(1, 5) TILE_CASE(1, 6) TILE_CASE(1, 7) TILE_CASE(1, 8)                                \
+    TILE_CASE(2, 1) TILE_CASE(2, 2) TILE_CASE(2, 3) TILE_CASE(2, 4)                                \
+    TILE_CASE(3, 1) TILE_CASE(3, 2) TILE_CASE(3, 3)                                                \
     TILE_CASE(4, 1) TILE_CASE(4, 2) TILE_CASE(4, 3)
+/* clang-format on */
 
 /* separate bodies for the bf16 and f32 weight sources keep the branch out of the k loop */
 static AVX2 void tile_avx2_16(float *out, int ldo, const float *x, int K, const uint16_t *w16,
@@ -159,8 +162,8 @@ static AVX2 void tile_avx2_16(float *out, int ldo, const float *x, int K, const 
     }
 }
 
-static AVX2 void tile_avx2_32(float *out, int ldo, const float *x, int K, const float *w32,
-                              int mr, int nr, const float *bias)
+static AVX2 void tile_avx2_32(float *out, int ldo, const float *x, int K, const float *w32, int mr,
+                              int nr, const float *bias)
 {
     const uint16_t *w16 = NULL;
     switch (mr * 16 + nr) {
@@ -184,7 +187,10 @@ static int have_avx2(void)
     return v;
 }
 #else
-static int have_avx2(void) { return 0; }
+static int have_avx2(void)
+{
+    return 0;
+}
 #endif
 
 /* out (mr,nr) block at out, input rows x (mr,K), weight rows w16 (bf16) or w32 (f32) */
@@ -268,8 +274,7 @@ static inline uint16_t f32_bf16(float f)
     return (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? nan : rounded);
 }
 
-void r1_cpu_convert_bf16(void *ctx, uint16_t *dst /* (n) */, const float *src /* (n) */,
-                         int64_t n)
+void r1_cpu_convert_bf16(void *ctx, uint16_t *dst /* (n) */, const float *src /* (n) */, int64_t n)
 {
     struct r1_cpu *cpu = ctx;
 #pragma omp parallel for num_threads(cpu->threads) schedule(static) if (n >= R1_CPU_PAR_MIN)
