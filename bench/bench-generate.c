@@ -1,8 +1,10 @@
 /* bench-generate.c - decode tokens/s with the KV cache on the CPU backend.
- * usage: r1-bench-generate PRESET|MODEL BATCH PROMPT_LEN NEW_TOKENS [THREADS]
+ * usage: r1-bench-generate PRESET|MODEL BATCH PROMPT_LEN NEW_TOKENS [THREADS [DTYPE]]
  * MODEL is a .gguf file or an HF directory (its weights as r1 trains them, f32); a
- * preset name gets fresh random weights of that shape.  Prints one line with prefill
- * and decode tokens/s. */
+ * preset name gets fresh random weights of that shape.  DTYPE (f32 by default, or bf16)
+ * is the precision of the weight matrices generation reads (struct r1_gen_config.weights);
+ * the timed run includes the bf16 conversion r1_generate does at its start.  Prints one
+ * line with prefill and decode tokens/s (with "weights=bf16" before them for bf16). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,12 +43,19 @@ static double now(void)
 int main(int argc, char **argv)
 {
     if (argc < 5) {
-        fprintf(stderr, "usage: %s PRESET BATCH PROMPT_LEN NEW_TOKENS [THREADS]\n", argv[0]);
+        fprintf(stderr, "usage: %s PRESET BATCH PROMPT_LEN NEW_TOKENS [THREADS [f32|bf16]]\n",
+                argv[0]);
         return 2;
     }
     const char *preset = argv[1];
     int B = atoi(argv[2]), P = atoi(argv[3]), G = atoi(argv[4]);
     int threads = argc > 5 ? atoi(argv[5]) : 0;
+    const char *dtype = argc > 6 ? argv[6] : "f32";
+    if (strcmp(dtype, "f32") != 0 && strcmp(dtype, "bf16") != 0) {
+        fprintf(stderr, "r1-bench-generate: DTYPE is f32 or bf16, not '%s'\n", dtype);
+        return 2;
+    }
+    enum r1_dtype wdt = strcmp(dtype, "bf16") == 0 ? R1_BF16 : R1_F32;
     struct r1_model_config cfg;
     struct r1_backend *be = NULL;
     struct r1_model *m = NULL;
@@ -78,7 +87,7 @@ int main(int argc, char **argv)
         rs[i] = (struct r1_gen_result){out + (size_t)i * G, lp + (size_t)i * G, 0, 0};
     }
     /* no stop tokens: every sequence decodes exactly G tokens */
-    struct r1_gen_config gc = {{1.0f, 0, 1.0f, 0.0f}, G, 1, NULL, 0, NULL, 0};
+    struct r1_gen_config gc = {{1.0f, 0, 1.0f, 0.0f}, G, 1, NULL, 0, NULL, 0, wdt};
     /* a warm-up call touches every page, then the timed run: prefill ends when every
      * sequence has its first token (the callback counts the first tokens of all B) */
     struct r1_gen_config one = gc;
@@ -91,8 +100,9 @@ int main(int argc, char **argv)
         goto fail;
     double t2 = now();
     double prefill = f.t - t0, decode = t2 - f.t;
-    printf("r1 generate %s batch=%d prompt=%d new=%d prefill tok/s=%.1f decode tok/s=%.1f\n",
-           preset, B, P, G, (double)B * P / prefill, (double)B * (G - 1) / decode);
+    printf("r1 generate %s batch=%d prompt=%d new=%d%s prefill tok/s=%.1f decode tok/s=%.1f\n",
+           preset, B, P, G, wdt == R1_BF16 ? " weights=bf16" : "", (double)B * P / prefill,
+           (double)B * (G - 1) / decode);
     r1_generator_free(g);
     r1_model_free(m);
     r1_tokenizer_free(tok);

@@ -38,6 +38,9 @@ struct r1_chat_template;
 /* Opens the model at path on be into *m (skipped when m is NULL) and its tokenizer. */
 int cmd_model_open(const char *path, struct r1_backend *be, struct r1_model **m,
                    struct r1_tokenizer **tok);
+/* --dtype NAME of sample and eval: "f32" (NULL too) or "bf16" into *out (an enum
+ * r1_dtype, the generation weights); R1_EINVAL otherwise. */
+int cmd_gen_dtype(const char *name, int *out);
 /* The chat template a command renders with: setting (--template NAME, "auto" or NULL for
  * the model's own) resolved against the model's template; R1_EINVAL naming model_path and
  * asking for --template when there is none. */

@@ -41,7 +41,8 @@
 
 struct eval_cfg {
     const char *model, *run, *stage, *data, *rewards, *template_, *prompt_template, *out;
-    int n, max_tokens, threads;
+    const char *dtype_name;
+    int n, max_tokens, threads, dtype;
     float temperature, top_p, threshold;
     uint64_t seed;
     bool chat, json;
@@ -164,7 +165,7 @@ static int run_eval(const struct eval_cfg *c)
     if ((rc = r1_prompt_set_load(&set, &ps, tok)))
         goto done;
     struct r1_eval_spec es = {set, c->n, c->temperature, c->top_p, c->max_tokens, c->seed,
-                              rewards, n_rewards, NULL};
+                              rewards, n_rewards, NULL, (enum r1_dtype)c->dtype};
     if ((rc = r1_eval_run(&rep, m, tok, &es, c->threshold, R1_ANSWER_AUTO)))
         goto done;
     if (c->out && !(out = fopen(c->out, "w"))) {
@@ -216,6 +217,7 @@ int cmd_eval(int argc, char **argv)
         {R1_OPT_STRING, "out", 0, &c.out, "FILE", "write one JSON object per item to FILE"},
         {R1_OPT_FLAG, "json", 0, &c.json, NULL, "write the items to stdout (the summary goes to stderr)"},
         {R1_OPT_INT, "threads", 0, &c.threads, "N", "CPU threads (default: all)"},
+        {R1_OPT_STRING, "dtype", 0, &c.dtype_name, "T", "generation weights: f32 (default) or bf16 (faster decoding)"},
         {R1_OPT_END, NULL, 0, NULL, NULL, NULL},
     };
     const char *pos[1];
@@ -243,7 +245,8 @@ int cmd_eval(int argc, char **argv)
         return 2;
     }
     struct r1_sampling sp = {c.temperature, 0, c.top_p, 0};
-    if ((rc = r1_sampling_check(&sp)) || (rc = run_eval(&c)))
+    if ((rc = r1_sampling_check(&sp)) || (rc = cmd_gen_dtype(c.dtype_name, &c.dtype)) ||
+        (rc = run_eval(&c)))
         return cmd_fail("eval", rc);
     return 0;
 }

@@ -1,13 +1,15 @@
 /* model-open.c - how the commands that read a model (sample, tokenize, eval) open it (a
- * .gguf file or a Hugging Face directory, core/modelfile.h) and pick its chat template
- * (--template, else the one the tokenizer's Jinja template names).  Errors are set, never
- * printed. */
+ * .gguf file or a Hugging Face directory, core/modelfile.h), pick its chat template
+ * (--template, else the one the tokenizer's Jinja template names) and read --dtype.  Errors
+ * are set, never printed. */
 #include <stddef.h>
+#include <string.h>
 
 #include "cmd/cmds.h"
 #include "core/err.h"
 #include "core/modelfile.h"
 #include "core/template.h"
+#include "core/tensor.h"
 
 int cmd_model_open(const char *path, struct r1_backend *be, struct r1_model **m,
                    struct r1_tokenizer **tok)
@@ -15,6 +17,18 @@ int cmd_model_open(const char *path, struct r1_backend *be, struct r1_model **m,
     if (m)
         return r1_model_open(m, tok, be, path);
     return r1_tokenizer_open(tok, path);
+}
+
+int cmd_gen_dtype(const char *name, int *out)
+{
+    if (!name || strcmp(name, "f32") == 0)
+        *out = R1_F32;
+    else if (strcmp(name, "bf16") == 0)
+        *out = R1_BF16;
+    else
+        return r1_err_set(R1_EINVAL, "--dtype is f32 or bf16 (the generation weights), not "
+                          "'%s'", name);
+    return 0;
 }
 
 int cmd_chat_template_open(struct r1_chat_template **out, const char *setting,

@@ -172,6 +172,8 @@ static int read_prompts(const char *path, const struct r1_chat_template *chat, c
 int cmd_sample(int argc, char **argv)
 {
     const char *model = NULL, *prompt = NULL, *prompts_file = NULL, *template_ = NULL;
+    const char *dtype_name = NULL;
+    int dtype = R1_F32;
     int n = 1, max_tokens = 128, top_k = 0, slots = 16, threads = 0;
     float temperature = 1.0f, top_p = 1.0f, min_p = 0.0f;
     uint64_t seed = 0;
@@ -191,6 +193,7 @@ int cmd_sample(int argc, char **argv)
         {R1_OPT_U64, "seed", 0, &seed, "S", "sampling seed (default 0)"},
         {R1_OPT_INT, "slots", 0, &slots, "S", "sequences decoded together (default 16)"},
         {R1_OPT_INT, "threads", 0, &threads, "N", "CPU threads (default: all)"},
+        {R1_OPT_STRING, "dtype", 0, &dtype_name, "T", "generation weights: f32 (default) or bf16 (faster decoding)"},
         {R1_OPT_FLAG, "json", 0, &json, NULL, "one JSON object per sample instead of text"},
         {R1_OPT_END, NULL, 0, NULL, NULL, NULL},
     };
@@ -210,7 +213,7 @@ int cmd_sample(int argc, char **argv)
         return 2;
     }
     struct r1_sampling sp = {temperature, top_k, top_p, min_p};
-    if ((rc = r1_sampling_check(&sp)))
+    if ((rc = r1_sampling_check(&sp)) || (rc = cmd_gen_dtype(dtype_name, &dtype)))
         return cmd_fail("sample", rc);
 
     char **texts = NULL;
@@ -301,7 +304,7 @@ int cmd_sample(int argc, char **argv)
     int n_stop = 0;
     if (m->cfg.eos_id >= 0)
         stop_ids[n_stop++] = m->cfg.eos_id;
-    struct r1_gen_config gc = {sp, max_tokens, seed, stop_ids, n_stop, NULL, 0};
+    struct r1_gen_config gc = {sp, max_tokens, seed, stop_ids, n_stop, NULL, 0, dtype};
     struct sample_out so = {tok, !json && n_reqs == 1};
     if (so.stream) {
         fputs(texts[0], stdout);

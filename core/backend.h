@@ -42,6 +42,15 @@ struct r1_backend_ops {
      * dbias (N) += Σ_m dout                  [+=, skipped when dbias is NULL] */
     void (*matmul_backward)(void *ctx, float *din, float *dw, float *dbias, const float *dout,
                             const float *in, const float *w, int M, int K, int N);
+    /* OPTIONAL (generation in bf16, core/kvcache.c): out (M,N) = in (M,K) · w (N,K)ᵀ + bias (N)
+     * with w in bf16 (uint16_t bit patterns, the top half of an f32); bias may be NULL.
+     * Each out element is a function of its input row, its w row and bias alone: the
+     * summation order does not depend on M, so a sequence's logits do not depend on how
+     * many other tokens share the step. */
+    void (*matmul_forward_bf16)(void *ctx, float *out, const float *in, const uint16_t *w,
+                                const float *bias, int M, int K, int N);
+    /* OPTIONAL: dst (n) = bf16(src (n)), round to nearest even (NaN stays NaN) */
+    void (*convert_bf16)(void *ctx, uint16_t *dst, const float *src, int64_t n);
 
     /* --- embedding --------------------------------------------------------- */
     /* out (N,C) = wte (V,C)[tokens (N)] */

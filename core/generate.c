@@ -151,6 +151,8 @@ int r1_generate(struct r1_generator *g, const struct r1_gen_config *cfg,
         res[i].n = 0;
         res[i].finish = R1_FINISH_LENGTH;
     }
+    if ((rc = r1_kv_cache_set_weights(g->cache, g->m, cfg->weights)))
+        return rc;
     memset(&g->stats, 0, sizeof(g->stats));
     for (int s = 0; s < g->slots; s++)
         g->st[s].req = -1;

@@ -31,6 +31,15 @@ struct r1_gen_config {
     int n_stop_ids;
     const char *const *stop_strings; /* each at most R1_GEN_MAX_STOP_LEN bytes */
     int n_stop_strings;
+    /* Precision of the weight matrices generation reads (q/k/v/o, gate/up/down, lm_head):
+     * R1_F32 (0, the default) uses the model's own; R1_BF16 uses bf16 copies the
+     * generator's cache holds, converted (round to nearest even) from the model's current
+     * weights at the start of every r1_generate call, so weights a stage changed between
+     * calls are seen.  bf16 halves the bytes a decode step streams (batch-1 decoding is
+     * bound by them); activations and sums stay f32, and a row's logits still do not
+     * depend on the other sequences in the step or on the slot count.  Logits differ from
+     * f32 by about the bf16 rounding of the weights (relative 2^-9 per weight). */
+    enum r1_dtype weights;
 };
 
 struct r1_gen_request {

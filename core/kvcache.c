@@ -2,7 +2,9 @@
  *
  * Shapes: N new tokens in a step, C hidden, H/KVH heads, D head dim, F FFN,
  * V vocab, S slots, L max positions per slot.  Same math as the training
- * forward in model.c, but attention reads keys/values from the cache. */
+ * forward in model.c, but attention reads keys/values from the cache.
+ * Generation weights: the model's f32 matrices, or bf16 copies the cache holds
+ * (r1_kv_cache_set_weights) so the model and its training never see them. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -75,14 +77,93 @@ int r1_kv_cache_create(struct r1_kv_cache **out, const struct r1_model *m, int s
     return 0;
 }
 
+/* bf16 copies of one layer's matrices, in this order, then the head */
+static int64_t bf16_layer_elems(const struct r1_model_config *cfg)
+{
+    int64_t C = cfg->hidden_size, HD = (int64_t)cfg->n_heads * cfg->head_dim;
+    int64_t KD = (int64_t)cfg->n_kv_heads * cfg->head_dim, F = cfg->ffn_size;
+    return HD * C + 2 * KD * C + C * HD + 3 * F * C;
+}
+
+int r1_kv_cache_set_weights(struct r1_kv_cache *c, const struct r1_model *m, enum r1_dtype dt)
+{
+    const struct r1_model_config *cfg = &m->cfg;
+    const struct r1_backend_ops *op = c->be->ops;
+    void *cx = c->be->ctx;
+    if (dt == R1_F32) {
+        c->wdtype = R1_F32;
+        return 0;
+    }
+    if (dt != R1_BF16)
+        return r1_err_set(R1_EINVAL, "kv cache: generation weights are f32 or bf16, not %s",
+                          r1_dtype_name(dt));
+    if (!op->matmul_forward_bf16 || !op->convert_bf16)
+        return r1_err_set(R1_EINVAL, "kv cache: the %s backend has no bf16 matmul; generate "
+                          "with f32 weights", op->name);
+    int64_t C = cfg->hidden_size, HD = (int64_t)cfg->n_heads * cfg->head_dim;
+    int64_t KD = (int64_t)cfg->n_kv_heads * cfg->head_dim, F = cfg->ffn_size;
+    int64_t V = cfg->vocab_size, per_layer = bf16_layer_elems(cfg);
+    if (!c->wmem) {
+        size_t bytes = ((size_t)per_layer * c->n_layers + (size_t)V * C) * sizeof(uint16_t);
+        c->wl = calloc((size_t)c->n_layers, sizeof(*c->wl));
+        c->wmem = c->wl ? op->alloc(cx, bytes) : NULL;
+        if (!c->wmem) {
+            free(c->wl);
+            c->wl = NULL;
+            return r1_err_set(R1_ENOMEM, "kv cache: cannot allocate %zu MiB of bf16 generation "
+                              "weights; generate with f32 weights", bytes >> 20);
+        }
+        uint16_t *p = c->wmem;
+        for (int l = 0; l < c->n_layers; l++) {
+            struct r1_kv_layer_bf16 *w = &c->wl[l];
+            w->wq = p, p += HD * C;
+            w->wk = p, p += KD * C;
+            w->wv = p, p += KD * C;
+            w->wo = p, p += C * HD;
+            w->wgate = p, p += F * C;
+            w->wup = p, p += F * C;
+            w->wdown = p, p += C * F;
+        }
+        c->lm_head16 = p;
+    }
+    for (int l = 0; l < c->n_layers; l++) {
+        const struct r1_layer *s = &m->layers[l];
+        const struct r1_kv_layer_bf16 *w = &c->wl[l];
+        op->convert_bf16(cx, w->wq, s->wq, HD * C);
+        op->convert_bf16(cx, w->wk, s->wk, KD * C);
+        op->convert_bf16(cx, w->wv, s->wv, KD * C);
+        op->convert_bf16(cx, w->wo, s->wo, C * HD);
+        op->convert_bf16(cx, w->wgate, s->wgate, F * C);
+        op->convert_bf16(cx, w->wup, s->wup, F * C);
+        op->convert_bf16(cx, w->wdown, s->wdown, C * F);
+    }
+    op->convert_bf16(cx, c->lm_head16, m->lm_head, V * C);
+    c->wdtype = R1_BF16;
+    return 0;
+}
+
 void r1_kv_cache_free(struct r1_kv_cache *c)
 {
     if (!c)
         return;
+    if (c->wmem)
+        c->be->ops->free(c->be->ctx, c->wmem);
+    free(c->wl);
     r1_arena_release(&c->arena);
     free(c->k);
     free(c->v);
     free(c);
+}
+
+/* out (M,N) = in (M,K) · wᵀ + bias with the f32 matrix w32 or, in bf16 mode, w16 */
+static void matmul(const struct r1_kv_cache *c, float *out, const float *in, const float *w32,
+                   const uint16_t *w16, const float *bias, int M, int K, int N)
+{
+    const struct r1_backend_ops *op = c->be->ops;
+    if (c->wdtype == R1_BF16)
+        op->matmul_forward_bf16(c->be->ctx, out, in, w16, bias, M, K, N);
+    else
+        op->matmul_forward(c->be->ctx, out, in, w32, bias, M, K, N);
 }
 
 int r1_model_decode(struct r1_model *m, struct r1_kv_cache *c, int N, const int32_t *tokens,
@@ -113,23 +194,25 @@ int r1_model_decode(struct r1_model *m, struct r1_kv_cache *c, int N, const int3
     op->upload(cx, c->slot, slot, (size_t)N * sizeof(int32_t));
     op->upload(cx, c->pos, pos, (size_t)N * sizeof(int32_t));
     op->embedding_forward(cx, c->x, c->tokens, m->embed, N, C);
+    const struct r1_kv_layer_bf16 none = {0};
     for (int l = 0; l < cfg->n_layers; l++) {
         const struct r1_layer *W = &m->layers[l];
+        const struct r1_kv_layer_bf16 *B = c->wl ? &c->wl[l] : &none;
         op->rmsnorm_forward(cx, c->n, c->rstd, c->x, W->attn_norm, N, C, cfg->rms_eps);
-        op->matmul_forward(cx, c->q, c->n, W->wq, W->bq, N, C, HD);
-        op->matmul_forward(cx, c->kn, c->n, W->wk, W->bk, N, C, KD);
-        op->matmul_forward(cx, c->vn, c->n, W->wv, W->bv, N, C, KD);
+        matmul(c, c->q, c->n, W->wq, B->wq, W->bq, N, C, HD);
+        matmul(c, c->kn, c->n, W->wk, B->wk, W->bk, N, C, KD);
+        matmul(c, c->vn, c->n, W->wv, B->wv, W->bv, N, C, KD);
         op->rope_forward(cx, c->q, c->pos, m->rope_cos, m->rope_sin, N, H, D);
         op->rope_forward(cx, c->kn, c->pos, m->rope_cos, m->rope_sin, N, KVH, D);
         op->kv_store(cx, c->k[l], c->v[l], c->kn, c->vn, c->slot, c->pos, N, KVH, D, L);
         op->attention_cached(cx, c->att, c->q, c->k[l], c->v[l], c->slot, c->pos, N, H, KVH, D, L);
-        op->matmul_forward(cx, c->tmp, c->att, W->wo, NULL, N, HD, C);
+        matmul(c, c->tmp, c->att, W->wo, B->wo, NULL, N, HD, C);
         op->add(cx, c->x, c->x, c->tmp, (int64_t)N * C);
         op->rmsnorm_forward(cx, c->n, c->rstd, c->x, W->mlp_norm, N, C, cfg->rms_eps);
-        op->matmul_forward(cx, c->gate, c->n, W->wgate, NULL, N, C, F);
-        op->matmul_forward(cx, c->up, c->n, W->wup, NULL, N, C, F);
+        matmul(c, c->gate, c->n, W->wgate, B->wgate, NULL, N, C, F);
+        matmul(c, c->up, c->n, W->wup, B->wup, NULL, N, C, F);
         op->swiglu_forward(cx, c->act, c->gate, c->up, (int64_t)N * F);
-        op->matmul_forward(cx, c->tmp, c->act, W->wdown, NULL, N, F, C);
+        matmul(c, c->tmp, c->act, W->wdown, B->wdown, NULL, N, F, C);
         op->add(cx, c->x, c->x, c->tmp, (int64_t)N * C);
     }
     if (n_out == 0)
@@ -138,7 +221,7 @@ int r1_model_decode(struct r1_model *m, struct r1_kv_cache *c, int N, const int3
     for (int i = 0; i < n_out; i++)
         op->copy(cx, (char *)c->tmp + (size_t)i * rb, (char *)c->x + (size_t)out_idx[i] * rb, rb);
     op->rmsnorm_forward(cx, c->rows, c->rstd, c->tmp, m->final_norm, n_out, C, cfg->rms_eps);
-    op->matmul_forward(cx, c->logits, c->rows, m->lm_head, NULL, n_out, C, V);
+    matmul(c, c->logits, c->rows, m->lm_head, c->lm_head16, NULL, n_out, C, V);
     op->download(cx, logits, c->logits, (size_t)n_out * V * sizeof(float));
     return 0;
 }

@@ -167,11 +167,26 @@ struct r1_kv_cache {
     float *x, *n, *q, *kn, *vn, *att, *tmp; /* (max_tokens, ·) step activations */
     float *gate, *up, *act, *rstd;
     float *rows, *logits;        /* (max_tokens, C), (max_tokens, V) */
+    /* generation weights (r1_kv_cache_set_weights): R1_F32 decodes with the model's
+     * matrices; R1_BF16 with wl / lm_head16, bf16 copies in one backend allocation
+     * (wmem, made on the first bf16 request and kept) */
+    enum r1_dtype wdtype;
+    uint16_t *wmem;
+    struct r1_kv_layer_bf16 {
+        uint16_t *wq, *wk, *wv, *wo, *wgate, *wup, *wdown;
+    } *wl;                       /* (n_layers) views into wmem */
+    uint16_t *lm_head16;         /* (V, C) view into wmem */
 };
 
 int r1_kv_cache_create(struct r1_kv_cache **out, const struct r1_model *m, int slots,
                        int max_len, int max_tokens);
 void r1_kv_cache_free(struct r1_kv_cache *c);
+/* Picks the precision of the weight matrices the next decodes use: R1_F32 (the model's
+ * own) or R1_BF16, whose copies (q/k/v/o, gate/up/down, lm_head; embeddings, norms and
+ * biases stay f32) are converted now from the model's current weights, round to nearest
+ * even.  Call again after the weights change.  R1_EINVAL for another dtype or a backend
+ * without the bf16 ops; R1_ENOMEM when the copies do not fit. */
+int r1_kv_cache_set_weights(struct r1_kv_cache *c, const struct r1_model *m, enum r1_dtype dt);
 /* Runs N new tokens (host arrays tokens, slot, pos (N)) through the model,
  * storing their keys/values, and writes the logits of the tokens listed in
  * out_idx (n_out indices into 0..N) to host logits (n_out, V). */

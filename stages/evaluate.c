@@ -84,7 +84,7 @@ int r1_eval_complete(struct r1_model *m, const struct r1_tokenizer *tok,
                              EVAL_STEP_TOKENS > slots ? EVAL_STEP_TOKENS : slots);
     if (!rc && n > 0) {
         struct r1_gen_config gc = {{sp->temperature, 0, sp->top_p, 0}, L, sp->seed, &stop,
-                                   stop >= 0, NULL, 0};
+                                   stop >= 0, NULL, 0, sp->weights};
         rc = r1_generate(gen, &gc, req, (int)n, res, NULL, NULL);
     }
     m->logit_scale = saved_scale;

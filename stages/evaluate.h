@@ -38,6 +38,7 @@ struct r1_eval_spec {
     const struct r1_reward_cfg *rewards; /* may be NULL (n_rewards 0) */
     int n_rewards;
     const char *accuracy_reward; /* NULL: "accuracy"; its cfg is taken from rewards when listed */
+    enum r1_dtype weights;   /* generation weights, struct r1_gen_config.weights (R1_F32) */
 };
 
 /* The held-out prompts of the stage env names: data.eval_path, else data.generator's

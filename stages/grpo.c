@@ -366,7 +366,7 @@ static int generate(struct grpo *s, const struct r1_prompt_set *set, const int64
         res[i].n = 0;
     }
     struct r1_gen_config gc = {{temperature, 0, s->g->top_p, 0}, s->max_comp, seed,
-                               &s->stop_id, s->stop_id >= 0, NULL, 0};
+                               &s->stop_id, s->stop_id >= 0, NULL, 0, R1_F32};
     return r1_generate(s->gen, &gc, req, n * per_prompt, res, NULL, NULL);
 }
 
@@ -725,7 +725,7 @@ static int grpo_evaluate(void *state, struct r1_stage_metrics *out)
     /* the same random streams at every evaluation, so changes are the model's */
     struct r1_eval_spec sp = {s->eval, (int)s->g->eval_samples, s->g->eval_temperature,
                               s->g->top_p, s->max_comp, r1_rng_mix64(s->seed ^ 0x6576616cull),
-                              s->g->rewards, s->n_rw, s->g->accuracy_reward};
+                              s->g->rewards, s->n_rw, s->g->accuracy_reward, R1_F32};
     return r1_eval_generate(s->m, s->tok, &sp, out);
 }
 

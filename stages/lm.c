@@ -325,7 +325,8 @@ static int lm_evaluate(void *state, struct r1_stage_metrics *out)
     out->samples = NULL;
     if (!a->eval)
         return 0;
-    struct r1_eval_spec sp = {a->eval, 1, 0.0f, 1.0f, a->eval_len, a->eval_seed, NULL, 0, NULL};
+    struct r1_eval_spec sp = {a->eval, 1, 0.0f, 1.0f, a->eval_len, a->eval_seed, NULL, 0, NULL,
+                              R1_F32};
     return r1_eval_generate(a->m, a->tok, &sp, out);
 }
 

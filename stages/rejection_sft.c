@@ -509,7 +509,7 @@ static int generate_step(struct rs *s, struct r1_stage_metrics *out)
                                            0, R1_FINISH_STOP};
     }
     struct r1_gen_config gc = {{s->rj->temperature, 0, s->rj->top_p, 0}, (int)s->L, s->gen_seed,
-                               &s->stop_id, s->stop_id >= 0, NULL, 0};
+                               &s->stop_id, s->stop_id >= 0, NULL, 0, R1_F32};
     if ((rc = r1_generate(s->gen, &gc, s->req, n, s->res, NULL, NULL)))
         return r1_err_wrap(rc, "stage '%s' generation step %" PRId64, s->cfg->name,
                            gen_done(s) + 1);
@@ -646,7 +646,7 @@ static int rs_evaluate(void *state, struct r1_stage_metrics *out)
         return 0;
     struct r1_eval_spec sp = {s->eval, 1, 0.0f, 1.0f, (int)s->L,
                               r1_rng_mix64(s->seed ^ 0x6576616cull), s->rj->rewards,
-                              s->rj->n_rewards, s->acc_default.name};
+                              s->rj->n_rewards, s->acc_default.name, R1_F32};
     return r1_eval_generate(s->env.model, s->env.tok, &sp, out);
 }
 

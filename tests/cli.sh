@@ -49,6 +49,14 @@ b=$("$r1" sample --model "$tmp/m" --prompt "ab" -n 3 --max-tokens 12 --seed 5 --
 strip() { sed 's/"logprob":[-0-9.e]*//'; }
 [ "$(echo "$a" | strip)" = "$(echo "$b" | strip)" ] || { echo "FAIL: samples depend on --slots"; fail=1; }
 [ "$(echo "$a" | wc -l)" -eq 3 ] || { echo "FAIL: -n 3 gave $(echo "$a" | wc -l) lines"; fail=1; }
+# --dtype bf16: bf16 generation weights; samples (and, being bitwise, log-probs) still
+# independent of --slots; a bad dtype is a usage error
+c=$("$r1" sample --model "$tmp/m" --prompt "ab" -n 3 --max-tokens 12 --seed 5 --json --dtype bf16)
+d=$("$r1" sample --model "$tmp/m" --prompt "ab" -n 3 --max-tokens 12 --seed 5 --json --dtype bf16 --slots 1)
+[ -n "$c" ] && [ "$c" = "$d" ] || { echo "FAIL: --dtype bf16 samples depend on --slots"; fail=1; }
+check 0 "sample --dtype f32" "$r1" sample --model "$tmp/m" --prompt "2+2=" --temperature 0 --max-tokens 4 --dtype f32
+check 2 "sample bad --dtype" "$r1" sample --model "$tmp/m" --prompt hi --dtype f16
+check 2 "eval bad --dtype" "$r1" eval --model "$tmp/m" --data /dev/null --dtype int8
 echo "$a" | head -1 | grep -q '"finish_reason"' || { echo "FAIL: JSON lacks finish_reason"; fail=1; }
 check 2 "sample missing model dir" "$r1" sample --model "$tmp/none" --prompt hi
 check 2 "sample bad top-p" "$r1" sample --model "$tmp/m" --prompt hi --top-p 1.5

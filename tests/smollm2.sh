@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # smollm2.sh R1 - the real test model end to end: SmolLM2-135M-Instruct (Q4_1 GGUF, fetched
 # by tools/fetch-model smollm2 into ${R1_CACHE:-~/.cache/r1}; exits 77 when it is absent).
-#  1. `r1 sample --chat` greedy answers "What is the capital of France?" with "Paris";
+#  1. `r1 sample --chat` greedy answers "What is the capital of France?" with "Paris", with
+#     f32 and with bf16 generation weights (--dtype bf16);
 #  2. `r1 tokenize` gives the ids Hugging Face `tokenizers` gives with the tokenizer.json
 #     that `r1 convert` writes (when tokenizers is importable), and --decode inverts it;
 #     the chat prompt equals the model's Jinja template rendered by jinja2 (when importable);
@@ -30,6 +31,15 @@ if grep -q "Paris" "$tmp/paris.txt"; then
   echo "ok: greedy chat answer: $(tail -1 "$tmp/paris.txt")"
 else
   echo "FAIL: no Paris in the answer: $(cat "$tmp/paris.txt")"; fail=1
+fi
+
+# 1b. the same answer with bf16 generation weights
+"$r1" sample --model "$gguf" --chat --prompt "$q" --temperature 0 --max-tokens 24 --dtype bf16 \
+  >"$tmp/paris16.txt" 2>"$tmp/err" || { echo "FAIL: sample --dtype bf16: $(cat "$tmp/err")"; exit 1; }
+if grep -q "Paris" "$tmp/paris16.txt"; then
+  echo "ok: greedy chat answer with bf16 weights: $(tail -1 "$tmp/paris16.txt")"
+else
+  echo "FAIL: no Paris in the bf16 answer: $(cat "$tmp/paris16.txt")"; fail=1
 fi
 
 # 2. and 3. convert, then the same ids and the same greedy text from the directory

@@ -34,6 +34,7 @@
 
 #include "core/backend.h"
 #include "core/err.h"
+#include "core/tensor.h"
 
 static struct r1_backend *be; /* the backend under test (2 threads) */
 
@@ -200,6 +201,120 @@ static void test_matmul_forward(void **state)
         assert_close(out, want, M * N, 1e-5, 1e-5, "matmul out");
     }
     ffree(in), ffree(w), ffree(bias), ffree(out);
+}
+
+/* ---- matmul with bf16 weights --------------------------------------------------- */
+
+/* w (n) as bf16 in backend memory, rounded by the library's reference conversion */
+static uint16_t *bf16_of(const float *w, int64_t n)
+{
+    uint16_t *p = be->ops->alloc(be->ctx, (size_t)(n > 0 ? n : 1) * sizeof(uint16_t));
+    assert_non_null(p);
+    for (int64_t i = 0; i < n; i++)
+        p[i] = r1_f32_to_bf16(w[i]);
+    return p;
+}
+
+static void test_convert_bf16(void **state)
+{
+    (void)state;
+    rng_seed(21);
+    int n = 70001; /* above the parallel threshold, odd */
+    float *x = frand(n, -3, 3);
+    /* exact ties (low half 0x8000) round to the even neighbour; NaN, inf, -0 pass */
+    uint32_t special[] = {0x3f808000u, 0x3f818000u, 0x7f7fffffu, 0x7f800000u, 0xff800000u,
+                          0x80000000u, 0x7fc00001u, 0x00008000u, 0x00018000u};
+    for (int i = 0; i < (int)(sizeof(special) / sizeof(special[0])); i++)
+        memcpy(&x[i * 7], &special[i], sizeof(float));
+    uint16_t *got = be->ops->alloc(be->ctx, (size_t)n * sizeof(uint16_t));
+    be->ops->convert_bf16(be->ctx, got, x, n);
+    assert_int_equal(got[0], 0x3f80);  /* 1.0 + half an ulp: tie to even (down) */
+    assert_int_equal(got[7], 0x3f82);  /* tie to even (up) */
+    assert_int_equal(got[14], 0x7f80); /* FLT_MAX rounds to inf */
+    assert_true((got[42] & 0x7f80) == 0x7f80 && (got[42] & 0x7f) != 0); /* NaN stays NaN */
+    for (int i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &x[i], sizeof(u));
+        double err = fabs((double)r1_bf16_to_f32(got[i]) - x[i]);
+        /* round to nearest: a normal input moves by at most half a bf16 ulp (2^-8 relative) */
+        if (fabsf(x[i]) >= 0x1p-126f && fabsf(x[i]) < 1e38f && !(err <= fabs(x[i]) * 0x1p-8))
+            fail_msg("convert_bf16[%d]: %g -> %g", i, (double)x[i], (double)r1_bf16_to_f32(got[i]));
+        if (got[i] != r1_f32_to_bf16(x[i]))
+            fail_msg("convert_bf16[%d] (0x%08x): 0x%04x, reference 0x%04x", i, u, got[i],
+                     r1_f32_to_bf16(x[i]));
+    }
+    ffree(x), ffree(got);
+}
+
+static void test_matmul_forward_bf16(void **state)
+{
+    (void)state;
+    rng_seed(22);
+    /* M = 1 (decode), 7 (a partial tile), 32; K below, at and off the 8-lane width;
+     * the last shapes are above the parallel thresholds */
+    const int shapes[][3] = {{1, 13, 9},  {7, 13, 9},    {32, 77, 37},   {7, 8, 5},     {3, 5, 1},
+                             {4, 16, 17}, {1, 576, 520}, {32, 601, 150}, {33, 250, 330}};
+    for (size_t si = 0; si < sizeof(shapes) / sizeof(shapes[0]); si++) {
+        int M = shapes[si][0], K = shapes[si][1], N = shapes[si][2];
+        float *in = frand((int64_t)M * K, -1, 1), *w = frand((int64_t)N * K, -1, 1);
+        float *bias = frand(N, -1, 1), *out = falloc((int64_t)M * N);
+        uint16_t *wb = bf16_of(w, (int64_t)N * K);
+        for (int with_bias = 0; with_bias < 2; with_bias++) {
+            be->ops->matmul_forward_bf16(be->ctx, out, in, wb, with_bias ? bias : NULL, M, K, N);
+            for (int m = 0; m < M; m++)
+                for (int n = 0; n < N; n++) {
+                    double sum = with_bias ? bias[n] : 0.0, sabs = fabs(sum);
+                    for (int k = 0; k < K; k++) {
+                        double t =
+                            (double)in[(size_t)m * K + k] * r1_bf16_to_f32(wb[(size_t)n * K + k]);
+                        sum += t;
+                        sabs += fabs(t);
+                    }
+                    /* the reference uses the same bf16 weights, so only the f32 sum's
+                     * rounding remains: at most (K+1) · 2^-24 · Σ|terms| (the classical
+                     * bound for a sum of K+1 terms in any order) */
+                    double got = out[(size_t)m * N + n];
+                    double tol = 1e-7 + (K + 1) * 0x1p-24 * sabs;
+                    if (!(fabs(got - sum) <= tol))
+                        fail_msg("bf16 matmul M=%d K=%d N=%d bias=%d out[%d][%d]: got %.9g "
+                                 "want %.9g (tol %.3g)",
+                                 M, K, N, with_bias, m, n, got, sum, tol);
+                }
+        }
+        ffree(in), ffree(w), ffree(bias), ffree(out), ffree(wb);
+    }
+}
+
+/* A row's output does not depend on M (how many tokens share the step) nor on the
+ * thread count: bitwise. */
+static void test_matmul_bf16_rows(void **state)
+{
+    (void)state;
+    rng_seed(23);
+    int M = 32, K = 601, N = 530; /* parallel at M = 1 and 32; K % 8 = 1 */
+    float *in = frand((int64_t)M * K, -1, 1), *w = frand((int64_t)N * K, -1, 1);
+    float *bias = frand(N, -1, 1);
+    float *all = falloc((int64_t)M * N), *part = falloc((int64_t)M * N);
+    float *one_t = falloc((int64_t)M * N);
+    uint16_t *wb = bf16_of(w, (int64_t)N * K);
+    be->ops->matmul_forward_bf16(be->ctx, all, in, wb, bias, M, K, N);
+    for (int m = 0; m < M; m++) {
+        be->ops->matmul_forward_bf16(be->ctx, part, in + (size_t)m * K, wb, bias, 1, K, N);
+        if (memcmp(part, all + (size_t)m * N, (size_t)N * sizeof(float)) != 0)
+            fail_msg("bf16 matmul: row %d differs between M=1 and M=32", m);
+    }
+    for (int m0 = 0; m0 + 7 <= M; m0 += 7) { /* partial tiles at other offsets */
+        be->ops->matmul_forward_bf16(be->ctx, part, in + (size_t)m0 * K, wb, bias, 7, K, N);
+        if (memcmp(part, all + (size_t)m0 * N, (size_t)7 * N * sizeof(float)) != 0)
+            fail_msg("bf16 matmul: rows %d..%d differ between M=7 and M=32", m0, m0 + 6);
+    }
+    struct r1_backend *one;
+    assert_int_equal(r1_backend_cpu_create(&one, 1), 0);
+    one->ops->matmul_forward_bf16(one->ctx, one_t, in, wb, bias, M, K, N);
+    assert_memory_equal(one_t, all, (size_t)M * N * sizeof(float));
+    one->ops->release(one->ctx);
+    free(one);
+    ffree(in), ffree(w), ffree(bias), ffree(all), ffree(part), ffree(one_t), ffree(wb);
 }
 
 static void test_matmul_backward(void **state)
@@ -983,6 +1098,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_memory),
         cmocka_unit_test(test_matmul_forward),
         cmocka_unit_test(test_matmul_backward),
+        cmocka_unit_test(test_convert_bf16),
+        cmocka_unit_test(test_matmul_forward_bf16),
+        cmocka_unit_test(test_matmul_bf16_rows),
         cmocka_unit_test(test_embedding),
         cmocka_unit_test(test_rmsnorm),
         cmocka_unit_test(test_rope),

@@ -59,6 +59,11 @@ void r1_cpu_embedding_forward(void *ctx, float *out, const int32_t *tokens, cons
 void r1_cpu_embedding_backward(void *ctx, float *dwte, const float *dout, const int32_t *tokens,
                                int N, int C);
 
+/* linear-bf16.c */
+void r1_cpu_matmul_forward_bf16(void *ctx, float *out, const float *in, const uint16_t *w,
+                                const float *bias, int M, int K, int N);
+void r1_cpu_convert_bf16(void *ctx, uint16_t *dst, const float *src, int64_t n);
+
 /* norm.c */
 void r1_cpu_rmsnorm_forward(void *ctx, float *out, float *rstd, const float *in, const float *w,
                             int N, int C, float eps);
