@@ -161,7 +161,8 @@ static int run_eval(const struct eval_cfg *c)
         goto done;
     }
     struct r1_prompt_spec ps = {c->data, NULL, 0, 0, R1_SPLIT_EVAL, "prompt", "answer",
-                                c->prompt_template, limit, chat ? chat->name : NULL};
+                                c->prompt_template, limit, chat ? chat->name : NULL,
+                                tok->chat_template};
     if ((rc = r1_prompt_set_load(&set, &ps, tok)))
         goto done;
     struct r1_eval_spec es = {set, c->n, c->temperature, c->top_p, c->max_tokens, c->seed,
