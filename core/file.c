@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +61,25 @@ int r1_file_write_atomic(const char *path, const void *data, size_t len)
         return r1_err_set(R1_EIO, "%s: cannot write: %s", path, strerror(e));
     }
     return 0;
+}
+
+int r1_file_write_json(const char *path, const struct json_t *o, size_t flags)
+{
+    char *text = o ? json_dumps(o, flags) : NULL;
+    if (!text)
+        return r1_err_set(R1_EFORMAT, "%s: cannot format the JSON (out of memory, or a string "
+                          "that is not valid UTF-8)", path);
+    size_t n = strlen(text);
+    char *buf = realloc(text, n + 2);
+    if (!buf) {
+        free(text);
+        return r1_err_set(R1_ENOMEM, "%s: out of memory", path);
+    }
+    buf[n] = '\n';
+    buf[n + 1] = '\0';
+    int rc = r1_file_write_atomic(path, buf, n + 1);
+    free(buf);
+    return rc;
 }
 
 int r1_file_copy(const char *src, const char *dst)

@@ -31,21 +31,7 @@ const char *const r1_hfdir_extra_files[] = {
 
 static int write_json(json_t *o, const char *path)
 {
-    char *text = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-    if (!text)
-        return r1_err_set(R1_ENOMEM, "%s: cannot format JSON", path);
-    size_t n = strlen(text);
-    char *buf = malloc(n + 2);
-    if (!buf) {
-        free(text);
-        return r1_err_set(R1_ENOMEM, "%s: out of memory", path);
-    }
-    memcpy(buf, text, n);
-    buf[n] = '\n';
-    free(text);
-    int rc = r1_file_write_atomic(path, buf, n + 1);
-    free(buf);
-    return rc;
+    return r1_file_write_json(path, o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 }
 
 static int write_generation_config(const struct r1_model_config *c, const char *path)

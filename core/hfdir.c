@@ -192,22 +192,9 @@ int r1_model_config_save_json(const struct r1_model_config *c, const char *path,
         json_object_set_new(o, "num_labels", json_integer(c->num_labels));
     if (c->vocab_size == 264 && c->eos_id == 256)
         json_object_set_new(o, "r1_tokenizer", json_string("bytes"));
-    char *text = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
+    int rc = r1_file_write_json(path, o, JSON_INDENT(2) | JSON_PRESERVE_ORDER |
+                                                   JSON_REAL_PRECISION(9));
     json_decref(o);
-    if (!text)
-        return r1_err_set(R1_ENOMEM, "%s: cannot format config", path);
-    size_t n = strlen(text);
-    char *withnl = malloc(n + 2);
-    if (!withnl) {
-        free(text);
-        return r1_err_set(R1_ENOMEM, "%s: out of memory", path);
-    }
-    memcpy(withnl, text, n);
-    withnl[n] = '\n';
-    withnl[n + 1] = '\0';
-    free(text);
-    int rc = r1_file_write_atomic(path, withnl, n + 1);
-    free(withnl);
     return rc;
 }
 

@@ -443,15 +443,8 @@ static int write_json(const char *dir, const char *name, json_t *doc)
 {
     char path[4096];
     snprintf(path, sizeof(path), "%s/%s", dir, name);
-    char *text = doc ? json_dumps(doc, JSON_INDENT(2)) : NULL;
+    int rc = r1_file_write_json(path, doc, JSON_INDENT(2));
     json_decref(doc);
-    if (!text)
-        return r1_err_set(R1_EFORMAT,
-                          "%s: cannot build the JSON (out of memory, or a token "
-                          "that is not valid UTF-8)",
-                          path);
-    int rc = r1_file_write_atomic(path, text, strlen(text));
-    free(text);
     return rc;
 }
 
