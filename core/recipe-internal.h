@@ -65,7 +65,9 @@ bool r1_recipe_node_is_null(const struct node *n);
 /* "a map", "a list" or "a single value", for messages. */
 const char *r1_recipe_node_kind_name(const struct node *n);
 
-/* dir(base) + "/" + rel, or rel when it is absolute or base has no directory. */
+/* rel against the directory of base (a recipe file; NULL: the working directory);
+ * "$R1_CACHE/…" and "~/…" expand to the model cache ($R1_CACHE, else ~/.cache/r1) and
+ * $HOME. */
 char *r1_recipe_join_path(struct loader *ld, const char *base, const char *rel);
 
 /* Loads the recipe at path and, recursively, the parents it extends, merged into one

@@ -238,9 +238,40 @@ static struct node *parse_yaml(struct loader *ld, FILE *f, const char *text, int
 }
 
 /* dir(base) + "/" + rel, or rel when it is absolute or base has no directory. */
+/* "$R1_CACHE/…" (the model cache: $R1_CACHE, else ~/.cache/r1) and "~/…" ($HOME) as
+ * absolute paths, malloc'd; NULL for any other path. */
+static char *expand_path(struct loader *ld, const char *rel)
+{
+    const char *cache = getenv("R1_CACHE"), *home = getenv("HOME");
+    const char *head = NULL, *head2 = "", *tail = NULL;
+    if (strncmp(rel, "$R1_CACHE/", 10) == 0 || strcmp(rel, "$R1_CACHE") == 0) {
+        tail = rel + 9;
+        if (cache && cache[0])
+            head = cache;
+        else
+            head = home ? home : "", head2 = "/.cache/r1";
+    } else if (strncmp(rel, "~/", 2) == 0) {
+        head = home ? home : "";
+        tail = rel + 1;
+    }
+    if (!head)
+        return NULL;
+    size_t n = strlen(head) + strlen(head2) + strlen(tail) + 1;
+    char *p = malloc(n);
+    if (!p) {
+        ld->oom = true;
+        return NULL;
+    }
+    snprintf(p, n, "%s%s%s", head, head2, tail);
+    return p;
+}
+
 char *r1_recipe_join_path(struct loader *ld, const char *base, const char *rel)
 {
     const char *slash = base ? strrchr(base, '/') : NULL;
+    if (strncmp(rel, "$R1_CACHE/", 10) == 0 || strcmp(rel, "$R1_CACHE") == 0 ||
+        strncmp(rel, "~/", 2) == 0)
+        return expand_path(ld, rel);
     if (rel[0] == '/' || !slash)
         return r1_recipe_xstrdup(ld, rel);
     size_t dl = (size_t)(slash - base);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -125,6 +126,63 @@ static void test_extends(void **state)
     assert_int_equal(r->stages[3].rejection.keep_per_prompt, 2);
     assert_true(r->stages[3].rejection.temperature == 0.7f);
     r1_recipe_free(r);
+}
+
+/* Model paths may start with $R1_CACHE (the model cache) or ~ ($HOME). */
+static void test_cache_paths(void **state)
+{
+    (void)state;
+    char tmp[] = "/tmp/r1-recipe-cache-XXXXXX", path[4200], want[4200];
+    assert_non_null(mkdtemp(tmp));
+    snprintf(path, sizeof(path), "%s/m", tmp);
+    assert_int_equal(mkdir(path, 0755), 0);
+    snprintf(path, sizeof(path), "%s/m/x.gguf", tmp);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    fputs("GGUF", f);
+    fclose(f);
+    char *real = realpath(path, NULL);
+    snprintf(want, sizeof(want), "%s", real);
+    free(real);
+    const char *old_cache = getenv("R1_CACHE"), *old_home = getenv("HOME");
+    char *saved_cache = old_cache ? strdup(old_cache) : NULL;
+    char *saved_home = old_home ? strdup(old_home) : NULL;
+
+    setenv("R1_CACHE", tmp, 1);
+    const char *sets[] = {"model.init=$R1_CACHE/m/x.gguf"};
+    struct r1_recipe *r = load_ok("good/base.yaml", sets, 1);
+    assert_string_equal(r->model_init.spec, want);
+    assert_int_equal(r->model_init.kind, R1_SOURCE_GGUF);
+    r1_recipe_free(r);
+
+    unsetenv("R1_CACHE"); /* then the cache is ~/.cache/r1 */
+    snprintf(path, sizeof(path), "%s/.cache", tmp);
+    assert_int_equal(mkdir(path, 0755), 0);
+    snprintf(path, sizeof(path), "%s/.cache/r1", tmp);
+    assert_int_equal(symlink(tmp, path), 0);
+    setenv("HOME", tmp, 1);
+    r = load_ok("good/base.yaml", sets, 1);
+    assert_string_equal(r->model_init.spec, want);
+    r1_recipe_free(r);
+    const char *home_sets[] = {"model.init=~/m/x.gguf"};
+    r = load_ok("good/base.yaml", home_sets, 1);
+    assert_string_equal(r->model_init.spec, want);
+    r1_recipe_free(r);
+
+    if (saved_cache)
+        setenv("R1_CACHE", saved_cache, 1);
+    if (saved_home)
+        setenv("HOME", saved_home, 1);
+    free(saved_cache);
+    free(saved_home);
+    unlink(path);
+    snprintf(path, sizeof(path), "%s/.cache", tmp);
+    rmdir(path);
+    snprintf(path, sizeof(path), "%s/m/x.gguf", tmp);
+    unlink(path);
+    snprintf(path, sizeof(path), "%s/m", tmp);
+    rmdir(path);
+    rmdir(tmp);
 }
 
 static void test_set(void **state)
@@ -264,6 +322,7 @@ int main(void)
     snprintf(dir, sizeof(dir), "%s/tests/recipes", src ? src : ".");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),      cmocka_unit_test(test_extends),
+        cmocka_unit_test(test_cache_paths),
         cmocka_unit_test(test_set),           cmocka_unit_test(test_hash),
         cmocka_unit_test(test_show_round_trip), cmocka_unit_test(test_all_problems),
         cmocka_unit_test(test_schema),
