@@ -30,9 +30,17 @@ done
 
 # docs/recipe-keys.md is generated from the schema table and must not drift from it
 docs=$(dirname "$0")/../docs/recipe-keys.md
-if [ -f "$docs" ] && ! diff <(tail -n +5 "$docs") <("$r1" recipe keys) >/dev/null; then
+if ! diff <(tail -n +5 "$docs") <("$r1" recipe keys) >/dev/null; then
   echo "FAIL: docs/recipe-keys.md is stale: regenerate it from 'r1 recipe keys'"; fail=1
 fi
+# docs/recipes.md explains recipes and leaves the key table to docs/recipe-keys.md (one
+# source): it must link there, and every dotted key it names in backquotes must exist
+recipes_md=$(dirname "$0")/../docs/recipes.md
+grep -q 'docs/recipe-keys.md' "$recipes_md" || { echo "FAIL: docs/recipes.md does not link docs/recipe-keys.md"; fail=1; }
+keys=$("$r1" recipe keys | awk -F' [|] ' '/^[|] [a-z]/ {sub(/^[|] /, "", $1); print $1}')
+for k in $(grep -o '`\(model\|stages\[\]\)\(\.[a-z_]*\(\[\]\)\?\)*`' "$recipes_md" | tr -d '`' | sort -u); do
+  grep -qxF "$k" <<<"$keys" || { echo "FAIL: docs/recipes.md names '$k', which 'r1 recipe keys' does not list"; fail=1; }
+done
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp" /tmp/r1-cli-out.$$' EXIT
