@@ -285,9 +285,11 @@ static void print_table(const struct r1_recipe *r, const struct stage_row *rows,
     if (strcmp(st->state, "running") == 0 && pid_alive(st->pid))
         printf("\nrunning as pid %lld\n", st->pid);
     else if (strcmp(st->state, "failed") == 0 || strcmp(st->state, "interrupted") == 0)
-        printf("\nthe last run %s%s%s%s%s; continue with r1 resume %s\n", st->state,
-               st->stage[0] ? " in stage " : "", st->stage, st->message[0] ? ": " : "", st->message,
-               dir);
+        /* an interruption's message already says how to continue */
+        printf("\nthe last run %s%s%s%s%s%s%s\n", st->state, st->stage[0] ? " in stage " : "",
+               st->stage, st->message[0] ? ": " : "", st->message,
+               strstr(st->message, "r1 resume") ? "" : "; continue with r1 resume ",
+               strstr(st->message, "r1 resume") ? "" : dir);
     else if (strcmp(st->state, "running") == 0)
         printf("\nthe last run (pid %lld) was killed; continue with r1 resume %s\n", st->pid, dir);
 }
