@@ -169,24 +169,25 @@ static void print_start(struct cmd_progress *p, struct cmd_stage_row *r, bool re
     fmt_bytes(d, sizeof(d), (double)pl->activation_bytes);
     fmt_bytes(t, sizeof(t),
               (double)(pl->param_bytes + pl->grad_bytes + pl->optim_bytes + pl->activation_bytes));
-    fprintf(p->out, "%s %s at step %" PRId64 " of %" PRId64 ": %s params; memory %s params + %s "
-            "grads + %s optimizer + %s activations = %s\n", r->name,
-            resume ? "resumes" : "starts", pl->done, pl->total, n, a, b, c, d, t);
+    fprintf(p->out,
+            "%s %s at step %" PRId64 " of %" PRId64 ": %s params; memory %s params + %s "
+            "grads + %s optimizer + %s activations = %s\n",
+            r->name, resume ? "resumes" : "starts", pl->done, pl->total, n, a, b, c, d, t);
 }
 
 /* The progress text of a stage: "[ 37/120]  reward 0.61  acc 0.55  12.3k tok/s  ETA 1m12s". */
 static void progress_text(const struct cmd_stage_row *r, char *buf, size_t cap, bool plain)
 {
     int w = snprintf(NULL, 0, "%" PRId64, r->total);
-    int n = plain ? snprintf(buf, cap, "%s step %" PRId64 " of %" PRId64, r->name, r->step,
-                             r->total)
-                  : snprintf(buf, cap, "%-10s [%*" PRId64 "/%" PRId64 "]", r->name, w, r->step,
-                             r->total);
+    int n =
+        plain
+            ? snprintf(buf, cap, "%s step %" PRId64 " of %" PRId64, r->name, r->step, r->total)
+            : snprintf(buf, cap, "%-10s [%*" PRId64 "/%" PRId64 "]", r->name, w, r->step, r->total);
     size_t used = n < 0 ? 0 : (size_t)n;
-#define ADD(...)                                                                         \
-    do {                                                                                 \
-        int k_ = used < cap ? snprintf(buf + used, cap - used, __VA_ARGS__) : 0;          \
-        used += k_ > 0 ? (size_t)k_ : 0;                                                 \
+#define ADD(...)                                                                                   \
+    do {                                                                                           \
+        int k_ = used < cap ? snprintf(buf + used, cap - used, __VA_ARGS__) : 0;                   \
+        used += k_ > 0 ? (size_t)k_ : 0;                                                           \
     } while (0)
     if (r->head)
         ADD("  %s %.4g", r->head, r->head_v);
@@ -201,8 +202,8 @@ static void progress_text(const struct cmd_stage_row *r, char *buf, size_t cap, 
     int64_t done = r->step - r->first;
     if (done > 0 && r->step < r->total) {
         char eta[32];
-        fmt_time(eta, sizeof(eta), (r->t_prev - r->t_start) / (double)done *
-                                       (double)(r->total - r->step));
+        fmt_time(eta, sizeof(eta),
+                 (r->t_prev - r->t_start) / (double)done * (double)(r->total - r->step));
         ADD("  ETA %s", eta);
     }
 #undef ADD
@@ -254,8 +255,7 @@ static void on_step(struct cmd_progress *p, struct cmd_stage_row *r,
     r->acc = metric(m, "accuracy", -1);
     if (p->quiet)
         return;
-    if (p->tty || first || r->step >= r->total || p->every <= 0 ||
-        t - r->last_print >= p->every)
+    if (p->tty || first || r->step >= r->total || p->every <= 0 || t - r->last_print >= p->every)
         draw(p, r);
 }
 
@@ -353,8 +353,8 @@ void cmd_progress_summary(struct cmd_progress *p, int rc)
     }
     if (p->n_rows == 0)
         return;
-    fprintf(f, "\n  %-16s %-16s %-11s %-8s %-16s %s\n", "stage", "status", "steps", "wall",
-            "final", "eval (first -> last)");
+    fprintf(f, "\n  %-16s %-16s %-11s %-8s %-16s %s\n", "stage", "status", "steps", "wall", "final",
+            "eval (first -> last)");
     for (int i = 0; i < p->n_rows; i++) {
         struct cmd_stage_row *r = &p->rows[i];
         const char *status = "not run";

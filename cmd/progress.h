@@ -26,12 +26,12 @@ struct cmd_stage_row {
     char name[64], kind[32];
     int64_t cfg_steps, cfg_epochs;
     enum cmd_stage_status status;
-    int64_t first, step, total; /* step at start (resume), last step seen, steps in all */
+    int64_t first, step, total;    /* step at start (resume), last step seen, steps in all */
     double t_start, t_prev, t_end; /* seconds (monotonic) */
-    double tokens, tokens_s;      /* tokens since start; their seconds */
-    double direct_tps;            /* gen_tokens_per_s when the stage reports it, else -1 */
-    const char *head;             /* "loss" or "reward" */
-    double head_v, acc;           /* acc < 0: none */
+    double tokens, tokens_s;       /* tokens since start; their seconds */
+    double direct_tps;             /* gen_tokens_per_s when the stage reports it, else -1 */
+    const char *head;              /* "loss" or "reward" */
+    double head_v, acc;            /* acc < 0: none */
     char eval_key[48];
     double eval_first, eval_last;
     int n_eval;
@@ -43,7 +43,7 @@ struct cmd_stage_row {
 struct cmd_progress {
     FILE *out;
     bool tty, quiet;
-    double every; /* seconds between plain lines; 0: every step */
+    double every;   /* seconds between plain lines; 0: every step */
     bool line_open; /* a \r line is on the terminal */
     int n_rows;
     struct cmd_stage_row *rows;
