@@ -6,11 +6,13 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 
 #include "cmd/cmds.h"
 #include "cmd/opt.h"
 #include "core/err.h"
+#include "cmd/progress.h"
 #include "stages/pipeline.h"
 
 static volatile sig_atomic_t stop_flag;
@@ -19,25 +21,6 @@ static void on_signal(int sig)
 {
     (void)sig;
     stop_flag = 1;
-}
-
-static void on_event(void *user, const char *stage, const char *what,
-                     const struct r1_stage_metrics *m)
-{
-    (void)user;
-    if (strcmp(what, "step") == 0 || strcmp(what, "eval") == 0) {
-        printf("%s %s %" PRId64, stage, what, m->step);
-        for (int i = 0; i < m->n; i++)
-            printf(" %s %.4g", m->keys[i], m->values[i]);
-        printf("\n");
-    }
-    else if (strcmp(what, "checkpoint") == 0)
-        printf("%s checkpoint at step %" PRId64 "\n", stage, m->step);
-    else if (strcmp(what, "done") == 0)
-        printf("%s already finished\n", stage);
-    else
-        printf("%s %s\n", stage, what);
-    fflush(stdout);
 }
 
 /* Collects repeated --set K=V (and --set=K=V) out of argv before the table parser. */
@@ -83,6 +66,34 @@ static int finish(const char *cmd, int rc, struct r1_recipe_diag *diag)
     return rc ? cmd_fail(cmd, rc) : 0;
 }
 
+/* The progress options both commands take. */
+#define PROGRESS_OPTS(quiet, every)                                                          \
+    {R1_OPT_FLAG, "quiet", 'q', &quiet, NULL, "print only errors and the summary table"},     \
+    {R1_OPT_FLOAT, "progress-every", 0, &every, "SEC",                                        \
+     "off a terminal, a progress line every SEC s at most (default 10; 0: every step)"}
+
+#define PROGRESS_HELP                                                                        \
+    "\n\nPrints a header (recipe, run dir, backend, one row per stage with its parameter\n"   \
+    "count), then per stage a line with its memory plan and progress (step/steps, loss or\n" \
+    "reward, accuracy, tokens/s, ETA): rewritten in place on a terminal, else a plain line\n" \
+    "every --progress-every seconds.  A table of the stages ends the run."
+
+/* Runs the pipeline with the progress display on stdout and prints the summary. */
+static int run_pipeline(struct r1_pipeline_opts *o, bool quiet, float every,
+                        struct r1_recipe_diag *diag)
+{
+    struct cmd_progress p;
+    cmd_progress_init(&p, stdout, isatty(STDOUT_FILENO) == 1, quiet, every);
+    o->on_event = cmd_progress_event;
+    o->on_header = cmd_progress_header;
+    o->on_plan = cmd_progress_plan;
+    o->user = &p;
+    int rc = r1_pipeline_run(o, diag);
+    cmd_progress_summary(&p, rc);
+    cmd_progress_release(&p);
+    return rc;
+}
+
 static void install_handlers(void)
 {
     struct sigaction sa;
@@ -96,15 +107,18 @@ int cmd_run(int argc, char **argv)
 {
     const char *run_dir = NULL, *sets[64];
     int n_sets = 0, threads = 0;
+    bool quiet = false;
+    float every = 10;
     const struct r1_option opts[] = {
         {R1_OPT_STRING, "run-dir", 0, &run_dir, "DIR", "run directory (default runs/<recipe name>)"},
         {R1_OPT_INT, "threads", 0, &threads, "N", "CPU threads (default: all)"},
+        PROGRESS_OPTS(quiet, every),
         {R1_OPT_END, NULL, 0, NULL, NULL, NULL},
     };
     const char *usage = "RECIPE [--run-dir DIR] [--set KEY=VALUE]...";
     const char *summary = "Runs every stage of a recipe, writing checkpoints, metrics.jsonl and a git\n"
                           "ledger into the run directory.  --set KEY=VALUE overrides a recipe key\n"
-                          "(dotted path, e.g. stages.sft.steps=50); it may repeat.";
+                          "(dotted path, e.g. stages.sft.steps=50); it may repeat." PROGRESS_HELP;
     int rc = take_sets("run", &argc, argv, sets, &n_sets, 64);
     const char *pos[1];
     int npos = 0;
@@ -117,27 +131,29 @@ int cmd_run(int argc, char **argv)
         return 2;
     }
     install_handlers();
-    struct r1_pipeline_opts o = {pos[0], sets, n_sets, run_dir, threads, false, false,
-                                 &stop_flag, on_event, NULL};
+    struct r1_pipeline_opts o = {.recipe_path = pos[0], .sets = sets, .n_sets = n_sets,
+                                 .run_dir = run_dir, .threads = threads, .stop = &stop_flag};
     struct r1_recipe_diag diag = {0};
-    return finish("run", r1_pipeline_run(&o, &diag), &diag);
+    return finish("run", run_pipeline(&o, quiet, every, &diag), &diag);
 }
 
 int cmd_resume(int argc, char **argv)
 {
-    bool force = false;
+    bool force = false, quiet = false;
+    float every = 10;
     int threads = 0;
     const struct r1_option opts[] = {
         {R1_OPT_FLAG, "force", 0, &force, NULL,
          "continue even if the recipe file changed (recorded in the ledger)"},
         {R1_OPT_INT, "threads", 0, &threads, "N", "CPU threads (default: all)"},
+        PROGRESS_OPTS(quiet, every),
         {R1_OPT_END, NULL, 0, NULL, NULL, NULL},
     };
     const char *pos[1];
     int npos = 0;
     int rc = r1_opt_parse("resume", "[DIR] [--force]",
                           "Continues a run from the latest checkpoint of its first unfinished\n"
-                          "stage.  Refuses when the recipe changed, unless --force.",
+                          "stage.  Refuses when the recipe changed, unless --force." PROGRESS_HELP,
                           opts, argc, argv, pos, 1, &npos);
     if (rc)
         return rc == R1_OPT_HELP ? 0 : rc;
@@ -146,10 +162,12 @@ int cmd_resume(int argc, char **argv)
     if ((rc = r1_pipeline_read_run_info(&info, dir)))
         return cmd_fail("resume", rc);
     install_handlers();
-    struct r1_pipeline_opts o = {info.recipe_path, (const char *const *)info.sets, info.n_sets,
-                                 dir, threads, true, force, &stop_flag, on_event, NULL};
+    struct r1_pipeline_opts o = {.recipe_path = info.recipe_path,
+                                 .sets = (const char *const *)info.sets, .n_sets = info.n_sets,
+                                 .run_dir = dir, .threads = threads, .resume = true,
+                                 .force = force, .stop = &stop_flag};
     struct r1_recipe_diag diag = {0};
-    rc = r1_pipeline_run(&o, &diag);
+    rc = run_pipeline(&o, quiet, every, &diag);
     r1_pipeline_run_info_release(&info);
     return finish("resume", rc, &diag);
 }

@@ -512,6 +512,15 @@ static int run_stage(struct run *R, int si)
     if ((rc = ops->init(&st, &env)))
         goto out;
     ops->progress(st, &done, &total);
+    if (R->o->on_plan) {
+        struct r1_pipeline_stage_plan plan = {
+            s->name, r1_stage_kind_name(s->kind), ck && ck->step < total ? ck->step : 0, total,
+            m->n_params, m->params.cap, m->grads.cap, 2 * m->grads.cap, m->acts.cap};
+        if (s->kind == R1_STAGE_REJECTION_SFT) /* samples only: no optimizer */
+            plan.optim_bytes = 0;
+        if (!ck || ck->step < total)
+            R->o->on_plan(R->o->user, &plan);
+    }
     if (ck) {
         if (ck->step >= total) {
             emit(R, s->name, "done", NULL);
@@ -568,6 +577,34 @@ out:
     r1_model_free(m);
     r1_checkpoint_free(ck);
     return rc;
+}
+
+/* Tells on_header what will run: the recipe, the backend and one row per stage with
+ * the parameter count of its init source where that is known without loading it. */
+static int emit_header(struct run *R)
+{
+    if (!R->o->on_header)
+        return 0;
+    int n = R->r->n_stages;
+    struct r1_pipeline_stage_info *rows = calloc((size_t)(n ? n : 1), sizeof(*rows));
+    if (!rows)
+        return r1_err_set(R1_ENOMEM, "out of memory");
+    for (int i = 0; i < n; i++) {
+        const struct r1_stage_cfg *s = &R->r->stages[i];
+        const struct r1_model_source *src = &s->init;
+        struct r1_model_config c;
+        rows[i] = (struct r1_pipeline_stage_info){s->name, r1_stage_kind_name(s->kind), src->spec,
+                                                  s->steps, s->epochs, -1};
+        if (src->kind == R1_SOURCE_SCRATCH && r1_model_config_preset(&c, src->preset) == 0)
+            rows[i].n_params = r1_model_config_n_params(&c);
+        else if (src->kind == R1_SOURCE_STAGE && src->stage >= 0 && src->stage < i)
+            rows[i].n_params = rows[src->stage].n_params;
+    }
+    struct r1_pipeline_header h = {R->r->name, R->r->path,  R->hash, R->dir, R->be->ops->name,
+                                   R->o->threads, R->o->resume, n, rows};
+    R->o->on_header(R->o->user, &h);
+    free(rows);
+    return 0;
 }
 
 /* DIR/status.json: how the last r1 run/resume in DIR ended (not part of the ledger:
@@ -686,7 +723,7 @@ int r1_pipeline_run(const struct r1_pipeline_opts *o, struct r1_recipe_diag *dia
         goto out;
     enum r1_backend_kind bk = R.r->backend == R1_RECIPE_BACKEND_CUDA ? R1_BACKEND_CUDA
                                                                      : R1_BACKEND_AUTO;
-    if ((rc = r1_backend_create(&R.be, bk, o->threads)))
+    if ((rc = r1_backend_create(&R.be, bk, o->threads)) || (rc = emit_header(&R)))
         goto out;
     write_status(&R, "running", NULL, NULL);
     int si = 0;

@@ -8,15 +8,49 @@
  * stage is tagged stage/<name>.  The run directory also holds recipe.lock.yaml (the
  * resolved recipe), run.json (the recipe path and --set overrides, for resume) and
  * metrics.jsonl (one JSON object per update).  Nothing here prints: progress goes to
- * a callback, errors are returned. */
+ * callbacks (on_header, on_plan, on_event), errors are returned. */
 #ifndef R1_STAGES_PIPELINE_H
 #define R1_STAGES_PIPELINE_H
 
 #include <signal.h>
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "core/recipe.h"
 #include "stages/stage.h"
+
+/* What will run, handed to on_header once the recipe is validated and the backend is
+ * up, before any stage starts.  All borrowed for the duration of the call. */
+struct r1_pipeline_stage_info {
+    const char *name, *kind;
+    const char *init;  /* the init source: "scratch:<preset>", a directory or a stage name */
+    int64_t steps, epochs; /* exactly one is > 0 */
+    int64_t n_params;  /* parameters of the model it starts from; -1: known when it starts */
+};
+struct r1_pipeline_header {
+    const char *recipe_name, *recipe_path;
+    const char *hash; /* sha256 of the resolved recipe */
+    const char *run_dir;
+    const char *backend; /* the backend's name ("cpu", "cuda") */
+    int threads;         /* as asked: <= 0: all */
+    bool resume;
+    int n_stages;
+    const struct r1_pipeline_stage_info *stages;
+};
+
+/* A stage's memory plan, handed to on_plan when the stage has built its model and
+ * state (before its "start" or "resume" event): the real arena sizes in bytes.
+ * optim_bytes is the AdamW state (two moments, laid out like the gradients);
+ * activation_bytes the model's activation arena as the stage reserved it.  Caches a
+ * stage allocates for itself (the KV cache of sampling stages, a reference model) are
+ * not counted. */
+struct r1_pipeline_stage_plan {
+    const char *stage, *kind;
+    int64_t done, total; /* steps done (when resuming) and in total */
+    int64_t n_params;
+    size_t param_bytes, grad_bytes, optim_bytes, activation_bytes;
+};
 
 struct r1_pipeline_opts {
     const char *recipe_path;
@@ -31,6 +65,9 @@ struct r1_pipeline_opts {
     void (*on_event)(void *user, const char *stage, const char *what,
                      const struct r1_stage_metrics *m);
     void *user;
+    /* optional (NULL: none): what will run, and each stage's memory plan */
+    void (*on_header)(void *user, const struct r1_pipeline_header *h);
+    void (*on_plan)(void *user, const struct r1_pipeline_stage_plan *p);
 };
 
 /* Runs (or resumes) the recipe.  Recipe problems: R1_EINVAL with every line in diag. */

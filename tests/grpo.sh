@@ -56,7 +56,7 @@ for point in rl:4:before-commit rl:8:before-commit; do
   check_same "kill -9 at $point" "$d"
 done
 d=$tmp/timed
-"$r1" run "$recipe" --run-dir "$d" >"$tmp/timed.out" 2>&1 &
+"$r1" run "$recipe" --run-dir "$d" --progress-every 0 >"$tmp/timed.out" 2>&1 &
 pid=$!
 for _ in $(seq 1 500); do grep -q "rl step 6 " "$tmp/timed.out" && break; sleep 0.01; done
 kill -9 $pid 2>/dev/null

@@ -52,7 +52,7 @@ done
 
 # SIGINT finishes the update, writes a checkpoint and exits 130; resume completes it
 d=$tmp/sigint
-"$r1" run "$recipe" --run-dir "$d" >"$tmp/sigint.out" 2>&1 &
+"$r1" run "$recipe" --run-dir "$d" --progress-every 0 >"$tmp/sigint.out" 2>&1 &
 pid=$!
 for _ in $(seq 1 200); do grep -q "pretrain step 3 " "$tmp/sigint.out" && break; sleep 0.01; done
 kill -INT $pid
