@@ -28,6 +28,7 @@ static const struct cmd commands[] = {
     {"eval", cmd_eval, "pass@1 and maj@n of a model on prompts with answers"},
     {"tokenize", cmd_tokenize, "text to token ids and back with a model's tokenizer"},
     {"recipe", cmd_recipe, "check, show or list the keys of a recipe"},
+    {"report", cmd_report, "write a run's metrics, ledger and samples as one HTML file"},
     {"verify", cmd_verify, "re-hash a run's checkpoints against its ledger"},
     {"data", cmd_data, "generate synthetic task datasets (arith, countdown)"},
 };

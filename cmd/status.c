@@ -11,7 +11,7 @@
  *   interrupted  status.json says so, or the stage was started (it has checkpoints
  *                or metrics lines) but is not done and nothing is running
  *   pending      not started.
- * Also holds the two helpers status and export share (declared in cmd/cmds.h). */
+ * Also holds the helpers status, export and report share (declared in cmd/cmds.h). */
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -109,7 +109,7 @@ static bool is_eval_line(json_t *o)
     const char *key;
     json_t *v;
     bool eval = false;
-    json_object_foreach(o, key, v) {
+    json_object_foreach (o, key, v) {
         if (strcmp(key, "stage") == 0 || strcmp(key, "step") == 0)
             continue;
         if (strncmp(key, "eval/", 5) != 0)
@@ -228,6 +228,72 @@ static void set_states(struct stage_row *rows, int n, const struct run_status *s
                 r->step = json_integer_value(v);
         }
     }
+}
+
+static void rows_free(struct stage_row *rows, int n)
+{
+    for (int i = 0; rows && i < n; i++)
+        json_decref(rows[i].metrics);
+    free(rows);
+}
+
+/* Every stage of r as the table shows it (*out: r->n_stages rows, free with rows_free)
+ * and how the last run ended. */
+static int rows_load(struct stage_row **out, const struct r1_recipe *r, const char *dir,
+                     struct run_status *st)
+{
+    struct r1_ledger *lg = NULL;
+    struct stage_row *rows = calloc((size_t)r->n_stages + 1, sizeof(*rows));
+    int rc = 0;
+    if (!rows) {
+        rc = r1_err_set(R1_ENOMEM, "out of memory");
+        goto out;
+    }
+    for (int i = 0; i < r->n_stages; i++) {
+        rows[i].cfg = &r->stages[i];
+        rows[i].t_start = -1;
+    }
+    struct ledger_scan scan = {rows, r->n_stages, 0};
+    if ((rc = r1_ledger_open(&lg, dir)) || (rc = r1_ledger_walk(lg, 1, scan_commit, &scan)))
+        goto out;
+    for (int i = 0; i < r->n_stages; i++) {
+        struct stage_row *row = &rows[i];
+        if ((rc = cmd_stage_finished(dir, row->cfg->name)) < 0)
+            goto out;
+        row->done = rc;
+        rc = 0;
+        /* a checkpoint knows the stage's length best (epochs; rejection_sft counts its
+         * generation steps too); before one, steps from the recipe where they are the
+         * whole length */
+        row->steps = row->manifest[0] ? steps_from_checkpoint(dir, row->cfg->name) : -1;
+        if (row->steps < 0 && row->cfg->steps > 0 && row->cfg->kind != R1_STAGE_REJECTION_SFT)
+            row->steps = row->cfg->steps;
+    }
+    read_metrics(rows, r->n_stages, dir);
+    read_status(st, dir);
+    set_states(rows, r->n_stages, st);
+out:
+    r1_ledger_free(lg);
+    if (rc) {
+        rows_free(rows, r->n_stages);
+        rows = NULL;
+    }
+    *out = rows;
+    return rc;
+}
+
+int cmd_stage_states(struct cmd_stage_state *out, const struct r1_recipe *r, const char *dir)
+{
+    struct stage_row *rows = NULL;
+    struct run_status st;
+    int rc = rows_load(&rows, r, dir, &st);
+    for (int i = 0; !rc && i < r->n_stages; i++) {
+        out[i].step = rows[i].step;
+        out[i].steps = rows[i].steps;
+        out[i].state = rows[i].state; /* string literals */
+    }
+    rows_free(rows, r->n_stages);
+    return rc;
 }
 
 static void format_elapsed(char *buf, size_t cap, const struct stage_row *r)
@@ -351,47 +417,16 @@ int cmd_status(int argc, char **argv)
         return rc == R1_OPT_HELP ? 0 : rc;
     const char *dir = npos ? pos[0] : ".";
     struct r1_recipe *r = NULL;
-    struct r1_ledger *lg = NULL;
     struct stage_row *rows = NULL;
-    if ((rc = cmd_run_dir_load(&r, dir)))
-        goto out;
-    if (!(rows = calloc((size_t)r->n_stages + 1, sizeof(*rows)))) {
-        rc = r1_err_set(R1_ENOMEM, "out of memory");
-        goto out;
-    }
-    for (int i = 0; i < r->n_stages; i++) {
-        rows[i].cfg = &r->stages[i];
-        rows[i].t_start = -1;
-    }
-    struct ledger_scan scan = {rows, r->n_stages, 0};
-    if ((rc = r1_ledger_open(&lg, dir)) || (rc = r1_ledger_walk(lg, 1, scan_commit, &scan)))
-        goto out;
-    for (int i = 0; i < r->n_stages; i++) {
-        struct stage_row *row = &rows[i];
-        if ((rc = cmd_stage_finished(dir, row->cfg->name)) < 0)
-            goto out;
-        row->done = rc;
-        rc = 0;
-        /* a checkpoint knows the stage's length best (epochs; rejection_sft counts its
-         * generation steps too); before one, steps from the recipe where they are the
-         * whole length */
-        row->steps = row->manifest[0] ? steps_from_checkpoint(dir, row->cfg->name) : -1;
-        if (row->steps < 0 && row->cfg->steps > 0 && row->cfg->kind != R1_STAGE_REJECTION_SFT)
-            row->steps = row->cfg->steps;
-    }
-    read_metrics(rows, r->n_stages, dir);
     struct run_status st;
-    read_status(&st, dir);
-    set_states(rows, r->n_stages, &st);
+    if ((rc = cmd_run_dir_load(&r, dir)) || (rc = rows_load(&rows, r, dir, &st)))
+        goto out;
     if (as_json)
         rc = print_json(r, rows, r->n_stages);
     else
         print_table(r, rows, r->n_stages, dir, &st);
 out:
-    for (int i = 0; rows && r && i < r->n_stages; i++)
-        json_decref(rows[i].metrics);
-    free(rows);
-    r1_ledger_free(lg);
+    rows_free(rows, r ? r->n_stages : 0);
     r1_recipe_free(r);
     return rc ? cmd_fail("status", rc) : 0;
 }

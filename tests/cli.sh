@@ -44,6 +44,8 @@ done
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp" /tmp/r1-cli-out.$$' EXIT
+check 2 "report on a missing run dir" "$r1" report "$tmp/no-run"
+check 2 "report on a dir that is not a run" "$r1" report "$tmp"
 check 0 "init tiny" "$r1" init --preset tiny --out "$tmp/m" --seed 3
 [ -f "$tmp/m/config.json" ] && [ -f "$tmp/m/model.safetensors" ] || { echo "FAIL: init wrote no model"; fail=1; }
 check 2 "init into an existing dir" "$r1" init --out "$tmp/m"
