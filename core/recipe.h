@@ -153,6 +153,10 @@ struct r1_stage_cfg {
     int64_t steps, epochs; /* exactly one is > 0 */
     int64_t batch_size, micro_batch_size, seq_len;
     int64_t save_every, log_every, eval_every; /* eval_every 0: never */
+    /* sft, rejection_sft: completions per held-out prompt and their temperature (grpo and
+     * align have grpo.eval_samples / eval_temperature) */
+    int64_t eval_samples;
+    float eval_temperature;
     struct r1_optim_config optim; /* total_steps is left 0: the stage knows its length */
     struct r1_data_cfg data;
     struct r1_grpo_cfg grpo;           /* grpo, align */

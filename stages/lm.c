@@ -183,6 +183,8 @@ struct lm_adapter {
     struct r1_prompt_set *eval;
     int eval_len; /* completion tokens at most */
     uint64_t eval_seed;
+    int eval_samples;
+    float eval_temperature;
 };
 
 #define LM_EVAL_MAX_COMPLETION 256
@@ -239,6 +241,8 @@ static int load_eval(struct lm_adapter *a, const struct r1_stage_env *env, uint6
     a->m = env->model;
     a->tok = env->tok;
     a->eval_seed = seed ^ 0x6576616c5f736674ull;
+    a->eval_samples = (int)s->eval_samples;
+    a->eval_temperature = s->eval_temperature;
     if (s->data.eval_path) {
         const char *slash = strrchr(s->data.eval_path, '/');
         a->data[a->n_data++] = (struct r1_data_hash){slash ? slash + 1 : s->data.eval_path,
@@ -316,8 +320,9 @@ static int lm_step(void *state, struct r1_stage_metrics *out)
     return 0;
 }
 
-/* sft: pass@1 of greedy completions of the held-out prompts (accuracy reward, its
- * default settings); pretrain and sft without held-out prompts: nothing. */
+/* sft: pass@1 over eval_samples completions per held-out prompt at eval_temperature
+ * (default: one greedy completion; accuracy reward, its default settings); pretrain and
+ * sft without held-out prompts: nothing. */
 static int lm_evaluate(void *state, struct r1_stage_metrics *out)
 {
     struct lm_adapter *a = state;
@@ -325,8 +330,8 @@ static int lm_evaluate(void *state, struct r1_stage_metrics *out)
     out->samples = NULL;
     if (!a->eval)
         return 0;
-    struct r1_eval_spec sp = {a->eval, 1, 0.0f, 1.0f, a->eval_len, a->eval_seed, NULL, 0, NULL,
-                              R1_F32};
+    struct r1_eval_spec sp = {a->eval,     a->eval_samples, a->eval_temperature, 1.0f,
+                              a->eval_len, a->eval_seed,    NULL, 0, NULL, R1_F32};
     return r1_eval_generate(a->m, a->tok, &sp, out);
 }
 

@@ -644,7 +644,8 @@ static int rs_evaluate(void *state, struct r1_stage_metrics *out)
      * then only while and after it trains */
     if (!s->eval || (s->phase == PHASE_GENERATE && s->cursor > 0))
         return 0;
-    struct r1_eval_spec sp = {s->eval, 1, 0.0f, 1.0f, (int)s->L,
+    struct r1_eval_spec sp = {s->eval, (int)s->cfg->eval_samples, s->cfg->eval_temperature, 1.0f,
+                              (int)s->L,
                               r1_rng_mix64(s->seed ^ 0x6576616cull), s->rj->rewards,
                               s->rj->n_rewards, s->acc_default.name, R1_F32};
     return r1_eval_generate(s->env.model, s->env.tok, &sp, out);

@@ -128,6 +128,22 @@ static void test_extends(void **state)
     r1_recipe_free(r);
 }
 
+/* sft and rejection_sft evaluate with one greedy completion unless told otherwise. */
+static void test_eval_protocol(void **state)
+{
+    (void)state;
+    struct r1_recipe *r = load_ok("good/base.yaml", NULL, 0);
+    assert_int_equal(r->stages[1].kind, R1_STAGE_SFT);
+    assert_int_equal(r->stages[1].eval_samples, 1);
+    assert_true(r->stages[1].eval_temperature == 0.0f);
+    r1_recipe_free(r);
+    const char *sets[] = {"stages.sft.eval_samples=4", "stages.sft.eval_temperature=0.6"};
+    r = load_ok("good/base.yaml", sets, 2);
+    assert_int_equal(r->stages[1].eval_samples, 4);
+    assert_true(r->stages[1].eval_temperature == 0.6f);
+    r1_recipe_free(r);
+}
+
 /* Model paths may start with $R1_CACHE (the model cache) or ~ ($HOME). */
 static void test_cache_paths(void **state)
 {
@@ -322,7 +338,7 @@ int main(void)
     snprintf(dir, sizeof(dir), "%s/tests/recipes", src ? src : ".");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),      cmocka_unit_test(test_extends),
-        cmocka_unit_test(test_cache_paths),
+        cmocka_unit_test(test_cache_paths),   cmocka_unit_test(test_eval_protocol),
         cmocka_unit_test(test_set),           cmocka_unit_test(test_hash),
         cmocka_unit_test(test_show_round_trip), cmocka_unit_test(test_all_problems),
         cmocka_unit_test(test_schema),
