@@ -82,7 +82,7 @@ static int arch_f32(const struct r1_gguf *g, const char *arch, const char *suffi
     return r1_gguf_has(g, key) ? r1_gguf_get_f32(g, key, out) : 0;
 }
 
-static int token_id(const struct r1_gguf *g, const char *key, int32_t *out)
+int r1_gguf_get_token_id(const struct r1_gguf *g, const char *key, int32_t *out)
 {
     *out = -1;
     if (!r1_gguf_has(g, key))
@@ -156,9 +156,9 @@ int r1_gguf_model_config(struct r1_model_config *c, const struct r1_gguf *g)
             c->vocab_size = e ? (int)e->ne[1] : 0;
         }
     }
-    if ((rc = token_id(g, "tokenizer.ggml.bos_token_id", &c->bos_id)) ||
-        (rc = token_id(g, "tokenizer.ggml.eos_token_id", &c->eos_id)) ||
-        (rc = token_id(g, "tokenizer.ggml.padding_token_id", &c->pad_id)))
+    if ((rc = r1_gguf_get_token_id(g, "tokenizer.ggml.bos_token_id", &c->bos_id)) ||
+        (rc = r1_gguf_get_token_id(g, "tokenizer.ggml.eos_token_id", &c->eos_id)) ||
+        (rc = r1_gguf_get_token_id(g, "tokenizer.ggml.padding_token_id", &c->pad_id)))
         return rc;
     c->tie_embeddings = r1_gguf_find_tensor(g, "output.weight") == NULL;
     c->qkv_bias = r1_gguf_find_tensor(g, "blk.0.attn_q.bias") != NULL;

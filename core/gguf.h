@@ -129,6 +129,9 @@ int r1_gguf_get_array(const struct r1_gguf *g, const char *key, enum r1_gguf_typ
  * any width read as int32 (tokenizer.ggml.token_type): *out malloc'd, caller frees. */
 int r1_gguf_get_strs(const struct r1_gguf *g, const char *key, const char *const **strs,
                      uint64_t *n);
+/* A token id key such as tokenizer.ggml.bos_token_id: *out -1 when the key is absent or
+ * the value does not fit an int32; R1_EFORMAT naming the key when it is not an integer. */
+int r1_gguf_get_token_id(const struct r1_gguf *g, const char *key, int32_t *out);
 int r1_gguf_get_i32s(const struct r1_gguf *g, const char *key, int32_t **out, uint64_t *n);
 
 /* ---- tensors --------------------------------------------------------------- */

@@ -24,15 +24,17 @@ bool r1_modelfile_is_gguf(const char *path)
     return yes;
 }
 
-static int check_path(const char *path)
+/* *gguf: path is a GGUF file (else a directory, read as a Hugging Face one). */
+static int check_path(const char *path, bool *gguf)
 {
     struct stat st;
+    *gguf = false;
     if (stat(path, &st) != 0)
         return r1_err_set(R1_EINVAL,
                           "%s: no such model file or directory; give a .gguf file or a "
                           "Hugging Face model directory",
                           path);
-    if (S_ISREG(st.st_mode) && !r1_modelfile_is_gguf(path))
+    if (S_ISREG(st.st_mode) && !(*gguf = r1_modelfile_is_gguf(path)))
         return r1_err_set(R1_EFORMAT,
                           "%s: not a GGUF file (bad magic) and not a directory; "
                           "give a .gguf file or a Hugging Face model directory",
@@ -45,10 +47,11 @@ int r1_model_open(struct r1_model **m, struct r1_tokenizer **tok, struct r1_back
 {
     *m = NULL;
     *tok = NULL;
-    int rc = check_path(path);
+    bool gguf;
+    int rc = check_path(path, &gguf);
     if (rc)
         return rc;
-    if (r1_modelfile_is_gguf(path)) {
+    if (gguf) {
         struct r1_gguf *g = NULL;
         if (!(rc = r1_gguf_open(&g, path)) && !(rc = r1_tokenizer_gguf_load(tok, g))) {
             struct r1_model_config c;
@@ -76,10 +79,11 @@ int r1_model_open(struct r1_model **m, struct r1_tokenizer **tok, struct r1_back
 int r1_tokenizer_open(struct r1_tokenizer **tok, const char *path)
 {
     *tok = NULL;
-    int rc = check_path(path);
+    bool gguf;
+    int rc = check_path(path, &gguf);
     if (rc)
         return rc;
-    if (!r1_modelfile_is_gguf(path))
+    if (!gguf)
         return r1_hfdir_load_tokenizer(tok, path);
     struct r1_gguf *g = NULL;
     if (!(rc = r1_gguf_open(&g, path)))

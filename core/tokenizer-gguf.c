@@ -17,12 +17,13 @@
 
 enum { GGUF_TOKEN_CONTROL = 3, GGUF_TOKEN_USER_DEFINED = 4 };
 
-static int32_t opt_id(const struct r1_gguf *g, const char *key, int n_vocab)
+/* The id under key, -1 when absent or outside the vocabulary. */
+static int opt_id(const struct r1_gguf *g, const char *key, int n_vocab, int32_t *out)
 {
-    uint32_t v;
-    if (!r1_gguf_has(g, key) || r1_gguf_get_u32(g, key, &v) || v >= (uint32_t)n_vocab)
-        return -1;
-    return (int32_t)v;
+    int rc = r1_gguf_get_token_id(g, key, out);
+    if (!rc && *out >= n_vocab)
+        *out = -1;
+    return rc;
 }
 
 int r1_tokenizer_gguf_load(struct r1_tokenizer **out, const struct r1_gguf *g)
@@ -78,10 +79,11 @@ int r1_tokenizer_gguf_load(struct r1_tokenizer **out, const struct r1_gguf *g)
         .n_merges = (int)n_merges,
         .merges = merges,
         .special = special,
-        .bos_id = opt_id(g, "tokenizer.ggml.bos_token_id", nv),
-        .eos_id = opt_id(g, "tokenizer.ggml.eos_token_id", nv),
-        .pad_id = opt_id(g, "tokenizer.ggml.padding_token_id", nv),
     };
+    if ((rc = opt_id(g, "tokenizer.ggml.bos_token_id", nv, &spec.bos_id)) ||
+        (rc = opt_id(g, "tokenizer.ggml.eos_token_id", nv, &spec.eos_id)) ||
+        (rc = opt_id(g, "tokenizer.ggml.padding_token_id", nv, &spec.pad_id)))
+        goto out;
     if ((rc = r1_bpe_spec_set_pre(&spec, pre))) {
         r1_err_wrap(rc, "%s: tokenizer.ggml.pre", g->path);
         goto out;
