@@ -18,7 +18,7 @@ int cmd_init(int argc, char **argv)
     uint64_t seed = 1234;
     const struct r1_option opts[] = {
         {R1_OPT_STRING, "preset", 0, &preset, "NAME",
-         "model shape: tiny, small, smollm2-135m, qwen2.5-0.5b (default tiny)"},
+         "model shape: " R1_MODEL_PRESETS " (default tiny)"},
         {R1_OPT_STRING, "out", 0, &out, "DIR", "directory to write (required; must not exist)"},
         {R1_OPT_U64, "seed", 0, &seed, "N", "initialisation seed (default 1234)"},
         {R1_OPT_STRING, "dtype", 0, &dtype, "T", "weight dtype on disk: f32 or bf16 (default f32)"},

@@ -80,9 +80,14 @@ int r1_model_config_preset(struct r1_model_config *c, const char *name)
         c->n_kv_heads = 2, c->head_dim = 64, c->ffn_size = 4864, c->max_seq_len = 32768;
         c->rms_eps = 1e-6f, c->rope_theta = 1000000.0f, c->qkv_bias = true;
         c->bos_id = 151643, c->eos_id = 151643;
+    } else if (strcmp(name, "qwen2.5-1.5b") == 0) {
+        c->arch = R1_ARCH_QWEN2;
+        c->vocab_size = 151936, c->hidden_size = 1536, c->n_layers = 28, c->n_heads = 12;
+        c->n_kv_heads = 2, c->head_dim = 128, c->ffn_size = 8960, c->max_seq_len = 32768;
+        c->rms_eps = 1e-6f, c->rope_theta = 1000000.0f, c->qkv_bias = true;
+        c->bos_id = 151643, c->eos_id = 151643;
     } else {
-        return r1_err_set(R1_EINVAL,
-                          "unknown model preset '%s'; use tiny, small, smollm2-135m or qwen2.5-0.5b",
+        return r1_err_set(R1_EINVAL, "unknown model preset '%s'; use one of " R1_MODEL_PRESETS,
                           name);
     }
     return 0;

@@ -51,8 +51,10 @@ struct r1_model_config {
     int num_labels;         /* 0: causal LM; 1: score head (reward model) */
 };
 
-/* Named shapes: "tiny" (byte-level, a few hundred k parameters), "small",
- * "smollm2-135m", "qwen2.5-0.5b".  R1_EINVAL for an unknown name. */
+/* Named shapes (R1_MODEL_PRESETS, for messages and help): "tiny" (byte-level, a few
+ * hundred k parameters), "small" and the real architectures.  R1_EINVAL for an unknown name. */
+#define R1_MODEL_PRESETS "tiny, small, smollm2-135m, qwen2.5-0.5b, qwen2.5-1.5b"
+
 int r1_model_config_preset(struct r1_model_config *out, const char *name);
 /* Checks every field; the message names the field, its value and the valid range. */
 int r1_model_config_check(const struct r1_model_config *c);

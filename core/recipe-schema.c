@@ -38,7 +38,7 @@ static const struct r1_recipe_key schema[] = {
     {"", "model", R1_KEY_MAP, NULL, 0, 0, R1_KEY_REQUIRED, "model", 0, 0, 0, 0,
      "the model the first stage starts from"},
     {"model", "init", R1_KEY_STRING, NULL, 0, 0, R1_KEY_REQUIRED, NULL, 0, RCP(model_init.spec), 0, 0,
-     "scratch:<preset> (tiny, small, smollm2-135m, qwen2.5-0.5b), a Hugging Face dir or a .gguf "
+     "scratch:<preset> (" R1_MODEL_PRESETS "), a Hugging Face dir or a .gguf "
      "file (paths may start with $R1_CACHE/, the model cache, or ~/)"},
     {"model", "tokenizer", R1_KEY_STRING, NULL, 0, 0, 0, NULL, 0, RCP(tokenizer), 0, 0,
      "\"bytes\" or a tokenizer path (default: the model's own)"},

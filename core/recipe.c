@@ -429,8 +429,7 @@ static void resolve_source_as(struct loader *ld, const struct r1_recipe *r,
         struct r1_model_config cfg;
         if (r1_model_config_preset(&cfg, spec + 8) != 0) {
             r1_recipe_problem(ld, AT(at),
-                              "%s '%s': unknown preset '%s' (presets: tiny, small, smollm2-135m, "
-                              "qwen2.5-0.5b)",
+                              "%s '%s': unknown preset '%s' (presets: " R1_MODEL_PRESETS ")",
                               what, spec, spec + 8);
             return;
         }

@@ -2,8 +2,8 @@
 # readme.sh SRC - the README's main command, exactly as written: the first ```sh block
 # of the Quick start section, run in the source tree (it sets up, builds into build/ —
 # a no-op when tools/test has just built it —, trains the default recipe into runs/ and
-# samples from it).  Then `build/r1 status` must show every stage done, and the sampled
-# answer must be right.
+# samples from it).  Then `build/r1 status` must show every stage done, the summary must
+# print every stage's held-out accuracy (GRPO's above cold start's) and the answer be right.
 set -u
 src=$(realpath "$1")
 cd "$src" || exit 1
@@ -24,7 +24,14 @@ n=$(echo "$status" | awk 'NR > 2 && NF >= 3 { n++ } END { print n + 0 }')
 bad=$(echo "$status" | awk 'NR > 2 && NF >= 3 && $3 != "done" { print $1 }')
 [ "$n" -ge 1 ] || { echo "FAIL: r1 status lists no stage"; fail=1; }
 [ -z "$bad" ] || { echo "FAIL: stages not done: $bad"; fail=1; }
-# the default recipe's sample: 7+12=19
-tail -1 "$out" | grep -q "19" || { echo "FAIL: the sample does not answer 19"; fail=1; }
+# the default recipe's sample answers 47+38 in its <answer> block
+tr -d '\n' <"$out" | grep -q "<answer>85</answer>" || { echo "FAIL: the sample does not answer <answer>85</answer>"; tail -8 "$out"; fail=1; }
+# every stage's held-out accuracy is printed, and GRPO's last beats cold start's last
+acc() { awk -v s="$1" '$1 == s && /eval\/accuracy/ { print $NF }' "$out"; }
+for s in cold_start reasoning rejection align; do
+  [ -n "$(acc $s)" ] || { echo "FAIL: no eval/accuracy for $s in the summary"; fail=1; }
+done
+awk -v c="$(acc cold_start)" -v r="$(acc reasoning)" 'BEGIN { exit !(r > c) }' ||
+  { echo "FAIL: reasoning's accuracy $(acc reasoning) is not above cold_start's $(acc cold_start)"; fail=1; }
 [ $fail -eq 0 ] && echo "ok: the README command runs as written and every stage is done"
 exit $fail

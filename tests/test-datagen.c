@@ -467,6 +467,46 @@ static void test_noise(void **state)
     assert_true(missed >= 290);
 }
 
+/* terse=F: about that fraction of demos think in one line "PROBLEM = RESULT" (the demo's
+ * answer, noisy or not); the others are those of the spec without the knob, as are all
+ * of terse=0. */
+static void test_terse(void **state)
+{
+    (void)state;
+    struct r1_datagen *g = parse_ok("arith:digits=2,ops=+-,demo=1,noise=0.5,terse=0.3");
+    struct r1_datagen *w = parse_ok("arith:digits=2,ops=+-,demo=1,noise=0.5");
+    struct r1_datagen *z = parse_ok("arith:digits=2,ops=+-,demo=1,noise=0.5,terse=0");
+    enum { N = 2000 };
+    int terse = 0, wrong = 0;
+    for (int i = 0; i < N; i++) {
+        json_t *o = example(g, 4, R1_SPLIT_TRAIN, i), *ow = example(w, 4, R1_SPLIT_TRAIN, i);
+        json_t *oz = example(z, 4, R1_SPLIT_TRAIN, i);
+        assert_string_equal(str(oz, "text"), str(ow, "text"));
+        assert_string_equal(str(o, "prompt"), str(ow, "prompt"));
+        char why[4096], ans[64], canon_eq[160];
+        demo_parts(str(o, "text"), str(o, "prompt"), why, sizeof(why), ans, sizeof(ans));
+        assert_string_equal(last_number(why), ans);
+        const char *q = str(o, "prompt") + strlen("What is ");
+        snprintf(canon_eq, sizeof(canon_eq), "%.*s = %s", (int)(strlen(q) - 1), q, ans);
+        if (strcmp(why, canon_eq) == 0) {
+            terse++;
+        } else {
+            char why_w[4096], ans_w[64];
+            demo_parts(str(ow, "text"), str(ow, "prompt"), why_w, sizeof(why_w), ans_w, sizeof(ans_w));
+            assert_string_equal(why, why_w);
+        }
+        wrong += strcmp(ans, str(o, "answer")) != 0;
+        json_decref(o);
+        json_decref(ow);
+        json_decref(oz);
+    }
+    r1_datagen_free(g);
+    r1_datagen_free(w);
+    r1_datagen_free(z);
+    assert_in_range(terse, 2 * N / 10, 4 * N / 10);
+    assert_in_range(wrong, 4 * N / 10, 6 * N / 10);
+}
+
 /* The stored solution uses each given number once and evaluates to the target. */
 static void test_countdown_solvable(void **state)
 {
@@ -579,8 +619,8 @@ static void test_spec_errors(void **state)
     (void)state;
     expect_spec_error("", "empty");
     expect_spec_error("sudoku", "unknown generator 'sudoku'; generators: arith, countdown");
-    expect_spec_error("arith:foo=1", "arith: unknown knob 'foo'; knobs: digits, ops, terms, demo, "
-                                     "noise, template");
+    expect_spec_error("arith:foo=1", "arith: unknown knob 'foo'; knobs: digits, ops, terms, terse, "
+                                     "demo, noise, template");
     expect_spec_error("countdown:digits=2", "countdown: unknown knob 'digits'; knobs: numbers");
     expect_spec_error("arith:digits=0", "digits='0'");
     expect_spec_error("arith:digits=7", "1 <= A <= B <= 6");
@@ -592,6 +632,9 @@ static void test_spec_errors(void **state)
     expect_spec_error("arith:terms=two", "terms='two' is not an integer");
     expect_spec_error("arith:noise=1.5", "noise='1.5'");
     expect_spec_error("arith:noise=-0.1", "noise='-0.1'");
+    expect_spec_error("arith:terse=2", "terse='2'");
+    expect_spec_error("countdown:terse=0.5", "unknown knob 'terse'");
+    expect_spec_error("prefs:terse=0.5", "unknown knob 'terse'");
     expect_spec_error("arith:demo=2", "demo=2 is out of range [0, 1]");
     expect_spec_error("arith:template=chatml", "template='chatml'");
     expect_spec_error("arith:digits=6,terms=4,ops=*", "keep digits*terms <= 18");
@@ -830,6 +873,7 @@ int main(void)
         cmocka_unit_test(test_arith_answers),
         cmocka_unit_test(test_arith_reasoning_shape),
         cmocka_unit_test(test_noise),
+        cmocka_unit_test(test_terse),
         cmocka_unit_test(test_countdown_solvable),
         cmocka_unit_test(test_demo_format),
         cmocka_unit_test(test_spec_errors),

@@ -469,8 +469,10 @@ static void test_language(void **state)
     assert_true(lang("hi", "<think>नमस्ते दुनिया</think>") == 1.0);
     assert_true(lang("th", "<think>สวัสดี</think>") == 1.0);
     assert_true(lang("uk", "<think>привіт світ</think>") == 1.0);
-    /* digits and punctuation are not words; no words scores 0 */
-    assert_true(lang("en", "<think>1 + 2 = 3 !!! ... 42</think>") == 0.0);
+    /* digits and punctuation are not words; thinking without words mixes no language */
+    assert_true(lang("en", "<think>1 + 2 = 3 !!! ... 42</think>") == 1.0);
+    assert_true(lang("zh", "<think>\n12+7 = 10+7 + 2 = 19\n</think>") == 1.0);
+    assert_true(lang("en", "<think> \n\t </think>") == 0.0);
     assert_true(lang("en", "<think>x = 12, y = 3</think>") == 1.0);
     /* only the thinking counts; no think block scores 0 */
     assert_true(lang("en", "<think>the cat</think><answer>这是测试</answer>") == 1.0);

@@ -15,6 +15,9 @@
  * last number of the reasoning and the answer by one of -10, -2, -1, 1, 2, 10;
  * countdown replaces the last operation by another one, so the shown equation misses
  * the target (reasoning and answer agree with each other).  "answer" stays correct.
+ * Terse arith demos (terse=F, drawn last, so terse=0 changes nothing and the other demos
+ * are those of the spec without it): the reasoning is the one line "47+38 = 85" ending
+ * in the demo's (maybe noisy) answer.
  *
  * Preference pairs (prefs): an arith problem (same draws, canonical text and split as
  * arith, so a prefs eval problem is never in arith's train split) with "chosen", the
@@ -59,6 +62,7 @@ struct r1_datagen {
     /* common */
     int demo;
     double noise;
+    double terse; /* arith */
     char template_[16];
 };
 
@@ -67,6 +71,8 @@ static const char help_text[] =
     "  digits=A or A-B    digits per operand, 1..6 (default 1-2)\n"
     "  ops=+-*            operators to draw from, a subset of +-* (default +-)\n"
     "  terms=N            operands, 2..4 (default 2); * binds tighter than + and -\n"
+    "  terse=F            fraction of demonstrations whose thinking is only \"47+38 = 85\",\n"
+    "                     no worked steps, 0..1 (default 0)\n"
     "countdown: reach a target with the given numbers; answer: one solution equation\n"
     "  numbers=N          numbers given, 3..6 (default 3), each 1..max\n"
     "  max=M              largest given number, 2..1000 (default 20)\n"
@@ -115,21 +121,25 @@ static int knob_int(const char *gen, const char *key, const char *val, long lo, 
     return 0;
 }
 
+static int knob_frac(const char *gen, const char *key, const char *val, double *out)
+{
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(val, &end);
+    if (!*val || *end || errno || !(v >= 0.0 && v <= 1.0))
+        return r1_err_set(R1_EINVAL, "%s: %s='%s' is not a number in [0, 1]", gen, key, val);
+    *out = v;
+    return 0;
+}
+
 static int knob_common(struct r1_datagen *g, const char *gen, const char *key, const char *val,
                        int *handled)
 {
     *handled = 1;
     if (strcmp(key, "demo") == 0)
         return knob_int(gen, key, val, 0, 1, &g->demo);
-    if (strcmp(key, "noise") == 0) {
-        char *end = NULL;
-        errno = 0;
-        double v = strtod(val, &end);
-        if (!*val || *end || errno || !(v >= 0.0 && v <= 1.0))
-            return r1_err_set(R1_EINVAL, "%s: noise='%s' is not a number in [0, 1]", gen, val);
-        g->noise = v;
-        return 0;
-    }
+    if (strcmp(key, "noise") == 0)
+        return knob_frac(gen, key, val, &g->noise);
     if (strcmp(key, "template") == 0) {
         if (strlen(val) >= sizeof(g->template_) || !r1_prompt_template_find(val))
             return r1_err_set(R1_EINVAL,
@@ -183,8 +193,10 @@ static int knob_arith(struct r1_datagen *g, const char *key, const char *val)
     }
     if (strcmp(key, "terms") == 0)
         return knob_int("arith", key, val, 2, 4, &g->terms);
+    if (strcmp(key, "terse") == 0)
+        return knob_frac("arith", key, val, &g->terse);
     return r1_err_set(R1_EINVAL,
-                      "arith: unknown knob '%s'; knobs: digits, ops, terms, demo, noise, "
+                      "arith: unknown knob '%s'; knobs: digits, ops, terms, terse, demo, noise, "
                       "template",
                       key);
 }
@@ -205,15 +217,8 @@ static int knob_countdown(struct r1_datagen *g, const char *key, const char *val
 
 static int knob_prefs(struct r1_datagen *g, const char *key, const char *val)
 {
-    if (strcmp(key, "wrong") == 0) {
-        char *end = NULL;
-        errno = 0;
-        double v = strtod(val, &end);
-        if (!*val || *end || errno || !(v >= 0.0 && v <= 1.0))
-            return r1_err_set(R1_EINVAL, "prefs: wrong='%s' is not a number in [0, 1]", val);
-        g->wrong = v;
-        return 0;
-    }
+    if (strcmp(key, "wrong") == 0)
+        return knob_frac("prefs", key, val, &g->wrong);
     if (strcmp(key, "digits") == 0 || strcmp(key, "ops") == 0 || strcmp(key, "terms") == 0)
         return knob_arith(g, key, val);
     return r1_err_set(R1_EINVAL, "prefs: unknown knob '%s'; knobs: digits, ops, terms, wrong",
@@ -872,6 +877,11 @@ int r1_datagen_example(const struct r1_datagen *g, uint64_t seed, enum r1_split 
             arith_noise(p, &r);
         else
             countdown_noise(p, &r);
+    }
+    if (g->demo && g->terse > 0 && r1_rng_uniform_double(&r) < g->terse) {
+        p->why.n = 0; /* the thinking states the (maybe noisy) result without the steps */
+        p->why.s[0] = '\0';
+        sb_add(&p->why, "%s = %s", p->canon, p->demo_answer);
     }
     json_t *o = json_object();
     int rc = o ? 0 : -1;

@@ -324,9 +324,16 @@ double r1_reward_language(const struct r1_reward_input *in, const struct r1_rewa
     struct r1_reward_seg seg;
     size_t pos = 0;
     size_t n = strlen(s);
+    bool thought = false; /* the thinking has something besides white space */
     while (r1_reward_next_seg(s, n, &pos, &seg))
-        if (seg.kind == R1_SEG_THINK)
+        if (seg.kind == R1_SEG_THINK) {
             count_words((const unsigned char *)s + seg.begin, seg.end - seg.begin, target, &w);
+            for (size_t i = seg.begin; i < seg.end && !thought; i++)
+                thought = !strchr(" \t\r\n\v\f", s[i]);
+        }
     free(s);
-    return w.total ? (double)w.target / (double)w.total : 0.0;
+    /* Thinking without words (digits, symbols: "12+7 = 19") mixes no language. */
+    if (!w.total)
+        return thought ? 1.0 : 0.0;
+    return (double)w.target / (double)w.total;
 }
