@@ -76,6 +76,25 @@ int r1_model_open(struct r1_model **m, struct r1_tokenizer **tok, struct r1_back
     return rc;
 }
 
+int r1_model_config_open(struct r1_model_config *out, const char *path)
+{
+    bool gguf;
+    int rc = check_path(path, &gguf);
+    if (rc)
+        return rc;
+    if (gguf) {
+        struct r1_gguf *g = NULL;
+        if (!(rc = r1_gguf_open(&g, path)))
+            rc = r1_gguf_model_config(out, g);
+        r1_gguf_close(g);
+        return rc;
+    }
+    char cfg[4200];
+    if (snprintf(cfg, sizeof(cfg), "%s/config.json", path) >= (int)sizeof(cfg))
+        return r1_err_set(R1_EINVAL, "%s: path too long", path);
+    return r1_model_config_load_json(out, cfg);
+}
+
 int r1_tokenizer_open(struct r1_tokenizer **tok, const char *path)
 {
     *tok = NULL;

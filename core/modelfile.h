@@ -17,6 +17,9 @@ bool r1_modelfile_is_gguf(const char *path);
  * not exist, R1_EIO when it cannot be read, R1_EFORMAT naming the file when it is malformed. */
 int r1_model_open(struct r1_model **m, struct r1_tokenizer **tok, struct r1_backend *be,
                   const char *path);
+/* The model's configuration alone (no weights are read): the GGUF's metadata or the
+ * directory's config.json.  Errors as r1_model_open. */
+int r1_model_config_open(struct r1_model_config *out, const char *path);
 /* The tokenizer alone (no weights are read). */
 int r1_tokenizer_open(struct r1_tokenizer **tok, const char *path);
 /* Writes the tokenizer files of tok into the model directory dir: tokenizer.json and

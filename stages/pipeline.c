@@ -595,7 +595,9 @@ static int emit_header(struct run *R)
         struct r1_model_config c;
         rows[i] = (struct r1_pipeline_stage_info){s->name, r1_stage_kind_name(s->kind), src->spec,
                                                   s->steps, s->epochs, -1};
-        if (src->kind == R1_SOURCE_SCRATCH && r1_model_config_preset(&c, src->preset) == 0)
+        if ((src->kind == R1_SOURCE_SCRATCH && r1_model_config_preset(&c, src->preset) == 0) ||
+            ((src->kind == R1_SOURCE_GGUF || src->kind == R1_SOURCE_HFDIR) &&
+             r1_model_config_open(&c, src->spec) == 0))
             rows[i].n_params = r1_model_config_n_params(&c);
         else if (src->kind == R1_SOURCE_STAGE && src->stage >= 0 && src->stage < i)
             rows[i].n_params = rows[src->stage].n_params;

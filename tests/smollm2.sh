@@ -9,7 +9,8 @@
 #  3. `r1 convert` GGUF -> HF dir: the dir's greedy sample and token ids equal the GGUF's;
 #  4. `r1 run` two SFT steps from the GGUF (tests/recipes/smollm2/sft.yaml): the
 #     checkpoint carries the tokenizer files, `r1 sample --chat` reads it with the template
-#     the tokenizer names, `r1 verify` passes;
+#     the tokenizer names, `r1 verify` passes; the run's header gives the GGUF's 135M
+#     parameters before the weights are loaded;
 #  5. `r1 eval` on the GGUF: one JSONL line per item and a summary line.
 set -u
 r1=$(realpath "$1")
@@ -98,6 +99,9 @@ cmp -s "$tmp/paris.txt" "$tmp/paris-hf.txt" && echo "ok: the converted dir sampl
 rm -rf "$tmp/hf" # 0.5 GB
 "$r1" run "$here/recipes/smollm2/sft.yaml" --run-dir "$tmp/run" --set "model.init=$gguf" \
   >"$tmp/run.log" 2>&1 || { echo "FAIL: sft run: $(tail -3 "$tmp/run.log")"; exit 1; }
+# the header reads the parameter count from the GGUF's metadata before loading it
+grep -Eq '^  sft +sft +2 steps +135M ' "$tmp/run.log" ||
+  { echo "FAIL: the header row does not give 135M params: $(grep -E '^  sft ' "$tmp/run.log")"; fail=1; }
 ck=$(ls -d "$tmp"/run/checkpoints/sft/* | tail -1)
 for f in tokenizer.json tokenizer_config.json; do
   [ -f "$ck/$f" ] || { echo "FAIL: the checkpoint has no $f"; fail=1; }
