@@ -151,7 +151,9 @@ static float *add_param(struct r1_model *m, int *k, const char *name, int kind, 
     int64_t shape[2] = {d0, d1};
     int nd = d1 > 0 ? 2 : 1;
     struct r1_tensor w = r1_arena_take(&m->params, R1_F32, nd, shape);
-    struct r1_tensor g = r1_arena_take(&m->grads, R1_F32, nd, shape);
+    struct r1_tensor g = {0};
+    if (!m->frozen)
+        g = r1_arena_take(&m->grads, R1_F32, nd, shape);
     if (m->tensors) {
         struct r1_param *p = &m->tensors[*k];
         snprintf(p->name, sizeof(p->name), "%s", name);
@@ -212,8 +214,8 @@ static int layout_params(struct r1_model *m)
     return k;
 }
 
-int r1_model_create(struct r1_model **out, const struct r1_model_config *cfg,
-                    struct r1_backend *be)
+static int model_create(struct r1_model **out, const struct r1_model_config *cfg,
+                        struct r1_backend *be, bool frozen)
 {
     int rc = r1_model_config_check(cfg);
     if (rc)
@@ -222,6 +224,7 @@ int r1_model_create(struct r1_model **out, const struct r1_model_config *cfg,
     if (!m)
         return r1_err_set(R1_ENOMEM, "model: out of host memory");
     m->cfg = *cfg;
+    m->frozen = frozen;
     m->logit_scale = 1.0f;
     m->be = be;
     m->layers = calloc((size_t)cfg->n_layers, sizeof(*m->layers));
@@ -236,7 +239,8 @@ int r1_model_create(struct r1_model **out, const struct r1_model_config *cfg,
         rc = r1_err_set(R1_ENOMEM, "model: out of host memory");
         goto fail;
     }
-    if ((rc = r1_arena_commit(&m->params, be)) || (rc = r1_arena_commit(&m->grads, be)))
+    if ((rc = r1_arena_commit(&m->params, be)) ||
+        (!frozen && (rc = r1_arena_commit(&m->grads, be))))
         goto fail;
     layout_params(m); /* binding pass */
     m->param_mem = (float *)m->params.base;
@@ -274,6 +278,18 @@ int r1_model_create(struct r1_model **out, const struct r1_model_config *cfg,
 fail:
     r1_model_free(m);
     return rc;
+}
+
+int r1_model_create(struct r1_model **out, const struct r1_model_config *cfg,
+                    struct r1_backend *be)
+{
+    return model_create(out, cfg, be, false);
+}
+
+int r1_model_create_frozen(struct r1_model **out, const struct r1_model_config *cfg,
+                           struct r1_backend *be)
+{
+    return model_create(out, cfg, be, true);
 }
 
 static void free_acts(struct r1_model *m)
@@ -430,6 +446,10 @@ static void layout_acts(struct r1_model *m, struct r1_model_acts *a, int B, int 
 #define I32(n) ((int32_t *)r1_arena_take_bytes(ar, (size_t)(n) * sizeof(int32_t)))
     for (int l = 0; l < c->n_layers; l++) {
         struct r1_layer_acts *L = &a->l[l];
+        if (m->frozen && l >= 2) { /* forward only: layer l reuses layer l-2's buffers, so */
+            *L = a->l[l - 2];      /* its input x is never the buffer it writes (l+1's x) */
+            continue;
+        }
         L->x = F32(N * C);
         L->n1 = F32(N * C);
         L->rstd1 = F32(N);
@@ -457,9 +477,11 @@ static void layout_acts(struct r1_model *m, struct r1_model_acts *a, int B, int 
     a->logp = F32(N);
     a->ent = F32(N);
     a->lsev = F32(N);
+    a->logits = F32(CH * V);
+    if (m->frozen) /* no backward: no gradient buffers */
+        return;
     a->dlogp = F32(N);
     a->dent = F32(N);
-    a->logits = F32(CH * V);
     a->dlogits = F32(CH * V);
     a->dres = F32(N * C);
     a->dn = F32(N * C);
@@ -716,6 +738,8 @@ static void backward_trunk(struct r1_model *m, float *dh);
 
 int r1_model_backward(struct r1_model *m, const float *dlogp, const float *dentropy)
 {
+    if (m->frozen)
+        return r1_err_set(R1_ESTATE, "model: backward on a frozen (forward-only) model");
     if (!m->have_forward || m->fwd_score)
         return r1_err_set(R1_ESTATE, "model: backward without a matching forward");
     const struct r1_model_config *c = &m->cfg;
@@ -754,6 +778,8 @@ int r1_model_backward(struct r1_model *m, const float *dlogp, const float *dentr
 
 int r1_model_score_backward(struct r1_model *m, const float *dscores)
 {
+    if (m->frozen)
+        return r1_err_set(R1_ESTATE, "model: backward on a frozen (forward-only) model");
     if (!m->have_forward || !m->fwd_score)
         return r1_err_set(R1_ESTATE, "model: score backward without a matching score forward");
     const struct r1_backend_ops *op = m->be->ops;
@@ -814,6 +840,8 @@ static void backward_trunk(struct r1_model *m, float *dh)
 
 void r1_model_zero_grad(struct r1_model *m)
 {
+    if (!m->grad_mem)
+        return;
     m->be->ops->zero(m->be->ctx, m->grad_mem, m->grads.cap);
 }
 

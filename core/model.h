@@ -96,6 +96,7 @@ struct r1_model {
     int cur_B, cur_T; /* shape of the last forward */
     bool have_forward;
     bool fwd_score;   /* the last forward ran the score head (not the LM head) */
+    bool frozen;      /* r1_model_create_frozen: forward passes only */
 };
 
 /* A batch in host memory.  Row b, column t.  tokens (B,T) inputs; pos (B,T)
@@ -108,6 +109,13 @@ struct r1_batch {
 
 int r1_model_create(struct r1_model **out, const struct r1_model_config *cfg,
                     struct r1_backend *be);
+/* A model for forward passes only (a frozen reference model): no gradient memory, and
+ * r1_model_reserve lays out one layer's activations that every layer reuses, instead of
+ * one set per layer kept for backward.  Forward results are bitwise those of a model
+ * made by r1_model_create with the same weights; the backward passes and
+ * r1_model_ce_step return R1_ESTATE. */
+int r1_model_create_frozen(struct r1_model **out, const struct r1_model_config *cfg,
+                           struct r1_backend *be);
 void r1_model_free(struct r1_model *m);
 /* Normal(0, 0.02) matrices (output projections scaled by 1/sqrt(2·layers)), norms 1,
  * biases 0; element i of tensor k is r1_rng_normal_at(seed, R1_STREAM_INIT + k, i). */

@@ -86,6 +86,8 @@ int r1_optim_create(struct r1_optim **out, struct r1_model *m, const struct r1_o
     int rc = r1_optim_config_check(c);
     if (rc)
         return rc;
+    if (m->frozen)
+        return r1_err_set(R1_ESTATE, "optimizer: the model is frozen (forward-only)");
     struct r1_optim *o = calloc(1, sizeof(*o));
     if (!o)
         return r1_err_set(R1_ENOMEM, "optimizer: out of host memory");

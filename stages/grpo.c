@@ -316,7 +316,7 @@ static int grpo_init(void **state, const struct r1_stage_env *env)
                                   GEN_STEP_TOKENS > slots ? GEN_STEP_TOKENS : slots)))
         goto fail;
     if (s->g->beta > 0) { /* the frozen reference: the stage's starting weights */
-        if ((rc = r1_model_create(&s->ref, &s->m->cfg, s->be)) ||
+        if ((rc = r1_model_create_frozen(&s->ref, &s->m->cfg, s->be)) ||
             (rc = r1_model_reserve(s->ref, s->micro, s->T_max)))
             goto fail;
         s->ref->logit_scale = s->m->logit_scale;

@@ -283,6 +283,46 @@ static void test_overfit(void **state)
         fail_msg("overfit loss %g not below 0.05", loss);
 }
 
+/* A frozen model (forward only, layers sharing buffers) gives bitwise the logprobs and
+ * entropies of a trainable one with the same weights, on a fraction of the memory, and
+ * refuses backward and an optimizer. */
+static void test_frozen(void **state)
+{
+    (void)state;
+    struct r1_model_config cfg = micro_config(0, 1);
+    cfg.n_layers = 5; /* layers 2.. reuse buffers */
+    struct r1_model *m = NULL, *f = NULL;
+    assert_int_equal(r1_model_create(&m, &cfg, be), 0);
+    assert_int_equal(r1_model_create_frozen(&f, &cfg, be), 0);
+    assert_int_equal(r1_model_init_weights(m, 5), 0);
+    assert_int_equal(r1_model_init_weights(f, 5), 0);
+    assert_int_equal(r1_model_reserve(m, GB, GT), 0);
+    assert_int_equal(r1_model_reserve(f, GB, GT), 0);
+    assert_int_equal(f->grads.cap, 0);
+    assert_null(f->grad_mem);
+    assert_true(f->acts.cap < m->acts.cap / 2);
+    m->logit_scale = f->logit_scale = 1.25f;
+    struct r1_batch b = {GB, GT, g_tokens, g_pos, g_seg, g_targets};
+    float lm[GB * GT], em[GB * GT], lf[GB * GT], ef[GB * GT];
+    for (int rep = 0; rep < 2; rep++) { /* the second pass runs over the first's buffers */
+        assert_int_equal(r1_model_forward(m, &b, lm, em), 0);
+        assert_int_equal(r1_model_forward(f, &b, lf, ef), 0);
+        assert_memory_equal(lm, lf, sizeof(lm));
+        assert_memory_equal(em, ef, sizeof(em));
+    }
+    float c[GB * GT] = {0};
+    assert_int_equal(r1_model_backward(f, c, NULL), R1_ESTATE);
+    assert_non_null(strstr(r1_err_last(), "frozen"));
+    r1_model_zero_grad(f); /* no gradients: nothing to do, no crash */
+    struct r1_optim_config oc = {0};
+    r1_optim_config_default(&oc);
+    struct r1_optim *o = NULL;
+    assert_int_equal(r1_optim_create(&o, f, &oc), R1_ESTATE);
+    assert_null(o);
+    r1_model_free(m);
+    r1_model_free(f);
+}
+
 static void test_determinism(void **state)
 {
     (void)state;
@@ -521,6 +561,7 @@ int main(void)
         cmocka_unit_test(test_kv_cache_parity),
         cmocka_unit_test(test_overfit),
         cmocka_unit_test(test_determinism),
+        cmocka_unit_test(test_frozen),
         cmocka_unit_test(test_hfdir_roundtrip),
         cmocka_unit_test(test_config_check),
         cmocka_unit_test(test_gradcheck_score),
