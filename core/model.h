@@ -110,8 +110,8 @@ struct r1_batch {
 int r1_model_create(struct r1_model **out, const struct r1_model_config *cfg,
                     struct r1_backend *be);
 /* A model for forward passes only (a frozen reference model): no gradient memory, and
- * r1_model_reserve lays out one layer's activations that every layer reuses, instead of
- * one set per layer kept for backward.  Forward results are bitwise those of a model
+ * r1_model_reserve lays out two layers' activations that the layers use in turn, instead
+ * of one set per layer kept for backward.  Forward results are bitwise those of a model
  * made by r1_model_create with the same weights; the backward passes and
  * r1_model_ce_step return R1_ESTATE. */
 int r1_model_create_frozen(struct r1_model **out, const struct r1_model_config *cfg,
