@@ -1,5 +1,6 @@
-/* bench-generate.c - decode tokens/s with the KV cache on the CPU backend.
- * usage: r1-bench-generate PRESET|MODEL BATCH PROMPT_LEN NEW_TOKENS [THREADS [DTYPE]]
+/* bench-generate.c - decode tokens/s with the KV cache on a backend.
+ * usage: r1-bench-generate PRESET|MODEL BATCH PROMPT_LEN NEW_TOKENS [THREADS [DTYPE [BACKEND]]]
+ * BACKEND: cpu (default) or cuda.
  * MODEL is a .gguf file or an HF directory (its weights as r1 trains them, f32); a
  * preset name gets fresh random weights of that shape.  DTYPE (f32 by default, or bf16)
  * is the precision of the weight matrices generation reads (struct r1_gen_config.weights);
@@ -56,13 +57,19 @@ int main(int argc, char **argv)
         return 2;
     }
     enum r1_dtype wdt = strcmp(dtype, "bf16") == 0 ? R1_BF16 : R1_F32;
+    const char *bname = argc > 7 ? argv[7] : "cpu";
+    if (strcmp(bname, "cpu") != 0 && strcmp(bname, "cuda") != 0) {
+        fprintf(stderr, "r1-bench-generate: BACKEND is cpu or cuda, not '%s'\n", bname);
+        return 2;
+    }
+    enum r1_backend_kind bk = strcmp(bname, "cuda") == 0 ? R1_BACKEND_CUDA : R1_BACKEND_CPU;
     struct r1_model_config cfg;
     struct r1_backend *be = NULL;
     struct r1_model *m = NULL;
     struct r1_tokenizer *tok = NULL;
     struct r1_generator *g = NULL;
     struct stat st;
-    int rc = r1_backend_create(&be, R1_BACKEND_CPU, threads);
+    int rc = r1_backend_create(&be, bk, threads);
     if (!rc && stat(preset, &st) == 0) {
         rc = r1_model_open(&m, &tok, be, preset);
         const char *slash = strrchr(preset, '/');
@@ -100,8 +107,9 @@ int main(int argc, char **argv)
         goto fail;
     double t2 = now();
     double prefill = f.t - t0, decode = t2 - f.t;
-    printf("r1 generate %s batch=%d prompt=%d new=%d%s prefill tok/s=%.1f decode tok/s=%.1f\n",
-           preset, B, P, G, wdt == R1_BF16 ? " weights=bf16" : "", (double)B * P / prefill,
+    printf("r1 generate %s %s batch=%d prompt=%d new=%d%s prefill tok/s=%.1f decode tok/s=%.1f\n",
+           preset, be->ops->name, B, P, G, wdt == R1_BF16 ? " weights=bf16" : "",
+           (double)B * P / prefill,
            (double)B * (G - 1) / decode);
     r1_generator_free(g);
     r1_model_free(m);

@@ -1,8 +1,12 @@
-/* bench-train.c - training tokens/s (forward + backward + AdamW) on the CPU backend.
- * usage: r1-bench-train PRESET B T STEPS [THREADS]
- * Prints one line: "r1 train PRESET B=.. T=.. tok/s=.. ms/step=.." */
+/* bench-train.c - training tokens/s (forward + backward + AdamW) on a backend.
+ * usage: r1-bench-train PRESET B T STEPS [THREADS [BACKEND]]   BACKEND: cpu (default), cuda
+ * Prints one line: "r1 train PRESET BACKEND B=.. T=.. tok/s=.. ms/step=.." and, on CUDA,
+ * the model FLOP utilisation the way llm.c counts it: (6·params + 12·layers·heads·head_dim·T)
+ * FLOPs per token over the GPU's dense bf16 peak (known for A100, H100, H200; else from
+ * R1_PEAK_TFLOPS). */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "core/backend.h"
@@ -27,13 +31,19 @@ int main(int argc, char **argv)
     const char *preset = argv[1];
     int B = atoi(argv[2]), T = atoi(argv[3]), steps = atoi(argv[4]);
     int threads = argc > 5 ? atoi(argv[5]) : 0;
+    const char *bname = argc > 6 ? argv[6] : "cpu";
+    enum r1_backend_kind bk = strcmp(bname, "cuda") == 0 ? R1_BACKEND_CUDA : R1_BACKEND_CPU;
+    if (bk == R1_BACKEND_CPU && strcmp(bname, "cpu") != 0) {
+        fprintf(stderr, "r1-bench-train: backend '%s' is not cpu or cuda\n", bname);
+        return 2;
+    }
     struct r1_model_config cfg;
     struct r1_backend *be = NULL;
     struct r1_model *m = NULL;
     struct r1_optim *o = NULL;
     struct r1_optim_config oc;
     r1_optim_config_default(&oc);
-    if (r1_model_config_preset(&cfg, preset) || r1_backend_create(&be, R1_BACKEND_CPU, threads) ||
+    if (r1_model_config_preset(&cfg, preset) || r1_backend_create(&be, bk, threads) ||
         r1_model_create(&m, &cfg, be) || r1_model_init_weights(m, 1) ||
         r1_model_reserve(m, B, T) || r1_optim_create(&o, m, &oc)) {
         fprintf(stderr, "r1-bench-train: %s\n", r1_err_last());
@@ -62,8 +72,23 @@ int main(int argc, char **argv)
         }
     }
     double dt = (now() - t0) / steps;
-    printf("r1 train %s params=%lld B=%d T=%d tok/s=%.1f ms/step=%.1f loss=%.4f\n", preset,
-           (long long)m->n_params, B, T, N / dt, dt * 1e3, loss);
+    printf("r1 train %s %s params=%lld B=%d T=%d tok/s=%.1f ms/step=%.1f loss=%.4f", preset,
+           be->ops->name, (long long)m->n_params, B, T, N / dt, dt * 1e3, loss);
+    if (bk == R1_BACKEND_CUDA) {
+        const char *dev = r1_backend_device(be);
+        double peak = getenv("R1_PEAK_TFLOPS") ? atof(getenv("R1_PEAK_TFLOPS")) * 1e12
+                      : strstr(dev, "H100") || strstr(dev, "H200") ? 989.4e12
+                      : strstr(dev, "A100")                        ? 312e12
+                                                                   : 0;
+        double fpt = 6.0 * (double)m->n_params +
+                     12.0 * cfg.n_layers * cfg.n_heads * cfg.head_dim * (double)T;
+        if (peak > 0)
+            printf(" mfu=%.1f%% (%s, bf16 peak %.0f TFLOPS)", 100.0 * fpt * N / dt / peak, dev,
+                   peak / 1e12);
+        else
+            printf(" (%s: set R1_PEAK_TFLOPS for the MFU)", dev);
+    }
+    printf("\n");
     r1_optim_free(o);
     r1_model_free(m);
     r1_backend_free(be);

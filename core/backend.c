@@ -2,6 +2,7 @@
 #include "core/backend.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/err.h"
 
@@ -13,6 +14,14 @@ int r1_backend_create(struct r1_backend **out, enum r1_backend_kind kind, int th
 {
     switch (kind) {
     case R1_BACKEND_AUTO:
+#ifdef R1_CUDA
+        /* a GPU r1 cannot use (no cuBLAS, an architecture this build lacks) leaves the CPU;
+         * the run header names the backend taken, and backend: cuda shows why */
+        if (r1_backend_cuda_available() && r1_backend_cuda_create(out, threads) == 0)
+            return 0;
+        r1_err_clear();
+#endif
+        return r1_backend_cpu_create(out, threads);
     case R1_BACKEND_CPU:
         return r1_backend_cpu_create(out, threads);
     case R1_BACKEND_CUDA:
@@ -33,6 +42,15 @@ void r1_backend_free(struct r1_backend *be)
     if (be->ops && be->ops->release)
         be->ops->release(be->ctx);
     free(be);
+}
+
+const char *r1_backend_device(const struct r1_backend *be)
+{
+#ifdef R1_CUDA
+    if (strcmp(be->ops->name, "cuda") == 0)
+        return r1_backend_cuda_device(be);
+#endif
+    return be->ops->name;
 }
 
 const char *r1_backend_build_info(void) { return R1_BUILD_INFO; }

@@ -31,6 +31,11 @@ struct r1_backend_ops {
     void (*copy)(void *ctx, void *dst, const void *src, size_t bytes);
     void (*zero)(void *ctx, void *p, size_t bytes);
     void (*sync)(void *ctx); /* OPTIONAL: waits for queued work */
+    /* OPTIONAL: 0, or the first failure the backend met (a device fault, a failed launch)
+     * recorded with r1_err_set and returned as its R1_E* code.  The ops return void; a
+     * backend that fails skips every later op and downloads NaN, and says so here.
+     * Callers check after a download (r1_backend_check). */
+    int (*check)(void *ctx);
     void (*release)(void *ctx); /* frees ctx itself */
 
     /* --- linear ------------------------------------------------------------ */
@@ -143,14 +148,26 @@ struct r1_backend {
 
 enum r1_backend_kind { R1_BACKEND_AUTO = 0, R1_BACKEND_CPU, R1_BACKEND_CUDA };
 
+/* 0, or the backend's recorded failure (ops->check); cheap, call after downloads. */
+static inline int r1_backend_check(const struct r1_backend *be)
+{
+    return be->ops->check ? be->ops->check(be->ctx) : 0;
+}
+
 /* Creates a backend (registry in core/backend.c).  AUTO picks CUDA when built
  * with it and a device is present, else CPU.  threads <= 0: OpenMP default. */
 int r1_backend_create(struct r1_backend **out, enum r1_backend_kind kind, int threads);
 void r1_backend_free(struct r1_backend *be);
+/* The device a backend computes on: "cpu", or the GPU's name (e.g. "NVIDIA H200"). */
+const char *r1_backend_device(const struct r1_backend *be);
 /* Names of compiled-in backends and build facts, for `r1 --version`. */
 const char *r1_backend_build_info(void);
 
 /* Constructors the registry calls (one per backend). */
 int r1_backend_cpu_create(struct r1_backend **out, int threads);
+/* kernels/cuda, compiled in with -Dcuda (R1_CUDA): R1_EIO when no GPU is usable. */
+int r1_backend_cuda_create(struct r1_backend **out, int threads);
+int r1_backend_cuda_available(void);
+const char *r1_backend_cuda_device(const struct r1_backend *be);
 
 #endif

@@ -223,5 +223,5 @@ int r1_model_decode(struct r1_model *m, struct r1_kv_cache *c, int N, const int3
     op->rmsnorm_forward(cx, c->rows, c->rstd, c->tmp, m->final_norm, n_out, C, cfg->rms_eps);
     matmul(c, c->logits, c->rows, m->lm_head, c->lm_head16, NULL, n_out, C, V);
     op->download(cx, logits, c->logits, (size_t)n_out * V * sizeof(float));
-    return 0;
+    return r1_backend_check(m->be);
 }

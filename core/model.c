@@ -444,10 +444,16 @@ static void layout_acts(struct r1_model *m, struct r1_model_acts *a, int B, int 
     struct r1_arena *ar = &m->acts;
 #define F32(n) ((float *)r1_arena_take_bytes(ar, (size_t)(n) * sizeof(float)))
 #define I32(n) ((int32_t *)r1_arena_take_bytes(ar, (size_t)(n) * sizeof(int32_t)))
+    bool recompute = m->recompute && !m->frozen;
     for (int l = 0; l < c->n_layers; l++) {
         struct r1_layer_acts *L = &a->l[l];
         if (m->frozen && l >= 2) { /* forward only: layer l reuses layer l-2's buffers, so */
             *L = a->l[l - 2];      /* its input x is never the buffer it writes (l+1's x) */
+            continue;
+        }
+        if (recompute && l >= 1) { /* every layer keeps its input x and shares the rest */
+            *L = a->l[0];
+            L->x = F32(N * C);
             continue;
         }
         L->x = F32(N * C);
@@ -495,6 +501,16 @@ static void layout_acts(struct r1_model *m, struct r1_model_acts *a, int B, int 
     a->dv = F32(N * KD);
 #undef F32
 #undef I32
+}
+
+void r1_model_set_recompute(struct r1_model *m, bool on)
+{
+    if (m->frozen || m->recompute == on)
+        return;
+    m->recompute = on;
+    free_acts(m);
+    m->max_B = m->max_T = 0;
+    m->have_forward = false;
 }
 
 int r1_model_reserve(struct r1_model *m, int B, int T)
@@ -565,6 +581,34 @@ static int check_batch(const struct r1_model *m, const struct r1_batch *b)
     return 0;
 }
 
+/* Layer l of the batch shape (B,T) from a->l[l].x to xnext (N,C). */
+static void layer_forward(struct r1_model *m, int l, int B, int T, float *xnext)
+{
+    const struct r1_model_config *c = &m->cfg;
+    const struct r1_backend_ops *op = m->be->ops;
+    void *cx = m->be->ctx;
+    struct r1_model_acts *a = m->a;
+    int N = B * T, C = c->hidden_size, H = c->n_heads, KVH = c->n_kv_heads;
+    int D = c->head_dim, HD = H * D, KD = KVH * D, F = c->ffn_size;
+    struct r1_layer *W = &m->layers[l];
+    struct r1_layer_acts *L = &a->l[l];
+    op->rmsnorm_forward(cx, L->n1, L->rstd1, L->x, W->attn_norm, N, C, c->rms_eps);
+    op->matmul_forward(cx, L->q, L->n1, W->wq, W->bq, N, C, HD);
+    op->matmul_forward(cx, L->k, L->n1, W->wk, W->bk, N, C, KD);
+    op->matmul_forward(cx, L->v, L->n1, W->wv, W->bv, N, C, KD);
+    op->rope_forward(cx, L->q, a->pos, m->rope_cos, m->rope_sin, N, H, D);
+    op->rope_forward(cx, L->k, a->pos, m->rope_cos, m->rope_sin, N, KVH, D);
+    op->attention_forward(cx, L->att, L->lse, L->q, L->k, L->v, a->seg, B, T, H, KVH, D);
+    op->matmul_forward(cx, L->h, L->att, W->wo, NULL, N, HD, C);
+    op->add(cx, L->h, L->h, L->x, (int64_t)N * C);
+    op->rmsnorm_forward(cx, L->n2, L->rstd2, L->h, W->mlp_norm, N, C, c->rms_eps);
+    op->matmul_forward(cx, L->gate, L->n2, W->wgate, NULL, N, C, F);
+    op->matmul_forward(cx, L->up, L->n2, W->wup, NULL, N, C, F);
+    op->swiglu_forward(cx, L->act, L->gate, L->up, (int64_t)N * F);
+    op->matmul_forward(cx, xnext, L->act, W->wdown, NULL, N, F, C);
+    op->add(cx, xnext, xnext, L->h, (int64_t)N * C);
+}
+
 /* Runs the layers and the final norm for batch b (a->nf filled). */
 static void forward_trunk(struct r1_model *m, const struct r1_batch *b)
 {
@@ -572,34 +616,15 @@ static void forward_trunk(struct r1_model *m, const struct r1_batch *b)
     const struct r1_backend_ops *op = m->be->ops;
     void *cx = m->be->ctx;
     struct r1_model_acts *a = m->a;
-    int B = b->B, T = b->T, N = B * T, C = c->hidden_size, H = c->n_heads, KVH = c->n_kv_heads;
-    int D = c->head_dim, HD = H * D, KD = KVH * D, F = c->ffn_size;
+    int N = b->B * b->T, C = c->hidden_size;
 
     op->upload(cx, a->tokens, b->tokens, (size_t)N * sizeof(int32_t));
     op->upload(cx, a->pos, b->pos, (size_t)N * sizeof(int32_t));
     op->upload(cx, a->seg, b->seg, (size_t)N * sizeof(int32_t));
 
     op->embedding_forward(cx, a->l[0].x, a->tokens, m->embed, N, C);
-    for (int l = 0; l < c->n_layers; l++) {
-        struct r1_layer *W = &m->layers[l];
-        struct r1_layer_acts *L = &a->l[l];
-        float *xnext = l + 1 < c->n_layers ? a->l[l + 1].x : a->xout;
-        op->rmsnorm_forward(cx, L->n1, L->rstd1, L->x, W->attn_norm, N, C, c->rms_eps);
-        op->matmul_forward(cx, L->q, L->n1, W->wq, W->bq, N, C, HD);
-        op->matmul_forward(cx, L->k, L->n1, W->wk, W->bk, N, C, KD);
-        op->matmul_forward(cx, L->v, L->n1, W->wv, W->bv, N, C, KD);
-        op->rope_forward(cx, L->q, a->pos, m->rope_cos, m->rope_sin, N, H, D);
-        op->rope_forward(cx, L->k, a->pos, m->rope_cos, m->rope_sin, N, KVH, D);
-        op->attention_forward(cx, L->att, L->lse, L->q, L->k, L->v, a->seg, B, T, H, KVH, D);
-        op->matmul_forward(cx, L->h, L->att, W->wo, NULL, N, HD, C);
-        op->add(cx, L->h, L->h, L->x, (int64_t)N * C);
-        op->rmsnorm_forward(cx, L->n2, L->rstd2, L->h, W->mlp_norm, N, C, c->rms_eps);
-        op->matmul_forward(cx, L->gate, L->n2, W->wgate, NULL, N, C, F);
-        op->matmul_forward(cx, L->up, L->n2, W->wup, NULL, N, C, F);
-        op->swiglu_forward(cx, L->act, L->gate, L->up, (int64_t)N * F);
-        op->matmul_forward(cx, xnext, L->act, W->wdown, NULL, N, F, C);
-        op->add(cx, xnext, xnext, L->h, (int64_t)N * C);
-    }
+    for (int l = 0; l < c->n_layers; l++)
+        layer_forward(m, l, b->B, b->T, l + 1 < c->n_layers ? a->l[l + 1].x : a->xout);
     op->rmsnorm_forward(cx, a->nf, a->rstdf, a->xout, m->final_norm, N, C, c->rms_eps);
 }
 
@@ -669,7 +694,7 @@ int r1_model_forward(struct r1_model *m, const struct r1_batch *b, float *logp, 
     m->cur_T = b->T;
     m->have_forward = true;
     m->fwd_score = false;
-    return 0;
+    return r1_backend_check(m->be);
 }
 
 int r1_model_score_forward(struct r1_model *m, const struct r1_batch *b, const int32_t *last,
@@ -702,7 +727,7 @@ int r1_model_score_forward(struct r1_model *m, const struct r1_batch *b, const i
     m->cur_T = b->T;
     m->have_forward = true;
     m->fwd_score = true;
-    return 0;
+    return r1_backend_check(m->be);
 }
 
 int r1_model_logits(struct r1_model *m, const struct r1_batch *b, const int32_t *rows,
@@ -728,7 +753,7 @@ int r1_model_logits(struct r1_model *m, const struct r1_batch *b, const int32_t 
         op->matmul_forward(cx, a->logits, a->hrows, m->lm_head, NULL, n, C, V);
         op->download(cx, logits + (size_t)r * V, a->logits, (size_t)n * V * sizeof(float));
     }
-    return 0;
+    return r1_backend_check(m->be);
 }
 
 /* ------------------------------------------------------------------------- */
@@ -773,7 +798,7 @@ int r1_model_backward(struct r1_model *m, const float *dlogp, const float *dentr
     }
     backward_trunk(m, dh);
     m->have_forward = false;
-    return 0;
+    return r1_backend_check(m->be);
 }
 
 int r1_model_score_backward(struct r1_model *m, const float *dscores)
@@ -791,7 +816,7 @@ int r1_model_score_backward(struct r1_model *m, const float *dscores)
     op->matmul_backward(cx, dh, m->dscore, NULL, a->dlogp, a->hrows, m->score, B, C, 1);
     backward_trunk(m, dh);
     m->have_forward = false;
-    return 0;
+    return r1_backend_check(m->be);
 }
 
 /* From the gradient dh (n_rows,C) of the gathered final-norm rows (a->rows_host) down
@@ -813,6 +838,9 @@ static void backward_trunk(struct r1_model *m, float *dh)
     for (int l = c->n_layers - 1; l >= 0; l--) {
         struct r1_layer *W = &m->layers[l], *dW = &m->dlayers[l];
         struct r1_layer_acts *L = &a->l[l];
+        if (m->recompute) /* the shared buffers again hold layer l (its output is not needed:
+                           * dtmp is free at the top of each layer) */
+            layer_forward(m, l, B, T, a->dtmp);
         /* dres = dL/d(layer output) */
         op->matmul_backward(cx, a->dact, dW->wdown, NULL, a->dres, L->act, W->wdown, N, F, C);
         op->swiglu_backward(cx, a->dgate, a->dup, a->dact, L->gate, L->up, (int64_t)N * F);

@@ -97,6 +97,7 @@ struct r1_model {
     bool have_forward;
     bool fwd_score;   /* the last forward ran the score head (not the LM head) */
     bool frozen;      /* r1_model_create_frozen: forward passes only */
+    bool recompute;   /* r1_model_set_recompute: activations recomputed in the backward */
 };
 
 /* A batch in host memory.  Row b, column t.  tokens (B,T) inputs; pos (B,T)
@@ -130,6 +131,14 @@ int r1_model_init_score(struct r1_model *m, uint64_t seed);
 int r1_model_copy_weights(struct r1_model *dst, const struct r1_model *src, int *n_copied);
 /* True when m has a score head (cfg.num_labels == 1). */
 bool r1_model_has_score_head(const struct r1_model *m);
+/* Activation recomputation (gradient checkpointing): with on, r1_model_reserve keeps only
+ * each layer's input through the forward, and the backward runs each layer's forward again
+ * (into one shared set of layer buffers) before its backward.  Activation memory falls from
+ * ~L sets of layer buffers to L inputs plus one set, for one more forward per step; every
+ * result is bitwise the same (the ops are deterministic).  Call before r1_model_reserve (a
+ * change drops the reserved activations).  A frozen model ignores it (it keeps no
+ * activations for a backward). */
+void r1_model_set_recompute(struct r1_model *m, bool on);
 /* Allocates activations for batches up to B×T (once; again only to grow). */
 int r1_model_reserve(struct r1_model *m, int B, int T);
 const struct r1_param *r1_model_find(const struct r1_model *m, const char *name);

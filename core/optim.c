@@ -135,6 +135,9 @@ int r1_optim_step(struct r1_optim *o)
     const struct r1_backend_ops *op = m->be->ops;
     double norm = r1_optim_grad_norm(o);
     o->last_grad_norm = norm;
+    int rc = r1_backend_check(m->be);
+    if (rc)
+        return rc;
     if (!isfinite(norm))
         return r1_err_set(R1_ENUMERIC, "optimizer: gradient norm is %g at update %" PRId64
                           "; the loss diverged (lower the learning rate)", norm, o->step + 1);

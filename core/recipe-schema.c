@@ -65,6 +65,9 @@ static const struct r1_recipe_key schema[] = {
      0, 0, "sequences per forward/backward; must divide batch_size (0: batch_size)"},
     {"stage", "seq_len", R1_KEY_INT, "512", 1, 1048576, 0, NULL, 0, STG(seq_len), 0, 0,
      "tokens per training sequence"},
+    {"stage", "recompute", R1_KEY_BOOL, "false", 0, 0, 0, NULL, 0, STG(recompute), 0, 0,
+     "keep only each layer's input in the forward and recompute the rest in the backward: "
+     "activation memory ~1/layers for one more forward per step (same results, bit for bit)"},
     {"stage", "save_every", R1_KEY_INT, "100", 1, BIG, 0, NULL, 0, STG(save_every), 0, 0,
      "checkpoint every N steps (and at the end)"},
     {"stage", "log_every", R1_KEY_INT, "10", 1, BIG, 0, NULL, 0, STG(log_every), 0, 0,

@@ -152,6 +152,7 @@ struct r1_stage_cfg {
     struct r1_model_source init; /* default: the previous stage (model.init for the first) */
     int64_t steps, epochs; /* exactly one is > 0 */
     int64_t batch_size, micro_batch_size, seq_len;
+    bool recompute;    /* recompute activations in the backward (r1_model_set_recompute) */
     int64_t save_every, log_every, eval_every; /* eval_every 0: never */
     /* sft, rejection_sft: completions per held-out prompt and their temperature (grpo and
      * align have grpo.eval_samples / eval_temperature) */

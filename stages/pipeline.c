@@ -502,6 +502,7 @@ static int run_stage(struct run *R, int si)
     if ((rc = stage_model(R, s, &m, &tok, parent)) ||
         (rc = stage_data_path(R, s, data_path, sizeof(data_path))))
         goto out;
+    r1_model_set_recompute(m, s->recompute);
     const char *chat = NULL;
     if ((rc = r1_chat_template_resolve(R->r->chat_template, tok->chat_template, &chat))) {
         rc = r1_err_wrap(rc, "%s: model.chat_template", R->r->path);
@@ -602,7 +603,13 @@ static int emit_header(struct run *R)
         else if (src->kind == R1_SOURCE_STAGE && src->stage >= 0 && src->stage < i)
             rows[i].n_params = rows[src->stage].n_params;
     }
-    struct r1_pipeline_header h = {R->r->name, R->r->path,  R->hash, R->dir, R->be->ops->name,
+    char backend[300];
+    const char *dev = r1_backend_device(R->be);
+    if (strcmp(dev, R->be->ops->name) == 0)
+        snprintf(backend, sizeof(backend), "%s", dev);
+    else
+        snprintf(backend, sizeof(backend), "%s (%s)", R->be->ops->name, dev);
+    struct r1_pipeline_header h = {R->r->name, R->r->path,  R->hash, R->dir, backend,
                                    R->o->threads, R->o->resume, n, rows};
     R->o->on_header(R->o->user, &h);
     free(rows);
@@ -723,8 +730,9 @@ int r1_pipeline_run(const struct r1_pipeline_opts *o, struct r1_recipe_diag *dia
     r1_ledger_free(lg);
     if (rc || (rc = restore_metrics(&R)) || (rc = restore_samples(&R)))
         goto out;
-    enum r1_backend_kind bk = R.r->backend == R1_RECIPE_BACKEND_CUDA ? R1_BACKEND_CUDA
-                                                                     : R1_BACKEND_AUTO;
+    enum r1_backend_kind bk = R.r->backend == R1_RECIPE_BACKEND_CUDA  ? R1_BACKEND_CUDA
+                              : R.r->backend == R1_RECIPE_BACKEND_CPU ? R1_BACKEND_CPU
+                                                                      : R1_BACKEND_AUTO;
     if ((rc = r1_backend_create(&R.be, bk, o->threads)) || (rc = emit_header(&R)))
         goto out;
     write_status(&R, "running", NULL, NULL);

@@ -323,6 +323,64 @@ static void test_frozen(void **state)
     r1_model_free(f);
 }
 
+/* Recomputation: the same logprobs, entropies and gradients bit for bit (LM head with an
+ * entropy term, and the score head), with less activation memory. */
+static void test_recompute(void **state)
+{
+    (void)state;
+    for (int score = 0; score <= 1; score++) {
+        struct r1_model_config cfg = micro_config(0, 1);
+        cfg.n_layers = 4;
+        cfg.num_labels = score;
+        struct r1_model *m = NULL, *r = NULL;
+        assert_int_equal(r1_model_create(&m, &cfg, be), 0);
+        assert_int_equal(r1_model_create(&r, &cfg, be), 0);
+        assert_int_equal(r1_model_init_weights(m, 7), 0);
+        assert_int_equal(r1_model_init_weights(r, 7), 0);
+        assert_int_equal(r1_model_reserve(r, GB, GT), 0);
+        size_t full = r->acts.cap;
+        r1_model_set_recompute(r, true); /* drops the reserved activations */
+        assert_null(r->a);
+        assert_int_equal(r1_model_reserve(m, GB, GT), 0);
+        assert_int_equal(r1_model_reserve(r, GB, GT), 0);
+        assert_true(r->acts.cap < full * 3 / 5);
+        struct r1_batch b = {GB, GT, g_tokens, g_pos, g_seg, score ? NULL : g_targets};
+        for (int rep = 0; rep < 2; rep++) { /* gradients accumulate over the two */
+            if (score) {
+                const int32_t last[GB] = {5, 3};
+                const float c[GB] = {0.7f, -1.3f};
+                float sm[GB], sr[GB];
+                assert_int_equal(r1_model_score_forward(m, &b, last, sm), 0);
+                assert_int_equal(r1_model_score_forward(r, &b, last, sr), 0);
+                assert_memory_equal(sm, sr, sizeof(sm));
+                assert_int_equal(r1_model_score_backward(m, c), 0);
+                assert_int_equal(r1_model_score_backward(r, c), 0);
+            } else {
+                float lm[GB * GT], em[GB * GT], lr[GB * GT], er[GB * GT];
+                float dl[GB * GT], de[GB * GT];
+                assert_int_equal(r1_model_forward(m, &b, lm, em), 0);
+                assert_int_equal(r1_model_forward(r, &b, lr, er), 0);
+                assert_memory_equal(lm, lr, sizeof(lm));
+                assert_memory_equal(em, er, sizeof(em));
+                for (int i = 0; i < GB * GT; i++) {
+                    dl[i] = 0.1f * (float)(i % 7) - 0.3f;
+                    de[i] = 0.05f * (float)(i % 3);
+                }
+                assert_int_equal(r1_model_backward(m, dl, de), 0);
+                assert_int_equal(r1_model_backward(r, dl, de), 0);
+            }
+        }
+        assert_int_equal(m->grads.cap, r->grads.cap);
+        assert_memory_equal(m->grad_mem, r->grad_mem, m->grads.cap);
+        float sum = 0; /* the gradients are not trivially zero */
+        for (size_t i = 0; i < m->grads.cap / sizeof(float); i++)
+            sum += fabsf(m->grad_mem[i]);
+        assert_true(sum > 0);
+        r1_model_free(m);
+        r1_model_free(r);
+    }
+}
+
 static void test_determinism(void **state)
 {
     (void)state;
@@ -562,6 +620,7 @@ int main(void)
         cmocka_unit_test(test_overfit),
         cmocka_unit_test(test_determinism),
         cmocka_unit_test(test_frozen),
+        cmocka_unit_test(test_recompute),
         cmocka_unit_test(test_hfdir_roundtrip),
         cmocka_unit_test(test_config_check),
         cmocka_unit_test(test_gradcheck_score),

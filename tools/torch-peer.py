@@ -6,8 +6,10 @@ layer math: RMSNorm, GQA attention with RoPE, SwiGLU, tied head) and times
   train:    forward + backward + AdamW on random tokens (tokens/s)
   generate: KV-cache decode at a given batch (tokens/s)
 Prints one line in the same form as the r1 benchmark binaries.
-usage: torch-peer.py train PRESET B T STEPS THREADS
-       torch-peer.py generate PRESET BATCH PROMPT NEW THREADS
+usage: torch-peer.py train PRESET B T STEPS THREADS [DEVICE [DTYPE]]
+       torch-peer.py generate PRESET BATCH PROMPT NEW THREADS [DEVICE [DTYPE]]
+DEVICE: cpu (default) or cuda; DTYPE: fp32 (default; TF32 off, r1's precision) or bf16
+(autocast, the precision the GPU targets are set in).
 """
 import sys
 import time
@@ -85,46 +87,72 @@ class Model(torch.nn.Module):
         return self.nf(x) @ self.emb.weight.T
 
 
+DEV = "cpu"
+DTYPE = "fp32"
+
+
+def sync():
+    if DEV == "cuda":
+        torch.cuda.synchronize()
+
+
+def autocast():
+    return torch.autocast(DEV, dtype=torch.bfloat16, enabled=DTYPE == "bf16")
+
+
 def train(preset, B, T, steps):
     p = PRESETS[preset]
-    m = Model(p)
+    m = Model(p).to(DEV)
     opt = torch.optim.AdamW(m.parameters(), lr=3e-4, betas=(0.9, 0.95), weight_decay=0.1)
-    x = torch.randint(0, p["V"], (B, T))
-    y = torch.randint(0, p["V"], (B, T))
+    x = torch.randint(0, p["V"], (B, T), device=DEV)
+    y = torch.randint(0, p["V"], (B, T), device=DEV)
     for s in range(steps + 1):
         if s == 1:
+            sync()
             t0 = time.perf_counter()
-        loss = F.cross_entropy(m(x).view(-1, p["V"]), y.view(-1))
+        with autocast():
+            loss = F.cross_entropy(m(x).view(-1, p["V"]).float(), y.view(-1))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=False)
+    sync()
     dt = (time.perf_counter() - t0) / steps
-    print(f"torch train {preset} B={B} T={T} tok/s={B * T / dt:.1f} ms/step={dt * 1e3:.1f}")
+    print(f"torch train {preset} {DEV} {DTYPE} B={B} T={T} tok/s={B * T / dt:.1f} "
+          f"ms/step={dt * 1e3:.1f}")
 
 
 @torch.no_grad()
 def generate(preset, B, P, G):
     p = PRESETS[preset]
-    m = Model(p)
-    caches = [(torch.zeros(B, p["KV"], P + G, p["D"]), torch.zeros(B, p["KV"], P + G, p["D"]))
-              for _ in range(p["L"])]
-    idx = torch.randint(0, p["V"], (B, P))
+    m = Model(p).to(DEV)
+    caches = [(torch.zeros(B, p["KV"], P + G, p["D"], device=DEV),
+               torch.zeros(B, p["KV"], P + G, p["D"], device=DEV)) for _ in range(p["L"])]
+    idx = torch.randint(0, p["V"], (B, P), device=DEV)
+    sync()
     t0 = time.perf_counter()
-    logits = m(idx, caches, 0)
+    with autocast():
+        logits = m(idx, caches, 0)
+    sync()
     t1 = time.perf_counter()
-    tok = torch.multinomial(F.softmax(logits[:, -1], -1), 1)
+    tok = torch.multinomial(F.softmax(logits[:, -1].float(), -1), 1)
     for i in range(G - 1):
-        logits = m(tok, caches, P + i)
-        tok = torch.multinomial(F.softmax(logits[:, -1], -1), 1)
+        with autocast():
+            logits = m(tok, caches, P + i)
+        tok = torch.multinomial(F.softmax(logits[:, -1].float(), -1), 1)
+    sync()
     t2 = time.perf_counter()
-    print(f"torch generate {preset} batch={B} prompt={P} new={G} "
+    print(f"torch generate {preset} {DEV} {DTYPE} batch={B} prompt={P} new={G} "
           f"prefill tok/s={B * P / (t1 - t0):.1f} decode tok/s={B * (G - 1) / (t2 - t1):.1f}")
 
 
 if __name__ == "__main__":
     mode, preset = sys.argv[1], sys.argv[2]
     a, b, c, threads = map(int, sys.argv[3:7])
+    DEV = sys.argv[7] if len(sys.argv) > 7 else "cpu"
+    DTYPE = sys.argv[8] if len(sys.argv) > 8 else "fp32"
     torch.set_num_threads(threads)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
     torch.manual_seed(0)
     train(preset, a, b, c) if mode == "train" else generate(preset, a, b, c)

@@ -1,0 +1,114 @@
+/* logprobs.cu - token log-probabilities, entropy and their gradient, CUDA.
+ *
+ * One block per row of logits (N,V), the CPU's one-pass formulas:
+ *   m = max z,  s = Σ e^(z−m),  sx = Σ e^(z−m)·(z−m)  (double, fixed block tree),
+ *   lse = m + log s,  logp = z[t] − lse (0 when t < 0),  H = log s − sx/s;
+ *   dz_j = dlogp·(1[j=t] − p_j) + dentropy·(−p_j·(log p_j + H))   (written, =).
+ * Logits of −inf give p = 0 and contribute nothing.  Only one chunk of rows of logits
+ * exists at a time (core/model.c), so V-wide rows are read from global memory in passes.
+ */
+#include "kernels/cuda/cuda-ops.h"
+#include "kernels/cuda/reduce.cuh"
+
+#define R1_LP_THREADS 512
+
+/* m, s, sx of row z; every thread gets them */
+__device__ void r1_row_stats(const float *z, int V, float *m_out, double *s_out, double *sx_out)
+{
+    __shared__ float shf[32];
+    __shared__ double shd[32];
+    float m = -INFINITY;
+    for (int j = threadIdx.x; j < V; j += blockDim.x)
+        m = fmaxf(m, z[j]);
+    m = r1_block_max(m, shf);
+    double s = 0.0, sx = 0.0;
+    for (int j = threadIdx.x; j < V; j += blockDim.x) {
+        float d = z[j] - m;
+        float e = expf(d);
+        s += e;
+        sx += e > 0.0f ? (double)e * d : 0.0;
+    }
+    s = r1_block_sum(s, shd);
+    sx = r1_block_sum(sx, shd);
+    *m_out = m;
+    *s_out = s;
+    *sx_out = sx;
+}
+
+__global__ void r1_logprobs_fwd(float *logp, float *entropy, float *lse, const float *logits,
+                                const int32_t *targets, int V)
+{
+    int64_t n = blockIdx.x;
+    const float *z = logits + n * V;
+    float m;
+    double s, sx;
+    r1_row_stats(z, V, &m, &s, &sx);
+    if (threadIdx.x == 0) {
+        double l = (double)m + log(s);
+        lse[n] = (float)l;
+        int t = targets[n];
+        logp[n] = t >= 0 ? (float)((double)z[t] - l) : 0.0f;
+        if (entropy)
+            entropy[n] = (float)(log(s) - sx / s);
+    }
+}
+
+extern "C" void r1_cuda_logprobs_forward(void *ctx, float *logp, float *entropy, float *lse,
+                                         const float *logits, const int32_t *targets, int N,
+                                         int V)
+{
+    struct r1_cuda *cu = (struct r1_cuda *)ctx;
+    R1_CUDA_BEGIN(cu);
+    if (N <= 0 || V <= 0)
+        return;
+    r1_logprobs_fwd<<<(unsigned)N, R1_LP_THREADS, 0, cu->stream>>>(logp, entropy, lse, logits,
+                                                                   targets, V);
+    R1_CUDA_LAUNCHED(cu, "logprobs forward");
+}
+
+__global__ void r1_logprobs_bwd(float *dlogits, const float *logits, const float *lse,
+                                const float *entropy, const int32_t *targets, const float *dlogp,
+                                const float *dentropy, int V)
+{
+    int64_t n = blockIdx.x;
+    const float *z = logits + n * V;
+    float *dz = dlogits + n * V;
+    float l = lse[n];
+    int t = targets[n];
+    float gl = (dlogp && t >= 0) ? dlogp[n] : 0.0f;
+    float ge = dentropy ? dentropy[n] : 0.0f;
+    float h = 0.0f;
+    if (ge != 0.0f) { /* uniform across the block: one row */
+        if (entropy) {
+            h = entropy[n];
+        } else {
+            float m;
+            double s, sx;
+            r1_row_stats(z, V, &m, &s, &sx);
+            h = (float)(log(s) - sx / s);
+        }
+    }
+    for (int j = threadIdx.x; j < V; j += blockDim.x) {
+        float lp = z[j] - l;
+        float p = expf(lp);
+        float te = p > 0.0f ? -p * (lp + h) : 0.0f;
+        float d = -gl * p + ge * te;
+        if (j == t)
+            d += gl;
+        dz[j] = d;
+    }
+}
+
+extern "C" void r1_cuda_logprobs_backward(void *ctx, float *dlogits, const float *logits,
+                                          const float *lse, const float *entropy,
+                                          const int32_t *targets, const float *dlogp,
+                                          const float *dentropy, int N, int V)
+{
+    struct r1_cuda *cu = (struct r1_cuda *)ctx;
+    R1_CUDA_BEGIN(cu);
+    if (N <= 0 || V <= 0)
+        return;
+    r1_logprobs_bwd<<<(unsigned)N, R1_LP_THREADS, 0, cu->stream>>>(dlogits, logits, lse, entropy,
+                                                                   targets, dlogp, dentropy, V);
+    R1_CUDA_LAUNCHED(cu, "logprobs backward");
+}
