@@ -123,8 +123,11 @@ void cmd_progress_header(void *user, const struct r1_pipeline_header *h)
     else
         snprintf(threads, sizeof(threads), "all");
     fprintf(f, "recipe %s (%s), sha256 %.12s\n", h->recipe_name, h->recipe_path, h->hash);
-    fprintf(f, "run dir %s (%s); backend %s, threads %s\n", h->run_dir,
-            h->resume ? "resuming" : "new run", h->backend, threads);
+    char procs[48] = "";
+    if (h->world > 1) /* data parallel: docs/distributed.md */
+        snprintf(procs, sizeof(procs), ", %d processes", h->world);
+    fprintf(f, "run dir %s (%s); backend %s, threads %s%s\n", h->run_dir,
+            h->resume ? "resuming" : "new run", h->backend, threads, procs);
     fprintf(f, "  %-16s %-14s %-10s %-8s %s\n", "stage", "kind", "length", "params", "init");
     for (int i = 0; i < h->n_stages; i++) {
         const struct r1_pipeline_stage_info *s = &h->stages[i];
@@ -156,7 +159,7 @@ void cmd_progress_plan(void *user, const struct r1_pipeline_stage_plan *plan)
 static void print_start(struct cmd_progress *p, struct cmd_stage_row *r, bool resume)
 {
     const struct r1_pipeline_stage_plan *pl = &r->plan;
-    char n[32], a[32], b[32], c[32], d[32], t[32];
+    char n[32], a[32], b[32], c[32], d[32], e[32], t[32];
     close_line(p);
     if (!r->have_plan) {
         fprintf(p->out, "%s %s\n", r->name, resume ? "resume" : "start");
@@ -167,12 +170,16 @@ static void print_start(struct cmd_progress *p, struct cmd_stage_row *r, bool re
     fmt_bytes(b, sizeof(b), (double)pl->grad_bytes);
     fmt_bytes(c, sizeof(c), (double)pl->optim_bytes);
     fmt_bytes(d, sizeof(d), (double)pl->activation_bytes);
+    fmt_bytes(e, sizeof(e), (double)pl->other_bytes);
     fmt_bytes(t, sizeof(t),
-              (double)(pl->param_bytes + pl->grad_bytes + pl->optim_bytes + pl->activation_bytes));
+              (double)(pl->param_bytes + pl->grad_bytes + pl->optim_bytes + pl->activation_bytes +
+                       pl->other_bytes));
     fprintf(p->out,
             "%s %s at step %" PRId64 " of %" PRId64 ": %s params; memory %s params + %s "
-            "grads + %s optimizer + %s activations = %s\n",
-            r->name, resume ? "resumes" : "starts", pl->done, pl->total, n, a, b, c, d, t);
+            "grads + %s optimizer + %s activations%s%s%s = %s\n",
+            r->name, resume ? "resumes" : "starts", pl->done, pl->total, n, a, b, c, d,
+            pl->other_bytes ? " + " : "", pl->other_bytes ? e : "",
+            pl->other_bytes ? " KV caches and other models" : "", t);
 }
 
 /* The progress text of a stage: "[ 37/120]  reward 0.61  acc 0.55  12.3k tok/s  ETA 1m12s". */

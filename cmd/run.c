@@ -13,6 +13,7 @@
 #include "cmd/opt.h"
 #include "core/err.h"
 #include "cmd/progress.h"
+#include "core/dist.h"
 #include "stages/pipeline.h"
 
 static volatile sig_atomic_t stop_flag;
@@ -52,18 +53,41 @@ static int take_sets(const char *cmd, int *argc, char **argv, const char **sets,
     return 0;
 }
 
-static int finish(const char *cmd, int rc, struct r1_recipe_diag *diag)
+/* Prints the outcome and returns the exit status.  Under mpirun the lead rank prints; another
+ * rank prints only a failure of its own ("rank N: ..."), so a message shows once. */
+static int finish(const char *cmd, int rc, struct r1_recipe_diag *diag, const struct r1_dist *d)
 {
+    bool lead = !d || d->rank == 0;
+    bool own = !d || d->world <= 1 || !d->agreed || d->culprit == d->rank;
     if (rc && diag->n > 0) {
-        for (int i = 0; i < diag->n; i++)
+        for (int i = 0; lead && i < diag->n; i++)
             fprintf(stderr, "%s\n", diag->msgs[i]);
-        fprintf(stderr, "r1 %s: %d problem%s in the recipe; nothing was run\n", cmd, diag->n,
-                diag->n == 1 ? "" : "s");
+        if (lead)
+            fprintf(stderr, "r1 %s: %d problem%s in the recipe; nothing was run\n", cmd, diag->n,
+                    diag->n == 1 ? "" : "s");
         r1_recipe_diag_release(diag);
         return 2;
     }
     r1_recipe_diag_release(diag);
-    return rc ? cmd_fail(cmd, rc) : 0;
+    if (!rc)
+        return 0;
+    if (lead || own) {
+        if (d && d->world > 1)
+            fprintf(stderr, "r1 %s: rank %d: %s\n", cmd, d->rank, r1_err_last());
+        else
+            fprintf(stderr, "r1 %s: %s\n", cmd, r1_err_last());
+    }
+    return r1_err_exit_status(rc);
+}
+
+/* Leaves the job: with every rank leaving together, normally; when this rank failed alone
+ * (the others may wait in a collective for it), by ending the whole job with its status. */
+static int leave(struct r1_dist *d, int rc, int status)
+{
+    if (d && d->world > 1 && rc && !d->agreed)
+        r1_dist_abort(d, status);
+    r1_dist_free(d);
+    return status;
 }
 
 /* The progress options both commands take. */
@@ -78,19 +102,26 @@ static int finish(const char *cmd, int rc, struct r1_recipe_diag *diag)
     "reward, accuracy, tokens/s, ETA): rewritten in place on a terminal, else a plain line\n" \
     "every --progress-every seconds.  A table of the stages ends the run."
 
-/* Runs the pipeline with the progress display on stdout and prints the summary. */
+/* Runs the pipeline with the progress display on stdout (rank 0 only) and the summary. */
 static int run_pipeline(struct r1_pipeline_opts *o, bool quiet, float every,
                         struct r1_recipe_diag *diag)
 {
     struct cmd_progress p;
-    cmd_progress_init(&p, stdout, isatty(STDOUT_FILENO) == 1, quiet, every);
-    o->on_event = cmd_progress_event;
-    o->on_header = cmd_progress_header;
-    o->on_plan = cmd_progress_plan;
-    o->user = &p;
+    bool lead = !o->dist || o->dist->rank == 0;
+    if (lead) {
+        /* mpirun hands its ranks a pseudo-terminal even when its own output is a file */
+        bool tty = isatty(STDOUT_FILENO) == 1 && (!o->dist || o->dist->world <= 1);
+        cmd_progress_init(&p, stdout, tty, quiet, every);
+        o->on_event = cmd_progress_event;
+        o->on_header = cmd_progress_header;
+        o->on_plan = cmd_progress_plan;
+        o->user = &p;
+    }
     int rc = r1_pipeline_run(o, diag);
-    cmd_progress_summary(&p, rc);
-    cmd_progress_release(&p);
+    if (lead) {
+        cmd_progress_summary(&p, rc);
+        cmd_progress_release(&p);
+    }
     return rc;
 }
 
@@ -130,11 +161,16 @@ int cmd_run(int argc, char **argv)
         fprintf(stderr, "r1 run: needs a RECIPE file (see 'r1 run --help')\n");
         return 2;
     }
+    struct r1_dist *dist = NULL;
+    if ((rc = r1_dist_init(&dist)))
+        return cmd_fail("run", rc);
     install_handlers();
     struct r1_pipeline_opts o = {.recipe_path = pos[0], .sets = sets, .n_sets = n_sets,
-                                 .run_dir = run_dir, .threads = threads, .stop = &stop_flag};
+                                 .run_dir = run_dir, .threads = threads, .stop = &stop_flag,
+                                 .dist = dist};
     struct r1_recipe_diag diag = {0};
-    return finish("run", run_pipeline(&o, quiet, every, &diag), &diag);
+    rc = run_pipeline(&o, quiet, every, &diag);
+    return leave(dist, rc, finish("run", rc, &diag, dist));
 }
 
 int cmd_resume(int argc, char **argv)
@@ -161,13 +197,18 @@ int cmd_resume(int argc, char **argv)
     struct r1_pipeline_run_info info;
     if ((rc = r1_pipeline_read_run_info(&info, dir)))
         return cmd_fail("resume", rc);
+    struct r1_dist *dist = NULL;
+    if ((rc = r1_dist_init(&dist))) {
+        r1_pipeline_run_info_release(&info);
+        return cmd_fail("resume", rc);
+    }
     install_handlers();
     struct r1_pipeline_opts o = {.recipe_path = info.recipe_path,
                                  .sets = (const char *const *)info.sets, .n_sets = info.n_sets,
                                  .run_dir = dir, .threads = threads, .resume = true,
-                                 .force = force, .stop = &stop_flag};
+                                 .force = force, .stop = &stop_flag, .dist = dist};
     struct r1_recipe_diag diag = {0};
     rc = run_pipeline(&o, quiet, every, &diag);
     r1_pipeline_run_info_release(&info);
-    return finish("resume", rc, &diag);
+    return leave(dist, rc, finish("resume", rc, &diag, dist));
 }

@@ -12,12 +12,19 @@
 
 int r1_backend_create(struct r1_backend **out, enum r1_backend_kind kind, int threads)
 {
+    return r1_backend_create_on(out, kind, threads, 0);
+}
+
+int r1_backend_create_on(struct r1_backend **out, enum r1_backend_kind kind, int threads,
+                         int device)
+{
+    (void)device;
     switch (kind) {
     case R1_BACKEND_AUTO:
 #ifdef R1_CUDA
         /* a GPU r1 cannot use (no cuBLAS, an architecture this build lacks) leaves the CPU;
          * the run header names the backend taken, and backend: cuda shows why */
-        if (r1_backend_cuda_available() && r1_backend_cuda_create(out, threads) == 0)
+        if (r1_backend_cuda_available() && r1_backend_cuda_create(out, threads, device) == 0)
             return 0;
         r1_err_clear();
 #endif
@@ -26,7 +33,7 @@ int r1_backend_create(struct r1_backend **out, enum r1_backend_kind kind, int th
         return r1_backend_cpu_create(out, threads);
     case R1_BACKEND_CUDA:
 #ifdef R1_CUDA
-        return r1_backend_cuda_create(out, threads);
+        return r1_backend_cuda_create(out, threads, device);
 #else
         return r1_err_set(R1_EINVAL, "backend 'cuda' is not compiled into this r1; rebuild with "
                           "meson setup -Dcuda=enabled on a machine with the CUDA toolkit");

@@ -144,6 +144,8 @@ struct r1_backend_ops {
 struct r1_backend {
     const struct r1_backend_ops *ops;
     void *ctx;
+    size_t arena_bytes; /* bytes of the arenas committed on it and not released (tensor.c):
+                         * parameters, gradients, optimizer state, activations, KV caches */
 };
 
 enum r1_backend_kind { R1_BACKEND_AUTO = 0, R1_BACKEND_CPU, R1_BACKEND_CUDA };
@@ -157,6 +159,10 @@ static inline int r1_backend_check(const struct r1_backend *be)
 /* Creates a backend (registry in core/backend.c).  AUTO picks CUDA when built
  * with it and a device is present, else CPU.  threads <= 0: OpenMP default. */
 int r1_backend_create(struct r1_backend **out, enum r1_backend_kind kind, int threads);
+/* The same on GPU number device (modulo the visible count; one GPU per process of a job:
+ * its local rank).  The CPU backend ignores it. */
+int r1_backend_create_on(struct r1_backend **out, enum r1_backend_kind kind, int threads,
+                         int device);
 void r1_backend_free(struct r1_backend *be);
 /* The device a backend computes on: "cpu", or the GPU's name (e.g. "NVIDIA H200"). */
 const char *r1_backend_device(const struct r1_backend *be);
@@ -166,7 +172,7 @@ const char *r1_backend_build_info(void);
 /* Constructors the registry calls (one per backend). */
 int r1_backend_cpu_create(struct r1_backend **out, int threads);
 /* kernels/cuda, compiled in with -Dcuda (R1_CUDA): R1_EIO when no GPU is usable. */
-int r1_backend_cuda_create(struct r1_backend **out, int threads);
+int r1_backend_cuda_create(struct r1_backend **out, int threads, int device);
 int r1_backend_cuda_available(void);
 const char *r1_backend_cuda_device(const struct r1_backend *be);
 

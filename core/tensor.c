@@ -141,6 +141,7 @@ int r1_arena_commit(struct r1_arena *a, struct r1_backend *be)
     a->base = p;
     a->cap = bytes;
     a->used = 0;
+    be->arena_bytes += bytes;
     return R1_OK;
 }
 
@@ -148,8 +149,10 @@ void r1_arena_release(struct r1_arena *a)
 {
     if (!a)
         return;
-    if (a->base && a->be && a->be->ops && a->be->ops->free)
+    if (a->base && a->be && a->be->ops && a->be->ops->free) {
         a->be->ops->free(a->be->ctx, a->base);
+        a->be->arena_bytes -= a->cap;
+    }
     memset(a, 0, sizeof(*a));
 }
 

@@ -95,22 +95,30 @@ int r1_lm_stage_step(struct r1_lm_stage *s, struct r1_lm_metrics *out)
     const struct r1_lm_config *c = &s->cfg;
     int64_t scored = r1_sampler_next(&s->sampler, c->batch_size, s->tokens, s->pos, s->seg,
                                      s->targets, s->weights);
+    int rank = c->dist ? c->dist->rank : 0, world = c->dist ? c->dist->world : 1;
     double loss = 0;
+    int rc = 0;
     if (scored > 0) { /* a batch with no scored token (all prompts truncated) is skipped */
-        for (int mb = 0; mb < c->batch_size; mb += c->micro_batch_size) {
+        for (int mb = 0, i = 0; mb < c->batch_size && !rc; mb += c->micro_batch_size, i++) {
+            if (i % world != rank) /* another rank's micro-batch */
+                continue;
             size_t o = (size_t)mb * c->seq_len;
             struct r1_batch b = {c->micro_batch_size, c->seq_len, s->tokens + o, s->pos + o,
                                  s->seg + o, s->targets + o};
             double part = 0;
-            int rc = r1_model_ce_step(s->m, &b, s->weights + o, (double)scored, &part);
-            if (rc) {
-                r1_model_zero_grad(s->m);
-                return r1_err_wrap(rc, "step %" PRId64, s->opt->step + 1);
-            }
+            if ((rc = r1_model_ce_step(s->m, &b, s->weights + o, (double)scored, &part)))
+                r1_err_wrap(rc, "step %" PRId64, s->opt->step + 1);
             loss += part;
         }
     }
-    int rc = r1_optim_step(s->opt);
+    /* the ranks stop together when one failed, before the sums wait for it */
+    if ((rc = r1_dist_agree(c->dist, rc)) || (rc = r1_dist_sum_f64(c->dist, &loss, 1)) ||
+        (rc = r1_dist_sum_backend(c->dist, s->m->be, s->m->grad_mem,
+                                  (int64_t)(s->m->grads.cap / sizeof(float))))) {
+        r1_model_zero_grad(s->m);
+        return rc;
+    }
+    rc = r1_optim_step(s->opt);
     if (rc)
         return rc;
     if (out) {
@@ -286,6 +294,7 @@ static int lm_init(void **state, const struct r1_stage_env *env)
             .prompt_template = sft ? s->data.template_ : NULL,
             .pack = sft && s->data.pack,
         },
+        .dist = env->dist,
     };
     int rc = r1_lm_stage_create(&a->s, env->model, env->tok, &c);
     if (rc) {

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "core/model.h"
+#include "core/dist.h"
 #include "core/optim.h"
 #include "stages/data/corpus.h"
 
@@ -26,6 +27,10 @@ struct r1_lm_config {
     struct r1_optim_config optim;
     struct r1_corpus_spec data; /* sft: data.kind R1_CORPUS_PAIRS, and optionally
                                  * data.chat_template, prompt_template, messages_field, pack */
+    /* data parallel (NULL or world 1: one process): every rank draws the same batch, rank r
+     * runs micro-batches r, r + world, ..., and the ranks' gradients and losses are summed
+     * before the identical update on every rank */
+    struct r1_dist *dist;
 };
 
 struct r1_lm_metrics {

@@ -17,6 +17,7 @@
 #include "core/checkpoint.h"
 #include "core/err.h"
 #include "core/file.h"
+#include "core/dist.h"
 #include "core/hfdir.h"
 #include "core/modelfile.h"
 #include "core/ledger.h"
@@ -33,6 +34,8 @@ struct run {
     struct r1_backend *be;
     FILE *metrics;
     int lock_fd; /* flock on DIR/.r1.lock while running */
+    struct r1_dist *dist; /* o->dist (may be NULL: one process) */
+    bool lead;            /* rank 0: the only writer of the run directory */
 };
 
 /* Every stage must be of a kind this r1 trains, from sources it reads, and pass its
@@ -161,7 +164,8 @@ static int write_run_info(const struct run *R)
     /* absolute, so r1 resume works from any working directory */
     char abs[4096];
     const char *recipe = realpath(R->r->path, abs) ? abs : R->r->path;
-    json_t *o = json_pack("{s:s, s:s, s:o}", "format", "r1-run-1", "recipe", recipe, "sets", sets);
+    json_t *o = json_pack("{s:s, s:s, s:o, s:i}", "format", "r1-run-1", "recipe", recipe, "sets",
+                          sets, "world_size", R->dist ? R->dist->world : 1);
     char *text = o ? json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
     json_decref(o);
     if (!text)
@@ -188,6 +192,8 @@ int r1_pipeline_read_run_info(struct r1_pipeline_run_info *info, const char *run
                           "start one with r1 run RECIPE", run_dir);
     }
     info->recipe_path = strdup(recipe);
+    json_t *ws = json_object_get(o, "world_size"); /* absent: a run of one process */
+    info->world_size = json_is_integer(ws) ? (int)json_integer_value(ws) : 1;
     info->n_sets = (int)json_array_size(sets);
     info->sets = calloc((size_t)info->n_sets + 1, sizeof(char *));
     for (int i = 0; info->sets && i < info->n_sets; i++) {
@@ -298,11 +304,15 @@ static int append_samples(struct run *R, const char *stage, const char *text)
 
 /* Test hook (as git's GIT_TEST_* variables): R1_TEST_CRASH="<stage>:<step>:<where>"
  * kills the process with SIGKILL at that point, so the resume tests can stop a run
- * inside a checkpoint write or between stages deterministically. */
-static void crash_point(const char *stage, int64_t step, const char *where)
+ * inside a checkpoint write, after a step or between stages deterministically;
+ * R1_TEST_CRASH_RANK=N limits it to rank N of an mpirun job. */
+static void crash_point(const struct run *R, const char *stage, int64_t step, const char *where)
 {
     const char *want = getenv("R1_TEST_CRASH");
     if (!want)
+        return;
+    const char *rank = getenv("R1_TEST_CRASH_RANK"); /* under mpirun: only that rank */
+    if (rank && R->dist && atoi(rank) != R->dist->rank)
         return;
     char here[256];
     snprintf(here, sizeof(here), "%s:%" PRId64 ":%s", stage, step, where);
@@ -340,7 +350,7 @@ static int save_checkpoint(struct run *R, int si, const struct r1_stage_ops *ops
     if ((rc = r1_file_read(path, &metrics, &mlen)))
         goto out;
     ops->summary(st, summary, sizeof(summary));
-    crash_point(s->name, d.step, "before-commit");
+    crash_point(R, s->name, d.step, "before-commit");
     struct r1_checkpoint_commit_info info = {summary, R->lock, R->lock_len, metrics, mlen,
                                              R->r->path, R->o->force};
     if ((rc = r1_checkpoint_commit(ck, &info)))
@@ -446,6 +456,8 @@ static void emit(struct run *R, const char *stage, const char *what,
 /* One metrics.jsonl line: integers exactly, other numbers with 6 significant digits. */
 static void write_metrics(FILE *f, const char *stage, const struct r1_stage_metrics *m)
 {
+    if (!f) /* not the lead rank */
+        return;
     fprintf(f, "{\"stage\":\"%s\",\"step\":%" PRId64, stage, m->step);
     for (int i = 0; i < m->n; i++) {
         double v = m->values[i];
@@ -490,6 +502,7 @@ static int run_stage(struct run *R, int si)
     if (!rc)
         rc = r1_ledger_has_stage_tag(lg, s->name);
     r1_ledger_free(lg);
+    lg = NULL;
     if (rc < 0)
         return rc;
     if (rc == 1) { /* finished (tagged): nothing to load */
@@ -499,8 +512,10 @@ static int run_stage(struct run *R, int si)
     if ((rc = r1_checkpoint_latest(&ck, R->dir, s->name)))
         return rc;
     char data_path[4200];
-    if ((rc = stage_model(R, s, &m, &tok, parent)) ||
-        (rc = stage_data_path(R, s, data_path, sizeof(data_path))))
+    rc = stage_model(R, s, &m, &tok, parent);
+    if (!rc)
+        rc = stage_data_path(R, s, data_path, sizeof(data_path));
+    if ((rc = r1_dist_agree(R->dist, rc)))
         goto out;
     r1_model_set_recompute(m, s->recompute);
     const char *chat = NULL;
@@ -509,16 +524,18 @@ static int run_stage(struct run *R, int si)
         goto out;
     }
     struct r1_stage_env env = {R->be, R->r, si, m, tok, R->dir, data_path[0] ? data_path : NULL,
-                               env_open_model, R, chat};
-    if ((rc = ops->init(&st, &env)))
+                               env_open_model, R, chat, R->dist};
+    if ((rc = r1_dist_agree(R->dist, ops->init(&st, &env))))
         goto out;
     ops->progress(st, &done, &total);
     if (R->o->on_plan) {
         struct r1_pipeline_stage_plan plan = {
             s->name, r1_stage_kind_name(s->kind), ck && ck->step < total ? ck->step : 0, total,
-            m->n_params, m->params.cap, m->grads.cap, 2 * m->grads.cap, m->acts.cap};
+            m->n_params, m->params.cap, m->grads.cap, 2 * m->grads.cap, m->acts.cap, 0};
         if (s->kind == R1_STAGE_REJECTION_SFT) /* samples only: no optimizer */
             plan.optim_bytes = 0;
+        size_t own = plan.param_bytes + plan.grad_bytes + plan.optim_bytes + plan.activation_bytes;
+        plan.other_bytes = R->be->arena_bytes > own ? R->be->arena_bytes - own : 0;
         if (!ck || ck->step < total)
             R->o->on_plan(R->o->user, &plan);
     }
@@ -527,7 +544,7 @@ static int run_stage(struct run *R, int si)
             emit(R, s->name, "done", NULL);
             goto out;
         }
-        if ((rc = ops->load(st, ck->dir)))
+        if ((rc = r1_dist_agree(R->dist, ops->load(st, ck->dir))))
             goto out;
         memcpy(parent, ck->manifest_sha256, 65);
         emit(R, s->name, "resume", NULL);
@@ -536,25 +553,29 @@ static int run_stage(struct run *R, int si)
     }
     struct r1_stage_metrics mt = {0};
     int64_t save_every = s->save_every > 0 ? s->save_every : total;
-    if (!ck && (rc = evaluate(R, s->name, ops, st, 0)))
+    if (!ck && (rc = r1_dist_agree(R->dist, evaluate(R, s->name, ops, st, 0))))
         goto out;
     while (!ops->finished(st)) {
-        if ((rc = ops->step(st, &mt))) {
+        rc = r1_dist_agree(R->dist, ops->step(st, &mt));
+        if (rc) {
             if (rc == R1_ENUMERIC) /* nothing of the bad step is saved */
                 r1_err_wrap(rc, "stage '%s' stopped; its last good checkpoint is kept%s", s->name,
                             parent[0] ? "" : " (it has none yet)");
             goto out;
         }
+        crash_point(R, s->name, mt.step, "step");
         write_metrics(R->metrics, s->name, &mt);
         emit(R, s->name, "step", &mt);
-        if (mt.samples && (rc = append_samples(R, s->name, mt.samples)))
+        if (R->lead && mt.samples && (rc = append_samples(R, s->name, mt.samples)))
             goto out;
         if ((ops->finished(st) || (s->eval_every > 0 && mt.step % s->eval_every == 0)) &&
-            (rc = evaluate(R, s->name, ops, st, mt.step)))
+            (rc = r1_dist_agree(R->dist, evaluate(R, s->name, ops, st, mt.step))))
             goto out;
-        int stop = R->o->stop && *R->o->stop;
+        /* a stop request seen by any rank stops all at the same step */
+        int stop = r1_dist_any(R->dist, R->o->stop && *R->o->stop);
         if (mt.step % save_every == 0 || ops->finished(st) || stop) {
-            if ((rc = save_checkpoint(R, si, ops, st, parent)))
+            rc = R->lead ? save_checkpoint(R, si, ops, st, parent) : 0;
+            if ((rc = r1_dist_agree(R->dist, rc)))
                 goto out;
             emit(R, s->name, "checkpoint", &mt);
         }
@@ -564,12 +585,14 @@ static int run_stage(struct run *R, int si)
             goto out;
         }
     }
-    if (!(rc = r1_ledger_open(&lg, R->dir)))
+    if (R->lead && !(rc = r1_ledger_open(&lg, R->dir)))
         rc = r1_ledger_tag_stage(lg, s->name);
     r1_ledger_free(lg);
-    if (!rc) {
+    lg = NULL;
+    /* every rank waits for the tag before any reads the ledger for the next stage */
+    if (!(rc = r1_dist_agree(R->dist, rc))) {
         emit(R, s->name, "finished", &mt);
-        crash_point(s->name, mt.step, "finished");
+        crash_point(R, s->name, mt.step, "finished");
     }
 out:
     if (st)
@@ -610,7 +633,8 @@ static int emit_header(struct run *R)
     else
         snprintf(backend, sizeof(backend), "%s (%s)", R->be->ops->name, dev);
     struct r1_pipeline_header h = {R->r->name, R->r->path,  R->hash, R->dir, backend,
-                                   R->o->threads, R->o->resume, n, rows};
+                                   R->o->threads, R->o->resume, n, rows,
+                                   R->dist ? R->dist->world : 1};
     R->o->on_header(R->o->user, &h);
     free(rows);
     return 0;
@@ -622,6 +646,8 @@ static int emit_header(struct run *R)
 static void write_status(const struct run *R, const char *state, const char *stage,
                          const char *message)
 {
+    if (!R->lead)
+        return;
     json_t *o = json_pack("{s:s, s:I}", "state", state, "pid", (json_int_t)getpid());
     if (!o)
         return;
@@ -670,70 +696,92 @@ static int mkdirs(const char *path)
     return 0;
 }
 
+/* What only the lead rank does before the stages: the run directory, the recipe lock, the
+ * one-writer lock, the ledger, metrics and samples as of the newest checkpoint. */
+static int lead_setup(struct run *R)
+{
+    const struct r1_pipeline_opts *o = R->o;
+    char path[4200];
+    int rc;
+    snprintf(path, sizeof(path), "%s/recipe.lock.yaml", R->dir);
+    if (!o->resume) {
+        if (dir_has_run(R->dir))
+            return r1_err_set(R1_EINVAL, "%s already holds a run; continue it with 'r1 resume %s' "
+                              "or choose another --run-dir", R->dir, R->dir);
+        if ((rc = mkdirs(R->dir)) || (rc = r1_file_write_atomic(path, R->lock, R->lock_len)) ||
+            (rc = write_run_info(R)))
+            return rc;
+    } else {
+        char *old = NULL;
+        size_t old_len = 0;
+        if ((rc = r1_file_read(path, &old, &old_len)))
+            return r1_err_set(R1_EINVAL, "%s: not an r1 run directory (no recipe.lock.yaml)",
+                              R->dir);
+        int same = old_len == R->lock_len && memcmp(old, R->lock, old_len) == 0;
+        if (!same && !o->force) {
+            char what[600];
+            describe_diff(old, R->lock, what, sizeof(what));
+            free(old);
+            return r1_err_set(R1_EINVAL, "%s: the recipe changed since the run started (%s); "
+                              "restore it, or continue anyway with --force (recorded in the "
+                              "ledger)", R->r->path, what);
+        }
+        free(old);
+        struct r1_pipeline_run_info info;
+        int world = R->dist ? R->dist->world : 1;
+        if ((rc = r1_pipeline_read_run_info(&info, R->dir)))
+            return rc;
+        int was = info.world_size;
+        r1_pipeline_run_info_release(&info);
+        if (was != world) {
+            char how[64];
+            snprintf(how, sizeof(how), was == 1 ? "one process (no mpirun)" : "mpirun -np %d",
+                     was);
+            return r1_err_set(R1_EINVAL, "%s: the run was started by %d process%s and this resume "
+                              "has %d; resume it with %s", R->dir, was, was == 1 ? "" : "es",
+                              world, how);
+        }
+        if (!same && (rc = r1_file_write_atomic(path, R->lock, R->lock_len)))
+            return rc;
+    }
+    /* one writer per run directory: the kernel drops this lock when its holder dies,
+     * even by kill -9, so holding it proves git lock files left in .git are stale */
+    snprintf(path, sizeof(path), "%s/.r1.lock", R->dir);
+    R->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    if (R->lock_fd < 0 || flock(R->lock_fd, LOCK_EX | LOCK_NB) != 0)
+        return r1_err_set(R1_EINVAL, "%s: another r1 process is working in this run directory; "
+                          "wait for it to finish", R->dir);
+    if ((rc = r1_ledger_clear_stale_locks(R->dir)))
+        return rc;
+    struct r1_ledger *lg = NULL; /* created here, so a run killed at any point resumes */
+    rc = r1_ledger_open_or_init(&lg, R->dir);
+    r1_ledger_free(lg);
+    if (rc || (rc = restore_metrics(R)) || (rc = restore_samples(R)))
+        return rc;
+    return 0;
+}
+
 int r1_pipeline_run(const struct r1_pipeline_opts *o, struct r1_recipe_diag *diag)
 {
-    struct run R = {.o = o, .lock_fd = -1};
-    char path[4200];
+    struct run R = {.o = o, .lock_fd = -1, .dist = o->dist, .lead = !o->dist || o->dist->rank == 0};
     int rc = r1_recipe_load(&R.r, o->recipe_path, o->sets, o->n_sets, diag);
-    if (rc)
-        return rc;
-    if ((rc = check_supported(R.r)) || (rc = lock_recipe(&R)))
+    if (!rc && !(rc = check_supported(R.r)))
+        rc = lock_recipe(&R);
+    if ((rc = r1_dist_agree(R.dist, rc))) /* every rank reads the same recipe */
         goto out;
     if (o->run_dir)
         snprintf(R.dir, sizeof(R.dir), "%s", o->run_dir);
     else
         snprintf(R.dir, sizeof(R.dir), "runs/%s", R.r->name);
-    snprintf(path, sizeof(path), "%s/recipe.lock.yaml", R.dir);
-    if (!o->resume) {
-        if (dir_has_run(R.dir)) {
-            rc = r1_err_set(R1_EINVAL, "%s already holds a run; continue it with 'r1 resume %s' "
-                            "or choose another --run-dir", R.dir, R.dir);
-            goto out;
-        }
-        if ((rc = mkdirs(R.dir)) || (rc = r1_file_write_atomic(path, R.lock, R.lock_len)) ||
-            (rc = write_run_info(&R)))
-            goto out;
-    } else {
-        char *old = NULL;
-        size_t old_len = 0;
-        if ((rc = r1_file_read(path, &old, &old_len))) {
-            rc = r1_err_set(R1_EINVAL, "%s: not an r1 run directory (no recipe.lock.yaml)", R.dir);
-            goto out;
-        }
-        int same = old_len == R.lock_len && memcmp(old, R.lock, old_len) == 0;
-        if (!same && !o->force) {
-            char what[600];
-            describe_diff(old, R.lock, what, sizeof(what));
-            rc = r1_err_set(R1_EINVAL, "%s: the recipe changed since the run started (%s); "
-                            "restore it, or continue anyway with --force (recorded in the ledger)",
-                            R.r->path, what);
-            free(old);
-            goto out;
-        }
-        free(old);
-        if (!same && (rc = r1_file_write_atomic(path, R.lock, R.lock_len)))
-            goto out;
-    }
-    /* one writer per run directory: the kernel drops this lock when its holder dies,
-     * even by kill -9, so holding it proves git lock files left in .git are stale */
-    snprintf(path, sizeof(path), "%s/.r1.lock", R.dir);
-    R.lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
-    if (R.lock_fd < 0 || flock(R.lock_fd, LOCK_EX | LOCK_NB) != 0) {
-        rc = r1_err_set(R1_EINVAL, "%s: another r1 process is working in this run directory; "
-                        "wait for it to finish", R.dir);
-        goto out;
-    }
-    if ((rc = r1_ledger_clear_stale_locks(R.dir)))
-        goto out;
-    struct r1_ledger *lg = NULL; /* created here, so a run killed at any point resumes */
-    rc = r1_ledger_open_or_init(&lg, R.dir);
-    r1_ledger_free(lg);
-    if (rc || (rc = restore_metrics(&R)) || (rc = restore_samples(&R)))
+    /* the other ranks wait for the lead's set-up, and stop with it when it fails */
+    if ((rc = r1_dist_agree(R.dist, R.lead ? lead_setup(&R) : 0)))
         goto out;
     enum r1_backend_kind bk = R.r->backend == R1_RECIPE_BACKEND_CUDA  ? R1_BACKEND_CUDA
                               : R.r->backend == R1_RECIPE_BACKEND_CPU ? R1_BACKEND_CPU
                                                                       : R1_BACKEND_AUTO;
-    if ((rc = r1_backend_create(&R.be, bk, o->threads)) || (rc = emit_header(&R)))
+    int device = R.dist ? R.dist->local_rank : 0; /* one GPU per process of a node */
+    if ((rc = r1_dist_agree(R.dist, r1_backend_create_on(&R.be, bk, o->threads, device))) ||
+        (rc = emit_header(&R)))
         goto out;
     write_status(&R, "running", NULL, NULL);
     int si = 0;

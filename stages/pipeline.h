@@ -37,6 +37,7 @@ struct r1_pipeline_header {
     bool resume;
     int n_stages;
     const struct r1_pipeline_stage_info *stages;
+    int world; /* processes in the job (1 without mpirun) */
 };
 
 /* A stage's memory plan, handed to on_plan when the stage has built its model and
@@ -50,6 +51,9 @@ struct r1_pipeline_stage_plan {
     int64_t done, total; /* steps done (when resuming) and in total */
     int64_t n_params;
     size_t param_bytes, grad_bytes, optim_bytes, activation_bytes;
+    /* everything else the stage holds on the backend after its init: KV caches of its
+     * generators, a reference or reward model */
+    size_t other_bytes;
 };
 
 struct r1_pipeline_opts {
@@ -60,6 +64,9 @@ struct r1_pipeline_opts {
     int threads;         /* <= 0: all */
     bool resume;         /* continue an existing run directory */
     bool force;          /* resume even when the recipe changed (recorded in the ledger) */
+    /* the job's processes (core/dist.h; NULL: one).  Rank 0 alone writes the run directory
+     * and calls the callbacks below; data-parallel stages split their work over the ranks */
+    struct r1_dist *dist;
     volatile sig_atomic_t *stop; /* set by a signal handler: checkpoint and return R1_EINTR */
     /* progress: called after every update and when a stage starts or is skipped */
     void (*on_event)(void *user, const char *stage, const char *what,
@@ -77,6 +84,7 @@ int r1_pipeline_run(const struct r1_pipeline_opts *o, struct r1_recipe_diag *dia
  * with r1_pipeline_run_info_release). */
 struct r1_pipeline_run_info {
     char *recipe_path;
+    int world_size; /* processes the run was started with (1 when run.json predates it) */
     char **sets;
     int n_sets;
 };

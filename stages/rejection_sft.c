@@ -434,8 +434,11 @@ static int start_training(struct rs *s)
                  /* prompt_text is the prompt as the source saw it: any chat template is
                   * already rendered there */
                  .pack = c->data.pack},
+        .dist = s->env.dist, /* the fine-tuning is data parallel, the sampling replicated */
     };
-    int rc = publish_dataset(s);
+    /* rank 0 writes the dataset; the others read it once it is there */
+    int lead = !s->env.dist || s->env.dist->rank == 0;
+    int rc = r1_dist_agree(s->env.dist, lead ? publish_dataset(s) : 0);
     if (!rc)
         rc = r1_lm_stage_create(&s->lm, s->env.model, s->env.tok, &lc);
     if (rc)

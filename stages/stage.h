@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "core/backend.h"
+#include "core/dist.h"
 #include "core/ledger.h"
 #include "core/model.h"
 #include "core/recipe.h"
@@ -38,6 +39,11 @@ struct r1_stage_env {
     /* The built-in chat template (core/template.h) the stage renders with: model.chat_template
      * resolved against the model's own template (r1_chat_template_resolve); NULL: none. */
     const char *chat_template;
+    /* The job's processes (NULL: one).  A stage that splits its work (pretrain and sft:
+     * micro-batches) sums what the ranks computed; the others compute the same thing on
+     * every rank.  Every rank calls init, load, step and evaluate alike; only rank 0 calls
+     * save. */
+    struct r1_dist *dist;
 };
 
 /* The file a data-producing stage (rejection_sft) saves in its checkpoints. */

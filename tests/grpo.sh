@@ -7,6 +7,7 @@
 #     at a random moment mid-GRPO, ends after `r1 resume` with the same weights,
 #     optimizer, reference model, samples and evaluations as an uninterrupted run;
 #  3. bad recipes (unknown reward, minibatches that do not divide the batch) exit 2.
+# Also: the memory plan line of the grpo stage counts its KV caches and reference model.
 set -u
 r1=$(realpath "$1")
 here=$(cd "$(dirname "$0")" && pwd)
@@ -26,6 +27,10 @@ elif awk -v a="$first" -v b="$last" 'BEGIN { exit !(b - a >= 0.10) }'; then
 else
   echo "FAIL: held-out accuracy $first -> $last (want +0.10)"; fail=1
 fi
+# the memory plan counts what GRPO holds beyond the policy: its generators' KV caches and
+# the frozen reference
+grep -Eq '^grpo starts at step 0 of 24: .* activations \+ [0-9.]+ [KMG]iB KV caches and other models = ' \
+  "$tmp/arith.log" || { echo "FAIL: the grpo memory plan has no KV-cache term: $(grep 'grpo starts' "$tmp/arith.log")"; fail=1; }
 n=$(wc -l <"$tmp/arith/samples/grpo.jsonl")
 [ "$n" -eq 24 ] && grep -q '"advantage"' "$tmp/arith/samples/grpo.jsonl" ||
   { echo "FAIL: samples/grpo.jsonl has $n lines, want 24 (6 logs x 4)"; fail=1; }

@@ -147,6 +147,7 @@ int r1_backend_cpu_create(struct r1_backend **out, int threads)
 #endif
     be->ops = &cpu_ops;
     be->ctx = cpu;
+    be->arena_bytes = 0;
     *out = be;
     return 0;
 }

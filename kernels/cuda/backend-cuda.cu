@@ -1,6 +1,7 @@
 /* backend-cuda.cu - the CUDA backend: ops table, ctx, memory, errors.
  *
- * One device (CUDA_VISIBLE_DEVICES picks it; device 0 of what is visible), one stream and
+ * One device (number `device` of those CUDA_VISIBLE_DEVICES shows, modulo their count: a
+ * job's ranks pass their local rank), one stream and
  * one cuBLAS handle per backend; libcublas is opened at creation (struct r1_cublas).  Memory comes from cudaMalloc (256-byte aligned) and is
  * zeroed on allocation, as the contract asks.  upload and download synchronise the stream,
  * so host buffers can be reused on return and downloads see every op queued before them.
@@ -274,7 +275,7 @@ extern "C" int r1_backend_cuda_available(void)
     return n > 0;
 }
 
-extern "C" int r1_backend_cuda_create(struct r1_backend **out, int threads)
+extern "C" int r1_backend_cuda_create(struct r1_backend **out, int threads, int device)
 {
     (void)threads; /* host-side work is single-threaded; kernels use the device */
     *out = NULL;
@@ -293,7 +294,7 @@ extern "C" int r1_backend_cuda_create(struct r1_backend **out, int threads)
         free(be);
         return r1_err_set(R1_ENOMEM, "backend-cuda: out of memory creating the CUDA backend");
     }
-    cu->device = 0;
+    cu->device = device >= 0 ? device % n : 0;
     cudaDeviceProp prop;
     int rc = 0;
     if ((e = cudaSetDevice(cu->device)) != cudaSuccess ||
@@ -328,6 +329,7 @@ extern "C" int r1_backend_cuda_create(struct r1_backend **out, int threads)
     }
     be->ops = &cuda_ops;
     be->ctx = cu;
+    be->arena_bytes = 0;
     *out = be;
     return 0;
 fail:

@@ -1,0 +1,234 @@
+/* dist.c - ranks and collectives over MPI (see dist.h).  Built with R1_MPI when meson finds
+ * MPI; without it a world of one process, where every collective is the identity. */
+#include "core/dist.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/err.h"
+
+#ifdef R1_MPI
+#include <mpi.h>
+#endif
+
+#define R1_DIST_CHUNK (4 << 20) /* floats per staged allreduce */
+
+struct dist_impl {
+    int joined;     /* MPI_Init was called here */
+    float *stage;   /* host staging for r1_dist_sum_backend, R1_DIST_CHUNK floats */
+};
+
+/* The world size the launcher announces (0: not launched by one). */
+static int launcher_world(int *rank, int *local)
+{
+    const char *w = getenv("OMPI_COMM_WORLD_SIZE"), *r = getenv("OMPI_COMM_WORLD_RANK");
+    const char *l = getenv("OMPI_COMM_WORLD_LOCAL_RANK");
+    if (!w) { /* Slurm / PMIx / MPICH-style launchers */
+        w = getenv("PMIX_SIZE") ? getenv("PMIX_SIZE") : getenv("PMI_SIZE");
+        if (!w)
+            w = getenv("SLURM_NTASKS");
+        r = getenv("PMIX_RANK") ? getenv("PMIX_RANK") : getenv("PMI_RANK");
+        if (!r)
+            r = getenv("SLURM_PROCID");
+        l = getenv("SLURM_LOCALID") ? getenv("SLURM_LOCALID") : getenv("MPI_LOCALRANKID");
+    }
+    *rank = r ? atoi(r) : 0;
+    *local = l ? atoi(l) : 0;
+    return w && r ? atoi(w) : 0;
+}
+
+int r1_dist_init(struct r1_dist **out)
+{
+    *out = NULL;
+    struct r1_dist *d = calloc(1, sizeof(*d));
+    struct dist_impl *im = calloc(1, sizeof(*im));
+    if (!d || !im) {
+        free(d);
+        free(im);
+        return r1_err_set(R1_ENOMEM, "dist: out of memory");
+    }
+    d->impl = im;
+    d->world = 1;
+    int rank = 0, local = 0, world = launcher_world(&rank, &local);
+#ifdef R1_MPI
+    if (world >= 1) {
+        int provided = 0;
+        if (MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
+            free(im);
+            free(d);
+            return r1_err_set(R1_EIO, "dist: MPI_Init failed (launched as rank %d of %d)", rank,
+                              world);
+        }
+        im->joined = 1;
+        /* errors come back as codes: r1 turns them into one line and a clean exit */
+        MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+        MPI_Comm_rank(MPI_COMM_WORLD, &d->rank);
+        MPI_Comm_size(MPI_COMM_WORLD, &d->world);
+        d->local_rank = local;
+    }
+#else
+    if (world > 1) {
+        free(im);
+        free(d);
+        return r1_err_set(R1_EINVAL, "dist: launched as rank %d of %d processes, but this r1 was "
+                          "built without MPI; install OpenMPI (tools/setup) and rebuild", rank,
+                          world);
+    }
+#endif
+    *out = d;
+    return 0;
+}
+
+void r1_dist_free(struct r1_dist *d)
+{
+    if (!d)
+        return;
+    struct dist_impl *im = d->impl;
+#ifdef R1_MPI
+    if (im && im->joined)
+        MPI_Finalize();
+#endif
+    if (im)
+        free(im->stage);
+    free(im);
+    free(d);
+}
+
+void r1_dist_abort(struct r1_dist *d, int code)
+{
+#ifdef R1_MPI
+    if (d && d->world > 1)
+        MPI_Abort(MPI_COMM_WORLD, code);
+#else
+    (void)d;
+    (void)code;
+#endif
+}
+
+const char *r1_dist_build_info(void)
+{
+#ifdef R1_MPI
+    static char info[64];
+    int len = 0;
+    char lib[MPI_MAX_LIBRARY_VERSION_STRING];
+    if (!info[0] && MPI_Get_library_version(lib, &len) == MPI_SUCCESS) {
+        size_t n = strcspn(lib, ",\n");
+        if (n >= sizeof(info))
+            n = sizeof(info) - 1;
+        memcpy(info, lib, n);
+        info[n] = '\0';
+    }
+    return info[0] ? info : "MPI";
+#else
+    return "none";
+#endif
+}
+
+#ifdef R1_MPI
+static int mpi_fail(int e, const char *what)
+{
+    char msg[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    if (MPI_Error_string(e, msg, &len) != MPI_SUCCESS)
+        snprintf(msg, sizeof(msg), "error %d", e);
+    return r1_err_set(R1_EIO, "dist: %s failed: %s (another rank may have died; see its "
+                      "message)", what, msg);
+}
+#endif
+
+int r1_dist_agree(struct r1_dist *d, int rc)
+{
+    if (!d || d->world <= 1)
+        return rc;
+#ifdef R1_MPI
+    /* the lowest failing rank: (failed ? rank : world), reduced with MIN */
+    int mine = rc ? d->rank : d->world, first = 0;
+    int e = MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    if (e != MPI_SUCCESS)
+        return mpi_fail(e, "agreement");
+    if (first == d->world)
+        return 0;
+    d->agreed = 1;
+    d->culprit = first;
+    int code = rc;
+    if ((e = MPI_Bcast(&code, 1, MPI_INT, first, MPI_COMM_WORLD)) != MPI_SUCCESS)
+        return mpi_fail(e, "agreement");
+    if (!rc)
+        return r1_err_set(code, "rank %d failed (its own message says why)", first);
+    return rc;
+#else
+    return rc;
+#endif
+}
+
+int r1_dist_any(struct r1_dist *d, int flag)
+{
+    if (!d || d->world <= 1)
+        return flag != 0;
+#ifdef R1_MPI
+    int mine = flag != 0, any = mine;
+    if (MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD) != MPI_SUCCESS)
+        return 1; /* cannot agree: stop */
+    return any;
+#else
+    return flag != 0;
+#endif
+}
+
+int r1_dist_sum_f64(struct r1_dist *d, double *x, int n)
+{
+    if (!d || d->world <= 1 || n <= 0)
+        return 0;
+#ifdef R1_MPI
+    int e = MPI_Allreduce(MPI_IN_PLACE, x, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+    return e == MPI_SUCCESS ? 0 : mpi_fail(e, "sum over ranks");
+#else
+    (void)x;
+    return 0;
+#endif
+}
+
+int r1_dist_sum_backend(struct r1_dist *d, struct r1_backend *be, float *x, int64_t n)
+{
+    if (!d || d->world <= 1 || n <= 0)
+        return 0;
+#ifdef R1_MPI
+    struct dist_impl *im = d->impl;
+    if (!im->stage && !(im->stage = malloc((size_t)R1_DIST_CHUNK * sizeof(float))))
+        return r1_err_set(R1_ENOMEM, "dist: out of memory for the %d MiB staging buffer",
+                          (int)((size_t)R1_DIST_CHUNK * sizeof(float) >> 20));
+    for (int64_t i = 0; i < n; i += R1_DIST_CHUNK) {
+        int c = (int)(n - i < R1_DIST_CHUNK ? n - i : R1_DIST_CHUNK);
+        be->ops->download(be->ctx, im->stage, x + i, (size_t)c * sizeof(float));
+        int e = MPI_Allreduce(MPI_IN_PLACE, im->stage, c, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+        if (e != MPI_SUCCESS)
+            return mpi_fail(e, "gradient sum over ranks");
+        be->ops->upload(be->ctx, x + i, im->stage, (size_t)c * sizeof(float));
+    }
+    return r1_backend_check(be);
+#else
+    (void)be;
+    (void)x;
+    return 0;
+#endif
+}
+
+int r1_dist_bcast(struct r1_dist *d, void *x, size_t bytes, int root)
+{
+    if (!d || d->world <= 1 || bytes == 0)
+        return 0;
+#ifdef R1_MPI
+    for (size_t i = 0; i < bytes; i += (size_t)1 << 30) {
+        size_t c = bytes - i < ((size_t)1 << 30) ? bytes - i : ((size_t)1 << 30);
+        int e = MPI_Bcast((char *)x + i, (int)c, MPI_BYTE, root, MPI_COMM_WORLD);
+        if (e != MPI_SUCCESS)
+            return mpi_fail(e, "broadcast");
+    }
+    return 0;
+#else
+    (void)x;
+    (void)root;
+    return 0;
+#endif
+}
