@@ -189,6 +189,44 @@ int r1_dist_sum_f64(struct r1_dist *d, double *x, int n)
 #endif
 }
 
+#ifdef R1_MPI
+static int sum_host(void *x, int64_t n, MPI_Datatype t, size_t size)
+{
+    for (int64_t i = 0; i < n; i += R1_DIST_CHUNK) {
+        int c = (int)(n - i < R1_DIST_CHUNK ? n - i : R1_DIST_CHUNK);
+        int e = MPI_Allreduce(MPI_IN_PLACE, (char *)x + (size_t)i * size, c, t, MPI_SUM,
+                              MPI_COMM_WORLD);
+        if (e != MPI_SUCCESS)
+            return mpi_fail(e, "sum over ranks");
+    }
+    return 0;
+}
+#endif
+
+int r1_dist_sum_f32(struct r1_dist *d, float *x, int64_t n)
+{
+    if (!d || d->world <= 1 || n <= 0)
+        return 0;
+#ifdef R1_MPI
+    return sum_host(x, n, MPI_FLOAT, sizeof(float));
+#else
+    (void)x;
+    return 0;
+#endif
+}
+
+int r1_dist_sum_i32(struct r1_dist *d, int32_t *x, int64_t n)
+{
+    if (!d || d->world <= 1 || n <= 0)
+        return 0;
+#ifdef R1_MPI
+    return sum_host(x, n, MPI_INT32_T, sizeof(int32_t));
+#else
+    (void)x;
+    return 0;
+#endif
+}
+
 int r1_dist_sum_backend(struct r1_dist *d, struct r1_backend *be, float *x, int64_t n)
 {
     if (!d || d->world <= 1 || n <= 0)

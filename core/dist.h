@@ -49,8 +49,11 @@ int r1_dist_agree(struct r1_dist *d, int rc);
 /* 1 on every rank when flag is non-zero on any rank (a stop request seen by one). */
 int r1_dist_any(struct r1_dist *d, int flag);
 
-/* In-place sums over ranks. */
+/* In-place sums over ranks (host memory).  With every rank but one contributing zeros they
+ * gather exactly: x + 0 = x. */
 int r1_dist_sum_f64(struct r1_dist *d, double *x, int n);
+int r1_dist_sum_f32(struct r1_dist *d, float *x, int64_t n);
+int r1_dist_sum_i32(struct r1_dist *d, int32_t *x, int64_t n);
 /* n floats of backend memory (staged through host memory in chunks). */
 int r1_dist_sum_backend(struct r1_dist *d, struct r1_backend *be, float *x, int64_t n);
 /* bytes from root to every rank (host memory). */

@@ -70,7 +70,6 @@ struct grpo {
     int32_t *comp;       /* (draws_max·S, max_comp) */
     float *gen_lp;       /* (draws_max·S, max_comp) sampler log-probs (unused by the loss) */
     struct r1_gen_result *res;
-    struct r1_gen_request *req;
     float *rew_each;     /* (draws_max·S, n_rw) */
     float *rew;          /* (draws_max·S) */
     float *adv_all;      /* (draws_max·S) */
@@ -92,6 +91,14 @@ struct grpo {
     struct r1_data_hash data[3];
     int n_data;
     double last_reward, last_acc;
+    /* data parallel (env->dist): rank r generates and scores the groups p ≡ r (mod world)
+     * of every draw, the ranks' results are summed into the full arrays (zeros elsewhere:
+     * an exact gather), and rank r runs micro-batches i ≡ r (mod world) of the update */
+    struct r1_dist *dist;
+    int rank, world;
+    struct r1_gen_request *own_req; /* (S) this rank's requests of a draw */
+    struct r1_gen_result *own_res;  /* (S) views of their slots in res */
+    int32_t *gather_i;              /* (3·S) n, finish, correct of a draw */
 };
 
 static double now_s(void)
@@ -243,6 +250,9 @@ static int grpo_init(void **state, const struct r1_stage_env *env)
     s->max_comp = (int)s->g->max_completion_len;
     s->stop_id = s->m->cfg.eos_id;
     s->acc_in_list = -1;
+    s->dist = env->dist;
+    s->rank = env->dist ? env->dist->rank : 0;
+    s->world = env->dist ? env->dist->world : 1;
     s->m->logit_scale = s->g->temperature > 0 ? 1.0f / s->g->temperature : 1.0f;
     int rc;
     if ((rc = load_prompts(s, env)))
@@ -278,13 +288,15 @@ static int grpo_init(void **state, const struct r1_stage_env *env)
     ALLOC(s->comp, (size_t)R * s->max_comp);
     ALLOC(s->gen_lp, (size_t)R * s->max_comp);
     ALLOC(s->res, R);
-    ALLOC(s->req, R);
     ALLOC(s->rew_each, (size_t)R * (s->n_rw ? s->n_rw : 1));
     ALLOC(s->rew, R);
     ALLOC(s->adv_all, R);
     ALLOC(s->std_all, s->draws_max * s->P);
     ALLOC(s->correct, R);
     ALLOC(s->keep, s->S);
+    ALLOC(s->own_req, s->S);
+    ALLOC(s->own_res, s->S);
+    ALLOC(s->gather_i, 3 * (size_t)s->S);
     ALLOC(s->old_lp, (size_t)s->S * s->max_comp);
     ALLOC(s->ref_lp, (size_t)s->S * s->max_comp);
     size_t nb = (size_t)s->micro * s->T_max;
@@ -356,18 +368,79 @@ static int score(struct grpo *s, const struct r1_prompt *p, const struct r1_gen_
     return 0;
 }
 
-static int generate(struct grpo *s, const struct r1_prompt_set *set, const int64_t *idx, int n,
-                    int per_prompt, float temperature, uint64_t seed, struct r1_gen_result *res,
-                    struct r1_gen_request *req)
+/* The groups of one draw this rank generates: prompts p ≡ rank (mod world) of P. */
+static bool owns_group(const struct grpo *s, int p)
 {
-    for (int i = 0; i < n * per_prompt; i++) {
-        const struct r1_prompt *p = &set->items[idx[i / per_prompt]];
-        req[i] = (struct r1_gen_request){p->tokens, p->n_tokens, (uint64_t)i};
+    return p % s->world == s->rank;
+}
+
+/* The micro-batches of an update this rank runs: the one starting at kept row a. */
+static bool owns_micro(const struct grpo *s, int a)
+{
+    return (a / s->micro) % s->world == s->rank;
+}
+
+/* Generates this rank's groups of a draw into their slots of res: request ids (the
+ * per-sequence random streams) are the sequences' places in the draw, so every sequence
+ * is the one a single process would sample. */
+static int generate_draw(struct grpo *s, const int64_t *idx, float temperature, uint64_t seed,
+                         struct r1_gen_result *res)
+{
+    int n = 0;
+    for (int i = 0; i < s->S; i++) {
         res[i].n = 0;
+        res[i].finish = R1_FINISH_STOP;
+        if (!owns_group(s, i / s->G))
+            continue;
+        const struct r1_prompt *p = &s->train->items[idx[i / s->G]];
+        s->own_req[n] = (struct r1_gen_request){p->tokens, p->n_tokens, (uint64_t)i};
+        s->own_res[n] = res[i];
+        n++;
     }
     struct r1_gen_config gc = {{temperature, 0, s->g->top_p, 0}, s->max_comp, seed,
                                &s->stop_id, s->stop_id >= 0, NULL, 0, R1_F32};
-    return r1_generate(s->gen, &gc, req, n * per_prompt, res, NULL, NULL);
+    int rc = n > 0 ? r1_generate(s->gen, &gc, s->own_req, n, s->own_res, NULL, NULL) : 0;
+    for (int i = 0, k = 0; i < s->S && !rc; i++)
+        if (owns_group(s, i / s->G))
+            res[i] = s->own_res[k++];
+    return rc;
+}
+
+/* Sums the ranks' parts of draw d (each filled its own groups, zeros elsewhere) so every
+ * rank holds the whole draw: completions, their log-probs, lengths, finish reasons,
+ * rewards and correctness. */
+static int gather_draw(struct grpo *s, int d)
+{
+    if (s->world <= 1)
+        return 0;
+    size_t o = (size_t)d * s->S, row = (size_t)s->max_comp, nrw = s->n_rw ? s->n_rw : 1;
+    int32_t *gi = s->gather_i;
+    for (int i = 0; i < s->S; i++) {
+        bool mine = owns_group(s, i / s->G);
+        struct r1_gen_result *r = &s->res[o + i];
+        if (!mine) {
+            memset(r->tokens, 0, row * sizeof(int32_t));
+            memset(r->logprobs, 0, row * sizeof(float));
+            memset(s->rew_each + (o + i) * nrw, 0, nrw * sizeof(float));
+            s->rew[o + i] = 0.0f;
+        }
+        gi[3 * i] = mine ? r->n : 0;
+        gi[3 * i + 1] = mine ? (int32_t)r->finish : 0;
+        gi[3 * i + 2] = mine ? s->correct[o + i] : 0;
+    }
+    int rc;
+    if ((rc = r1_dist_sum_i32(s->dist, s->comp + o * row, (int64_t)(s->S * row))) ||
+        (rc = r1_dist_sum_f32(s->dist, s->gen_lp + o * row, (int64_t)(s->S * row))) ||
+        (rc = r1_dist_sum_f32(s->dist, s->rew_each + o * nrw, (int64_t)(s->S * nrw))) ||
+        (rc = r1_dist_sum_f32(s->dist, s->rew + o, s->S)) ||
+        (rc = r1_dist_sum_i32(s->dist, gi, 3 * (int64_t)s->S)))
+        return rc;
+    for (int i = 0; i < s->S; i++) {
+        s->res[o + i].n = gi[3 * i];
+        s->res[o + i].finish = (enum r1_finish)gi[3 * i + 1];
+        s->correct[o + i] = (char)gi[3 * i + 2];
+    }
+    return 0;
 }
 
 /* ---- log-probs and the update -------------------------------------------------- */
@@ -421,6 +494,8 @@ static inline size_t slot_of(const struct grpo *s, int r, int row, int T, int j)
 static int batch_logprobs(struct grpo *s, struct r1_model *m, float *out)
 {
     for (int a = 0; a < s->S; a += s->micro) {
+        if (!owns_micro(s, a)) /* another rank's rows: only it reads them */
+            continue;
         int b = a + s->micro, T = build_rows(s, a, b);
         struct r1_batch bt = {s->micro, T, s->tok_b, s->pos_b, s->seg_b, s->tgt_b};
         int rc = r1_model_forward(m, &bt, s->lp_b, NULL);
@@ -439,6 +514,11 @@ struct update_stats {
     int64_t train_tokens, updates;
 };
 
+static int update_micro(struct grpo *s, int a, int mini, int n_micro, int64_t batch_tokens,
+                        bool use_old, const struct r1_grpo_loss_cfg *lc,
+                        struct r1_grpo_stats *stats, struct update_stats *us);
+
+/* One optimizer update on kept rows [a0, a1): this rank's micro-batches, then the sums. */
 static int update(struct grpo *s, int a0, int a1, int64_t batch_tokens, bool use_old,
                   struct update_stats *us)
 {
@@ -447,7 +527,50 @@ static int update(struct grpo *s, int a0, int a1, int64_t batch_tokens, bool use
     struct r1_grpo_stats st = {0};
     int n_micro = (a1 - a0) / s->micro;
     r1_model_zero_grad(s->m);
-    for (int a = a0; a < a1; a += s->micro) {
+    int rc = 0;
+    int64_t tokens_before = us->train_tokens;
+    for (int a = a0; a < a1 && !rc; a += s->micro) {
+        if (!owns_micro(s, a))
+            continue;
+        rc = update_micro(s, a, a1 - a0, n_micro, batch_tokens, use_old, &lc, &st, us);
+    }
+    /* every rank's part of the gradients, losses and statistics, summed */
+    double part[6] = {st.loss, (double)st.n_tokens, st.kl, st.entropy, st.clip_low, st.clip_high};
+    double tt = (double)(us->train_tokens - tokens_before);
+    if ((rc = r1_dist_agree(s->dist, rc)) || (rc = r1_dist_sum_f64(s->dist, part, 6)) ||
+        (rc = r1_dist_sum_f64(s->dist, &tt, 1)) ||
+        (rc = r1_dist_sum_backend(s->dist, s->be, s->m->grad_mem,
+                                  (int64_t)(s->m->grads.cap / sizeof(float))))) {
+        r1_model_zero_grad(s->m);
+        return rc;
+    }
+    st.loss = part[0];
+    st.n_tokens = (int64_t)part[1];
+    st.kl = part[2];
+    st.entropy = part[3];
+    st.clip_low = part[4];
+    st.clip_high = part[5];
+    us->train_tokens = tokens_before + (int64_t)tt;
+    if ((rc = r1_optim_step(s->opt)))
+        return rc;
+    us->loss_sum += st.loss;
+    us->grad_norm_sum += s->opt->last_grad_norm;
+    us->updates++;
+    us->st.n_tokens += st.n_tokens;
+    us->st.kl += st.kl;
+    us->st.entropy += st.entropy;
+    us->st.clip_low += st.clip_low;
+    us->st.clip_high += st.clip_high;
+    return 0;
+}
+
+/* One micro-batch of an update, from kept row a: forward, the token loss, backward. */
+static int update_micro(struct grpo *s, int a, int mini, int n_micro, int64_t batch_tokens,
+                        bool use_old, const struct r1_grpo_loss_cfg *lc,
+                        struct r1_grpo_stats *stats, struct update_stats *us)
+{
+    const struct r1_grpo_cfg *g = s->g;
+    {
         int b = a + s->micro, T = build_rows(s, a, b);
         size_t N = (size_t)s->micro * T;
         int64_t micro_tokens = 0;
@@ -464,7 +587,7 @@ static int update(struct grpo *s, int a0, int a1, int64_t batch_tokens, bool use
         for (int r = a; r < b; r++) {
             int q = s->keep[r], n = s->res[q].n;
             bool masked = g->mask_truncated && s->res[q].finish == R1_FINISH_LENGTH;
-            struct r1_grpo_norm nm = {masked ? 0 : n, a1 - a0, micro_tokens, n_micro,
+            struct r1_grpo_norm nm = {masked ? 0 : n, mini, micro_tokens, n_micro,
                                       batch_tokens, s->max_comp};
             float w = masked ? 0.0f : (float)r1_grpo_seq_weight(g->loss_type, &nm);
             for (int j = 0; j < n; j++) {
@@ -478,8 +601,8 @@ static int update(struct grpo *s, int a0, int a1, int64_t batch_tokens, bool use
         struct r1_grpo_tokens t = {(int64_t)N, s->lp_b, use_old ? s->old_b : NULL,
                                    s->ref ? s->ref_b : NULL, s->ent_b, s->adv_b, s->w_b};
         bool ent = g->entropy_coef != 0.0f;
-        r1_grpo_token_loss(&lc, &t, s->dlp_b, ent ? s->dent_b : NULL, &st);
-        if (!isfinite(st.loss)) {
+        r1_grpo_token_loss(lc, &t, s->dlp_b, ent ? s->dent_b : NULL, stats);
+        if (!isfinite(stats->loss)) {
             r1_model_zero_grad(s->m);
             return r1_err_set(R1_ENUMERIC, "grpo: the loss is not finite at step %" PRId64,
                               s->step + 1);
@@ -488,17 +611,6 @@ static int update(struct grpo *s, int a0, int a1, int64_t batch_tokens, bool use
             return rc;
         us->train_tokens += (int64_t)N;
     }
-    int rc = r1_optim_step(s->opt);
-    if (rc)
-        return rc;
-    us->loss_sum += st.loss;
-    us->grad_norm_sum += s->opt->last_grad_norm;
-    us->updates++;
-    us->st.n_tokens += st.n_tokens;
-    us->st.kl += st.kl;
-    us->st.entropy += st.entropy;
-    us->st.clip_low += st.clip_low;
-    us->st.clip_high += st.clip_high;
     return 0;
 }
 
@@ -586,19 +698,19 @@ static int grpo_step(void *state, struct r1_stage_metrics *out)
         for (int i = 0; i < S; i++)
             s->prompt_of[d * S + i] = ix[i / G];
         double a = now_s();
-        rc = generate(s, s->train, ix, P, G, g->temperature, r1_rng_mix64(seed + (uint64_t)d),
-                      s->res + (size_t)d * S, s->req + (size_t)d * S);
+        rc = generate_draw(s, ix, g->temperature, r1_rng_mix64(seed + (uint64_t)d),
+                           s->res + (size_t)d * S);
         t_gen += now_s() - a;
-        if (rc) {
+        if (rc)
+            rc = r1_err_wrap(rc, "grpo step %" PRId64 ": generation", s->step + 1);
+        for (int i = d * S; i < (d + 1) * S && !rc; i++)
+            if (owns_group(s, (i - d * S) / G))
+                rc = score(s, &s->train->items[s->prompt_of[i]], &s->res[i],
+                           s->rew_each + (size_t)i * s->n_rw, &s->rew[i], &s->correct[i]);
+        if ((rc = r1_dist_agree(s->dist, rc)) || (rc = gather_draw(s, d))) {
             free(ix);
-            return r1_err_wrap(rc, "grpo step %" PRId64 ": generation", s->step + 1);
+            return rc;
         }
-        for (int i = d * S; i < (d + 1) * S; i++)
-            if ((rc = score(s, &s->train->items[s->prompt_of[i]], &s->res[i],
-                            s->rew_each + (size_t)i * s->n_rw, &s->rew[i], &s->correct[i]))) {
-                free(ix);
-                return rc;
-            }
         if (s->align && (rc = r1_align_score(s->align, s->step, s->train, s->prompt_of + d * S,
                                              s->res + (size_t)d * S, S, s->rew + (size_t)d * S))) {
             free(ix);
@@ -850,13 +962,15 @@ static void grpo_free(void *state)
     free(s->comp);
     free(s->gen_lp);
     free(s->res);
-    free(s->req);
     free(s->rew_each);
     free(s->rew);
     free(s->adv_all);
     free(s->std_all);
     free(s->correct);
     free(s->keep);
+    free(s->own_req);
+    free(s->own_res);
+    free(s->gather_i);
     free(s->old_lp);
     free(s->ref_lp);
     free(s->tok_b);

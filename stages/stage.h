@@ -40,8 +40,8 @@ struct r1_stage_env {
      * resolved against the model's own template (r1_chat_template_resolve); NULL: none. */
     const char *chat_template;
     /* The job's processes (NULL: one).  A stage that splits its work (pretrain and sft:
-     * micro-batches) sums what the ranks computed; the others compute the same thing on
-     * every rank.  Every rank calls init, load, step and evaluate alike; only rank 0 calls
+     * micro-batches; grpo and align: groups of rollouts and micro-batches) sums what the
+     * ranks computed; the others compute the same thing on every rank.  Every rank calls init, load, step and evaluate alike; only rank 0 calls
      * save. */
     struct r1_dist *dist;
 };

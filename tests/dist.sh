@@ -9,7 +9,12 @@
 #     directory;
 #  4. a rank killed with -9 mid-stage ends the job with a non-zero status naming that rank,
 #     and `mpirun -np 2 r1 resume` then ends bit-identical to the uninterrupted job;
-#  5. resuming a 2-process run with one process is refused (exit 2, naming both counts).
+#  5. resuming a 2-process run with one process is refused (exit 2, naming both counts);
+#  6. GRPO with every option (tests/recipes/grpo/features.yaml: dynamic sampling, KL with
+#     reference resets, two iterations over two minibatches, DAPO, micro-batches): each
+#     rank samples and scores half of every draw's groups and runs half the micro-batches;
+#     the rewards of every step equal one process's exactly (the same completions), the
+#     losses to 1e-4; rank 0 killed mid-GRPO and resumed ends bit-identical.
 # Exits 77 when mpirun is missing or r1 was built without MPI.
 set -u
 r1=$(realpath "$1")
@@ -105,5 +110,38 @@ if [ "$rc" -eq 2 ] && grep -q "started by 2 processes and this resume has 1" "$t
   echo "ok: a 2-rank run refuses a 1-process resume"
 else
   echo "FAIL: 1-process resume of a 2-rank run: status $rc: $(cat "$tmp/ws.log")"; fail=1
+fi
+# 6. GRPO
+grecipe=$src/tests/recipes/grpo/features.yaml
+gfinal=checkpoints/rl/00000012
+"$r1" run "$grecipe" --run-dir "$tmp/g1" --threads 1 -q >"$tmp/g1.log" 2>&1 ||
+  { echo "FAIL: one-process GRPO: $(tail -3 "$tmp/g1.log")"; exit 1; }
+mpi "$r1" run "$grecipe" --run-dir "$tmp/g2" --threads 1 -q >"$tmp/g2.log" 2>&1 ||
+  { echo "FAIL: 2-rank GRPO: $(tail -5 "$tmp/g2.log")"; exit 1; }
+rl() { grep '"stage":"rl"' "$1/metrics.jsonl" | grep -v '"eval/' | grep -o "\"$2\":[0-9.e-]*" | cut -d: -f2; }
+if [ "$(rl "$tmp/g1" reward)" = "$(rl "$tmp/g2" reward)" ] && [ "$(rl "$tmp/g1" reward | wc -l)" -eq 12 ]; then
+  echo "ok: 12 GRPO steps have the same rewards on 1 and 2 ranks"
+else
+  echo "FAIL: GRPO rewards differ:"; paste <(rl "$tmp/g1" reward) <(rl "$tmp/g2" reward); fail=1
+fi
+if paste <(rl "$tmp/g1" loss) <(rl "$tmp/g2" loss) | awk '
+    { n++; d = $1 - $2; if (d < 0) d = -d; m = $1 > 0 ? $1 : -$1; if (d > 1e-6 + 1e-4 * m) bad++ }
+    END { exit !(n == 12 && bad == 0) }'; then
+  echo "ok: the 12 GRPO losses agree between 1 and 2 ranks"
+else
+  echo "FAIL: GRPO losses differ:"; paste <(rl "$tmp/g1" loss) <(rl "$tmp/g2" loss); fail=1
+fi
+R1_TEST_CRASH=rl:5:step R1_TEST_CRASH_RANK=0 mpi "$r1" run "$grecipe" --run-dir "$tmp/gk" \
+  --threads 1 -q >"$tmp/gk.log" 2>&1
+rc=$?
+[ "$rc" -ne 0 ] && grep -q "rank 0" "$tmp/gk.log" ||
+  { echo "FAIL: killed rank 0 mid-GRPO: status $rc: $(tail -3 "$tmp/gk.log")"; fail=1; }
+if mpi "$r1" resume "$tmp/gk" --threads 1 -q >"$tmp/gkr.log" 2>&1 &&
+   cmp -s "$tmp/g2/$gfinal/model.safetensors" "$tmp/gk/$gfinal/model.safetensors" &&
+   cmp -s "$tmp/g2/$gfinal/ref_model.safetensors" "$tmp/gk/$gfinal/ref_model.safetensors" &&
+   cmp -s "$tmp/g2/samples/rl.jsonl" "$tmp/gk/samples/rl.jsonl"; then
+  echo "ok: GRPO with rank 0 killed at step 5 resumes bit-identical (weights, reference, samples)"
+else
+  echo "FAIL: GRPO resume after the kill: $(tail -3 "$tmp/gkr.log")"; fail=1
 fi
 exit $fail
