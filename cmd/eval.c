@@ -166,7 +166,7 @@ static int run_eval(const struct eval_cfg *c)
     if ((rc = r1_prompt_set_load(&set, &ps, tok)))
         goto done;
     struct r1_eval_spec es = {set, c->n, c->temperature, c->top_p, c->max_tokens, c->seed,
-                              rewards, n_rewards, NULL, (enum r1_dtype)c->dtype};
+                              rewards, n_rewards, NULL, (enum r1_dtype)c->dtype, NULL};
     if ((rc = r1_eval_run(&rep, m, tok, &es, c->threshold, R1_ANSWER_AUTO)))
         goto done;
     if (c->out && !(out = fopen(c->out, "w"))) {

@@ -2,9 +2,13 @@
  * MPI; without it a world of one process, where every collective is the identity. */
 #include "core/dist.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "core/err.h"
 
@@ -14,10 +18,61 @@
 
 #define R1_DIST_CHUNK (4 << 20) /* floats per staged allreduce */
 
+#define R1_DIST_TIMEOUT_DEFAULT 1800 /* s a rank waits in one collective before giving up */
+
 struct dist_impl {
     int joined;     /* MPI_Init was called here */
     float *stage;   /* host staging for r1_dist_sum_backend, R1_DIST_CHUNK floats */
+    /* the watchdog: a thread that ends the process when one collective waits longer than
+     * timeout seconds (a rank that hangs without dying), so mpirun ends the job */
+    int timeout;
+    pthread_t watchdog;
+    int watching;
+    _Atomic long long wait_since; /* CLOCK_MONOTONIC s when the current collective began */
+    _Atomic(const char *) wait_what;
+    _Atomic int quit;
+    int rank;
 };
+
+#ifdef R1_MPI
+static long long mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec;
+}
+
+static void *watchdog_main(void *arg)
+{
+    struct dist_impl *im = arg;
+    while (!atomic_load(&im->quit)) {
+        sleep(1);
+        long long since = atomic_load(&im->wait_since);
+        if (since > 0 && mono_s() - since > im->timeout) {
+            fprintf(stderr, "r1: rank %d: waited %d s for the other ranks in the %s; a rank of "
+                    "the job hangs without answering (R1_DIST_TIMEOUT=%d); ending the job, "
+                    "whose last checkpoint is intact\n", im->rank, im->timeout,
+                    atomic_load(&im->wait_what), im->timeout);
+            fflush(stderr);
+            _exit(1); /* mpirun then ends every rank */
+        }
+    }
+    return NULL;
+}
+
+/* Brackets a blocking collective for the watchdog. */
+static void wait_begin(const struct r1_dist *d, const char *what)
+{
+    struct dist_impl *im = d->impl;
+    atomic_store(&im->wait_what, what);
+    atomic_store(&im->wait_since, mono_s());
+}
+
+static void wait_end(const struct r1_dist *d)
+{
+    struct dist_impl *im = d->impl;
+    atomic_store(&im->wait_since, 0);
+}
 
 /* The world size the launcher announces (0: not launched by one). */
 static int launcher_world(int *rank, int *local)
@@ -37,6 +92,7 @@ static int launcher_world(int *rank, int *local)
     *local = l ? atoi(l) : 0;
     return w && r ? atoi(w) : 0;
 }
+#endif
 
 int r1_dist_init(struct r1_dist **out)
 {
@@ -66,6 +122,12 @@ int r1_dist_init(struct r1_dist **out)
         MPI_Comm_rank(MPI_COMM_WORLD, &d->rank);
         MPI_Comm_size(MPI_COMM_WORLD, &d->world);
         d->local_rank = local;
+        const char *t = getenv("R1_DIST_TIMEOUT");
+        im->timeout = t ? atoi(t) : R1_DIST_TIMEOUT_DEFAULT;
+        im->rank = d->rank;
+        if (d->world > 1 && im->timeout > 0 &&
+            pthread_create(&im->watchdog, NULL, watchdog_main, im) == 0)
+            im->watching = 1;
     }
 #else
     if (world > 1) {
@@ -85,6 +147,10 @@ void r1_dist_free(struct r1_dist *d)
     if (!d)
         return;
     struct dist_impl *im = d->impl;
+    if (im && im->watching) {
+        atomic_store(&im->quit, 1);
+        pthread_join(im->watchdog, NULL);
+    }
 #ifdef R1_MPI
     if (im && im->joined)
         MPI_Finalize();
@@ -144,7 +210,9 @@ int r1_dist_agree(struct r1_dist *d, int rc)
 #ifdef R1_MPI
     /* the lowest failing rank: (failed ? rank : world), reduced with MIN */
     int mine = rc ? d->rank : d->world, first = 0;
+    wait_begin(d, "agreement after a step");
     int e = MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    wait_end(d);
     if (e != MPI_SUCCESS)
         return mpi_fail(e, "agreement");
     if (first == d->world)
@@ -152,7 +220,10 @@ int r1_dist_agree(struct r1_dist *d, int rc)
     d->agreed = 1;
     d->culprit = first;
     int code = rc;
-    if ((e = MPI_Bcast(&code, 1, MPI_INT, first, MPI_COMM_WORLD)) != MPI_SUCCESS)
+    wait_begin(d, "agreement after a step");
+    e = MPI_Bcast(&code, 1, MPI_INT, first, MPI_COMM_WORLD);
+    wait_end(d);
+    if (e != MPI_SUCCESS)
         return mpi_fail(e, "agreement");
     if (!rc)
         return r1_err_set(code, "rank %d failed (its own message says why)", first);
@@ -168,9 +239,10 @@ int r1_dist_any(struct r1_dist *d, int flag)
         return flag != 0;
 #ifdef R1_MPI
     int mine = flag != 0, any = mine;
-    if (MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD) != MPI_SUCCESS)
-        return 1; /* cannot agree: stop */
-    return any;
+    wait_begin(d, "stop check");
+    int e = MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    wait_end(d);
+    return e != MPI_SUCCESS ? 1 : any; /* cannot agree: stop */
 #else
     return flag != 0;
 #endif
@@ -181,7 +253,9 @@ int r1_dist_sum_f64(struct r1_dist *d, double *x, int n)
     if (!d || d->world <= 1 || n <= 0)
         return 0;
 #ifdef R1_MPI
+    wait_begin(d, "sum over ranks");
     int e = MPI_Allreduce(MPI_IN_PLACE, x, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+    wait_end(d);
     return e == MPI_SUCCESS ? 0 : mpi_fail(e, "sum over ranks");
 #else
     (void)x;
@@ -190,12 +264,14 @@ int r1_dist_sum_f64(struct r1_dist *d, double *x, int n)
 }
 
 #ifdef R1_MPI
-static int sum_host(void *x, int64_t n, MPI_Datatype t, size_t size)
+static int sum_host(const struct r1_dist *d, void *x, int64_t n, MPI_Datatype t, size_t size)
 {
     for (int64_t i = 0; i < n; i += R1_DIST_CHUNK) {
         int c = (int)(n - i < R1_DIST_CHUNK ? n - i : R1_DIST_CHUNK);
+        wait_begin(d, "gather of a draw");
         int e = MPI_Allreduce(MPI_IN_PLACE, (char *)x + (size_t)i * size, c, t, MPI_SUM,
                               MPI_COMM_WORLD);
+        wait_end(d);
         if (e != MPI_SUCCESS)
             return mpi_fail(e, "sum over ranks");
     }
@@ -208,7 +284,7 @@ int r1_dist_sum_f32(struct r1_dist *d, float *x, int64_t n)
     if (!d || d->world <= 1 || n <= 0)
         return 0;
 #ifdef R1_MPI
-    return sum_host(x, n, MPI_FLOAT, sizeof(float));
+    return sum_host(d, x, n, MPI_FLOAT, sizeof(float));
 #else
     (void)x;
     return 0;
@@ -220,7 +296,7 @@ int r1_dist_sum_i32(struct r1_dist *d, int32_t *x, int64_t n)
     if (!d || d->world <= 1 || n <= 0)
         return 0;
 #ifdef R1_MPI
-    return sum_host(x, n, MPI_INT32_T, sizeof(int32_t));
+    return sum_host(d, x, n, MPI_INT32_T, sizeof(int32_t));
 #else
     (void)x;
     return 0;
@@ -239,7 +315,9 @@ int r1_dist_sum_backend(struct r1_dist *d, struct r1_backend *be, float *x, int6
     for (int64_t i = 0; i < n; i += R1_DIST_CHUNK) {
         int c = (int)(n - i < R1_DIST_CHUNK ? n - i : R1_DIST_CHUNK);
         be->ops->download(be->ctx, im->stage, x + i, (size_t)c * sizeof(float));
+        wait_begin(d, "gradient sum");
         int e = MPI_Allreduce(MPI_IN_PLACE, im->stage, c, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+        wait_end(d);
         if (e != MPI_SUCCESS)
             return mpi_fail(e, "gradient sum over ranks");
         be->ops->upload(be->ctx, x + i, im->stage, (size_t)c * sizeof(float));
@@ -259,7 +337,9 @@ int r1_dist_bcast(struct r1_dist *d, void *x, size_t bytes, int root)
 #ifdef R1_MPI
     for (size_t i = 0; i < bytes; i += (size_t)1 << 30) {
         size_t c = bytes - i < ((size_t)1 << 30) ? bytes - i : ((size_t)1 << 30);
+        wait_begin(d, "broadcast");
         int e = MPI_Bcast((char *)x + i, (int)c, MPI_BYTE, root, MPI_COMM_WORLD);
+        wait_end(d);
         if (e != MPI_SUCCESS)
             return mpi_fail(e, "broadcast");
     }

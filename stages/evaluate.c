@@ -69,11 +69,18 @@ int r1_eval_complete(struct r1_model *m, const struct r1_tokenizer *tok,
         rc = r1_err_set(R1_ENOMEM, "evaluation: out of memory for %" PRId64 " samples", n);
         goto out;
     }
+    /* this rank's prompts (all without a job); request ids are the sequences' places in the
+     * whole set, so each sample is the one a single process draws */
+    int rank = sp->dist ? sp->dist->rank : 0, world = sp->dist ? sp->dist->world : 1;
+    int64_t mine = 0;
     for (int64_t i = 0; i < n; i++) {
+        if ((i / K) % world != rank)
+            continue;
         const struct r1_prompt *p = &set->items[i / K];
-        req[i] = (struct r1_gen_request){p->tokens, p->n_tokens, (uint64_t)i};
-        res[i] = (struct r1_gen_result){tokens + (size_t)i * L, lps + (size_t)i * L, 0,
-                                        R1_FINISH_STOP};
+        req[mine] = (struct r1_gen_request){p->tokens, p->n_tokens, (uint64_t)i};
+        res[mine] = (struct r1_gen_result){tokens + (size_t)i * L, lps + (size_t)i * L, 0,
+                                           R1_FINISH_STOP};
+        mine++;
     }
     int slots = n < EVAL_SLOTS_MAX ? (int)n : EVAL_SLOTS_MAX;
     if (slots < 1)
@@ -82,19 +89,20 @@ int r1_eval_complete(struct r1_model *m, const struct r1_tokenizer *tok,
     m->logit_scale = 1.0f;
     rc = r1_generator_create(&gen, m, tok, slots, set->max_tokens + L,
                              EVAL_STEP_TOKENS > slots ? EVAL_STEP_TOKENS : slots);
-    if (!rc && n > 0) {
+    if (!rc && mine > 0) {
         struct r1_gen_config gc = {{sp->temperature, 0, sp->top_p, 0}, L, sp->seed, &stop,
                                    stop >= 0, NULL, 0, sp->weights};
-        rc = r1_generate(gen, &gc, req, (int)n, res, NULL, NULL);
+        rc = r1_generate(gen, &gc, req, (int)mine, res, NULL, NULL);
     }
     m->logit_scale = saved_scale;
-    for (int64_t i = 0; !rc && i < n; i++) {
-        int nt = res[i].n;
-        if (nt > 0 && res[i].finish == R1_FINISH_STOP && res[i].tokens[nt - 1] == stop)
+    for (int64_t k = 0; !rc && k < mine; k++) {
+        int64_t i = (int64_t)req[k].stream;
+        int nt = res[k].n;
+        if (nt > 0 && res[k].finish == R1_FINISH_STOP && res[k].tokens[nt - 1] == stop)
             nt--; /* the stop token is not text */
-        c[i].tokens = res[i].n;
-        c[i].finish = res[i].finish;
-        rc = r1_tokenizer_decode(tok, res[i].tokens, nt, &c[i].text, NULL);
+        c[i].tokens = res[k].n;
+        c[i].finish = res[k].finish;
+        rc = r1_tokenizer_decode(tok, res[k].tokens, nt, &c[i].text, NULL);
     }
 out:
     r1_generator_free(gen);
@@ -132,6 +140,8 @@ int r1_eval_generate(struct r1_model *m, const struct r1_tokenizer *tok,
         return rc;
     double correct = 0, reward = 0, len = 0;
     for (int64_t i = 0; i < n; i++) {
+        if (!c[i].text) /* another rank's sample */
+            continue;
         const struct r1_prompt *p = &set->items[i / K];
         struct r1_reward_input in = {p->text, c[i].text, p->answer, p->meta, c[i].tokens, L};
         reward += r1_reward_total(sp->rewards, sp->n_rewards, &in, NULL);
@@ -140,6 +150,12 @@ int r1_eval_generate(struct r1_model *m, const struct r1_tokenizer *tok,
         len += c[i].tokens;
     }
     r1_eval_completions_free(c, n);
+    double sums[3] = {correct, reward, len};
+    if ((rc = r1_dist_sum_f64(sp->dist, sums, 3)))
+        return rc;
+    correct = sums[0];
+    reward = sums[1];
+    len = sums[2];
     put(out, "eval/accuracy", n ? correct / (double)n : 0);
     if (sp->n_rewards > 0)
         put(out, "eval/reward", n ? reward / (double)n : 0);

@@ -39,6 +39,10 @@ struct r1_eval_spec {
     int n_rewards;
     const char *accuracy_reward; /* NULL: "accuracy"; its cfg is taken from rewards when listed */
     enum r1_dtype weights;   /* generation weights, struct r1_gen_config.weights (R1_F32) */
+    /* NULL or world 1: one process.  Else rank r samples the prompts p ≡ r (mod world)
+     * (r1_eval_complete leaves the other completions' text NULL) and r1_eval_generate sums
+     * the ranks' counts, so every rank gets the whole set's numbers. */
+    struct r1_dist *dist;
 };
 
 /* The held-out prompts of the stage env names: data.eval_path, else data.generator's

@@ -837,7 +837,8 @@ static int grpo_evaluate(void *state, struct r1_stage_metrics *out)
     /* the same random streams at every evaluation, so changes are the model's */
     struct r1_eval_spec sp = {s->eval, (int)s->g->eval_samples, s->g->eval_temperature,
                               s->g->top_p, s->max_comp, r1_rng_mix64(s->seed ^ 0x6576616cull),
-                              s->g->rewards, s->n_rw, s->g->accuracy_reward, R1_F32};
+                              s->g->rewards, s->n_rw, s->g->accuracy_reward, R1_F32,
+                              s->dist};
     return r1_eval_generate(s->m, s->tok, &sp, out);
 }
 

@@ -193,6 +193,7 @@ struct lm_adapter {
     uint64_t eval_seed;
     int eval_samples;
     float eval_temperature;
+    struct r1_dist *dist; /* evaluation split over the job's ranks */
 };
 
 #define LM_EVAL_MAX_COMPLETION 256
@@ -302,6 +303,7 @@ static int lm_init(void **state, const struct r1_stage_env *env)
         return rc;
     }
     a->name = s->name;
+    a->dist = env->dist;
     const char *slash = s->data.path ? strrchr(s->data.path, '/') : NULL;
     a->data[0].name = s->data.path ? (slash ? slash + 1 : s->data.path)
                       : s->data.stage ? s->data.stage : s->data.generator;
@@ -340,7 +342,7 @@ static int lm_evaluate(void *state, struct r1_stage_metrics *out)
     if (!a->eval)
         return 0;
     struct r1_eval_spec sp = {a->eval,     a->eval_samples, a->eval_temperature, 1.0f,
-                              a->eval_len, a->eval_seed,    NULL, 0, NULL, R1_F32};
+                              a->eval_len, a->eval_seed,    NULL, 0, NULL, R1_F32, a->dist};
     return r1_eval_generate(a->m, a->tok, &sp, out);
 }
 

@@ -305,19 +305,22 @@ static int append_samples(struct run *R, const char *stage, const char *text)
 /* Test hook (as git's GIT_TEST_* variables): R1_TEST_CRASH="<stage>:<step>:<where>"
  * kills the process with SIGKILL at that point, so the resume tests can stop a run
  * inside a checkpoint write, after a step or between stages deterministically;
- * R1_TEST_CRASH_RANK=N limits it to rank N of an mpirun job. */
+ * R1_TEST_HANG (same form) makes it wait forever there instead; R1_TEST_CRASH_RANK=N
+ * limits either to rank N of an mpirun job. */
 static void crash_point(const struct run *R, const char *stage, int64_t step, const char *where)
 {
-    const char *want = getenv("R1_TEST_CRASH");
-    if (!want)
+    const char *want = getenv("R1_TEST_CRASH"), *hang = getenv("R1_TEST_HANG");
+    if (!want && !hang)
         return;
     const char *rank = getenv("R1_TEST_CRASH_RANK"); /* under mpirun: only that rank */
     if (rank && R->dist && atoi(rank) != R->dist->rank)
         return;
     char here[256];
     snprintf(here, sizeof(here), "%s:%" PRId64 ":%s", stage, step, where);
-    if (strcmp(want, here) == 0)
+    if (want && strcmp(want, here) == 0)
         raise(SIGKILL);
+    while (hang && strcmp(hang, here) == 0) /* a rank that stops answering */
+        sleep(60);
 }
 
 static int save_checkpoint(struct run *R, int si, const struct r1_stage_ops *ops, void *st,

@@ -91,6 +91,8 @@ struct rs {
     float *lps;
     struct r1_gen_result *res;
     struct r1_gen_request *req;
+    struct r1_gen_result *own_res; /* (P·K) this rank's share of a generation step */
+    int32_t *gather_i;             /* (2·P·K) lengths and finish reasons, for the gather */
     int32_t stop_id;
     const struct r1_reward_def *acc;
     const struct r1_reward_cfg *acc_cfg;
@@ -261,6 +263,10 @@ static void close_source(struct rs *s)
     free(s->lps);
     free(s->res);
     free(s->req);
+    free(s->own_res);
+    free(s->gather_i);
+    s->own_res = NULL;
+    s->gather_i = NULL;
     s->ptok = NULL;
     s->plen = NULL;
     s->comp = NULL;
@@ -287,7 +293,10 @@ static int open_source(struct rs *s)
     s->lps = malloc(S * (size_t)s->L * sizeof(float));
     s->res = calloc(S, sizeof(*s->res));
     s->req = calloc(S, sizeof(*s->req));
-    if (!s->ptok || !s->plen || !s->comp || !s->lps || !s->res || !s->req) {
+    s->own_res = calloc(S, sizeof(*s->own_res));
+    s->gather_i = calloc(2 * S, sizeof(*s->gather_i));
+    if (!s->ptok || !s->plen || !s->comp || !s->lps || !s->res || !s->req || !s->own_res ||
+        !s->gather_i) {
         rc = r1_err_set(R1_ENOMEM, "stage '%s': out of memory for %zu samples of %" PRId64
                         " tokens", name, S, s->L);
         goto fail;
@@ -504,18 +513,42 @@ static int generate_step(struct rs *s, struct r1_stage_metrics *out)
     if (!s->src && (rc = open_source(s)))
         return rc;
     int64_t a = s->cursor, b = a + s->P < s->n_prompts ? a + s->P : s->n_prompts;
-    int n = (int)((b - a) * s->K);
+    int n = (int)((b - a) * s->K), mine = 0;
+    /* under mpirun rank r samples prompts i ≡ r (mod world), each with the random stream a
+     * single process gives it; the ranks' completions are then gathered, and every rank
+     * filters all of them alike (the dataset is the same on every rank) */
+    int rank = s->env.dist ? s->env.dist->rank : 0, world = s->env.dist ? s->env.dist->world : 1;
     for (int q = 0; q < n; q++) {
         int64_t i = a + q / s->K, j = q % s->K;
-        s->req[q] = (struct r1_gen_request){s->ptok[i], s->plen[i], (uint64_t)(i * s->K + j)};
         s->res[q] = (struct r1_gen_result){s->comp + (size_t)q * s->L, s->lps + (size_t)q * s->L,
                                            0, R1_FINISH_STOP};
+        if (i % world != rank) {
+            memset(s->res[q].tokens, 0, (size_t)s->L * sizeof(int32_t));
+            continue;
+        }
+        s->req[mine] = (struct r1_gen_request){s->ptok[i], s->plen[i], (uint64_t)(i * s->K + j)};
+        s->own_res[mine++] = s->res[q];
     }
     struct r1_gen_config gc = {{s->rj->temperature, 0, s->rj->top_p, 0}, (int)s->L, s->gen_seed,
                                &s->stop_id, s->stop_id >= 0, NULL, 0, R1_F32};
-    if ((rc = r1_generate(s->gen, &gc, s->req, n, s->res, NULL, NULL)))
-        return r1_err_wrap(rc, "stage '%s' generation step %" PRId64, s->cfg->name,
-                           gen_done(s) + 1);
+    rc = mine > 0 ? r1_generate(s->gen, &gc, s->req, mine, s->own_res, NULL, NULL) : 0;
+    if (rc)
+        r1_err_wrap(rc, "stage '%s' generation step %" PRId64, s->cfg->name, gen_done(s) + 1);
+    for (int q = 0, k = 0; q < n && !rc; q++) {
+        bool own = (a + q / s->K) % world == rank;
+        if (own)
+            s->res[q] = s->own_res[k++];
+        s->gather_i[2 * q] = own ? s->res[q].n : 0;
+        s->gather_i[2 * q + 1] = own ? (int32_t)s->res[q].finish : 0;
+    }
+    if ((rc = r1_dist_agree(s->env.dist, rc)) ||
+        (rc = r1_dist_sum_i32(s->env.dist, s->comp, (int64_t)n * s->L)) ||
+        (rc = r1_dist_sum_i32(s->env.dist, s->gather_i, 2 * (int64_t)n)))
+        return rc;
+    for (int q = 0; q < n && world > 1; q++) {
+        s->res[q].n = s->gather_i[2 * q];
+        s->res[q].finish = (enum r1_finish)s->gather_i[2 * q + 1];
+    }
     double t_gen = now_s() - t0;
 
     struct r1_filter_cfg fc = {s->rj->min_reward, s->rj->require_format, s->rj->language,
@@ -650,7 +683,8 @@ static int rs_evaluate(void *state, struct r1_stage_metrics *out)
     struct r1_eval_spec sp = {s->eval, (int)s->cfg->eval_samples, s->cfg->eval_temperature, 1.0f,
                               (int)s->L,
                               r1_rng_mix64(s->seed ^ 0x6576616cull), s->rj->rewards,
-                              s->rj->n_rewards, s->acc_default.name, R1_F32};
+                              s->rj->n_rewards, s->acc_default.name, R1_F32,
+                              s->env.dist};
     return r1_eval_generate(s->env.model, s->env.tok, &sp, out);
 }
 

@@ -403,8 +403,10 @@ int r1_rm_stage_step(struct r1_rm_stage *s, struct r1_rm_metrics *out)
         s->batch[j] = s->order[s->cursor++];
     }
     double loss = 0, correct = 0, margin = 0;
-    int rc = 0;
+    int rc = 0, rank = c->dist ? c->dist->rank : 0, world = c->dist ? c->dist->world : 1;
     for (int mb = 0; mb < B && !rc; mb += P) {
+        if ((mb / P) % world != rank) /* another rank's micro-batch */
+            continue;
         if ((rc = score_pairs(s, s->train, s->batch + mb, P)))
             break;
         loss += r1_rm_bt_loss(P, s->rc, s->rr, c->margin, (double)B, s->drc, s->drr);
@@ -416,11 +418,22 @@ int r1_rm_stage_step(struct r1_rm_stage *s, struct r1_rm_metrics *out)
         }
         rc = r1_model_score_backward(s->m, s->dscores);
     }
-    if (!rc && !isfinite(loss))
-        rc = r1_err_set(R1_ENUMERIC, "reward_model: loss is %g", loss);
-    if (rc) {
+    if (rc)
+        r1_err_wrap(rc, "step %" PRId64, s->opt->step + 1);
+    double sums[3] = {loss, correct, margin};
+    if ((rc = r1_dist_agree(c->dist, rc)) || (rc = r1_dist_sum_f64(c->dist, sums, 3)) ||
+        (rc = r1_dist_sum_backend(c->dist, s->m->be, s->m->grad_mem,
+                                  (int64_t)(s->m->grads.cap / sizeof(float))))) {
         r1_model_zero_grad(s->m);
-        return r1_err_wrap(rc, "step %" PRId64, s->opt->step + 1);
+        return rc;
+    }
+    loss = sums[0];
+    correct = sums[1];
+    margin = sums[2];
+    if (!isfinite(loss)) { /* the same sum on every rank: all stop here */
+        r1_model_zero_grad(s->m);
+        return r1_err_set(R1_ENUMERIC, "reward_model: loss is %g at step %" PRId64, loss,
+                          s->opt->step + 1);
     }
     if ((rc = r1_optim_step(s->opt)))
         return rc;
@@ -655,6 +668,7 @@ static int rm_init(void **state, const struct r1_stage_env *env)
         .optim = s->optim,
         .train = train,
         .eval = eval,
+        .dist = env->dist,
     };
     if ((rc = r1_rm_stage_create(&a->s, a->rm, env->tok, &c))) {
         r1_model_free(a->rm);

@@ -24,6 +24,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/dist.h"
 #include "core/model.h"
 #include "core/optim.h"
 #include "core/tokenizer.h"
@@ -92,6 +93,9 @@ struct r1_rm_config {
     struct r1_optim_config optim;
     struct r1_rm_data_spec train;
     struct r1_rm_data_spec eval; /* path and generator NULL: no held-out pairs */
+    /* data parallel (NULL or world 1: one process): rank r scores micro-batches r, r + world,
+     * ... of every batch; losses, counts and gradients are summed before the update */
+    struct r1_dist *dist;
 };
 
 struct r1_rm_metrics {

@@ -39,9 +39,9 @@ struct r1_stage_env {
     /* The built-in chat template (core/template.h) the stage renders with: model.chat_template
      * resolved against the model's own template (r1_chat_template_resolve); NULL: none. */
     const char *chat_template;
-    /* The job's processes (NULL: one).  A stage that splits its work (pretrain and sft:
-     * micro-batches; grpo and align: groups of rollouts and micro-batches) sums what the
-     * ranks computed; the others compute the same thing on every rank.  Every rank calls init, load, step and evaluate alike; only rank 0 calls
+    /* The job's processes (NULL: one).  Stages split their work over the ranks (micro-batches
+     * of every update, groups of rollouts, prompts of rejection sampling and evaluation)
+     * and sum or gather what the ranks computed, so every rank holds the same state.  Every rank calls init, load, step and evaluate alike; only rank 0 calls
      * save. */
     struct r1_dist *dist;
 };

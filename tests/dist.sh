@@ -14,7 +14,15 @@
 #     reference resets, two iterations over two minibatches, DAPO, micro-batches): each
 #     rank samples and scores half of every draw's groups and runs half the micro-batches;
 #     the rewards of every step equal one process's exactly (the same completions), the
-#     losses to 1e-4; rank 0 killed mid-GRPO and resumed ends bit-identical.
+#     losses to 1e-4, and the evaluations (split over the ranks by prompt) exactly; rank 0
+#     killed mid-GRPO and resumed ends bit-identical;
+#  7. reward_model (tests/recipes/rm/prefs.yaml, two micro-batches per update): the 40
+#     losses agree with one process's to 1e-4;
+#  8. a rank that hangs (R1_TEST_HANG) ends the job within R1_DIST_TIMEOUT (3 s here) with a
+#     line saying so, and the resume ends bit-identical;
+#  9. rejection_sft (tests/recipes/rejection/pipeline.yaml: pretrain, grpo, rejection
+#     sampling split by prompt, then data-parallel SFT): the dataset is byte-identical to
+#     one process's and the SFT losses agree to 1e-4.
 # Exits 77 when mpirun is missing or r1 was built without MPI.
 set -u
 r1=$(realpath "$1")
@@ -131,6 +139,12 @@ if paste <(rl "$tmp/g1" loss) <(rl "$tmp/g2" loss) | awk '
 else
   echo "FAIL: GRPO losses differ:"; paste <(rl "$tmp/g1" loss) <(rl "$tmp/g2" loss); fail=1
 fi
+if [ -n "$(grep '"eval/' "$tmp/g1/metrics.jsonl")" ] &&
+   [ "$(grep '"eval/' "$tmp/g1/metrics.jsonl")" = "$(grep '"eval/' "$tmp/g2/metrics.jsonl")" ]; then
+  echo "ok: the split evaluations equal one process's"
+else
+  echo "FAIL: evaluations differ between 1 and 2 ranks"; fail=1
+fi
 R1_TEST_CRASH=rl:5:step R1_TEST_CRASH_RANK=0 mpi "$r1" run "$grecipe" --run-dir "$tmp/gk" \
   --threads 1 -q >"$tmp/gk.log" 2>&1
 rc=$?
@@ -143,5 +157,52 @@ if mpi "$r1" resume "$tmp/gk" --threads 1 -q >"$tmp/gkr.log" 2>&1 &&
   echo "ok: GRPO with rank 0 killed at step 5 resumes bit-identical (weights, reference, samples)"
 else
   echo "FAIL: GRPO resume after the kill: $(tail -3 "$tmp/gkr.log")"; fail=1
+fi
+# 7. reward model
+rrecipe=$src/tests/recipes/rm/prefs.yaml
+rml() { grep '"stage":"rm"' "$1/metrics.jsonl" | grep -v '"eval/' | grep -o '"loss":[0-9.e-]*' | cut -d: -f2; }
+if "$r1" run "$rrecipe" --run-dir "$tmp/rm1" --threads 1 -q >"$tmp/rm1.log" 2>&1 &&
+   mpi "$r1" run "$rrecipe" --run-dir "$tmp/rm2" --threads 1 -q >"$tmp/rm2.log" 2>&1 &&
+   paste <(rml "$tmp/rm1") <(rml "$tmp/rm2") | awk '
+     { n++; d = $1 - $2; if (d < 0) d = -d; if (d > 1e-6 + 1e-4 * $1) bad++ }
+     END { exit !(n == 40 && bad == 0) }'; then
+  echo "ok: 40 reward-model losses agree between 1 and 2 ranks"
+else
+  echo "FAIL: reward model on 2 ranks: $(tail -3 "$tmp/rm2.log")"
+  paste <(rml "$tmp/rm1") <(rml "$tmp/rm2") | head; fail=1
+fi
+# 8. a rank hangs
+start=$(date +%s)
+R1_DIST_TIMEOUT=3 R1_TEST_HANG=sft:3:step R1_TEST_CRASH_RANK=1 mpi "$r1" run "$recipe" \
+  --run-dir "$tmp/hang" --threads 1 -q >"$tmp/hang.log" 2>&1
+rc=$? took=$(( $(date +%s) - start ))
+if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && grep -q "hangs without answering (R1_DIST_TIMEOUT=3)" "$tmp/hang.log"; then
+  echo "ok: a hung rank ends the job after ${took}s (status $rc)"
+else
+  echo "FAIL: hung rank: status $rc after ${took}s: $(head -3 "$tmp/hang.log")"; fail=1
+fi
+if mpi "$r1" resume "$tmp/hang" --threads 1 -q >"$tmp/hangr.log" 2>&1 &&
+   cmp -s "$tmp/two/$final" "$tmp/hang/$final"; then
+  echo "ok: resume after the hang ends bit-identical"
+else
+  echo "FAIL: resume after the hang: $(tail -3 "$tmp/hangr.log")"; fail=1
+fi
+# 9. rejection sampling
+jrecipe=$src/tests/recipes/rejection/pipeline.yaml
+rsl() { grep '"stage":"rs"' "$1/metrics.jsonl" | grep -o '"loss":[0-9.e-]*' | cut -d: -f2; }
+if "$r1" run "$jrecipe" --run-dir "$tmp/j1" --threads 1 -q >"$tmp/j1.log" 2>&1 &&
+   mpi "$r1" run "$jrecipe" --run-dir "$tmp/j2" --threads 1 -q >"$tmp/j2.log" 2>&1; then
+  c=$(ls "$tmp/j1/checkpoints/rs" | tail -1)
+  if [ "$(wc -l <"$tmp/j1/checkpoints/rs/$c/dataset.jsonl")" -gt 0 ] &&
+     cmp -s "$tmp/j1/checkpoints/rs/$c/dataset.jsonl" "$tmp/j2/checkpoints/rs/$c/dataset.jsonl" &&
+     paste <(rsl "$tmp/j1") <(rsl "$tmp/j2") | awk '
+       { n++; d = $1 - $2; if (d < 0) d = -d; if (d > 1e-6 + 1e-4 * $1) bad++ }
+       END { exit !(n > 0 && bad == 0) }'; then
+    echo "ok: rejection sampling on 2 ranks gives one process's dataset and SFT losses"
+  else
+    echo "FAIL: rejection_sft differs between 1 and 2 ranks"; fail=1
+  fi
+else
+  echo "FAIL: rejection pipeline runs: $(tail -3 "$tmp/j2.log")"; fail=1
 fi
 exit $fail
