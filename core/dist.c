@@ -330,6 +330,38 @@ int r1_dist_sum_backend(struct r1_dist *d, struct r1_backend *be, float *x, int6
 #endif
 }
 
+int r1_dist_gather_ranges(struct r1_dist *d, struct r1_backend *be, float *x, const int64_t *lo,
+                          const int64_t *hi)
+{
+    if (!d || d->world <= 1)
+        return 0;
+#ifdef R1_MPI
+    struct dist_impl *im = d->impl;
+    if (!im->stage && !(im->stage = malloc((size_t)R1_DIST_CHUNK * sizeof(float))))
+        return r1_err_set(R1_ENOMEM, "dist: out of memory for the staging buffer");
+    for (int r = 0; r < d->world; r++)
+        for (int64_t i = lo[r]; i < hi[r]; i += R1_DIST_CHUNK) {
+            int c = (int)(hi[r] - i < R1_DIST_CHUNK ? hi[r] - i : R1_DIST_CHUNK);
+            if (r == d->rank)
+                be->ops->download(be->ctx, im->stage, x + i, (size_t)c * sizeof(float));
+            wait_begin(d, "parameter gather");
+            int e = MPI_Bcast(im->stage, c, MPI_FLOAT, r, MPI_COMM_WORLD);
+            wait_end(d);
+            if (e != MPI_SUCCESS)
+                return mpi_fail(e, "parameter gather");
+            if (r != d->rank)
+                be->ops->upload(be->ctx, x + i, im->stage, (size_t)c * sizeof(float));
+        }
+    return r1_backend_check(be);
+#else
+    (void)be;
+    (void)x;
+    (void)lo;
+    (void)hi;
+    return 0;
+#endif
+}
+
 int r1_dist_bcast(struct r1_dist *d, void *x, size_t bytes, int root)
 {
     if (!d || d->world <= 1 || bytes == 0)

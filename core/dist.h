@@ -56,6 +56,9 @@ int r1_dist_sum_f32(struct r1_dist *d, float *x, int64_t n);
 int r1_dist_sum_i32(struct r1_dist *d, int32_t *x, int64_t n);
 /* n floats of backend memory (staged through host memory in chunks). */
 int r1_dist_sum_backend(struct r1_dist *d, struct r1_backend *be, float *x, int64_t n);
+/* Gathers ranges of backend memory: rank r's x[lo[r], hi[r]) (floats) to every rank. */
+int r1_dist_gather_ranges(struct r1_dist *d, struct r1_backend *be, float *x, const int64_t *lo,
+                          const int64_t *hi);
 /* bytes from root to every rank (host memory). */
 int r1_dist_bcast(struct r1_dist *d, void *x, size_t bytes, int root);
 

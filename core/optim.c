@@ -112,7 +112,54 @@ void r1_optim_free(struct r1_optim *o)
     if (!o)
         return;
     r1_arena_release(&o->state);
+    free(o->shard_los);
     free(o);
+}
+
+int r1_optim_shard(struct r1_optim *o, struct r1_dist *d)
+{
+    if (!d || d->world <= 1 || o->cfg.zero == 0)
+        return 0;
+    const struct r1_model *m = o->m;
+    for (int i = 0; i < m->n_tensors; i++) /* the gather works on the parameter arena */
+        if ((float *)m->tensors[i].w.data - m->param_mem !=
+            (float *)m->tensors[i].g.data - m->grad_mem)
+            return r1_err_set(R1_ESTATE, "optimizer: parameter and gradient arenas differ in "
+                              "layout at %s", m->tensors[i].name);
+    int64_t n = (int64_t)(m->grads.cap / sizeof(float)), W = d->world;
+    int64_t per = (n + W - 1) / W;
+    o->shard_los = malloc(2 * (size_t)W * sizeof(int64_t));
+    if (!o->shard_los)
+        return r1_err_set(R1_ENOMEM, "optimizer: out of host memory");
+    o->shard_his = o->shard_los + W;
+    for (int64_t r = 0; r < W; r++) {
+        o->shard_los[r] = r * per < n ? r * per : n;
+        o->shard_his[r] = o->shard_los[r] + per < n ? o->shard_los[r] + per : n;
+    }
+    o->shard_lo = o->shard_los[d->rank];
+    o->shard_hi = o->shard_his[d->rank];
+    size_t bytes = (size_t)(o->shard_hi - o->shard_lo) * sizeof(float);
+    r1_arena_release(&o->state);
+    r1_arena_take_bytes(&o->state, bytes);
+    r1_arena_take_bytes(&o->state, bytes);
+    int rc = r1_arena_commit(&o->state, m->be);
+    if (rc)
+        return r1_err_wrap(rc, "optimizer shard state (%zu bytes)", 2 * bytes);
+    o->mom = r1_arena_take_bytes(&o->state, bytes);
+    o->var = r1_arena_take_bytes(&o->state, bytes);
+    o->dist = d;
+    r1_optim_shard_name(o->shard_file, sizeof(o->shard_file), d->rank, d->world);
+    return 0;
+}
+
+void r1_optim_shard_name(char *buf, size_t cap, int rank, int world)
+{
+    snprintf(buf, cap, "optimizer-rank%d-of-%d.safetensors", rank, world);
+}
+
+const char *r1_optim_shard_file(const struct r1_optim *o)
+{
+    return o->dist && o->dist->rank > 0 ? o->shard_file : NULL;
 }
 
 double r1_optim_grad_norm(const struct r1_optim *o)
@@ -149,11 +196,23 @@ int r1_optim_step(struct r1_optim *o)
     int64_t t = o->step + 1;
     for (int i = 0; i < m->n_tensors; i++) {
         struct r1_param *p = &m->tensors[i];
-        size_t off = moment_offset(m, i);
-        op->adamw_update(m->be->ctx, p->w.data, p->g.data, o->mom + off, o->var + off,
-                         r1_tensor_numel(&p->w), lr, o->cfg.beta1, o->cfg.beta2, o->cfg.eps,
-                         p->decay ? o->cfg.weight_decay : 0.0f, scale, t);
+        int64_t off = (int64_t)moment_offset(m, i), n = r1_tensor_numel(&p->w);
+        int64_t a = off, b = off + n, base = 0; /* the part this optimizer updates */
+        if (o->dist) {
+            a = a > o->shard_lo ? a : o->shard_lo;
+            b = b < o->shard_hi ? b : o->shard_hi;
+            base = o->shard_lo;
+        }
+        if (a >= b)
+            continue;
+        op->adamw_update(m->be->ctx, (float *)p->w.data + (a - off), (float *)p->g.data + (a - off),
+                         o->mom + (a - base), o->var + (a - base), b - a, lr, o->cfg.beta1,
+                         o->cfg.beta2, o->cfg.eps, p->decay ? o->cfg.weight_decay : 0.0f, scale,
+                         t);
     }
+    if (o->dist && (rc = r1_dist_gather_ranges(o->dist, m->be, m->param_mem, o->shard_los,
+                                               o->shard_his)))
+        return rc;
     r1_model_zero_grad(m);
     o->step = t;
     return 0;
@@ -176,6 +235,18 @@ int r1_optim_save(const struct r1_optim *o, const char *path)
     if ((rc = r1_st_writer_meta(w, "step", stepbuf)) ||
         (rc = r1_st_writer_meta(w, "format", "r1-adamw-1")))
         goto out;
+    if (o->dist) { /* one shard: two flat tensors over the range */
+        char shard[96];
+        int64_t len = o->shard_hi - o->shard_lo;
+        snprintf(shard, sizeof(shard), "%" PRId64 " %" PRId64 " %d %d", o->shard_lo, o->shard_hi,
+                 o->dist->rank, o->dist->world);
+        if ((rc = r1_st_writer_meta(w, "shard", shard)) ||
+            (rc = r1_st_writer_add(w, "exp_avg", R1_F32, 1, &len, hm)) ||
+            (rc = r1_st_writer_add(w, "exp_avg_sq", R1_F32, 1, &len, hv)))
+            goto out;
+        rc = r1_st_writer_write(w, path);
+        goto out;
+    }
     for (int i = 0; i < m->n_tensors; i++) {
         const struct r1_param *p = &m->tensors[i];
         size_t off = moment_offset(m, i);
@@ -193,16 +264,51 @@ out:
     return rc;
 }
 
+/* Reads a shard file of a sharded optimizer (see r1_optim_save) into host (hm, hv). */
+static int load_shard(const struct r1_optim *o, struct r1_st_file *f, const char *path, float *hm,
+                      float *hv)
+{
+    const char *shard = r1_st_meta(f, "shard");
+    long long lo = -1, hi = -1;
+    int rank = -1, world = -1;
+    if (!shard || sscanf(shard, "%lld %lld %d %d", &lo, &hi, &rank, &world) != 4)
+        return r1_err_set(R1_EFORMAT, "%s: %s; this run shards the optimizer (optimizer.zero 1): "
+                          "resume it as it was started", path,
+                          shard ? "bad metadata 'shard'" : "not a ZeRO-1 shard");
+    if (lo != o->shard_lo || hi != o->shard_hi || rank != o->dist->rank ||
+        world != o->dist->world)
+        return r1_err_set(R1_EFORMAT, "%s: the shard of rank %d of %d holds floats [%lld, %lld); "
+                          "rank %d of %d needs [%" PRId64 ", %" PRId64 ")", path, rank, world, lo,
+                          hi, o->dist->rank, o->dist->world, o->shard_lo, o->shard_hi);
+    int64_t len = o->shard_hi - o->shard_lo;
+    for (int k = 0; k < 2; k++) {
+        const char *name = k ? "exp_avg_sq" : "exp_avg";
+        const struct r1_st_entry *e = r1_st_find(f, name);
+        if (!e)
+            return r1_err_set(R1_EFORMAT, "%s: tensor '%s' is missing", path, name);
+        int rc = r1_st_read_f32(f, e, k ? hv : hm, len);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
 int r1_optim_load(struct r1_optim *o, const char *path)
 {
     struct r1_model *m = o->m;
     struct r1_st_file *f = NULL;
     float *host = malloc(o->state.cap);
-    char name[128];
+    char name[128], spath[4200];
     int rc;
     if (!host)
         return r1_err_set(R1_ENOMEM, "%s: out of host memory for optimizer state", path);
     float *hm = host, *hv = host + (o->var - o->mom);
+    if (r1_optim_shard_file(o)) { /* rank > 0: its own file next to rank 0's */
+        const char *slash = strrchr(path, '/');
+        int dlen = slash ? (int)(slash - path) : 1;
+        snprintf(spath, sizeof(spath), "%.*s/%s", dlen, slash ? path : ".", r1_optim_shard_file(o));
+        path = spath;
+    }
     if ((rc = r1_st_open(&f, path)))
         goto out;
     const char *step = r1_st_meta(f, "step");
@@ -211,6 +317,17 @@ int r1_optim_load(struct r1_optim *o, const char *path)
     if (!step || *end || s < 0) {
         rc = r1_err_set(R1_EFORMAT, "%s: missing or bad metadata 'step'; the optimizer state is "
                         "corrupt, resume from an earlier checkpoint", path);
+        goto out;
+    }
+    if (o->dist) {
+        if (!(rc = load_shard(o, f, path, hm, hv)))
+            goto done;
+        goto out;
+    }
+    if (r1_st_meta(f, "shard")) {
+        rc = r1_err_set(R1_EFORMAT, "%s: a ZeRO-1 shard, but this run does not shard the "
+                        "optimizer; resume with the recipe and process count it was started with",
+                        path);
         goto out;
     }
     for (int i = 0; i < m->n_tensors; i++) {
@@ -228,6 +345,7 @@ int r1_optim_load(struct r1_optim *o, const char *path)
                 goto out;
         }
     }
+done:
     m->be->ops->upload(m->be->ctx, o->state.base, host, o->state.cap);
     o->step = s;
 out:

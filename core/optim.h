@@ -13,6 +13,7 @@
 
 #include <stdint.h>
 
+#include "core/dist.h"
 #include "core/model.h"
 
 enum r1_lr_schedule {
@@ -28,16 +29,24 @@ struct r1_optim_config {
     float max_grad_norm; /* <= 0: no clipping */
     enum r1_lr_schedule schedule;
     int64_t warmup_steps, total_steps;
+    int64_t zero; /* 1: ZeRO-1 under a job of several ranks (r1_optim_shard); 0: off */
 };
 
 struct r1_optim {
     struct r1_optim_config cfg;
     struct r1_model *m; /* borrowed */
     struct r1_arena state;
-    float *mom, *var;   /* (n_params) each, laid out like the model's gradients */
+    float *mom, *var;   /* (n_params) each, laid out like the model's gradients; sharded:
+                         * (shard_hi - shard_lo) each, for that range of the gradient arena */
     int64_t step;       /* updates done */
     double last_grad_norm;
     float last_lr;
+    /* ZeRO-1 (r1_optim_shard): rank r of dist keeps the moments of floats [lo, hi) of the
+     * gradient arena, updates those parameters, then every rank's range is gathered */
+    struct r1_dist *dist;
+    int64_t shard_lo, shard_hi;
+    int64_t *shard_los, *shard_his; /* (world) every rank's range */
+    char shard_file[64];
 };
 
 /* Defaults: lr 3e-4, betas 0.9/0.95, eps 1e-8, wd 0.1, clip 1.0, constant. */
@@ -55,8 +64,24 @@ int r1_optim_step(struct r1_optim *o);
 /* Global L2 norm of the model's gradients (deterministic). */
 double r1_optim_grad_norm(const struct r1_optim *o);
 
+/* ZeRO-1 over the ranks of d (cfg.zero 1 and d->world > 1; else nothing changes): the state
+ * is cut to this rank's even share of the gradient arena's floats, every step updates only
+ * those parameters and then gathers every rank's share (r1_dist_gather_ranges), so all
+ * ranks end with the same parameters.  The gradients must be summed over the ranks before
+ * r1_optim_step, as without sharding.  Call before the first step. */
+int r1_optim_shard(struct r1_optim *o, struct r1_dist *d);
+/* The file a sharded optimizer of rank > 0 saves and loads (next to the checkpoint's
+ * optimizer.safetensors, which holds rank 0's shard), e.g.
+ * "optimizer-rank1-of-4.safetensors"; NULL for rank 0 and unsharded optimizers. */
+const char *r1_optim_shard_file(const struct r1_optim *o);
+/* That name for rank of world (rank 0 too, for messages). */
+void r1_optim_shard_name(char *buf, size_t cap, int rank, int world);
+
 /* Saves step and moments to a safetensors file (tensors "exp_avg.<param>",
- * "exp_avg_sq.<param>", metadata "step"); load checks names and shapes. */
+ * "exp_avg_sq.<param>", metadata "step"); load checks names and shapes.  A sharded
+ * optimizer saves its shard (tensors "exp_avg", "exp_avg_sq" over its range; metadata
+ * "shard": "lo hi rank world"), and load at rank > 0 reads r1_optim_shard_file from the
+ * directory of path; a shard of another range or world size is an error naming both. */
 int r1_optim_save(const struct r1_optim *o, const char *path);
 int r1_optim_load(struct r1_optim *o, const char *path);
 

@@ -110,6 +110,9 @@ static const struct r1_recipe_key schema[] = {
      STG(optim.schedule), 0, 0, "learning-rate schedule after warm-up"},
     {"optimizer", "warmup_steps", R1_KEY_INT, "0", 0, BIG, 0, NULL, 0, STG(optim.warmup_steps), 0,
      0, "linear warm-up steps"},
+    {"optimizer", "zero", R1_KEY_INT, "0", 0, 1, 0, NULL, 0, STG(optim.zero), 0, 0,
+     "ZeRO stage under mpirun: 1 shards AdamW's moments over the ranks (each updates its share "
+     "of the parameters, which are then gathered; each rank saves its shard)"},
 
     {"data", "path", R1_KEY_STRING, NULL, 0, 0, 0, NULL, 0, STG(data.path), 0, 0,
      "data file (relative to the recipe file; must exist)"},

@@ -321,7 +321,7 @@ static int grpo_init(void **state, const struct r1_stage_env *env)
     struct r1_optim_config oc = c->optim;
     oc.total_steps = s->steps_total * s->g->iterations * s->n_mb; /* updates in the stage */
     if ((rc = r1_model_reserve(s->m, s->micro, s->T_max)) ||
-        (rc = r1_optim_create(&s->opt, s->m, &oc)))
+        (rc = r1_optim_create(&s->opt, s->m, &oc)) || (rc = r1_optim_shard(s->opt, s->dist)))
         goto fail;
     int slots = s->S < GEN_SLOTS_MAX ? s->S : GEN_SLOTS_MAX;
     if ((rc = r1_generator_create(&s->gen, s->m, s->tok, slots, max_prompt + s->max_comp,
@@ -990,7 +990,12 @@ static void grpo_free(void *state)
     free(s);
 }
 
+static struct r1_optim *grpo_optim(void *state)
+{
+    return ((struct grpo *)state)->opt;
+}
+
 const struct r1_stage_ops r1_grpo_stage_ops = {
     "grpo", grpo_validate, grpo_init, grpo_step, grpo_save, grpo_load, grpo_finished,
-    grpo_progress, grpo_summary, grpo_evaluate, grpo_data, grpo_free,
+    grpo_progress, grpo_summary, grpo_evaluate, grpo_data, grpo_free, grpo_optim,
 };

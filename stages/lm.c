@@ -53,7 +53,8 @@ int r1_lm_stage_create(struct r1_lm_stage **out, struct r1_model *m,
                        cfg->batch_size;
     if (s->cfg.optim.total_steps <= 0)
         s->cfg.optim.total_steps = s->cfg.steps; /* schedules decay over the stage */
-    if ((rc = r1_optim_create(&s->opt, m, &s->cfg.optim)))
+    if ((rc = r1_optim_create(&s->opt, m, &s->cfg.optim)) ||
+        (rc = r1_optim_shard(s->opt, cfg->dist)))
         goto fail;
     s->tokens = malloc(n * sizeof(int32_t));
     s->pos = malloc(n * sizeof(int32_t));
@@ -87,6 +88,7 @@ void r1_lm_stage_free(struct r1_lm_stage *s)
 }
 
 int64_t r1_lm_stage_steps_done(const struct r1_lm_stage *s) { return s->opt->step; }
+struct r1_optim *r1_lm_stage_optim(struct r1_lm_stage *s) { return s->opt; }
 int64_t r1_lm_stage_steps_total(const struct r1_lm_stage *s) { return s->cfg.steps; }
 const char *r1_lm_stage_data_sha256(const struct r1_lm_stage *s) { return s->corpus->sha256; }
 
@@ -402,7 +404,12 @@ static void lm_free(void *state)
     free(a);
 }
 
+static struct r1_optim *lm_optim(void *state)
+{
+    return r1_lm_stage_optim(((struct lm_adapter *)state)->s);
+}
+
 const struct r1_stage_ops r1_lm_stage_ops = {
     "lm", lm_validate, lm_init, lm_step, lm_save, lm_load, lm_finished, lm_progress,
-    lm_summary, lm_evaluate, lm_data, lm_free,
+    lm_summary, lm_evaluate, lm_data, lm_free, lm_optim,
 };

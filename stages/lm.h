@@ -47,6 +47,8 @@ struct r1_lm_stage;
 /* The model is borrowed; the stage owns its optimizer, corpus and buffers. */
 int r1_lm_stage_create(struct r1_lm_stage **out, struct r1_model *m,
                        const struct r1_tokenizer *tok, const struct r1_lm_config *cfg);
+/* The stage's optimizer (borrowed). */
+struct r1_optim *r1_lm_stage_optim(struct r1_lm_stage *s);
 void r1_lm_stage_free(struct r1_lm_stage *s);
 int r1_lm_stage_step(struct r1_lm_stage *s, struct r1_lm_metrics *out);
 int64_t r1_lm_stage_steps_done(const struct r1_lm_stage *s);

@@ -20,6 +20,7 @@
 #include "core/dist.h"
 #include "core/hfdir.h"
 #include "core/modelfile.h"
+#include "core/optim.h"
 #include "core/ledger.h"
 #include "core/template.h"
 #include "stages/stage.h"
@@ -338,14 +339,37 @@ static int save_checkpoint(struct run *R, int si, const struct r1_stage_ops *ops
     struct r1_checkpoint *ck = NULL;
     char path[4200], summary[256], *metrics = NULL;
     size_t mlen = 0;
-    int rc = r1_checkpoint_begin(&ck, R->dir, &d);
-    if (rc)
-        return rc;
+    /* ZeRO-1: the ranks but 0 write their optimizer shards into the lead's checkpoint */
+    struct r1_optim *opt = ops->optim ? ops->optim(st) : NULL;
+    bool shards = opt && opt->dist && opt->dist->world > 1;
+    int rc = R->lead ? r1_checkpoint_begin(&ck, R->dir, &d) : 0;
+    if (shards) {
+        char tmp[4096] = {0};
+        if (R->lead && !rc)
+            snprintf(tmp, sizeof(tmp), "%s", r1_checkpoint_tmp_dir(ck));
+        if ((rc = r1_dist_agree(R->dist, rc)) || (rc = r1_dist_bcast(R->dist, tmp, sizeof(tmp), 0)))
+            goto out;
+        if (!R->lead) {
+            snprintf(path, sizeof(path), "%s/%s", tmp, r1_optim_shard_file(opt));
+            rc = r1_optim_save(opt, path);
+        }
+        if ((rc = r1_dist_agree(R->dist, rc)) || !R->lead)
+            goto out;
+    } else if (rc || !R->lead) {
+        goto out;
+    }
     if ((rc = ops->save(st, r1_checkpoint_tmp_dir(ck), &files, &n_files)))
         goto out;
     for (int i = 0; i < n_files; i++) {
         snprintf(path, sizeof(path), "%s/%s", r1_checkpoint_tmp_dir(ck), files[i]);
         if ((rc = r1_checkpoint_add_file(ck, files[i], path)))
+            goto out;
+    }
+    for (int r = 1; shards && r < opt->dist->world; r++) {
+        char name[64];
+        r1_optim_shard_name(name, sizeof(name), r, opt->dist->world);
+        snprintf(path, sizeof(path), "%s/%s", r1_checkpoint_tmp_dir(ck), name);
+        if ((rc = r1_checkpoint_add_file(ck, name, path)))
             goto out;
     }
     fflush(R->metrics);
@@ -537,6 +561,9 @@ static int run_stage(struct run *R, int si)
             m->n_params, m->params.cap, m->grads.cap, 2 * m->grads.cap, m->acts.cap, 0};
         if (s->kind == R1_STAGE_REJECTION_SFT) /* samples only: no optimizer */
             plan.optim_bytes = 0;
+        struct r1_optim *opt = ops->optim ? ops->optim(st) : NULL;
+        if (opt) /* this rank's share under ZeRO-1 */
+            plan.optim_bytes = opt->state.cap;
         size_t own = plan.param_bytes + plan.grad_bytes + plan.optim_bytes + plan.activation_bytes;
         plan.other_bytes = R->be->arena_bytes > own ? R->be->arena_bytes - own : 0;
         if (!ck || ck->step < total)
@@ -577,7 +604,7 @@ static int run_stage(struct run *R, int si)
         /* a stop request seen by any rank stops all at the same step */
         int stop = r1_dist_any(R->dist, R->o->stop && *R->o->stop);
         if (mt.step % save_every == 0 || ops->finished(st) || stop) {
-            rc = R->lead ? save_checkpoint(R, si, ops, st, parent) : 0;
+            rc = save_checkpoint(R, si, ops, st, parent); /* rank 0 writes; shards on all */
             if ((rc = r1_dist_agree(R->dist, rc)))
                 goto out;
             emit(R, s->name, "checkpoint", &mt);

@@ -900,7 +900,13 @@ static void rs_free(void *state)
     free(s);
 }
 
+static struct r1_optim *rs_optim(void *state)
+{
+    struct rs *s = state;
+    return s->lm ? r1_lm_stage_optim(s->lm) : NULL;
+}
+
 const struct r1_stage_ops r1_rejection_sft_stage_ops = {
     "rejection_sft", rs_validate, rs_init, rs_step, rs_save, rs_load, rs_finished,
-    rs_progress, rs_summary, rs_evaluate, rs_data, rs_free,
+    rs_progress, rs_summary, rs_evaluate, rs_data, rs_free, rs_optim,
 };

@@ -302,7 +302,8 @@ int r1_rm_stage_create(struct r1_rm_stage **out, struct r1_model *m, const struc
     if (s->cfg.optim.total_steps <= 0)
         s->cfg.optim.total_steps = s->cfg.steps;
     if ((rc = r1_model_reserve(m, rows, cfg->seq_len)) ||
-        (rc = r1_optim_create(&s->opt, m, &s->cfg.optim)))
+        (rc = r1_optim_create(&s->opt, m, &s->cfg.optim)) ||
+        (rc = r1_optim_shard(s->opt, cfg->dist)))
         goto fail;
     s->order = malloc((size_t)s->train->n * sizeof(int64_t));
     s->tokens = malloc(n * sizeof(int32_t));
@@ -773,7 +774,13 @@ static void rm_free(void *state)
     free(a);
 }
 
+static struct r1_optim *rm_optim(void *state)
+{
+    return ((struct rm_adapter *)state)->s->opt;
+}
+
 const struct r1_stage_ops r1_reward_model_stage_ops = {
     "reward_model", rm_validate, rm_init,    rm_step,     rm_save, rm_load,
     rm_finished,    rm_progress, rm_summary, rm_evaluate, rm_data, rm_free,
+    rm_optim,
 };

@@ -84,6 +84,11 @@ struct r1_stage_ops {
     /* Datasets read, for the R1-Data trailers (pointer into state). */
     const struct r1_data_hash *(*data)(const void *state, int *n);
     void (*free)(void *state);
+    /* Optional (NULL: none).  The optimizer the stage trains with, or NULL: the pipeline
+     * counts its state in the memory plan, and under ZeRO-1 (optimizer.zero) has every rank
+     * but 0 write its shard (r1_optim_shard_file) into the checkpoint, where save writes
+     * rank 0's as optimizer.safetensors. */
+    struct r1_optim *(*optim)(void *state);
 };
 
 /* ---- helpers for save/load of training stages ---------------------------------- */
