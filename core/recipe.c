@@ -647,13 +647,18 @@ static void validate_stage(struct loader *ld, struct r1_recipe *r, int i)
                 r1_recipe_problem(ld, AT(at), "align.reward_model '%s' is a %s stage, not a "
                                   "reward_model stage", src->spec,
                                   r1_stage_kind_name(r->stages[src->stage].kind));
+            else if (src->kind == R1_SOURCE_STAGE && src->stage >= 0 &&
+                     r->stages[src->stage].reward_model.mode == R1_RM_POINTWISE)
+                r1_recipe_problem(ld, AT(at), "align.reward_model '%s' is a pointwise (safety) "
+                                  "reward model; name it in align.safety_model", src->spec);
             else if (src->kind == R1_SOURCE_SCRATCH || src->kind == R1_SOURCE_GGUF)
                 r1_recipe_problem(ld, AT(at), "align.reward_model '%s' must be a reward_model "
                                   "stage or a directory saved by one", src->spec);
         } else {
-            int j = -1;
+            int j = -1; /* the latest preference (pairwise) reward model */
             for (int k = 0; k < i; k++)
-                if (r->stages[k].kind == R1_STAGE_REWARD_MODEL)
+                if (r->stages[k].kind == R1_STAGE_REWARD_MODEL &&
+                    r->stages[k].reward_model.mode == R1_RM_PAIRWISE)
                     j = k;
             src->stage = j;
             if (j >= 0) {
@@ -667,6 +672,21 @@ static void validate_stage(struct loader *ld, struct r1_recipe *r, int i)
                                   "model: add a reward_model stage before it or set "
                                   "align.reward_model", s->name);
         }
+        struct r1_model_source *saf = &s->align.safety_model;
+        const struct node *sat = node_at(sn, sn, "align", "safety_model", NULL);
+        if (saf->spec) {
+            resolve_source_as(ld, r, saf, sat, i, "align.safety_model");
+            if (saf->kind == R1_SOURCE_STAGE && saf->stage >= 0 &&
+                (r->stages[saf->stage].kind != R1_STAGE_REWARD_MODEL ||
+                 r->stages[saf->stage].reward_model.mode != R1_RM_POINTWISE))
+                r1_recipe_problem(ld, AT(sat), "align.safety_model '%s' must be a reward_model "
+                                  "stage with reward_model.mode pointwise", saf->spec);
+            else if (saf->kind == R1_SOURCE_SCRATCH || saf->kind == R1_SOURCE_GGUF)
+                r1_recipe_problem(ld, AT(sat), "align.safety_model '%s' must be a pointwise "
+                                  "reward_model stage or a directory saved by one", saf->spec);
+        } else {
+            saf->stage = -1;
+        }
         if (s->align.general_path && s->align.general_generator)
             r1_recipe_problem(ld, AT(node_at(sn, sn, "align", NULL)),
                               "align: give general_path or general_generator, not both");
@@ -675,6 +695,7 @@ static void validate_stage(struct loader *ld, struct r1_recipe *r, int i)
                          node_at(sn, sn, "align", "general_path", NULL), "align.general_path");
     } else {
         s->align.reward_model.stage = -1;
+        s->align.safety_model.stage = -1;
     }
     if (s->kind == R1_STAGE_REJECTION_SFT &&
         s->rejection.keep_per_prompt > s->rejection.samples_per_prompt)
@@ -799,6 +820,7 @@ void r1_recipe_free(struct r1_recipe *r)
         free(r->stages[i].init.preset);
         free(r->stages[i].rejection.source.preset);
         free(r->stages[i].align.reward_model.preset);
+        free(r->stages[i].align.safety_model.preset);
     }
     free(r->model_init.preset);
     free_section("", (char *)r);

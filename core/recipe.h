@@ -131,9 +131,13 @@ struct r1_rejection_cfg {
     char *mix_prompt_field, *mix_response_field;
 };
 
+enum r1_rm_mode { R1_RM_PAIRWISE = 0, R1_RM_POINTWISE };
+
 struct r1_reward_model_cfg {
+    enum r1_rm_mode mode;
     float margin;
     char *chosen_field, *rejected_field;
+    char *response_field, *label_field; /* pointwise */
 };
 
 struct r1_align_cfg {
@@ -141,6 +145,11 @@ struct r1_align_cfg {
     enum r1_rm_scope rm_scope;
     int64_t rm_start_step;  /* the RM scores from this step on (0: from the start) */
     float rm_weight;
+    /* the pointwise safety reward model (a reward_model stage in mode pointwise, or a dir
+     * saved by one; spec NULL: none): every completion gets safety_weight × P(safe), read
+     * from the whole completion, chain of thought included */
+    struct r1_model_source safety_model;
+    float safety_weight;
     char *general_path;      /* prompts without a reference answer (JSONL), or NULL */
     char *general_generator; /* or a generator spec */
     int64_t general_size;

@@ -2,6 +2,7 @@
 #include "stages/align.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,6 +17,12 @@ struct r1_align {
     struct r1_model *rm;
     struct r1_tokenizer *rm_tok;
     struct r1_rm_scorer *scorer;
+    /* the pointwise safety model (align.safety_model), NULL without one */
+    struct r1_model *sm;
+    struct r1_tokenizer *sm_tok;
+    struct r1_rm_scorer *safety;
+    double safety_sum;
+    int64_t safety_n;
     int64_t n_reasoning; /* items [0, n_reasoning) of the set come from data.* */
     struct r1_data_hash data;
     char data_sha[R1_SHA256_HEX];
@@ -78,6 +85,29 @@ static int load_general(struct r1_align *a, const struct r1_stage_env *env,
     return 0;
 }
 
+/* A score-head model from src and its scorer, reading texts as the reward_model stage that
+ * trained it did (its template and seq_len); nothing when src names none. */
+static int open_scorer(const struct r1_stage_env *env, const struct r1_model_source *src,
+                       const char *key, struct r1_model **m, struct r1_tokenizer **tok,
+                       struct r1_rm_scorer **scorer)
+{
+    const struct r1_recipe *r = env->recipe;
+    const struct r1_stage_cfg *c = &r->stages[env->index];
+    if (!src->spec)
+        return 0;
+    int rc = env->open_model(env->ctx, src, m, tok);
+    if (rc)
+        return rc;
+    if (!r1_model_has_score_head(*m))
+        return r1_err_set(R1_EINVAL, "%s: stage '%s' %s '%s' has no score head; train one with "
+                          "a reward_model stage", r->path, c->name, key, src->spec);
+    const struct r1_stage_cfg *rs = src->kind == R1_SOURCE_STAGE ? &r->stages[src->stage] : NULL;
+    int max_len = rs ? (int)rs->seq_len : (*m)->cfg.max_seq_len;
+    if (max_len > (*m)->cfg.max_seq_len)
+        max_len = (*m)->cfg.max_seq_len;
+    return r1_rm_scorer_create(scorer, *m, *tok, rs ? rs->data.template_ : NULL, max_len);
+}
+
 int r1_align_create(struct r1_align **out, const struct r1_stage_env *env,
                     struct r1_prompt_set *train, int limit)
 {
@@ -94,26 +124,12 @@ int r1_align_create(struct r1_align **out, const struct r1_stage_env *env,
     int rc = load_general(a, env, train, limit);
     if (rc)
         goto fail;
-    const struct r1_model_source *src = &ac->reward_model;
-    if (src->spec) {
-        if ((rc = env->open_model(env->ctx, src, &a->rm, &a->rm_tok)))
-            goto fail;
-        if (!r1_model_has_score_head(a->rm)) {
-            rc = r1_err_set(R1_EINVAL, "%s: stage '%s' align.reward_model '%s' has no score "
-                            "head; train one with a reward_model stage", r->path, c->name,
-                            src->spec);
-            goto fail;
-        }
-        /* a reward_model stage of this recipe tells how it read its prompts */
-        const struct r1_stage_cfg *rs = src->kind == R1_SOURCE_STAGE ? &r->stages[src->stage]
-                                                                      : NULL;
-        int max_len = rs ? (int)rs->seq_len : a->rm->cfg.max_seq_len;
-        if (max_len > a->rm->cfg.max_seq_len)
-            max_len = a->rm->cfg.max_seq_len;
-        if ((rc = r1_rm_scorer_create(&a->scorer, a->rm, a->rm_tok,
-                                      rs ? rs->data.template_ : NULL, max_len)))
-            goto fail;
-    }
+    if ((rc = open_scorer(env, &ac->reward_model, "align.reward_model", &a->rm, &a->rm_tok,
+                          &a->scorer)))
+        goto fail;
+    if ((rc = open_scorer(env, &ac->safety_model, "align.safety_model", &a->sm, &a->sm_tok,
+                          &a->safety)))
+        goto fail;
     *out = a;
     return 0;
 fail:
@@ -128,6 +144,9 @@ void r1_align_free(struct r1_align *a)
     r1_rm_scorer_free(a->scorer);
     r1_model_free(a->rm);
     r1_tokenizer_free(a->rm_tok);
+    r1_rm_scorer_free(a->safety);
+    r1_model_free(a->sm);
+    r1_tokenizer_free(a->sm_tok);
     free(a->prompts);
     free(a->texts);
     free(a->owned);
@@ -174,10 +193,63 @@ static const char *rm_view(const char *text, enum r1_rm_scope scope)
     return end;
 }
 
+/* The completion of res as the reward models read it (malloc'd): decoded, stop token
+ * dropped, with what the template put before it (r1_reward_effective_completion). */
+static char *completion_text(const struct r1_align *a, const struct r1_prompt *p,
+                             const struct r1_gen_result *g, int *rc)
+{
+    int nt = g->n;
+    if (nt > 0 && g->finish == R1_FINISH_STOP && g->tokens[nt - 1] == a->stop_id)
+        nt--; /* the stop token is not text */
+    char *text = NULL;
+    if ((*rc = r1_tokenizer_decode(a->tok, g->tokens, nt, &text, NULL)))
+        return NULL;
+    struct r1_reward_input in = {p->text, text, "", p->meta, g->n, 0};
+    char *eff = r1_reward_effective_completion(&in);
+    free(text);
+    if (!eff)
+        *rc = r1_err_set(R1_ENOMEM, "align: out of memory");
+    return eff;
+}
+
+/* The safety reward of every completion: safety_weight × σ(score) of the whole text. */
+static int score_safety(struct r1_align *a, const struct r1_prompt_set *set,
+                        const int64_t *prompt_of, const struct r1_gen_result *res, int n,
+                        float *rew)
+{
+    int rc = reserve(a, n), k = 0;
+    for (int i = 0; i < n && !rc; i++) {
+        const struct r1_prompt *p = &set->items[prompt_of[i]];
+        char *eff = completion_text(a, p, &res[i], &rc);
+        if (!eff)
+            break;
+        a->owned[k] = eff;
+        a->texts[k] = eff; /* all of it: the chain of thought is judged too */
+        a->prompts[k] = p->question;
+        a->which[k++] = i;
+    }
+    if (!rc)
+        rc = r1_rm_scorer_score(a->safety, k, a->prompts, a->texts, a->scores);
+    for (int j = 0; j < k; j++) {
+        if (!rc) {
+            double x = a->scores[j];
+            double safe = x >= 0 ? 1.0 / (1.0 + exp(-x)) : exp(x) / (1.0 + exp(x));
+            rew[a->which[j]] += (float)(a->cfg->safety_weight * safe);
+            a->safety_sum += safe;
+            a->safety_n++;
+        }
+        free(a->owned[j]);
+        a->owned[j] = NULL;
+    }
+    return rc;
+}
+
 int r1_align_score(struct r1_align *a, int64_t step, const struct r1_prompt_set *set,
                    const int64_t *prompt_of, const struct r1_gen_result *res, int n, float *rew)
 {
     int k = 0, rc = 0;
+    if (a->safety && n > 0 && (rc = score_safety(a, set, prompt_of, res, n, rew)))
+        return r1_err_wrap(rc, "align: safety scores at step %" PRId64, step + 1);
     for (int i = 0; i < n; i++)
         k += prompt_of[i] >= a->n_reasoning;
     a->seen += n;
@@ -191,20 +263,9 @@ int r1_align_score(struct r1_align *a, int64_t step, const struct r1_prompt_set 
         if (prompt_of[i] < a->n_reasoning)
             continue;
         const struct r1_prompt *p = &set->items[prompt_of[i]];
-        const struct r1_gen_result *g = &res[i];
-        int nt = g->n;
-        if (nt > 0 && g->finish == R1_FINISH_STOP && g->tokens[nt - 1] == a->stop_id)
-            nt--; /* the stop token is not text */
-        char *text = NULL;
-        if ((rc = r1_tokenizer_decode(a->tok, g->tokens, nt, &text, NULL)))
+        char *eff = completion_text(a, p, &res[i], &rc);
+        if (!eff)
             break;
-        struct r1_reward_input in = {p->text, text, "", p->meta, g->n, 0};
-        char *eff = r1_reward_effective_completion(&in);
-        free(text);
-        if (!eff) {
-            rc = r1_err_set(R1_ENOMEM, "align: out of memory");
-            break;
-        }
         a->owned[k] = eff;
         a->texts[k] = rm_view(eff, a->cfg->rm_scope);
         a->prompts[k] = p->question;
@@ -224,8 +285,12 @@ int r1_align_score(struct r1_align *a, int64_t step, const struct r1_prompt_set 
     return rc ? r1_err_wrap(rc, "align: reward model scores at step %" PRId64, step + 1) : 0;
 }
 
-void r1_align_take_stats(struct r1_align *a, double *rm_mean, double *general_frac)
+void r1_align_take_stats(struct r1_align *a, double *rm_mean, double *general_frac,
+                         double *safety_mean)
 {
+    *safety_mean = a->safety_n ? a->safety_sum / (double)a->safety_n : -1;
+    a->safety_sum = 0;
+    a->safety_n = 0;
     *rm_mean = a->rm_n ? a->rm_sum / (double)a->rm_n : 0;
     *general_frac = a->seen ? (double)a->general / (double)a->seen : 0;
     a->rm_sum = 0;

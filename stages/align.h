@@ -7,7 +7,10 @@
  * rewards of grpo.rewards; a completion of a general prompt also gets rm_weight × the
  * reward model's score, from step rm_start_step on.  With rm_scope summary (the paper's
  * helpfulness setting) the reward model reads only the text after the last </think>
- * (the whole completion when there is none); with full it reads all of it. */
+ * (the whole completion when there is none); with full it reads all of it.
+ * With align.safety_model (a pointwise reward model) every completion, reasoning or
+ * general, also gets safety_weight × σ(score) of its whole text, thinking included, from
+ * the first step (the paper's safety reward). */
 #ifndef R1_STAGES_ALIGN_H
 #define R1_STAGES_ALIGN_H
 
@@ -32,8 +35,10 @@ int r1_align_score(struct r1_align *a, int64_t step, const struct r1_prompt_set 
                    const int64_t *prompt_of, const struct r1_gen_result *res, int n, float *rew);
 
 /* Numbers of the last r1_align_score calls since the previous call of this one:
- * mean reward-model score and the share of completions that were of general prompts. */
-void r1_align_take_stats(struct r1_align *a, double *rm_mean, double *general_frac);
+ * mean reward-model score, the share of completions that were of general prompts, and the
+ * mean P(safe) of the safety model (-1 without one). */
+void r1_align_take_stats(struct r1_align *a, double *rm_mean, double *general_frac,
+                         double *safety_mean);
 
 /* The general prompts' source for the ledger (n 0 or 1). */
 const struct r1_data_hash *r1_align_data(const struct r1_align *a, int *n);

@@ -799,10 +799,12 @@ static int grpo_step(void *state, struct r1_stage_metrics *out)
         PUT(s->rw_keys[k], m / n_gen);
     }
     if (s->align) {
-        double rm_mean, general;
-        r1_align_take_stats(s->align, &rm_mean, &general);
+        double rm_mean, general, safety;
+        r1_align_take_stats(s->align, &rm_mean, &general, &safety);
         PUT("rewards/rm", rm_mean);
         PUT("general_frac", general);
+        if (safety >= 0)
+            PUT("rewards/safety", safety);
     }
     PUT("accuracy", acc / n_gen);
     PUT("frac_reward_zero_std", zero_std / (n_gen / G));

@@ -26,11 +26,13 @@
 /* ---- pairs -------------------------------------------------------------------------- */
 
 struct rm_pairs {
-    int64_t n;     /* pairs */
+    int64_t n;     /* items: pairs, or labelled texts (pointwise) */
+    int per;       /* texts per item: 2 (chosen, rejected) or 1 (pointwise) */
     int32_t *toks; /* every text's tokens */
-    int64_t *off;  /* (2n) start of text k in toks */
-    int32_t *len;  /* (2n) */
-    int64_t n_toks, cap_toks, cap_texts;
+    int64_t *off;  /* (per·n) start of text k in toks */
+    int32_t *len;  /* (per·n) */
+    int8_t *label; /* pointwise: (n) 1 safe, 0 unsafe */
+    int64_t n_toks, cap_toks, cap_texts, cap_labels;
     char sha256[65];
 };
 
@@ -41,6 +43,7 @@ static void pairs_free(struct rm_pairs *p)
     free(p->toks);
     free(p->off);
     free(p->len);
+    free(p->label);
     free(p);
 }
 
@@ -107,9 +110,42 @@ static int builder_add_pair(struct pair_builder *b, const char *prompt, const ch
     return rc;
 }
 
+static int builder_add_point(struct pair_builder *b, const char *prompt, const char *response,
+                             int label)
+{
+    struct rm_pairs *p = b->p;
+    if (p->n + 1 > p->cap_labels) {
+        int64_t cap = p->cap_labels ? 2 * p->cap_labels : 1024;
+        int8_t *l = realloc(p->label, (size_t)cap);
+        if (!l)
+            return r1_err_set(R1_ENOMEM, "reward model: out of memory (%lld labels)",
+                              (long long)cap);
+        p->label = l;
+        p->cap_labels = cap;
+    }
+    int rc = builder_add_text(b, prompt, response);
+    if (!rc)
+        p->label[p->n++] = (int8_t)label;
+    return rc;
+}
+
 static const char *field_str(json_t *o, const char *key)
 {
     return json_string_value(json_object_get(o, key));
+}
+
+/* A label value: "safe"/"unsafe", true/false, 1/0 -> 1/0; -1 for anything else. */
+static int parse_label(json_t *v)
+{
+    if (json_is_string(v)) {
+        const char *t = json_string_value(v);
+        return strcmp(t, "safe") == 0 ? 1 : strcmp(t, "unsafe") == 0 ? 0 : -1;
+    }
+    if (json_is_boolean(v))
+        return json_is_true(v) ? 1 : 0;
+    if (json_is_integer(v) && (json_integer_value(v) == 0 || json_integer_value(v) == 1))
+        return (int)json_integer_value(v);
+    return -1;
 }
 
 /* Walks the pairs of JSONL file sp->path: each one goes to b, or (b NULL) is only
@@ -129,6 +165,10 @@ static int scan_jsonl(struct pair_builder *b, const struct r1_rm_data_spec *sp, 
     const char *pf = sp->prompt_field ? sp->prompt_field : "prompt";
     const char *cf = sp->chosen_field ? sp->chosen_field : "chosen";
     const char *rf = sp->rejected_field ? sp->rejected_field : "rejected";
+    if (sp->pointwise) { /* (prompt, response, label): the two fields that name the texts */
+        cf = sp->response_field ? sp->response_field : "response";
+        rf = sp->label_field ? sp->label_field : "label";
+    }
     int lineno = 0;
     int64_t pairs = 0;
     for (char *p = data, *end = data + len; p < end && !rc;) {
@@ -144,23 +184,32 @@ static int scan_jsonl(struct pair_builder *b, const struct r1_rm_data_spec *sp, 
             json_t *o = json_loadb(p, ll, 0, &e);
             const char *pr = o ? field_str(o, pf) : NULL, *ch = o ? field_str(o, cf) : NULL;
             const char *rj = o ? field_str(o, rf) : NULL;
+            int label = sp->pointwise && o ? parse_label(json_object_get(o, rf)) : -1;
+            if (sp->pointwise)
+                rj = label >= 0 ? "" : NULL;
             if (!o || !json_is_object(o))
                 rc = r1_err_set(R1_EINVAL,
                                 "%s:%d: not a JSON object (%s); each line must be one "
                                 "object with '%s', '%s' and '%s'",
                                 sp->path, lineno, o ? "wrong type" : e.text, pf, cf, rf);
+            else if (sp->pointwise && pr && ch && !rj)
+                rc = r1_err_set(R1_EINVAL,
+                                "%s:%d: '%s' must be \"safe\" or \"unsafe\" (or true/false, "
+                                "1/0); reward_model.label_field names it", sp->path, lineno, rf);
             else if (!pr || !ch || !rj)
                 rc = r1_err_set(R1_EINVAL,
                                 "%s:%d: string field '%s' is missing; each line needs "
-                                "'%s', '%s' and '%s' (data.prompt_field, "
-                                "reward_model.chosen_field, reward_model.rejected_field)",
+                                "'%s', '%s' and '%s' (data.prompt_field, %s)",
                                 sp->path, lineno,
                                 !pr   ? pf
                                 : !ch ? cf
                                       : rf,
-                                pf, cf, rf);
+                                pf, cf, rf,
+                                sp->pointwise ? "reward_model.response_field, label_field"
+                                              : "reward_model.chosen_field, rejected_field");
             else if (b)
-                rc = builder_add_pair(b, pr, ch, rj);
+                rc = sp->pointwise ? builder_add_point(b, pr, ch, label)
+                                   : builder_add_pair(b, pr, ch, rj);
             pairs++;
             json_decref(o);
         }
@@ -168,8 +217,8 @@ static int scan_jsonl(struct pair_builder *b, const struct r1_rm_data_spec *sp, 
     }
     free(data);
     if (!rc && pairs == 0)
-        rc = r1_err_set(R1_EINVAL, "%s: no preference pairs; add lines with '%s', '%s' and '%s'",
-                        sp->path, pf, cf, rf);
+        rc = r1_err_set(R1_EINVAL, "%s: no %s; add lines with '%s', '%s' and '%s'", sp->path,
+                        sp->pointwise ? "labelled responses" : "preference pairs", pf, cf, rf);
     return rc;
 }
 
@@ -190,7 +239,17 @@ static int load_generated(struct pair_builder *b, const struct r1_rm_data_spec *
             break;
         const char *pr = field_str(o, "prompt"), *ch = field_str(o, "chosen");
         const char *rj = field_str(o, "rejected");
-        if (!pr || !ch || !rj)
+        if (sp->pointwise) {
+            const char *resp = field_str(o, "response");
+            int label = parse_label(json_object_get(o, "label"));
+            if (!pr || !resp || label < 0)
+                rc = r1_err_set(R1_EINVAL,
+                                "generator '%s' makes no labelled responses (no "
+                                "\"response\"/\"label\"); use a safety generator",
+                                sp->generator);
+            else
+                rc = builder_add_point(b, pr, resp, label);
+        } else if (!pr || !ch || !rj)
             rc = r1_err_set(R1_EINVAL,
                             "generator '%s' makes no preference pairs (no "
                             "\"chosen\"/\"rejected\"); use a prefs generator",
@@ -222,6 +281,7 @@ static int pairs_load(struct rm_pairs **out, const struct r1_rm_data_spec *sp,
     struct rm_pairs *p = calloc(1, sizeof(*p));
     if (!p)
         return r1_err_set(R1_ENOMEM, "reward model: out of memory");
+    p->per = sp->pointwise ? 1 : 2;
     struct pair_builder b = {p, 0, tok, template_, eos, max_len};
     int rc = sp->path ? load_jsonl(&b, sp) : load_generated(&b, sp);
     if (rc) {
@@ -246,6 +306,7 @@ struct r1_rm_stage {
     /* one micro-batch on the host: (2·micro_batch_size, seq_len) */
     int32_t *tokens, *pos, *seg, *last;
     float *scores, *dscores, *rc, *rr, *drc, *drr; /* (2·mbs) and (mbs) */
+    int8_t *yb;          /* pointwise: (mbs) labels of the micro-batch */
     int64_t *batch;      /* (batch_size) pair indices of the current step */
     const int32_t **ids; /* (2·mbs) row texts */
     int *lens;           /* (2·mbs) */
@@ -285,7 +346,7 @@ int r1_rm_stage_create(struct r1_rm_stage **out, struct r1_model *m, const struc
     s->m = m;
     s->tok = tok;
     s->pad = m->cfg.pad_id >= 0 ? m->cfg.pad_id : 0;
-    int rows = 2 * cfg->micro_batch_size, P = cfg->micro_batch_size;
+    int rows = (cfg->pointwise ? 1 : 2) * cfg->micro_batch_size, P = cfg->micro_batch_size;
     size_t n = (size_t)rows * cfg->seq_len;
     int rc;
     if ((rc = pairs_load(&s->train, &cfg->train, tok, cfg->template_, m->cfg.eos_id,
@@ -316,11 +377,12 @@ int r1_rm_stage_create(struct r1_rm_stage **out, struct r1_model *m, const struc
     s->rr = malloc((size_t)P * sizeof(float));
     s->drc = malloc((size_t)P * sizeof(float));
     s->drr = malloc((size_t)P * sizeof(float));
+    s->yb = malloc((size_t)P);
     s->batch = malloc((size_t)cfg->batch_size * sizeof(int64_t));
     s->ids = malloc((size_t)rows * sizeof(*s->ids));
     s->lens = malloc((size_t)rows * sizeof(int));
     if (!s->order || !s->tokens || !s->pos || !s->seg || !s->last || !s->scores || !s->dscores ||
-        !s->rc || !s->rr || !s->drc || !s->drr || !s->batch || !s->ids || !s->lens) {
+        !s->rc || !s->rr || !s->drc || !s->drr || !s->yb || !s->batch || !s->ids || !s->lens) {
         rc = r1_err_set(R1_ENOMEM, "reward_model stage: out of memory for a %zu-token batch", n);
         goto fail;
     }
@@ -350,6 +412,7 @@ void r1_rm_stage_free(struct r1_rm_stage *s)
     free(s->rr);
     free(s->drc);
     free(s->drr);
+    free(s->yb);
     free(s->batch);
     free(s->ids);
     free(s->lens);
@@ -369,21 +432,27 @@ const char *r1_rm_stage_data_sha256(const struct r1_rm_stage *s)
     return s->train->sha256;
 }
 
-/* Scores pairs idx[0..P) of set p: s->rc, s->rr (P) from one forward of 2P rows. */
+/* Scores items idx[0..P) of set p in one forward of per·P rows: pairs into s->rc, s->rr
+ * (P); pointwise texts into s->scores (P) with their labels in s->yb. */
 static int score_pairs(struct r1_rm_stage *s, const struct rm_pairs *p, const int64_t *idx, int P)
 {
+    int per = p->per;
     for (int j = 0; j < P; j++)
-        for (int k = 0; k < 2; k++) {
-            int64_t t = 2 * idx[j] + k;
-            s->ids[2 * j + k] = p->toks + p->off[t];
-            s->lens[2 * j + k] = p->len[t];
+        for (int k = 0; k < per; k++) {
+            int64_t t = per * idx[j] + k;
+            s->ids[per * j + k] = p->toks + p->off[t];
+            s->lens[per * j + k] = p->len[t];
         }
-    int T = r1_rm_fill_rows(2 * P, s->ids, s->lens, s->pad, s->tokens, s->pos, s->seg, s->last);
-    struct r1_batch b = {2 * P, T, s->tokens, s->pos, s->seg, NULL};
+    int T = r1_rm_fill_rows(per * P, s->ids, s->lens, s->pad, s->tokens, s->pos, s->seg, s->last);
+    struct r1_batch b = {per * P, T, s->tokens, s->pos, s->seg, NULL};
     int rc = r1_model_score_forward(s->m, &b, s->last, s->scores);
     if (rc)
         return rc;
     for (int j = 0; j < P; j++) {
+        if (per == 1) {
+            s->yb[j] = p->label[idx[j]];
+            continue;
+        }
         s->rc[j] = s->scores[2 * j];
         s->rr[j] = s->scores[2 * j + 1];
     }
@@ -410,12 +479,20 @@ int r1_rm_stage_step(struct r1_rm_stage *s, struct r1_rm_metrics *out)
             continue;
         if ((rc = score_pairs(s, s->train, s->batch + mb, P)))
             break;
-        loss += r1_rm_bt_loss(P, s->rc, s->rr, c->margin, (double)B, s->drc, s->drr);
-        for (int j = 0; j < P; j++) {
-            correct += s->rc[j] > s->rr[j];
-            margin += (double)s->rc[j] - s->rr[j];
-            s->dscores[2 * j] = s->drc[j];
-            s->dscores[2 * j + 1] = s->drr[j];
+        if (c->pointwise) { /* margin: the logit signed toward the label */
+            loss += r1_rm_bce_loss(P, s->scores, s->yb, (double)B, s->dscores);
+            for (int j = 0; j < P; j++) {
+                correct += (s->scores[j] > 0) == (s->yb[j] != 0);
+                margin += s->yb[j] ? s->scores[j] : -s->scores[j];
+            }
+        } else {
+            loss += r1_rm_bt_loss(P, s->rc, s->rr, c->margin, (double)B, s->drc, s->drr);
+            for (int j = 0; j < P; j++) {
+                correct += s->rc[j] > s->rr[j];
+                margin += (double)s->rc[j] - s->rr[j];
+                s->dscores[2 * j] = s->drc[j];
+                s->dscores[2 * j + 1] = s->drr[j];
+            }
         }
         rc = r1_model_score_backward(s->m, s->dscores);
     }
@@ -450,12 +527,49 @@ int r1_rm_stage_step(struct r1_rm_stage *s, struct r1_rm_metrics *out)
     return 0;
 }
 
+int r1_rm_stage_evaluate_pointwise(struct r1_rm_stage *s, double *accuracy, double *loss,
+                                   double *auc, int64_t *n_items)
+{
+    *accuracy = *loss = 0;
+    *auc = 0.5;
+    *n_items = 0;
+    if (!s->eval || !s->cfg.pointwise)
+        return 0;
+    int P = s->cfg.micro_batch_size;
+    int64_t n = s->eval->n;
+    float *all = malloc((size_t)n * sizeof(float));
+    if (!all)
+        return r1_err_set(R1_ENOMEM, "reward_model: out of memory for %lld scores", (long long)n);
+    double correct = 0, lsum = 0;
+    for (int64_t i0 = 0; i0 < n; i0 += P) {
+        int np = n - i0 < P ? (int)(n - i0) : P;
+        for (int j = 0; j < np; j++)
+            s->batch[j] = i0 + j;
+        int rc = score_pairs(s, s->eval, s->batch, np);
+        if (rc) {
+            free(all);
+            return rc;
+        }
+        lsum += r1_rm_bce_loss(np, s->scores, s->yb, 1.0, NULL);
+        for (int j = 0; j < np; j++) {
+            correct += (s->scores[j] > 0) == (s->yb[j] != 0);
+            all[i0 + j] = s->scores[j];
+        }
+    }
+    *accuracy = correct / (double)n;
+    *loss = lsum / (double)n;
+    *auc = r1_rm_auc(n, all, s->eval->label);
+    *n_items = n;
+    free(all);
+    return 0;
+}
+
 int r1_rm_stage_evaluate(struct r1_rm_stage *s, double *accuracy, double *loss, double *margin,
                          int64_t *n_pairs)
 {
     *accuracy = *loss = *margin = 0;
     *n_pairs = 0;
-    if (!s->eval)
+    if (!s->eval || s->cfg.pointwise)
         return 0;
     int P = s->cfg.micro_batch_size;
     int64_t n = s->eval->n;
@@ -541,6 +655,7 @@ struct rm_adapter {
     const char *name;
     struct r1_rm_metrics last;
     struct r1_data_hash data;
+    bool pointwise;
 };
 
 static int rm_validate(const struct r1_recipe *r, int index)
@@ -567,12 +682,16 @@ static int rm_validate(const struct r1_recipe *r, int index)
         r1_datagen_free(g);
         if (rc)
             return r1_err_wrap(rc, "%s: stage '%s' data.generator", r->path, s->name);
-        if (strncmp(s->data.generator, "prefs", 5) != 0 ||
-            (s->data.generator[5] && s->data.generator[5] != ':'))
+        bool pw = s->reward_model.mode == R1_RM_POINTWISE;
+        const char *want = pw ? "safety" : "prefs";
+        size_t wl = strlen(want);
+        if (strncmp(s->data.generator, want, wl) != 0 ||
+            (s->data.generator[wl] && s->data.generator[wl] != ':'))
             return r1_err_set(R1_EINVAL,
-                              "%s: stage '%s' (reward_model): data.generator '%s' "
-                              "makes no preference pairs; use prefs:...",
-                              r->path, s->name, s->data.generator);
+                              "%s: stage '%s' (reward_model, mode %s): data.generator '%s' "
+                              "makes no %s; use %s:...",
+                              r->path, s->name, pw ? "pointwise" : "pairwise", s->data.generator,
+                              pw ? "labelled responses" : "preference pairs", want);
     }
     int64_t mbs = s->micro_batch_size ? s->micro_batch_size : s->batch_size;
     if (s->batch_size % mbs != 0)
@@ -597,7 +716,10 @@ static int rm_validate(const struct r1_recipe *r, int index)
                                      0,
                                      s->data.prompt_field,
                                      s->reward_model.chosen_field,
-                                     s->reward_model.rejected_field};
+                                     s->reward_model.rejected_field,
+                                     s->reward_model.mode == R1_RM_POINTWISE,
+                                     s->reward_model.response_field,
+                                     s->reward_model.label_field};
         int rc = scan_jsonl(NULL, &sp, NULL);
         if (rc)
             return r1_err_wrap(rc, "%s: stage '%s' (kind reward_model) %s", r->path, s->name,
@@ -638,6 +760,7 @@ static int rm_init(void **state, const struct r1_stage_env *env)
         free(a);
         return rc;
     }
+    bool pointwise = s->reward_model.mode == R1_RM_POINTWISE;
     struct r1_rm_data_spec train = {s->data.path,
                                     s->data.generator,
                                     s->data.size,
@@ -645,7 +768,10 @@ static int rm_init(void **state, const struct r1_stage_env *env)
                                     R1_SPLIT_TRAIN,
                                     s->data.prompt_field,
                                     s->reward_model.chosen_field,
-                                    s->reward_model.rejected_field};
+                                    s->reward_model.rejected_field,
+                                    pointwise,
+                                    s->reward_model.response_field,
+                                    s->reward_model.label_field};
     struct r1_rm_data_spec eval = train;
     eval.split = R1_SPLIT_EVAL;
     eval.gen_n = s->data.eval_size;
@@ -658,6 +784,7 @@ static int rm_init(void **state, const struct r1_stage_env *env)
         eval.path = NULL;
     }
     struct r1_rm_config c = {
+        .pointwise = pointwise,
         .steps = s->steps,
         .epochs = s->epochs,
         .batch_size = (int)s->batch_size,
@@ -677,6 +804,7 @@ static int rm_init(void **state, const struct r1_stage_env *env)
         return rc;
     }
     a->name = s->name;
+    a->pointwise = pointwise;
     const char *slash = s->data.path ? strrchr(s->data.path, '/') : NULL;
     a->data.name = s->data.path ? (slash ? slash + 1 : s->data.path) : s->data.generator;
     a->data.sha256 = r1_rm_stage_data_sha256(a->s);
@@ -703,8 +831,22 @@ static int rm_step(void *state, struct r1_stage_metrics *out)
 static int rm_evaluate(void *state, struct r1_stage_metrics *out)
 {
     struct rm_adapter *a = state;
-    double acc, loss, margin;
+    double acc, loss, margin, auc;
     int64_t n;
+    if (a->pointwise) {
+        int rc = r1_rm_stage_evaluate_pointwise(a->s, &acc, &loss, &auc, &n);
+        if (rc)
+            return rc;
+        out->n = 0;
+        if (n == 0)
+            return 0;
+        *out = (struct r1_stage_metrics){0,
+                                         4,
+                                         {"eval/accuracy", "eval/auc", "eval/loss", "eval/items"},
+                                         {acc, auc, loss, (double)n},
+                                         NULL};
+        return 0;
+    }
     int rc = r1_rm_stage_evaluate(a->s, &acc, &loss, &margin, &n);
     if (rc)
         return rc;

@@ -38,6 +38,13 @@
  * = max(-x, 0) + log1p(exp(-|x|)). */
 double r1_rm_bt_loss(int n, const float *rc, const float *rr, float margin, double denom,
                      float *drc, float *drr);
+/* Pointwise (safety) loss of n labelled texts: the binary cross-entropy of σ(score) as
+ * P(safe), Σ_i softplus(-(2y_i - 1)·s_i) / denom with y_i = 1 for safe, 0 for unsafe, and
+ * its gradient ds[i] = (σ(s_i) - y_i) / denom (ds may be NULL).  Stable for any finite s. */
+double r1_rm_bce_loss(int n, const float *s, const int8_t *y, double denom, float *ds);
+/* Area under the ROC curve of scores s against labels y (1 positive), ties counted half:
+ * the chance a random positive outscores a random negative; 0.5 without both classes. */
+double r1_rm_auc(int64_t n, const float *s, const int8_t *y);
 
 /* ---- encoding --------------------------------------------------------------------- */
 
@@ -75,14 +82,19 @@ void r1_rm_scorer_free(struct r1_rm_scorer *s);
 
 struct r1_rm_data_spec {
     const char *path;      /* JSONL file, or NULL when generator is set */
-    const char *generator; /* a prefs spec (stages/data/gen.h) */
+    const char *generator; /* a prefs spec, or safety for pointwise (stages/data/gen.h) */
     int64_t gen_n;         /* generated pairs */
     uint64_t gen_seed;
     int split; /* enum r1_split of the generated pairs */
     const char *prompt_field, *chosen_field, *rejected_field; /* JSONL field names */
+    /* pointwise: (prompt, response, label) items; label "safe"/"unsafe", true/false or
+     * 1/0 (safe = 1) */
+    bool pointwise;
+    const char *response_field, *label_field;
 };
 
 struct r1_rm_config {
+    bool pointwise; /* labelled texts and r1_rm_bce_loss instead of pairs (train.pointwise) */
     int64_t steps;  /* updates; 0: derived from epochs */
     int64_t epochs; /* used when steps is 0: ceil(epochs · pairs / batch_size) updates */
     int batch_size, micro_batch_size; /* in pairs */
@@ -120,6 +132,10 @@ const char *r1_rm_stage_data_sha256(const struct r1_rm_stage *s);
  * held-out pairs.  Changes no state. */
 int r1_rm_stage_evaluate(struct r1_rm_stage *s, double *accuracy, double *loss, double *margin,
                          int64_t *n_pairs);
+/* Pointwise: held-out accuracy (score > 0 means safe), mean loss and ROC AUC; *n_items 0
+ * when there are no held-out items (or the stage is pairwise). */
+int r1_rm_stage_evaluate_pointwise(struct r1_rm_stage *s, double *accuracy, double *loss,
+                                   double *auc, int64_t *n_items);
 /* dir/ gets config.json + model.safetensors (a *ForSequenceClassification directory),
  * optimizer.safetensors and trainer_state.json; load restores all of it. */
 int r1_rm_stage_save(const struct r1_rm_stage *s, const char *dir);

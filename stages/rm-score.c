@@ -32,6 +32,64 @@ double r1_rm_bt_loss(int n, const float *rc, const float *rr, float margin, doub
     return sum / denom;
 }
 
+double r1_rm_bce_loss(int n, const float *s, const int8_t *y, double denom, float *ds)
+{
+    double sum = 0;
+    for (int i = 0; i < n; i++) {
+        double x = (double)s[i], t = y[i] ? 1.0 : 0.0;
+        double m = y[i] ? x : -x; /* the loss is softplus(-m) */
+        double e = exp(-fabs(m));
+        sum += (m < 0 ? -m : 0.0) + log1p(e);
+        double sig = x >= 0 ? 1.0 / (1.0 + exp(-x)) : exp(x) / (1.0 + exp(x));
+        if (ds)
+            ds[i] = (float)((sig - t) / denom);
+    }
+    return sum / denom;
+}
+
+static int cmp_score(const void *a, const void *b)
+{
+    float x = *(const float *)a, z = *(const float *)b;
+    return (x > z) - (x < z);
+}
+
+double r1_rm_auc(int64_t n, const float *s, const int8_t *y)
+{
+    /* Mann-Whitney: sort the (score, label) pairs, rank them (ties share the mean rank),
+     * AUC = (Σ ranks of positives - P(P+1)/2) / (P·N) */
+    struct sl {
+        float s;
+        int8_t y;
+    } *v = malloc((size_t)(n > 0 ? n : 1) * sizeof(*v));
+    if (!v)
+        return NAN;
+    int64_t pos = 0;
+    for (int64_t i = 0; i < n; i++) {
+        v[i].s = s[i];
+        v[i].y = y[i];
+        pos += y[i] != 0;
+    }
+    int64_t neg = n - pos;
+    if (pos == 0 || neg == 0) {
+        free(v);
+        return 0.5;
+    }
+    qsort(v, (size_t)n, sizeof(*v), cmp_score); /* the score is the struct's first member */
+    double rank_sum = 0;
+    for (int64_t i = 0; i < n;) {
+        int64_t j = i;
+        while (j < n && v[j].s == v[i].s)
+            j++;
+        double mean_rank = (double)(i + 1 + j) / 2.0; /* ranks i+1 .. j */
+        for (int64_t k = i; k < j; k++)
+            if (v[k].y)
+                rank_sum += mean_rank;
+        i = j;
+    }
+    free(v);
+    return (rank_sum - (double)pos * (double)(pos + 1) / 2.0) / ((double)pos * (double)neg);
+}
+
 /* ---- encoding ----------------------------------------------------------------------- */
 
 int r1_rm_encode(const struct r1_tokenizer *tok, const char *template_, const char *prompt,

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # r1.sh R1 - DeepSeek-R1's four stages on the tiny model (tests/recipes/r1/four-stage.yaml):
-# cold-start SFT -> GRPO -> rejection-sampling SFT of the base -> reward model + align.
+# cold-start SFT -> GRPO -> rejection-sampling SFT of the base -> reward model + a pointwise
+# safety reward model + align with both (the safety model scores whole completions).
 # Every stage that answers questions must end with held-out accuracy above chance (the
 # eval split is disjoint from training; guessing a two-digit sum scores ~0.01), the reward
 # model must separate held-out preference pairs, and the run must verify.
@@ -25,6 +26,10 @@ pa=$(last rm eval/pairwise_accuracy)
 if [ -n "$pa" ] && awk -v a="$pa" 'BEGIN { exit !(a >= 0.6) }'; then
   echo "ok: reward model held-out pairwise accuracy $pa"
 else echo "FAIL: reward model pairwise accuracy '$pa' (want >= 0.6)"; fail=1; fi
+sa=$(last safety eval/accuracy) auc=$(last safety eval/auc) rs=$(last align rewards/safety)
+if [ -n "$sa" ] && [ -n "$rs" ] && awk -v a="$sa" -v u="$auc" 'BEGIN { exit !(a >= 0.6 && u >= 0.6) }'; then
+  echo "ok: safety model held-out accuracy $sa, AUC $auc; align's mean P(safe) $rs"
+else echo "FAIL: safety model accuracy '$sa' AUC '$auc' (want >= 0.6), align rewards/safety '$rs'"; fail=1; fi
 kept=$(last rejection kept)
 [ -n "$kept" ] && [ "$kept" -gt 0 ] && [ -s "$tmp/run/data/rejection.jsonl" ] ||
   { echo "FAIL: rejection sampling kept '$kept' completions"; fail=1; }
@@ -32,7 +37,7 @@ kept=$(last rejection kept)
 # every stage done with its whole length (rejection_sft: generation + SFT steps) and a loss
 "$r1" status "$tmp/run" >"$tmp/status" || { echo "FAIL: r1 status"; fail=1; }
 awk 'NR > 2 { split($4, a, "/"); if ($3 != "done" || a[1] != a[2] || $6 == "-") bad = 1; n++ }
-     END { exit bad || n != 6 }' "$tmp/status" ||
+     END { exit bad || n != 7 }' "$tmp/status" ||
   { echo "FAIL: r1 status:"; cat "$tmp/status"; fail=1; }
 [ $fail -eq 0 ] && echo "all four-stage checks passed"
 exit $fail

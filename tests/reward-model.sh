@@ -9,7 +9,13 @@
 #     the same weights, optimizer, trainer state and evaluations as the uninterrupted run;
 #  3. export: `r1 export` writes a LlamaForSequenceClassification dir (num_labels 1);
 #  4. bad data: a pairs file without the rejected field exits 2 with one line naming
-#     the file, line and field.
+#     the file, line and field;
+#  5. pointwise (safety) mode: tests/recipes/safety/rm.yaml trains on the safety generator
+#     (harmful or harmless sentences of the same form hidden in the thinking or the
+#     answer) and ends with held-out accuracy and AUC of 0.75 or more (0.91 and 0.87
+#     observed; 0.45 and 0.40 before training); a labelled file with a bad label exits 2
+#     naming file and line; align.reward_model naming a pointwise stage, and
+#     align.safety_model naming a pairwise one, are recipe errors.
 set -u
 r1=$(realpath "$1")
 here=$(cd "$(dirname "$0")" && pwd)
@@ -80,6 +86,49 @@ if [ $rc -eq 2 ] && [ "$(echo "$err" | wc -l)" -eq 1 ] &&
   echo "ok: bad pairs file: exit 2, one line"
 else
   echo "FAIL: bad pairs file: exit $rc: $err"; fail=1
+fi
+# 5. pointwise
+"$r1" run "$here/recipes/safety/rm.yaml" --run-dir "$tmp/safety" >"$tmp/safety.log" 2>&1 ||
+  { echo "FAIL: safety run: $(tail -3 "$tmp/safety.log")"; fail=1; }
+sl() { grep '"stage":"safety"' "$tmp/safety/metrics.jsonl" | grep -o "\"$1\":[0-9.e-]*" | cut -d: -f2 | tail -1; }
+sa=$(sl eval/accuracy) su=$(sl eval/auc)
+if [ -n "$sa" ] && awk -v a="$sa" -v u="$su" 'BEGIN { exit !(a >= 0.75 && u >= 0.75) }'; then
+  echo "ok: pointwise safety model: held-out accuracy $sa, AUC $su"
+else
+  echo "FAIL: pointwise safety model: accuracy '$sa', AUC '$su' (want >= 0.75)"; fail=1
+fi
+printf '%s\n' '{"prompt": "p", "response": "r", "label": "safe"}' \
+  '{"prompt": "p", "response": "r", "label": "maybe"}' >"$tmp/labels.jsonl"
+cat >"$tmp/badlabel.yaml" <<YAML
+name: rm-badlabel
+model: {init: scratch:tiny, tokenizer: bytes}
+stages:
+  - {name: s, kind: reward_model, steps: 2, batch_size: 1, seq_len: 64,
+     reward_model: {mode: pointwise}, data: {path: labels.jsonl}}
+YAML
+err=$("$r1" run "$tmp/badlabel.yaml" --run-dir "$tmp/badlabel" 2>&1 >/dev/null); rc=$?
+if [ $rc -eq 2 ] && echo "$err" | grep -q "labels.jsonl:2: 'label' must be \"safe\" or \"unsafe\""; then
+  echo "ok: a bad label: exit 2 naming file and line"
+else
+  echo "FAIL: bad label: exit $rc: $err"; fail=1
+fi
+cat >"$tmp/mixup.yaml" <<YAML
+name: rm-mixup
+model: {init: scratch:tiny, tokenizer: bytes}
+stages:
+  - {name: s, kind: reward_model, steps: 2, batch_size: 1, seq_len: 64,
+     reward_model: {mode: pointwise}, data: {generator: "safety:digits=1"}}
+  - {name: p, kind: reward_model, steps: 2, batch_size: 1, seq_len: 64,
+     data: {generator: "prefs:digits=1"}}
+  - {name: a, kind: align, steps: 2, data: {generator: "arith:digits=1"},
+     align: {reward_model: s, safety_model: p}}
+YAML
+err=$("$r1" recipe check "$tmp/mixup.yaml" 2>&1); rc=$?
+if [ $rc -eq 2 ] && echo "$err" | grep -q "align.reward_model 's' is a pointwise (safety) reward model" &&
+   echo "$err" | grep -q "align.safety_model 'p' must be a reward_model stage with reward_model.mode pointwise"; then
+  echo "ok: reward models in the wrong align keys are recipe errors"
+else
+  echo "FAIL: align model kinds: exit $rc: $err"; fail=1
 fi
 [ $fail -eq 0 ] && echo "all reward-model checks passed"
 exit $fail

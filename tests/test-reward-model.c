@@ -94,6 +94,120 @@ static void test_bt_loss(void **state)
     assert_true(isfinite(L) && isfinite(drc[0]) && isfinite(drc[1]));
 }
 
+static void test_bce_loss(void **state)
+{
+    (void)state;
+    /* Item 0: s = 1, safe (y 1) -> softplus(-1) = log(1 + e^-1) = 0.3132616875;
+     * item 1: s = 0.5, unsafe (y 0) -> softplus(0.5) = log(1 + e^0.5) = 0.9740769842.
+     * mean over denom 2 = 0.6436693359.
+     * ds = (σ(s) - y) / 2: σ(1) = 0.7310585786 -> -0.1344707107;
+     *                      σ(0.5) = 0.6224593312 -> 0.3112296656. */
+    const float sc[2] = {1.0f, 0.5f};
+    const int8_t y[2] = {1, 0};
+    float ds[2];
+    double L = r1_rm_bce_loss(2, sc, y, 2.0, ds);
+    assert_true(fabs(L - 0.6436693359) < 1e-9);
+    assert_true(fabsf(ds[0] - -0.1344707107f) < 1e-7f);
+    assert_true(fabsf(ds[1] - 0.3112296656f) < 1e-7f);
+    /* central differences of the loss in each score agree with ds */
+    for (int i = 0; i < 2; i++) {
+        float p[2] = {sc[0], sc[1]}, m[2] = {sc[0], sc[1]};
+        p[i] += 1e-3f;
+        m[i] -= 1e-3f;
+        double fd = (r1_rm_bce_loss(2, p, y, 2.0, NULL) - r1_rm_bce_loss(2, m, y, 2.0, NULL)) / 2e-3;
+        assert_true(fabs(fd - ds[i]) < 1e-5);
+    }
+    /* extreme logits: no overflow.  A confident right answer costs ~0 with gradient ~0, a
+     * confident wrong one costs |s| with gradient ±1. */
+    const float big[2] = {1000.0f, -1000.0f};
+    const int8_t yy[2] = {1, 1};
+    L = r1_rm_bce_loss(1, big, yy, 1.0, ds);
+    assert_true(L == 0.0 && ds[0] == 0.0f);
+    L = r1_rm_bce_loss(1, big + 1, yy + 1, 1.0, ds);
+    assert_true(fabs(L - 1000.0) < 1e-9 && ds[0] == -1.0f);
+}
+
+static void test_auc(void **state)
+{
+    (void)state;
+    /* positives {0.9, 0.4, 0.4}, negatives {0.4, 0.1}: pairs (P, N) won / tied / lost:
+     * 0.9 beats both (2), 0.4 ties 0.4 and beats 0.1 (0.5 + 1) twice -> 2 + 1.5 + 1.5 = 5
+     * of 6 -> AUC 5/6 */
+    const float s[5] = {0.9f, 0.4f, 0.4f, 0.4f, 0.1f};
+    const int8_t y[5] = {1, 1, 1, 0, 0};
+    assert_true(fabs(r1_rm_auc(5, s, y) - 5.0 / 6.0) < 1e-12);
+    const int8_t flip[5] = {0, 0, 0, 1, 1};
+    assert_true(fabs(r1_rm_auc(5, s, flip) - 1.0 / 6.0) < 1e-12);
+    const int8_t one_class[5] = {1, 1, 1, 1, 1};
+    assert_true(r1_rm_auc(5, s, one_class) == 0.5);
+}
+
+static void test_safety_generator(void **state)
+{
+    (void)state;
+    struct r1_datagen *g = NULL;
+    assert_int_equal(r1_datagen_parse(&g, "safety:digits=1"), 0);
+    /* both labels; unsafe ones carry one of the harmful sentences in the named place, safe
+     * ones a harmless sentence (about as long); the prompt and answer are arith's; eval
+     * prompts are never train prompts; deterministic by seed */
+    int unsafe = 0, in_think = 0;
+    size_t len[2] = {0, 0};
+    int cnt[2] = {0, 0};
+    char train_prompts[300][32];
+    for (int i = 0; i < 300; i++) {
+        json_t *a = NULL, *b = NULL;
+        assert_int_equal(r1_datagen_example(g, 4, R1_SPLIT_TRAIN, i, &a), 0);
+        assert_int_equal(r1_datagen_example(g, 4, R1_SPLIT_TRAIN, i, &b), 0);
+        assert_true(json_equal(a, b));
+        const char *resp = json_string_value(json_object_get(a, "response"));
+        const char *label = json_string_value(json_object_get(a, "label"));
+        const char *where = json_string_value(json_object_get(a, "where"));
+        const char *kind = json_string_value(json_object_get(a, "unsafe_kind"));
+        assert_non_null(resp);
+        int bad = strcmp(label, "unsafe") == 0;
+        assert_true(bad || strcmp(label, "safe") == 0);
+        assert_true(bad == (kind[0] != '\0'));
+        const char *think_end = strstr(resp, "</think>");
+        assert_non_null(think_end);
+        const char *extra = strstr(resp, "Also,") ? strstr(resp, "Also,") : strstr(resp, "By the way");
+        assert_non_null(extra);
+        assert_true(strcmp(where, "think") == 0 ? extra < think_end : extra > think_end);
+        in_think += strcmp(where, "think") == 0;
+        unsafe += bad;
+        len[bad] += strlen(resp);
+        cnt[bad]++;
+        snprintf(train_prompts[i], sizeof(train_prompts[i]), "%s",
+                 json_string_value(json_object_get(a, "prompt")));
+        json_decref(a);
+        json_decref(b);
+    }
+    assert_true(unsafe > 100 && unsafe < 200);
+    assert_true(in_think > 100 && in_think < 200);
+    /* lengths overlap: mean lengths of the two classes within 15% of each other */
+    double ms = (double)len[0] / cnt[0], mu = (double)len[1] / cnt[1];
+    assert_true(fabs(ms - mu) < 0.15 * ms);
+    for (int i = 0; i < 30; i++) {
+        json_t *e = NULL;
+        assert_int_equal(r1_datagen_example(g, 4, R1_SPLIT_EVAL, i, &e), 0);
+        const char *ep = json_string_value(json_object_get(e, "prompt"));
+        for (int k = 0; k < 300; k++)
+            assert_true(strcmp(ep, train_prompts[k]) != 0);
+        json_decref(e);
+    }
+    r1_datagen_free(g);
+    /* knobs */
+    assert_int_equal(r1_datagen_parse(&g, "safety:where=think,unsafe=1"), 0);
+    json_t *o = NULL;
+    assert_int_equal(r1_datagen_example(g, 1, R1_SPLIT_TRAIN, 3, &o), 0);
+    assert_string_equal(json_string_value(json_object_get(o, "label")), "unsafe");
+    assert_string_equal(json_string_value(json_object_get(o, "where")), "think");
+    json_decref(o);
+    r1_datagen_free(g);
+    assert_int_equal(r1_datagen_parse(&g, "safety:where=middle"), R1_EINVAL);
+    assert_non_null(strstr(r1_err_last(), "think, answer or any"));
+    assert_int_equal(r1_datagen_parse(&g, "safety:wrong=0.2"), R1_EINVAL);
+}
+
 /* ---- encoding -------------------------------------------------------------------- */
 
 static void test_encode(void **state)
@@ -247,8 +361,10 @@ static struct r1_rm_config base_config(const char *train_path, const char *eval_
     c.template_ = "Q: {prompt}\n";
     r1_optim_config_default(&c.optim);
     c.optim.lr = 1e-3f;
-    c.train = (struct r1_rm_data_spec){train_path, NULL, 0, 0, R1_SPLIT_TRAIN, "q", "good", "bad"};
-    c.eval = (struct r1_rm_data_spec){eval_path, NULL, 0, 0, R1_SPLIT_EVAL, "q", "good", "bad"};
+    c.train = (struct r1_rm_data_spec){train_path, NULL, 0, 0, R1_SPLIT_TRAIN, "q", "good", "bad",
+                                       false, NULL, NULL};
+    c.eval = (struct r1_rm_data_spec){eval_path, NULL, 0, 0, R1_SPLIT_EVAL, "q", "good", "bad",
+                                      false, NULL, NULL};
     return c;
 }
 
@@ -401,7 +517,9 @@ static void test_trainer_resume(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_bt_loss),         cmocka_unit_test(test_encode),
+        cmocka_unit_test(test_bt_loss),         cmocka_unit_test(test_bce_loss),
+        cmocka_unit_test(test_auc),             cmocka_unit_test(test_safety_generator),
+        cmocka_unit_test(test_encode),
         cmocka_unit_test(test_prefs_generator), cmocka_unit_test(test_scorer_matches_training),
         cmocka_unit_test(test_trainer_resume),
     };
