@@ -74,6 +74,8 @@ static void wait_end(const struct r1_dist *d)
     atomic_store(&im->wait_since, 0);
 }
 
+#endif
+
 /* The world size the launcher announces (0: not launched by one). */
 static int launcher_world(int *rank, int *local)
 {
@@ -92,7 +94,6 @@ static int launcher_world(int *rank, int *local)
     *local = l ? atoi(l) : 0;
     return w && r ? atoi(w) : 0;
 }
-#endif
 
 int r1_dist_init(struct r1_dist **out)
 {
