@@ -36,7 +36,13 @@
  * response, chain of thought included.  A safe response carries one harmless sentence of
  * the same form and length in the same places, so only what the sentence says tells the
  * two apart.  "unsafe_kind" names the harmful sentence's kind ("" when safe) and "where"
- * where the extra sentence went. */
+ * where the extra sentence went.
+ *
+ * Judging (judge): an arith problem, its reference answer and a "prediction" that is the
+ * reference or, with probability wrong=F (default 0.5), the answer of a noisy arith demo
+ * (off by 1, 2 or 10); "prompt" is the judge prompt (stages/data/prompts.h,
+ * R1_JUDGE_TEMPLATE) and "completion" the verdict, "yes" or "no": SFT data for a toy
+ * judge.  "question", "reference", "prediction" and "verdict" are also given. */
 #include "stages/data/gen.h"
 
 #include <errno.h>
@@ -57,7 +63,7 @@
 
 #define CD_MAX_NUMBERS 6
 
-enum gen_kind { GEN_ARITH = 0, GEN_COUNTDOWN, GEN_PREFS, GEN_SAFETY };
+enum gen_kind { GEN_ARITH = 0, GEN_COUNTDOWN, GEN_PREFS, GEN_SAFETY, GEN_JUDGE };
 
 enum safety_where { SAFETY_ANY = 0, SAFETY_THINK, SAFETY_ANSWER };
 
@@ -102,6 +108,9 @@ static const char help_text[] =
     "  digits=, ops=, terms=  the arith problem knobs\n"
     "  unsafe=F           share of unsafe responses, 0..1 (default 0.5)\n"
     "  where=W            where the harmful sentence goes: think, answer or any (default)\n"
+    "judge: judging examples on arith: \"prompt\" (question, reference answer, prediction),\n"
+    "  \"completion\" the verdict yes or no; digits=, ops=, terms=; wrong=F share of wrong\n"
+    "  predictions, 0..1 (default 0.5)\n"
     "common knobs (arith, countdown):\n"
     "  demo=1             add \"text\": templated prompt + worked <think>/<answer> \"completion\"\n"
     "  noise=F            fraction of demonstrations that end in a wrong answer, 0..1 (default 0)\n"
@@ -237,11 +246,12 @@ static int knob_countdown(struct r1_datagen *g, const char *key, const char *val
 
 static int knob_prefs(struct r1_datagen *g, const char *key, const char *val)
 {
+    const char *gen = g->kind == GEN_JUDGE ? "judge" : "prefs";
     if (strcmp(key, "wrong") == 0)
-        return knob_frac("prefs", key, val, &g->wrong);
+        return knob_frac(gen, key, val, &g->wrong);
     if (strcmp(key, "digits") == 0 || strcmp(key, "ops") == 0 || strcmp(key, "terms") == 0)
         return knob_arith(g, key, val);
-    return r1_err_set(R1_EINVAL, "prefs: unknown knob '%s'; knobs: digits, ops, terms, wrong",
+    return r1_err_set(R1_EINVAL, "%s: unknown knob '%s'; knobs: digits, ops, terms, wrong", gen,
                       key);
 }
 
@@ -290,6 +300,8 @@ static int parse_knobs(struct r1_datagen *g, const char *gen, char *list)
             rc = knob_prefs(g, key, val), handled = 1;
         else if (g->kind == GEN_SAFETY)
             rc = knob_safety(g, key, val), handled = 1;
+        else if (g->kind == GEN_JUDGE)
+            rc = knob_prefs(g, key, val), handled = 1; /* the same knobs as prefs */
         else
             rc = knob_common(g, gen, key, val, &handled);
         if (!rc && !handled)
@@ -317,8 +329,12 @@ int r1_datagen_parse(struct r1_datagen **out, const char *spec)
     if (colon)
         *colon = '\0';
     int rc = 0;
-    if (strcmp(copy, "arith") == 0 || strcmp(copy, "prefs") == 0 || strcmp(copy, "safety") == 0) {
-        g->kind = copy[0] == 'a' ? GEN_ARITH : copy[0] == 'p' ? GEN_PREFS : GEN_SAFETY;
+    if (strcmp(copy, "arith") == 0 || strcmp(copy, "prefs") == 0 || strcmp(copy, "safety") == 0 ||
+        strcmp(copy, "judge") == 0) {
+        g->kind = copy[0] == 'a'   ? GEN_ARITH
+                  : copy[0] == 'p' ? GEN_PREFS
+                  : copy[0] == 's' ? GEN_SAFETY
+                                   : GEN_JUDGE;
         g->wrong = 0.5;
         g->unsafe = 0.5;
         g->dmin = 1;
@@ -333,7 +349,7 @@ int r1_datagen_parse(struct r1_datagen **out, const char *spec)
         g->target_max = 100;
     } else {
         rc = r1_err_set(R1_EINVAL, "unknown generator '%s'; generators: arith, countdown, prefs, "
-                        "safety", copy);
+                        "safety, judge", copy);
     }
     strcpy(g->template_, "none");
     if (!rc && colon)
@@ -343,7 +359,10 @@ int r1_datagen_parse(struct r1_datagen **out, const char *spec)
         rc = r1_err_set(R1_EINVAL,
                         "%s: digits up to %d with terms=%d and '*' can overflow "
                         "64-bit integers; keep digits*terms <= 18",
-                        g->kind == GEN_ARITH ? "arith" : g->kind == GEN_PREFS ? "prefs" : "safety",
+                        g->kind == GEN_ARITH   ? "arith"
+                        : g->kind == GEN_PREFS ? "prefs"
+                        : g->kind == GEN_JUDGE ? "judge"
+                                               : "safety",
                         g->dmax, g->terms);
     free(copy);
     if (rc) {
@@ -934,6 +953,7 @@ int r1_datagen_example(const struct r1_datagen *g, uint64_t seed, enum r1_split 
     const char *name = g->kind == GEN_ARITH     ? "arith"
                        : g->kind == GEN_PREFS   ? "prefs"
                        : g->kind == GEN_SAFETY  ? "safety"
+                       : g->kind == GEN_JUDGE   ? "judge"
                                                 : "countdown";
     if (i < 0 || i >= INDEX_LIMIT)
         return r1_err_set(R1_EINVAL, "%s: example index %lld is out of range [0, %lld)", name,
@@ -983,6 +1003,27 @@ int r1_datagen_example(const struct r1_datagen *g, uint64_t seed, enum r1_split 
     }
     json_t *o = json_object();
     int rc = o ? 0 : -1;
+    if (!rc && g->kind == GEN_JUDGE) {
+        int wrong = r1_rng_uniform_double(&r) < g->wrong;
+        if (wrong)
+            arith_noise(p, &r); /* demo_answer: off by 1, 2 or 10 */
+        const char *pred = wrong ? p->demo_answer : p->answer;
+        char *text = r1_judge_prompt(NULL, p->prompt, p->answer, pred);
+        rc = !text || set_str(o, "prompt", text) ||
+             set_str(o, "completion", wrong ? "no" : "yes") ||
+             set_str(o, "question", p->prompt) || set_str(o, "reference", p->answer) ||
+             set_str(o, "prediction", pred) || set_str(o, "verdict", wrong ? "no" : "yes") ||
+             set_str(o, "answer", wrong ? "no" : "yes");
+        free(text);
+        free(p);
+        if (rc) {
+            json_decref(o);
+            return r1_err_set(R1_ENOMEM, "judge: out of memory building example %lld",
+                              (long long)i);
+        }
+        *out = o;
+        return 0;
+    }
     if (!rc && g->kind == GEN_SAFETY) {
         char *resp = NULL;
         const char *label = NULL, *kind = NULL, *where = NULL;

@@ -297,3 +297,45 @@ void r1_prompt_set_free(struct r1_prompt_set *s)
     free(s->items);
     free(s);
 }
+
+char *r1_judge_prompt(const char *template_, const char *question, const char *reference,
+                      const char *prediction)
+{
+    static const char *const keys[3] = {"{question}", "{reference}", "{prediction}"};
+    const char *vals[3] = {question ? question : "", reference ? reference : "",
+                           prediction ? prediction : ""};
+    if (!template_)
+        template_ = R1_JUDGE_TEMPLATE;
+    if (!strstr(template_, keys[2])) {
+        r1_err_set(R1_EINVAL, "judge template '%.60s%s' has no {prediction}; it needs "
+                   "{prediction} (and usually {question} and {reference})",
+                   template_, strlen(template_) > 60 ? "..." : "");
+        return NULL;
+    }
+    size_t cap = strlen(template_) + 1;
+    for (const char *t = template_; *t; t++)
+        for (int k = 0; k < 3; k++)
+            if (strncmp(t, keys[k], strlen(keys[k])) == 0)
+                cap += strlen(vals[k]);
+    char *out = malloc(cap), *o = out;
+    if (!out) {
+        r1_err_set(R1_ENOMEM, "judge: out of memory");
+        return NULL;
+    }
+    for (const char *t = template_; *t;) {
+        int hit = -1;
+        for (int k = 0; k < 3 && hit < 0; k++)
+            if (strncmp(t, keys[k], strlen(keys[k])) == 0)
+                hit = k;
+        if (hit < 0) {
+            *o++ = *t++;
+            continue;
+        }
+        size_t n = strlen(vals[hit]);
+        memcpy(o, vals[hit], n);
+        o += n;
+        t += strlen(keys[hit]);
+    }
+    *o = '\0';
+    return out;
+}

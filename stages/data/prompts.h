@@ -61,4 +61,15 @@ const char *r1_prompt_template_find(const char *name);
  * malloc'd string, or NULL with R1_EINVAL set when the text has no "{prompt}". */
 char *r1_prompt_template_apply(const char *template_, const char *question);
 
+/* The judge's prompt (issue 11: a model reads a question, its reference answer and a
+ * prediction, and its next token is the verdict).  The default template: */
+#define R1_JUDGE_TEMPLATE                                                                        \
+    "Question: {question}\nReference answer: {reference}\nPrediction: {prediction}\n"           \
+    "Is the prediction correct? Verdict: "
+/* template_ (NULL: R1_JUDGE_TEMPLATE) with every {question}, {reference} and {prediction}
+ * replaced; a malloc'd string, or NULL after recording R1_EINVAL (a template without
+ * {prediction}) or R1_ENOMEM. */
+char *r1_judge_prompt(const char *template_, const char *question, const char *reference,
+                      const char *prediction);
+
 #endif

@@ -1,0 +1,270 @@
+/* judge.c - the generative judge: verdicts by log-probability, batched, cached (judge.h). */
+#include "stages/judge.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/err.h"
+#include "core/sha256.h"
+#include "stages/data/prompts.h"
+
+struct cache_entry {
+    uint64_t key; /* the first 64 bits of the prompt's sha256; 0: empty */
+    float p;
+};
+
+struct r1_judge {
+    struct r1_model *m;
+    const struct r1_tokenizer *tok;
+    char *template_;
+    int32_t yes_id, no_id;
+    int max_len;
+    /* one micro-batch */
+    int32_t *tokens, *pos, *seg, *rows; /* (ROWS·max_len), (ROWS) */
+    float *logits;                      /* (ROWS, V) */
+    /* the cache: open addressing, power-of-two capacity, at most half full */
+    struct cache_entry *cache;
+    int64_t cap, used, hits, misses;
+};
+
+static int first_token(const struct r1_tokenizer *tok, const char *word, int32_t *out)
+{
+    int32_t *ids = NULL;
+    int n = 0;
+    int rc = r1_tokenizer_encode(tok, word, strlen(word), &ids, &n);
+    if (rc)
+        return rc;
+    if (n < 1) {
+        free(ids);
+        return r1_err_set(R1_EINVAL, "judge: the verdict word '%s' encodes to no token", word);
+    }
+    *out = ids[0];
+    free(ids);
+    return 0;
+}
+
+int r1_judge_create(struct r1_judge **out, struct r1_model *m, const struct r1_tokenizer *tok,
+                    const char *template_, const char *yes, const char *no, int max_len)
+{
+    *out = NULL;
+    if (r1_model_has_score_head(m))
+        return r1_err_set(R1_EINVAL, "judge: the model has a score head (a reward model); a "
+                          "judge is a causal LM");
+    if (max_len <= 0)
+        max_len = m->cfg.max_seq_len < 512 ? m->cfg.max_seq_len : 512;
+    if (max_len > m->cfg.max_seq_len || max_len < 2)
+        return r1_err_set(R1_EINVAL, "judge: max_len %d is not in [2, %d] (the model's "
+                          "max_seq_len)", max_len, m->cfg.max_seq_len);
+    char *probe = r1_judge_prompt(template_, "q", "r", "p"); /* checks the template */
+    if (!probe)
+        return r1_err_code();
+    free(probe);
+    struct r1_judge *j = calloc(1, sizeof(*j));
+    if (!j)
+        return r1_err_set(R1_ENOMEM, "judge: out of memory");
+    j->m = m;
+    j->tok = tok;
+    j->max_len = max_len;
+    int rc;
+    yes = yes ? yes : "yes";
+    no = no ? no : "no";
+    if ((rc = first_token(tok, yes, &j->yes_id)) || (rc = first_token(tok, no, &j->no_id)))
+        goto fail;
+    if (j->yes_id == j->no_id) {
+        rc = r1_err_set(R1_EINVAL, "judge: the verdict words '%s' and '%s' start with the same "
+                        "token; choose words whose first tokens differ", yes, no);
+        goto fail;
+    }
+    if (j->yes_id >= m->cfg.vocab_size || j->no_id >= m->cfg.vocab_size) {
+        rc = r1_err_set(R1_EINVAL, "judge: the verdict tokens are outside the model's "
+                        "vocabulary (%d); the tokenizer does not belong to the model",
+                        m->cfg.vocab_size);
+        goto fail;
+    }
+    size_t cells = (size_t)R1_JUDGE_ROWS * (size_t)max_len;
+    j->template_ = template_ ? strdup(template_) : NULL;
+    j->tokens = malloc(cells * sizeof(int32_t));
+    j->pos = malloc(cells * sizeof(int32_t));
+    j->seg = malloc(cells * sizeof(int32_t));
+    j->rows = malloc(R1_JUDGE_ROWS * sizeof(int32_t));
+    j->logits = malloc((size_t)R1_JUDGE_ROWS * (size_t)m->cfg.vocab_size * sizeof(float));
+    j->cap = 1024;
+    j->cache = calloc((size_t)j->cap, sizeof(*j->cache));
+    if ((template_ && !j->template_) || !j->tokens || !j->pos || !j->seg || !j->rows ||
+        !j->logits || !j->cache) {
+        rc = r1_err_set(R1_ENOMEM, "judge: out of memory for a %d x %d batch", R1_JUDGE_ROWS,
+                        max_len);
+        goto fail;
+    }
+    if ((rc = r1_model_reserve(m, R1_JUDGE_ROWS, max_len)))
+        goto fail;
+    *out = j;
+    return 0;
+fail:
+    r1_judge_free(j);
+    return rc;
+}
+
+void r1_judge_free(struct r1_judge *j)
+{
+    if (!j)
+        return;
+    free(j->template_);
+    free(j->tokens);
+    free(j->pos);
+    free(j->seg);
+    free(j->rows);
+    free(j->logits);
+    free(j->cache);
+    free(j);
+}
+
+void r1_judge_stats(const struct r1_judge *j, int64_t *hits, int64_t *misses)
+{
+    *hits = j->hits;
+    *misses = j->misses;
+}
+
+/* The slot of key: where it is, or the empty slot where it goes. */
+static struct cache_entry *cache_slot(struct r1_judge *j, uint64_t key)
+{
+    uint64_t mask = (uint64_t)j->cap - 1;
+    for (uint64_t i = key & mask;; i = (i + 1) & mask)
+        if (j->cache[i].key == key || j->cache[i].key == 0)
+            return &j->cache[i];
+}
+
+static int cache_put(struct r1_judge *j, uint64_t key, float p)
+{
+    if (2 * (j->used + 1) > j->cap) { /* grow: rehash into twice the slots */
+        struct cache_entry *old = j->cache;
+        int64_t old_cap = j->cap;
+        struct cache_entry *nc = calloc((size_t)(2 * old_cap), sizeof(*nc));
+        if (!nc)
+            return r1_err_set(R1_ENOMEM, "judge: out of memory growing the verdict cache");
+        j->cache = nc;
+        j->cap = 2 * old_cap;
+        for (int64_t i = 0; i < old_cap; i++)
+            if (old[i].key)
+                *cache_slot(j, old[i].key) = old[i];
+        free(old);
+    }
+    struct cache_entry *e = cache_slot(j, key);
+    if (!e->key)
+        j->used++;
+    e->key = key;
+    e->p = p;
+    return 0;
+}
+
+static uint64_t prompt_key(const char *text)
+{
+    char hex[R1_SHA256_HEX];
+    if (r1_sha256_bytes(hex, text, strlen(text)))
+        return 1;
+    uint64_t k = 0;
+    for (int i = 0; i < 16; i++) /* the first 64 bits of the digest */
+        k = (k << 4) | (uint64_t)(hex[i] <= '9' ? hex[i] - '0' : hex[i] - 'a' + 10);
+    return k ? k : 1; /* 0 marks an empty slot */
+}
+
+/* Runs the forward for rows [0, n) of the pending micro-batch (ids[r], len[r]) and writes
+ * P(yes) of each into out[r]. */
+static int flush(struct r1_judge *j, int n, int32_t *const *ids, const int *len, float *out)
+{
+    int T = 1;
+    for (int r = 0; r < n; r++)
+        T = len[r] > T ? len[r] : T;
+    for (int r = 0; r < n; r++) {
+        for (int t = 0; t < T; t++) {
+            size_t c = (size_t)r * T + t;
+            int in = t < len[r];
+            j->tokens[c] = in ? ids[r][t] : 0;
+            j->pos[c] = in ? t : 0;
+            j->seg[c] = in ? 0 : -1;
+        }
+        j->rows[r] = r * T + len[r] - 1;
+    }
+    struct r1_batch b = {n, T, j->tokens, j->pos, j->seg, NULL};
+    int rc = r1_model_logits(j->m, &b, j->rows, n, j->logits);
+    if (rc)
+        return rc;
+    int V = j->m->cfg.vocab_size;
+    for (int r = 0; r < n; r++) {
+        double d = (double)j->logits[(size_t)r * V + j->yes_id] -
+                   (double)j->logits[(size_t)r * V + j->no_id];
+        out[r] = (float)(d >= 0 ? 1.0 / (1.0 + exp(-d)) : exp(d) / (1.0 + exp(d)));
+    }
+    return 0;
+}
+
+int r1_judge_score(struct r1_judge *j, int n, const char *const *questions,
+                   const char *const *references, const char *const *predictions, float *p_yes)
+{
+    int32_t *ids[R1_JUDGE_ROWS] = {0};
+    int len[R1_JUDGE_ROWS], at[R1_JUDGE_ROWS];
+    uint64_t keys[R1_JUDGE_ROWS];
+    float got[R1_JUDGE_ROWS];
+    int pending = 0, rc = 0;
+    for (int i = 0; i <= n && !rc; i++) {
+        if (i < n) {
+            char *text = r1_judge_prompt(j->template_, questions[i], references[i],
+                                         predictions[i]);
+            if (!text) {
+                rc = r1_err_code();
+                break;
+            }
+            uint64_t key = prompt_key(text);
+            struct cache_entry *e = cache_slot(j, key);
+            if (e->key == key) {
+                p_yes[i] = e->p;
+                j->hits++;
+                free(text);
+                continue;
+            }
+            int32_t *t = NULL;
+            int nt = 0;
+            rc = r1_tokenizer_encode(j->tok, text, strlen(text), &t, &nt);
+            free(text);
+            if (rc)
+                break;
+            if (nt < 1) {
+                free(t);
+                rc = r1_err_set(R1_EINVAL, "judge: an empty judge prompt");
+                break;
+            }
+            if (nt > j->max_len) { /* keep the end: the prediction and the verdict cue */
+                memmove(t, t + (nt - j->max_len), (size_t)j->max_len * sizeof(int32_t));
+                nt = j->max_len;
+            }
+            for (int k = 0; k < nt && !rc; k++)
+                if (t[k] < 0 || t[k] >= j->m->cfg.vocab_size)
+                    rc = r1_err_set(R1_EINVAL, "judge: token %d is outside the model's "
+                                    "vocabulary (%d)", t[k], j->m->cfg.vocab_size);
+            ids[pending] = t;
+            len[pending] = nt;
+            at[pending] = i;
+            keys[pending++] = key;
+            if (rc || pending < R1_JUDGE_ROWS)
+                continue;
+        }
+        if (pending == 0)
+            continue;
+        rc = flush(j, pending, ids, len, got);
+        for (int r = 0; r < pending; r++) {
+            if (!rc) {
+                p_yes[at[r]] = got[r];
+                j->misses++;
+                rc = cache_put(j, keys[r], got[r]);
+            }
+            free(ids[r]);
+            ids[r] = NULL;
+        }
+        pending = 0;
+    }
+    for (int r = 0; r < pending; r++)
+        free(ids[r]);
+    return rc;
+}

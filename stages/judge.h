@@ -1,0 +1,44 @@
+/* judge.h - a generative judge: a causal LM that reads a question, its reference answer and
+ * a prediction (the judge prompt, stages/data/prompts.h) and whose next token is a
+ * verdict.  The verdict is read by log-probability, with no free-form parsing:
+ *     P(yes) = σ(z_yes - z_no)
+ * with z the judge's logits of the first token of the two verdict words at the end of the
+ * prompt (the DeepSeek-R1 paper widened rejection sampling beyond rule-checkable prompts
+ * with such a judge; issue 11).
+ *
+ * Batching: prompts go through the judge's forward in micro-batches of R1_JUDGE_ROWS rows,
+ * right-padded, the logits read at each row's last token (r1_model_logits).  A prompt
+ * longer than the judge's limit loses tokens from its front, so the prediction and the
+ * question of the verdict always stay.
+ *
+ * Cache: every verdict is kept by the sha256 of its prompt text (the judge identity is the
+ * caller's: one cache per judge model), so scoring the same (question, reference,
+ * prediction) again costs nothing; r1_judge_stats counts hits and misses. */
+#ifndef R1_STAGES_JUDGE_H
+#define R1_STAGES_JUDGE_H
+
+#include <stdint.h>
+
+#include "core/model.h"
+#include "core/tokenizer.h"
+
+#define R1_JUDGE_ROWS 8
+
+struct r1_judge;
+
+/* m: the judge (a causal LM, borrowed; the judge reserves its activations), tok: its
+ * tokenizer (borrowed).  template_: NULL for R1_JUDGE_TEMPLATE; yes, no: the verdict words
+ * (NULL: "yes", "no"), whose first tokens must differ.  max_len: tokens per prompt (<= the
+ * model's max_seq_len; 0: min(512, max_seq_len)).  R1_EINVAL naming the problem. */
+int r1_judge_create(struct r1_judge **out, struct r1_model *m, const struct r1_tokenizer *tok,
+                    const char *template_, const char *yes, const char *no, int max_len);
+void r1_judge_free(struct r1_judge *j);
+
+/* p_yes[i] = P(yes) of (questions[i], references[i], predictions[i]), i < n. */
+int r1_judge_score(struct r1_judge *j, int n, const char *const *questions,
+                   const char *const *references, const char *const *predictions, float *p_yes);
+
+/* Verdicts answered from the cache and computed, since creation. */
+void r1_judge_stats(const struct r1_judge *j, int64_t *hits, int64_t *misses);
+
+#endif
