@@ -35,12 +35,14 @@
 #include "core/utf8.h"
 #include "stages/data/prompts.h"
 #include "stages/evaluate.h"
+#include "stages/judge.h"
 #include "stages/rewards/rewards.h"
 
 #define EVAL_MAX_REWARDS 16
 
 struct eval_cfg {
     const char *model, *run, *stage, *data, *rewards, *template_, *prompt_template, *out;
+    const char *judge; /* a .gguf or HF dir: the judge reward's model */
     const char *dtype_name;
     int n, max_tokens, threads, dtype;
     float temperature, top_p, threshold;
@@ -56,7 +58,8 @@ static int parse_rewards(char *list, struct r1_reward_cfg *cfgs, int *n)
          tok = strtok_r(NULL, ",", &save)) {
         if (*n == EVAL_MAX_REWARDS)
             return r1_err_set(R1_EINVAL, "--reward: at most %d rewards", EVAL_MAX_REWARDS);
-        cfgs[(*n)++] = (struct r1_reward_cfg){tok, 1.0f, R1_ANSWER_AUTO, "en", 3, -1.0f};
+        cfgs[(*n)++] = (struct r1_reward_cfg){tok, 1.0f, R1_ANSWER_AUTO, "en", 3, -1.0f,
+                                              {0}, NULL, R1_VERDICT_PROBABILITY, 0.5f};
     }
     if (*n == 0)
         return r1_err_set(R1_EINVAL, "--reward: name at least one reward");
@@ -136,6 +139,7 @@ static int run_eval(const struct eval_cfg *c)
     struct r1_chat_template *chat = NULL;
     struct r1_prompt_set *set = NULL;
     struct r1_eval_report *rep = NULL;
+    struct r1_judge *judge = NULL;
     FILE *out = NULL;
     const char *dir = NULL;
     int rc = reward_list ? parse_rewards(reward_list, rewards, &n_rewards)
@@ -165,8 +169,19 @@ static int run_eval(const struct eval_cfg *c)
                                 tok->chat_template};
     if ((rc = r1_prompt_set_load(&set, &ps, tok)))
         goto done;
+    const struct r1_reward_cfg *jc = r1_reward_find_judge(rewards, n_rewards);
+    if (jc && !c->judge) {
+        rc = r1_err_set(R1_EINVAL, "--reward judge needs --judge PATH (the judge model)");
+        goto done;
+    }
+    if (c->judge && !jc) {
+        rc = r1_err_set(R1_EINVAL, "--judge is read by the judge reward; add judge to --reward");
+        goto done;
+    }
+    if (jc && (rc = r1_judge_open_path(&judge, be, c->judge, jc)))
+        goto done;
     struct r1_eval_spec es = {set, c->n, c->temperature, c->top_p, c->max_tokens, c->seed,
-                              rewards, n_rewards, NULL, (enum r1_dtype)c->dtype, NULL};
+                              rewards, n_rewards, NULL, (enum r1_dtype)c->dtype, NULL, judge};
     if ((rc = r1_eval_run(&rep, m, tok, &es, c->threshold, R1_ANSWER_AUTO)))
         goto done;
     if (c->out && !(out = fopen(c->out, "w"))) {
@@ -188,6 +203,7 @@ done:
     r1_eval_report_free(rep);
     r1_prompt_set_free(set);
     r1_chat_template_free(chat);
+    r1_judge_free(judge);
     r1_tokenizer_free(tok);
     r1_model_free(m);
     r1_backend_free(be);
@@ -206,6 +222,7 @@ int cmd_eval(int argc, char **argv)
         {R1_OPT_STRING, "stage", 0, &c.stage, "NAME", "the stage whose newest checkpoint to use"},
         {R1_OPT_STRING, "data", 0, &c.data, "FILE", "JSONL: {\"prompt\": ..., \"answer\": ...} per line"},
         {R1_OPT_STRING, "reward", 0, &c.rewards, "NAMES", "rewards summed, comma-separated (default accuracy)"},
+        {R1_OPT_STRING, "judge", 0, &c.judge, "PATH", "the judge model of --reward judge (.gguf or HF dir)"},
         {R1_OPT_FLOAT, "threshold", 0, &c.threshold, "X", "a sample passes with reward >= X (default 1)"},
         {R1_OPT_INT, "n", 'n', &c.n, "N", "samples per prompt (default 1)"},
         {R1_OPT_FLOAT, "temperature", 0, &c.temperature, "T", "sampling temperature; 0 = greedy (default 0.6)"},

@@ -697,6 +697,44 @@ static void validate_stage(struct loader *ld, struct r1_recipe *r, int i)
         s->align.reward_model.stage = -1;
         s->align.safety_model.stage = -1;
     }
+    /* judge rewards: their models resolve like any source, before any work starts */
+    for (int list = 0; list < 2; list++) {
+        bool grpo = list == 0;
+        if (grpo ? !(s->kind == R1_STAGE_GRPO || s->kind == R1_STAGE_ALIGN)
+                 : s->kind != R1_STAGE_REJECTION_SFT)
+            continue;
+        struct r1_reward_cfg *rw = grpo ? s->grpo.rewards : s->rejection.rewards;
+        int n = grpo ? s->grpo.n_rewards : s->rejection.n_rewards;
+        const struct node *ln = node_at(sn, sn, grpo ? "grpo" : "rejection", "rewards", NULL);
+        for (int k = 0; k < n; k++) {
+            const struct node *at = ln->kind == NODE_SEQ && k < ln->n ? ln->vals[k] : ln;
+            at = node_at(at, at, "judge", NULL);
+            const char *key = grpo ? "grpo.rewards" : "rejection.rewards";
+            rw[k].judge.stage = -1;
+            if (!rw[k].name || strcmp(rw[k].name, "judge") != 0) {
+                if (rw[k].judge.spec)
+                    r1_recipe_problem(ld, AT(at), "%s[%d].judge is set but the reward is '%s'; "
+                                      "only the judge reward reads a judge model", key, k,
+                                      rw[k].name ? rw[k].name : "");
+                continue;
+            }
+            if (!rw[k].judge.spec) {
+                r1_recipe_problem(ld, AT(at), "%s[%d]: the judge reward needs judge: an earlier "
+                                  "stage, a Hugging Face dir or a .gguf file", key, k);
+                continue;
+            }
+            char what[64];
+            snprintf(what, sizeof(what), "%s[%d].judge", key, k);
+            resolve_source_as(ld, r, &rw[k].judge, at, i, what);
+            if (rw[k].judge.kind == R1_SOURCE_SCRATCH)
+                r1_recipe_problem(ld, AT(at), "%s '%s': a judge must be a trained model, not "
+                                  "a fresh one", what, rw[k].judge.spec);
+            else if (rw[k].judge.kind == R1_SOURCE_STAGE && rw[k].judge.stage >= 0 &&
+                     r->stages[rw[k].judge.stage].kind == R1_STAGE_REWARD_MODEL)
+                r1_recipe_problem(ld, AT(at), "%s '%s' is a reward model; a judge is a causal "
+                                  "LM (an sft stage, for one)", what, rw[k].judge.spec);
+        }
+    }
     if (s->kind == R1_STAGE_REJECTION_SFT &&
         s->rejection.keep_per_prompt > s->rejection.samples_per_prompt)
         r1_recipe_problem(ld, AT(node_at(sn, sn, "rejection", "keep_per_prompt", NULL)),
@@ -821,6 +859,11 @@ void r1_recipe_free(struct r1_recipe *r)
         free(r->stages[i].rejection.source.preset);
         free(r->stages[i].align.reward_model.preset);
         free(r->stages[i].align.safety_model.preset);
+        for (int k = 0; r->stages[i].grpo.rewards && k < r->stages[i].grpo.n_rewards; k++)
+            free(r->stages[i].grpo.rewards[k].judge.preset);
+        for (int k = 0; r->stages[i].rejection.rewards && k < r->stages[i].rejection.n_rewards;
+             k++)
+            free(r->stages[i].rejection.rewards[k].judge.preset);
     }
     free(r->model_init.preset);
     free_section("", (char *)r);

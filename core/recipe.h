@@ -61,13 +61,21 @@ enum r1_answer_from {
     R1_ANSWER_TAG_LAST, /* the last <answer>…</answer> block */
 };
 
+enum r1_judge_verdict { R1_VERDICT_PROBABILITY = 0, R1_VERDICT_BINARY };
+
 struct r1_reward_cfg {
     char *name;
     float weight;
-    enum r1_answer_from answer; /* accuracy, length_cosine */
+    enum r1_answer_from answer; /* accuracy, length_cosine, judge (the prediction it reads) */
     char *language;             /* language: target language code ("en", "zh", ...) */
     int64_t ngram;              /* repetition: n-gram size */
     float max_penalty;          /* repetition: reward of a fully repetitive text (<= 0) */
+    /* judge: the judge model (an earlier stage, a HF dir or a .gguf), its prompt template
+     * (NULL: R1_JUDGE_TEMPLATE), and the reward: P(yes), or 1 when P(yes) >= threshold */
+    struct r1_model_source judge;
+    char *judge_template;
+    enum r1_judge_verdict verdict;
+    float threshold;
 };
 
 struct r1_data_cfg {

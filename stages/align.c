@@ -204,7 +204,7 @@ static char *completion_text(const struct r1_align *a, const struct r1_prompt *p
     char *text = NULL;
     if ((*rc = r1_tokenizer_decode(a->tok, g->tokens, nt, &text, NULL)))
         return NULL;
-    struct r1_reward_input in = {p->text, text, "", p->meta, g->n, 0};
+    struct r1_reward_input in = {p->text, text, "", p->meta, g->n, 0, NAN};
     char *eff = r1_reward_effective_completion(&in);
     free(text);
     if (!eff)

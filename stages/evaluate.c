@@ -10,6 +10,7 @@
 
 #include "core/err.h"
 #include "core/generate.h"
+#include "stages/judge.h"
 #include "stages/rewards/rewards.h"
 
 #define EVAL_SLOTS_MAX 64
@@ -125,7 +126,8 @@ int r1_eval_generate(struct r1_model *m, const struct r1_tokenizer *tok,
     const struct r1_reward_def *acc = r1_reward_find(acc_name);
     if (!acc)
         return r1_err_set(R1_EINVAL, "evaluation: unknown accuracy reward '%s'", acc_name);
-    struct r1_reward_cfg acc_default = {(char *)acc_name, 1.0f, R1_ANSWER_AUTO, "en", 3, -1.0f};
+    struct r1_reward_cfg acc_default = {(char *)acc_name, 1.0f, R1_ANSWER_AUTO, "en", 3, -1.0f,
+                                        {0}, NULL, R1_VERDICT_PROBABILITY, 0.5f};
     const struct r1_reward_cfg *acc_cfg = &acc_default;
     for (int k = 0; k < sp->n_rewards; k++)
         if (strcmp(sp->rewards[k].name, acc_name) == 0) {
@@ -143,7 +145,7 @@ int r1_eval_generate(struct r1_model *m, const struct r1_tokenizer *tok,
         if (!c[i].text) /* another rank's sample */
             continue;
         const struct r1_prompt *p = &set->items[i / K];
-        struct r1_reward_input in = {p->text, c[i].text, p->answer, p->meta, c[i].tokens, L};
+        struct r1_reward_input in = {p->text, c[i].text, p->answer, p->meta, c[i].tokens, L, NAN};
         reward += r1_reward_total(sp->rewards, sp->n_rewards, &in, NULL);
         double a = acc->fn(&in, acc_cfg);
         correct += isfinite(a) && a >= 1.0;
@@ -229,6 +231,7 @@ int r1_eval_run(struct r1_eval_report **out, struct r1_model *m, const struct r1
         return rc;
     int K = sp->samples;
     struct r1_eval_completion *c = NULL;
+    double *jp = NULL; /* P(yes) of every sample, with a judge */
     struct r1_eval_report *r = calloc(1, sizeof(*r));
     const char **answers = calloc((size_t)K, sizeof(*answers));
     if (!r || !answers || !(r->items = calloc((size_t)(set->n ? set->n : 1), sizeof(*r->items)))) {
@@ -239,6 +242,29 @@ int r1_eval_run(struct r1_eval_report **out, struct r1_model *m, const struct r1
     r->n = K;
     if ((rc = r1_eval_complete(m, tok, sp, &c)))
         goto out;
+    const struct r1_reward_cfg *jc = r1_reward_find_judge(sp->rewards, sp->n_rewards);
+    if (sp->judge && jc) {
+        int64_t n = set->n * K;
+        const char **q = calloc((size_t)(n ? n : 1), sizeof(*q));
+        const char **ref = calloc((size_t)(n ? n : 1), sizeof(*ref));
+        const char **pr = calloc((size_t)(n ? n : 1), sizeof(*pr));
+        const char **tx = calloc((size_t)(n ? n : 1), sizeof(*tx));
+        jp = malloc((size_t)(n ? n : 1) * sizeof(double));
+        rc = !q || !ref || !pr || !tx || !jp ? r1_err_set(R1_ENOMEM, "evaluation: out of memory")
+                                             : 0;
+        for (int64_t i = 0; i < n && !rc; i++) {
+            const struct r1_prompt *p = &set->items[i / K];
+            q[i] = p->question;
+            ref[i] = p->answer;
+            pr[i] = p->text;
+            tx[i] = c[i].text;
+        }
+        if (!rc)
+            rc = r1_judge_completions(sp->judge, jc, (int)n, q, ref, pr, tx, jp);
+        free(q), free(ref), free(pr), free(tx);
+        if (rc)
+            goto out;
+    }
     double pass_sum = 0, maj_sum = 0;
     for (int64_t i = 0; i < set->n; i++) {
         const struct r1_prompt *p = &set->items[i];
@@ -252,7 +278,7 @@ int r1_eval_run(struct r1_eval_report **out, struct r1_model *m, const struct r1
             struct r1_eval_completion *ck = &c[i * K + k];
             struct r1_eval_sample *s = &it->samples[k];
             struct r1_reward_input in = {p->text, ck->text, p->answer, p->meta, ck->tokens,
-                                         sp->max_completion_len};
+                                         sp->max_completion_len, jp ? jp[i * K + k] : NAN};
             s->reward = r1_reward_total(sp->rewards, sp->n_rewards, &in, NULL);
             s->pass = isfinite(s->reward) && s->reward >= threshold;
             s->tokens = ck->tokens;
@@ -273,6 +299,7 @@ int r1_eval_run(struct r1_eval_report **out, struct r1_model *m, const struct r1
     r->pass_at_1 = set->n ? pass_sum / (double)set->n : 0;
     r->maj_at_n = set->n ? maj_sum / (double)set->n : 0;
 out:
+    free(jp);
     r1_eval_completions_free(c, set->n * K);
     free(answers);
     if (rc)

@@ -29,6 +29,8 @@
 #include "stages/data/prompts.h"
 #include "stages/stage.h"
 
+struct r1_judge;
+
 struct r1_eval_spec {
     const struct r1_prompt_set *set;
     int samples;             /* completions per prompt (>= 1) */
@@ -43,6 +45,9 @@ struct r1_eval_spec {
      * (r1_eval_complete leaves the other completions' text NULL) and r1_eval_generate sums
      * the ranks' counts, so every rank gets the whole set's numbers. */
     struct r1_dist *dist;
+    /* r1_eval_run: the judge of a judge reward in rewards (NULL: none; the judge reward
+     * then counts 0) */
+    struct r1_judge *judge;
 };
 
 /* The held-out prompts of the stage env names: data.eval_path, else data.generator's

@@ -37,6 +37,7 @@
 #include "stages/align.h"
 #include "stages/evaluate.h"
 #include "stages/grpo-loss.h"
+#include "stages/judge.h"
 #include "stages/rewards/rewards.h"
 #include "stages/stage.h"
 
@@ -99,6 +100,8 @@ struct grpo {
     struct r1_gen_request *own_req; /* (S) this rank's requests of a draw */
     struct r1_gen_result *own_res;  /* (S) views of their slots in res */
     int32_t *gather_i;              /* (3·S) n, finish, correct of a draw */
+    struct r1_judge *judge;         /* grpo.rewards' judge (NULL: none) */
+    double *judge_p;                /* (draws_max·S) its P(yes) of each completion */
 };
 
 static double now_s(void)
@@ -279,7 +282,7 @@ static int grpo_init(void **state, const struct r1_stage_env *env)
     }
     s->acc = r1_reward_find(s->g->accuracy_reward);
     s->acc_default = (struct r1_reward_cfg){s->g->accuracy_reward, 1.0f, R1_ANSWER_AUTO, "en", 3,
-                                            -1.0f};
+                                            -1.0f, {0}, NULL, R1_VERDICT_PROBABILITY, 0.5f};
     s->acc_cfg = s->acc_in_list >= 0 ? &s->g->rewards[s->acc_in_list] : &s->acc_default;
 
     int R = s->draws_max * s->S;
@@ -295,6 +298,10 @@ static int grpo_init(void **state, const struct r1_stage_env *env)
     ALLOC(s->correct, R);
     ALLOC(s->keep, s->S);
     ALLOC(s->own_req, s->S);
+    ALLOC(s->judge_p, R);
+    const struct r1_reward_cfg *jc = r1_reward_find_judge(s->g->rewards, s->n_rw);
+    if (jc && (rc = r1_judge_open(&s->judge, env, jc, "grpo.rewards")))
+        goto fail;
     ALLOC(s->own_res, s->S);
     ALLOC(s->gather_i, 3 * (size_t)s->S);
     ALLOC(s->old_lp, (size_t)s->S * s->max_comp);
@@ -348,7 +355,7 @@ fail:
 
 /* Scores sequence i (of the generation rounds) with every reward; 0 or R1_ENOMEM. */
 static int score(struct grpo *s, const struct r1_prompt *p, const struct r1_gen_result *res,
-                 float *each, float *total, char *correct)
+                 double judge, float *each, float *total, char *correct)
 {
     int n = res->n;
     if (n > 0 && res->finish == R1_FINISH_STOP && res->tokens[n - 1] == s->stop_id)
@@ -357,7 +364,7 @@ static int score(struct grpo *s, const struct r1_prompt *p, const struct r1_gen_
     int rc = r1_tokenizer_decode(s->tok, res->tokens, n, &text, NULL);
     if (rc)
         return rc;
-    struct r1_reward_input in = {p->text, text, p->answer, p->meta, res->n, s->max_comp};
+    struct r1_reward_input in = {p->text, text, p->answer, p->meta, res->n, s->max_comp, judge};
     double sum = r1_reward_total(s->g->rewards, s->n_rw, &in, each);
     sum += r1_grpo_overlong_penalty(res->n, s->max_comp, s->g->overlong_buffer,
                                     s->g->overlong_penalty);
@@ -441,6 +448,44 @@ static int gather_draw(struct grpo *s, int d)
         s->correct[o + i] = (char)gi[3 * i + 2];
     }
     return 0;
+}
+
+/* P(yes) of the judge for this rank's completions of draw d into s->judge_p. */
+static int judge_draw(struct grpo *s, int d)
+{
+    int S = s->S, n = 0, rc = 0;
+    const char **q = calloc((size_t)S, sizeof(*q)), **ref = calloc((size_t)S, sizeof(*ref));
+    const char **pr = calloc((size_t)S, sizeof(*pr));
+    char **texts = calloc((size_t)S, sizeof(*texts));
+    int *at = calloc((size_t)S, sizeof(*at));
+    double *p = calloc((size_t)S, sizeof(*p));
+    if (!q || !ref || !pr || !texts || !at || !p)
+        rc = r1_err_set(R1_ENOMEM, "grpo: out of memory");
+    for (int k = 0; k < S && !rc; k++) {
+        int i = d * S + k;
+        if (!owns_group(s, k / s->G))
+            continue;
+        const struct r1_prompt *pp = &s->train->items[s->prompt_of[i]];
+        const struct r1_gen_result *res = &s->res[i];
+        int nt = res->n;
+        if (nt > 0 && res->finish == R1_FINISH_STOP && res->tokens[nt - 1] == s->stop_id)
+            nt--;
+        if ((rc = r1_tokenizer_decode(s->tok, res->tokens, nt, &texts[n], NULL)))
+            break;
+        q[n] = pp->question;
+        ref[n] = pp->answer;
+        pr[n] = pp->text;
+        at[n++] = i;
+    }
+    const struct r1_reward_cfg *jc = r1_reward_find_judge(s->g->rewards, s->n_rw);
+    if (!rc && n > 0)
+        rc = r1_judge_completions(s->judge, jc, n, q, ref, pr, (const char *const *)texts, p);
+    for (int k = 0; k < n && !rc; k++)
+        s->judge_p[at[k]] = p[k];
+    for (int k = 0; texts && k < n; k++)
+        free(texts[k]);
+    free(texts), free(q), free(ref), free(pr), free(at), free(p);
+    return rc ? r1_err_wrap(rc, "grpo step %" PRId64 ": judge", s->step + 1) : 0;
 }
 
 /* ---- log-probs and the update -------------------------------------------------- */
@@ -703,10 +748,13 @@ static int grpo_step(void *state, struct r1_stage_metrics *out)
         t_gen += now_s() - a;
         if (rc)
             rc = r1_err_wrap(rc, "grpo step %" PRId64 ": generation", s->step + 1);
+        if (!rc && s->judge)
+            rc = judge_draw(s, d);
         for (int i = d * S; i < (d + 1) * S && !rc; i++)
             if (owns_group(s, (i - d * S) / G))
                 rc = score(s, &s->train->items[s->prompt_of[i]], &s->res[i],
-                           s->rew_each + (size_t)i * s->n_rw, &s->rew[i], &s->correct[i]);
+                           s->judge ? s->judge_p[i] : NAN, s->rew_each + (size_t)i * s->n_rw,
+                           &s->rew[i], &s->correct[i]);
         if ((rc = r1_dist_agree(s->dist, rc)) || (rc = gather_draw(s, d))) {
             free(ix);
             return rc;
@@ -840,7 +888,7 @@ static int grpo_evaluate(void *state, struct r1_stage_metrics *out)
     struct r1_eval_spec sp = {s->eval, (int)s->g->eval_samples, s->g->eval_temperature,
                               s->g->top_p, s->max_comp, r1_rng_mix64(s->seed ^ 0x6576616cull),
                               s->g->rewards, s->n_rw, s->g->accuracy_reward, R1_F32,
-                              s->dist};
+                              s->dist, NULL};
     return r1_eval_generate(s->m, s->tok, &sp, out);
 }
 
@@ -972,6 +1020,8 @@ static void grpo_free(void *state)
     free(s->correct);
     free(s->keep);
     free(s->own_req);
+    r1_judge_free(s->judge);
+    free(s->judge_p);
     free(s->own_res);
     free(s->gather_i);
     free(s->old_lp);

@@ -7,8 +7,11 @@
 #include <string.h>
 
 #include "core/err.h"
+#include "core/modelfile.h"
 #include "core/sha256.h"
 #include "stages/data/prompts.h"
+#include "stages/rewards/rewards.h"
+#include "stages/stage.h"
 
 struct cache_entry {
     uint64_t key; /* the first 64 bits of the prompt's sha256; 0: empty */
@@ -27,6 +30,9 @@ struct r1_judge {
     /* the cache: open addressing, power-of-two capacity, at most half full */
     struct cache_entry *cache;
     int64_t cap, used, hits, misses;
+    /* r1_judge_open*: the model and tokenizer the judge owns (NULL: borrowed) */
+    struct r1_model *own_m;
+    struct r1_tokenizer *own_tok;
 };
 
 static int first_token(const struct r1_tokenizer *tok, const char *word, int32_t *out)
@@ -118,7 +124,82 @@ void r1_judge_free(struct r1_judge *j)
     free(j->rows);
     free(j->logits);
     free(j->cache);
+    r1_model_free(j->own_m);
+    r1_tokenizer_free(j->own_tok);
     free(j);
+}
+
+int r1_judge_open(struct r1_judge **out, const struct r1_stage_env *env,
+                  const struct r1_reward_cfg *cfg, const char *key)
+{
+    *out = NULL;
+    const struct r1_stage_cfg *c = &env->recipe->stages[env->index];
+    struct r1_model *m = NULL;
+    struct r1_tokenizer *tok = NULL;
+    int rc = env->open_model(env->ctx, &cfg->judge, &m, &tok);
+    if (!rc)
+        rc = r1_judge_create(out, m, tok, cfg->judge_template, NULL, NULL, 0);
+    if (rc) {
+        r1_model_free(m);
+        r1_tokenizer_free(tok);
+        return r1_err_wrap(rc, "%s: stage '%s' %s judge '%s'", env->recipe->path, c->name, key,
+                           cfg->judge.spec ? cfg->judge.spec : "");
+    }
+    (*out)->own_m = m;
+    (*out)->own_tok = tok;
+    return 0;
+}
+
+int r1_judge_open_path(struct r1_judge **out, struct r1_backend *be, const char *path,
+                       const struct r1_reward_cfg *cfg)
+{
+    *out = NULL;
+    struct r1_model *m = NULL;
+    struct r1_tokenizer *tok = NULL;
+    int rc = r1_model_open(&m, &tok, be, path);
+    if (!rc)
+        rc = r1_judge_create(out, m, tok, cfg ? cfg->judge_template : NULL, NULL, NULL, 0);
+    if (rc) {
+        r1_model_free(m);
+        r1_tokenizer_free(tok);
+        return r1_err_wrap(rc, "judge %s", path);
+    }
+    (*out)->own_m = m;
+    (*out)->own_tok = tok;
+    return 0;
+}
+
+int r1_judge_completions(struct r1_judge *j, const struct r1_reward_cfg *cfg, int n,
+                         const char *const *questions, const char *const *references,
+                         const char *const *prompts, const char *const *completions,
+                         double *out)
+{
+    char **pred = calloc((size_t)(n > 0 ? n : 1), sizeof(*pred));
+    float *p = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+    int rc = !pred || !p ? r1_err_set(R1_ENOMEM, "judge: out of memory for %d verdicts", n) : 0;
+    for (int i = 0; i < n && !rc; i++) {
+        struct r1_reward_input in = {prompts[i], completions[i], NULL, NULL, 0, 0, NAN};
+        char *eff = r1_reward_effective_completion(&in);
+        size_t cap = eff ? strlen(eff) + 1 : 1;
+        pred[i] = malloc(cap);
+        if (!eff || !pred[i]) {
+            free(eff);
+            rc = r1_err_set(R1_ENOMEM, "judge: out of memory");
+            break;
+        }
+        if (!r1_extract_answer(eff, cfg ? cfg->answer : R1_ANSWER_AUTO, pred[i], cap))
+            pred[i][0] = '\0';
+        free(eff);
+    }
+    if (!rc)
+        rc = r1_judge_score(j, n, questions, references, (const char *const *)pred, p);
+    for (int i = 0; i < n && !rc; i++)
+        out[i] = p[i];
+    for (int i = 0; pred && i < n; i++)
+        free(pred[i]);
+    free(pred);
+    free(p);
+    return rc;
 }
 
 void r1_judge_stats(const struct r1_judge *j, int64_t *hits, int64_t *misses)

@@ -41,4 +41,24 @@ int r1_judge_score(struct r1_judge *j, int n, const char *const *questions,
 /* Verdicts answered from the cache and computed, since creation. */
 void r1_judge_stats(const struct r1_judge *j, int64_t *hits, int64_t *misses);
 
+/* ---- the judge reward ------------------------------------------------------------------ */
+struct r1_reward_cfg;
+struct r1_stage_env;
+
+/* The judge of a reward entry (cfg->judge, cfg->judge_template), its model opened through
+ * env->open_model and owned by the judge.  R1_EINVAL naming the recipe, the stage and key
+ * when it cannot be loaded or is not a causal LM. */
+int r1_judge_open(struct r1_judge **out, const struct r1_stage_env *env,
+                  const struct r1_reward_cfg *cfg, const char *key);
+/* Opens the judge of a model file or directory for r1 eval (model owned). */
+int r1_judge_open_path(struct r1_judge **out, struct r1_backend *be, const char *path,
+                       const struct r1_reward_cfg *cfg);
+/* P(yes) of n completions, out[i]: the judge reads questions[i], references[i] and the
+ * final answer of completions[i] (r1_extract_answer per cfg->answer, outside <think>, with
+ * the template's pre-filled <think> of prompts[i] put back; "" when there is none). */
+int r1_judge_completions(struct r1_judge *j, const struct r1_reward_cfg *cfg, int n,
+                         const char *const *questions, const char *const *references,
+                         const char *const *prompts, const char *const *completions,
+                         double *out);
+
 #endif

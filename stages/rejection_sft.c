@@ -49,6 +49,7 @@
 #include "stages/data/mix.h"
 #include "stages/data/prompts.h"
 #include "stages/evaluate.h"
+#include "stages/judge.h"
 #include "stages/lm.h"
 #include "stages/rewards/rewards.h"
 #include "stages/stage.h"
@@ -92,6 +93,8 @@ struct rs {
     struct r1_gen_result *res;
     struct r1_gen_request *req;
     struct r1_gen_result *own_res; /* (P·K) this rank's share of a generation step */
+    struct r1_judge *judge;        /* rejection.rewards' judge (NULL: none) */
+    double *judge_p;               /* (P·K) its P(yes) of a generation step's completions */
     int32_t *gather_i;             /* (2·P·K) lengths and finish reasons, for the gather */
     int32_t stop_id;
     const struct r1_reward_def *acc;
@@ -221,7 +224,8 @@ static int rs_init(void **state, const struct r1_stage_env *env)
         if (strcmp(s->rj->rewards[i].name, "countdown") == 0)
             acc_name = "countdown";
     s->acc = r1_reward_find(acc_name);
-    s->acc_default = (struct r1_reward_cfg){(char *)acc_name, 1.0f, R1_ANSWER_AUTO, "en", 3, -1.0f};
+    s->acc_default = (struct r1_reward_cfg){(char *)acc_name, 1.0f, R1_ANSWER_AUTO, "en", 3, -1.0f,
+                                            {0}, NULL, R1_VERDICT_PROBABILITY, 0.5f};
     s->acc_cfg = &s->acc_default;
     for (int i = 0; i < s->rj->n_rewards; i++)
         if (strcmp(s->rj->rewards[i].name, acc_name) == 0) {
@@ -273,6 +277,10 @@ static void close_source(struct rs *s)
     s->lps = NULL;
     s->res = NULL;
     s->req = NULL;
+    r1_judge_free(s->judge);
+    s->judge = NULL;
+    free(s->judge_p);
+    s->judge_p = NULL;
     r1_model_free(s->src);
     r1_tokenizer_free(s->src_tok);
     s->src = NULL;
@@ -287,6 +295,13 @@ static int open_source(struct rs *s)
         return r1_err_wrap(rc, "stage '%s' rejection.source '%s'", name, s->rj->source.spec);
     s->stop_id = s->src->cfg.eos_id;
     size_t S = (size_t)(s->P * s->K);
+    const struct r1_reward_cfg *jc = r1_reward_find_judge(s->rj->rewards, s->rj->n_rewards);
+    if (jc && ((rc = r1_judge_open(&s->judge, &s->env, jc, "rejection.rewards")) ||
+               !(s->judge_p = malloc(S * sizeof(double))))) {
+        if (!rc)
+            rc = r1_err_set(R1_ENOMEM, "stage '%s': out of memory", name);
+        goto fail;
+    }
     s->ptok = calloc((size_t)s->n_prompts, sizeof(*s->ptok));
     s->plen = calloc((size_t)s->n_prompts, sizeof(*s->plen));
     s->comp = malloc(S * (size_t)s->L * sizeof(int32_t));
@@ -506,6 +521,48 @@ static int64_t gen_done(const struct rs *s)
     return (s->cursor + s->P - 1) / s->P;
 }
 
+/* P(yes) of the judge for the completions of prompts [a, b) into s->judge_p. */
+static int judge_step(struct rs *s, int64_t a, int64_t b)
+{
+    int n = (int)((b - a) * s->K), rc = 0;
+    const char **q = calloc((size_t)n, sizeof(*q)), **ref = calloc((size_t)n, sizeof(*ref));
+    const char **pr = calloc((size_t)n, sizeof(*pr));
+    char **texts = calloc((size_t)n, sizeof(*texts));
+    if (!q || !ref || !pr || !texts)
+        rc = r1_err_set(R1_ENOMEM, "stage '%s': out of memory", s->cfg->name);
+    for (int k = 0; k < n && !rc; k++) {
+        const struct r1_prompt *p = &s->train->items[a + k / s->K];
+        const struct r1_gen_result *res = &s->res[k];
+        int nt = res->n;
+        if (nt > 0 && res->finish == R1_FINISH_STOP && res->tokens[nt - 1] == s->stop_id)
+            nt--;
+        char *raw = NULL;
+        size_t raw_len = 0;
+        if ((rc = r1_tokenizer_decode(s->src_tok, res->tokens, nt, &raw, &raw_len)))
+            break;
+        texts[k] = r1_utf8_clean(raw, raw_len);
+        free(raw);
+        if (!texts[k]) {
+            rc = r1_err_set(R1_ENOMEM, "stage '%s': out of memory", s->cfg->name);
+            break;
+        }
+        q[k] = p->question;
+        ref[k] = p->answer;
+        pr[k] = p->text;
+    }
+    const struct r1_reward_cfg *jc = r1_reward_find_judge(s->rj->rewards, s->rj->n_rewards);
+    if (!rc)
+        rc = r1_judge_completions(s->judge, jc, n, q, ref, pr, (const char *const *)texts,
+                                  s->judge_p);
+    for (int k = 0; texts && k < n; k++)
+        free(texts[k]);
+    free(texts);
+    free(q);
+    free(ref);
+    free(pr);
+    return rc ? r1_err_wrap(rc, "stage '%s' judge", s->cfg->name) : 0;
+}
+
 static int generate_step(struct rs *s, struct r1_stage_metrics *out)
 {
     double t0 = now_s();
@@ -564,6 +621,8 @@ static int generate_step(struct rs *s, struct r1_stage_metrics *out)
     }
     double rsum = 0, acc = 0, len = 0;
     int64_t step_kept = 0;
+    if (s->judge) /* the judge's verdicts of the whole step in one batched pass */
+        rc = judge_step(s, a, b);
     for (int64_t i = a; i < b && !rc; i++) {
         const struct r1_prompt *p = &s->train->items[i];
         struct r1_filter_kept kept = {kept_texts, 0};
@@ -583,7 +642,8 @@ static int generate_step(struct rs *s, struct r1_stage_metrics *out)
                 rc = r1_err_set(R1_ENOMEM, "stage '%s': out of memory", s->cfg->name);
                 break;
             }
-            struct r1_reward_input in = {p->text, texts[j], p->answer, p->meta, res->n, (int)s->L};
+            struct r1_reward_input in = {p->text, texts[j], p->answer, p->meta, res->n, (int)s->L,
+                                         s->judge ? s->judge_p[(i - a) * s->K + j] : NAN};
             double reward = r1_reward_total(s->rj->rewards, s->rj->n_rewards, &in, NULL);
             double ac = s->acc->fn(&in, s->acc_cfg);
             rsum += reward;
@@ -684,7 +744,7 @@ static int rs_evaluate(void *state, struct r1_stage_metrics *out)
                               (int)s->L,
                               r1_rng_mix64(s->seed ^ 0x6576616cull), s->rj->rewards,
                               s->rj->n_rewards, s->acc_default.name, R1_F32,
-                              s->env.dist};
+                              s->env.dist, NULL};
     return r1_eval_generate(s->env.model, s->env.tok, &sp, out);
 }
 

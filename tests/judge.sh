@@ -7,6 +7,11 @@
 # more (0.70 observed), and scoring the same examples again must come from the cache.
 # The tiny model is a weak judge (800 steps or the 4x larger preset reach 0.675): the test
 # is that the verdict machinery reads a trained judge, not that a 2-layer model judges well.
+# Then the judge reward with that judge (an HF dir): rejection_sft
+# (tests/recipes/judge/rejection.yaml) keeps completions the judge says yes to and rejects
+# others by reward, every dataset row with reward 1; `r1 eval --reward judge --judge DIR`
+# reports a pass rate, and without --judge exits 2; a judge path that does not exist is a
+# recipe error naming the file and line.
 set -u
 r1=$(realpath "$1")
 check=$(realpath "$2")
@@ -24,3 +29,46 @@ else
   echo "FAIL: judge verdicts: $out (want accuracy >= 0.60, auc >= 0.65, a repeat all from the cache)"
   exit 1
 fi
+fail=0
+jdir=$tmp/run/checkpoints/judge/00000300
+sed "s|judge: judge-model-dir|judge: $jdir|g" "$src/tests/recipes/judge/rejection.yaml" >"$tmp/rs.yaml"
+if "$r1" run "$tmp/rs.yaml" --run-dir "$tmp/rs" -q >"$tmp/rs.log" 2>&1; then
+  last=$(grep '"stage":"rs"' "$tmp/rs/metrics.jsonl" | grep '"kept"' | tail -1)
+  kept=$(echo "$last" | grep -o '"kept":[0-9]*' | cut -d: -f2)
+  rej=$(echo "$last" | grep -o '"rejected/reward":[0-9]*' | cut -d: -f2)
+  ds=$(ls "$tmp/rs/checkpoints/rs/"*/dataset.jsonl | tail -1)
+  bad=$(grep -vc '"reward":1' "$ds")
+  if [ "${kept:-0}" -gt 0 ] && [ "${rej:-0}" -gt 0 ] && [ "$bad" -eq 0 ]; then
+    echo "ok: rejection_sft with the judge reward kept $kept, rejected $rej by the judge"
+    rj=$(grep '"stage":"rl"' "$tmp/rs/metrics.jsonl" | grep -o '"rewards/judge":[0-9.e-]*' | cut -d: -f2 | tail -1)
+    if [ -n "$rj" ] && awk -v r="$rj" 'BEGIN { exit !(r > 0 && r < 1) }'; then
+      echo "ok: grpo with the judge reward: mean P(yes) $rj"
+    else
+      echo "FAIL: grpo rewards/judge '$rj'"; fail=1
+    fi
+  else
+    echo "FAIL: judge rejection: kept '$kept', rejected by reward '$rej', rows without reward 1: $bad"; fail=1
+  fi
+else
+  echo "FAIL: judge rejection run: $(tail -3 "$tmp/rs.log")"; fail=1
+fi
+"$r1" data gen arith:digits=1 --split eval --n 8 --out "$tmp/eval.jsonl" >/dev/null
+base=$tmp/rs/checkpoints/base/00000300
+if out=$("$r1" eval --model "$base" --data "$tmp/eval.jsonl" --reward judge --judge "$jdir" \
+           --threshold 0.5 -n 2 --max-tokens 32 2>&1) && echo "$out" | grep -q "pass@1"; then
+  echo "ok: r1 eval --reward judge: $(echo "$out" | grep -o 'pass@1[^,]*' | head -1)"
+else
+  echo "FAIL: r1 eval --reward judge: $out"; fail=1
+fi
+"$r1" eval --model "$base" --data "$tmp/eval.jsonl" --reward judge >"$tmp/nj.log" 2>&1
+rc=$?
+[ $rc -eq 2 ] && grep -q "needs --judge" "$tmp/nj.log" ||
+  { echo "FAIL: --reward judge without --judge: exit $rc: $(cat "$tmp/nj.log")"; fail=1; }
+sed "s|judge: judge-model-dir|judge: /nonexistent/judge|g" "$src/tests/recipes/judge/rejection.yaml" >"$tmp/bad.yaml"
+err=$("$r1" recipe check "$tmp/bad.yaml" 2>&1); rc=$?
+if [ $rc -eq 2 ] && echo "$err" | grep -q "bad.yaml:[0-9]*:[0-9]*: .*judge"; then
+  echo "ok: a judge that cannot be loaded is a recipe error at file:line"
+else
+  echo "FAIL: missing judge: exit $rc: $err"; fail=1
+fi
+exit $fail

@@ -14,6 +14,7 @@
 
 #include <cmocka.h>
 
+#include "core/err.h"
 #include "stages/rewards/rewards.h"
 
 #define EPS 1e-12
@@ -23,7 +24,8 @@
 
 static struct r1_reward_cfg cfg_default(void)
 {
-    return (struct r1_reward_cfg){(char *)"test", 1.0f, R1_ANSWER_AUTO, (char *)"en", 3, -1.0f};
+    return (struct r1_reward_cfg){(char *)"test", 1.0f, R1_ANSWER_AUTO, (char *)"en", 3, -1.0f,
+                                  {0}, NULL, R1_VERDICT_PROBABILITY, 0.5f};
 }
 
 /* Reward `name` of (prompt, completion, answer) with the default cfg. */
@@ -33,14 +35,14 @@ static double score(const char *name, const char *prompt, const char *completion
     const struct r1_reward_def *d = r1_reward_find(name);
     assert_non_null(d);
     struct r1_reward_cfg cfg = cfg_default();
-    struct r1_reward_input in = {prompt, completion, answer, NULL, 10, 100};
+    struct r1_reward_input in = {prompt, completion, answer, NULL, 10, 100, NAN};
     return d->fn(&in, &cfg);
 }
 
 static double score_cfg(const char *name, const char *completion, const char *answer,
                         const struct r1_reward_cfg *cfg)
 {
-    struct r1_reward_input in = {"", completion, answer, NULL, 10, 100};
+    struct r1_reward_input in = {"", completion, answer, NULL, 10, 100, NAN};
     return r1_reward_find(name)->fn(&in, cfg);
 }
 
@@ -69,8 +71,8 @@ static void test_table(void **state)
     (void)state;
     int n = 0;
     const struct r1_reward_def *t = r1_reward_table(&n);
-    const char *want[] = {"accuracy", "format",    "format_soft",   "tag_count",
-                          "language", "countdown", "length_cosine", "repetition", "code"};
+    const char *want[] = {"accuracy",      "format",     "format_soft", "tag_count", "language",
+                          "countdown",     "length_cosine", "repetition", "code",   "judge"};
     assert_int_equal(n, (int)(sizeof(want) / sizeof(want[0])));
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
         const struct r1_reward_def *d = r1_reward_find(want[i]);
@@ -86,6 +88,34 @@ static void test_table(void **state)
     assert_null(r1_reward_find(""));
     assert_null(r1_reward_find(NULL));
     assert_null(r1_reward_find("Accuracy"));
+}
+
+/* The judge reward reads the stage's P(yes) (in.judge): probability, or binary at the
+ * threshold; 0 when the stage computed none; clamped to [0, 1]; one judge per list. */
+static void test_judge_reward(void **state)
+{
+    (void)state;
+    const struct r1_reward_def *d = r1_reward_find("judge");
+    assert_non_null(d);
+    struct r1_reward_cfg c = cfg_default();
+    struct r1_reward_input in = {"q", "<answer>3</answer>", "3", NULL, 5, 10, 0.7};
+    assert_true(d->fn(&in, &c) == 0.7);
+    c.verdict = R1_VERDICT_BINARY;
+    c.threshold = 0.75f;
+    assert_true(d->fn(&in, &c) == 0.0);
+    in.judge = 0.75;
+    assert_true(d->fn(&in, &c) == 1.0);
+    in.judge = NAN;
+    assert_true(d->fn(&in, &c) == 0.0);
+    c.verdict = R1_VERDICT_PROBABILITY;
+    in.judge = 1.5;
+    assert_true(d->fn(&in, &c) == 1.0);
+    struct r1_reward_cfg two[2] = {cfg_default(), cfg_default()};
+    two[0].name = two[1].name = (char *)"judge";
+    assert_int_equal(r1_reward_check_list(two, 2, "grpo.rewards"), R1_EINVAL);
+    assert_non_null(strstr(r1_err_last(), "second judge"));
+    assert_ptr_equal(r1_reward_find_judge(two, 2), &two[0]);
+    assert_null(r1_reward_find_judge(two, 0));
 }
 
 static void test_effective_completion(void **state)
@@ -106,7 +136,7 @@ static void test_effective_completion(void **state)
         {"<think>", NULL, "<think>"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        struct r1_reward_input in = {cases[i].prompt, cases[i].completion, NULL, NULL, 0, 0};
+        struct r1_reward_input in = {cases[i].prompt, cases[i].completion, NULL, NULL, 0, 0, NAN};
         char *s = r1_reward_effective_completion(&in);
         assert_non_null(s);
         assert_string_equal(s, cases[i].want);
@@ -329,7 +359,7 @@ static void test_accuracy(void **state)
     assert_true(score(a, "Q", "<answer>\xff</answer>", "\xff") == 1.0);
     /* NULL input and cfg */
     assert_true(r1_reward_accuracy(NULL, NULL) == 0.0);
-    struct r1_reward_input in = {"Q", "<answer>4</answer>", "4", NULL, 0, 0};
+    struct r1_reward_input in = {"Q", "<answer>4</answer>", "4", NULL, 0, 0, NAN};
     assert_true(r1_reward_accuracy(&in, NULL) == 1.0);
 }
 
@@ -486,7 +516,7 @@ static void test_language(void **state)
     /* the pre-filled <think> opens the thinking; the prompt is not read */
     struct r1_reward_cfg cfg = cfg_default();
     struct r1_reward_input in = {
-        "<think>мир</think> Q <think>", "the cat</think>", NULL, NULL, 0, 0};
+        "<think>мир</think> Q <think>", "the cat</think>", NULL, NULL, 0, 0, NAN};
     assert_true(r1_reward_language(&in, &cfg) == 1.0);
     /* invalid UTF-8: each bad byte is a letter of no script */
     assert_true(fabs(lang("en", "<think>hello \xff</think>") - 0.5) < EPS);
@@ -498,7 +528,7 @@ static void test_language(void **state)
     /* unknown or missing language scores 0 */
     assert_true(lang("xx", "<think>the cat</think>") == 0.0);
     assert_true(lang(NULL, "<think>the cat</think>") == 0.0);
-    in = (struct r1_reward_input){"", "<think>the cat</think>", NULL, NULL, 0, 0};
+    in = (struct r1_reward_input){"", "<think>the cat</think>", NULL, NULL, 0, 0, NAN};
     assert_true(r1_reward_language(&in, NULL) == 1.0); /* NULL cfg: en */
 }
 
@@ -526,7 +556,7 @@ static double countdown(const char *prompt, const char *completion, const char *
     json_t *meta = meta_json ? json_loads(meta_json, 0, NULL) : NULL;
     if (meta_json)
         assert_non_null(meta);
-    struct r1_reward_input in = {prompt, completion, NULL, meta, 0, 0};
+    struct r1_reward_input in = {prompt, completion, NULL, meta, 0, 0, NAN};
     double r = r1_reward_countdown(&in, NULL);
     json_decref(meta);
     return r;
@@ -650,7 +680,7 @@ static void test_countdown(void **state)
 static double cosine(const char *completion, int tokens, int max)
 {
     struct r1_reward_cfg cfg = cfg_default();
-    struct r1_reward_input in = {"Q", completion, "4", NULL, tokens, max};
+    struct r1_reward_input in = {"Q", completion, "4", NULL, tokens, max, NAN};
     return r1_reward_length_cosine(&in, &cfg);
 }
 
@@ -676,7 +706,7 @@ static void test_length_cosine(void **state)
     assert_true(fabs(cosine(NULL, 0, 100) - -1.0) < EPS);
     assert_true(fabs(cosine("<think><answer>4</answer></think>", 0, 100) - -1.0) < EPS);
     struct r1_reward_cfg cfg = cfg_default();
-    struct r1_reward_input in = {"Q", right, NULL, NULL, 0, 100};
+    struct r1_reward_input in = {"Q", right, NULL, NULL, 0, 100, NAN};
     assert_true(fabs(r1_reward_length_cosine(&in, &cfg) - -1.0) < EPS); /* no reference */
     cfg.answer = R1_ANSWER_BOXED;
     in.answer = "4";
@@ -689,9 +719,9 @@ static void test_length_cosine(void **state)
     assert_true(fabs(cosine("\xEF\xBC\x9C" "answer>4</answer>", 0, 100) - -1.0) < EPS);
     assert_true(fabs(cosine("<answer>\xEF\xBC\x94</answer>", 0, 100) - -1.0) < EPS);
     assert_true(fabs(cosine("<answer>\xff</answer>", 0, 100) - -1.0) < EPS);
-    struct r1_reward_input pin = {"<answer>4</answer>", "none", "4", NULL, 0, 100};
+    struct r1_reward_input pin = {"<answer>4</answer>", "none", "4", NULL, 0, 100, NAN};
     assert_true(fabs(r1_reward_length_cosine(&pin, NULL) - -1.0) < EPS);
-    pin = (struct r1_reward_input){"Q <think>", "<answer>4</answer>", "4", NULL, 50, 100};
+    pin = (struct r1_reward_input){"Q <think>", "<answer>4</answer>", "4", NULL, 50, 100, NAN};
     assert_true(fabs(r1_reward_length_cosine(&pin, NULL) - -0.75) < EPS); /* inside thinking */
     double r = r1_reward_length_cosine(NULL, NULL);
     assert_true(isfinite(r) && r >= -1.0 && r <= 1.0);
@@ -761,12 +791,12 @@ static void test_repetition(void **state)
     assert_true(repetition("a\xE3\x80\x80" "a", 1, -1.0f) == 0.0);
     /* the completion only, not the prompt nor a pre-filled <think> */
     struct r1_reward_cfg cfg = cfg_default();
-    struct r1_reward_input in = {"x x x x <think>", "a b c d", NULL, NULL, 0, 0};
+    struct r1_reward_input in = {"x x x x <think>", "a b c d", NULL, NULL, 0, 0, NAN};
     assert_true(r1_reward_repetition(&in, &cfg) == 0.0);
     in.completion = NULL;
     assert_true(r1_reward_repetition(&in, &cfg) == 0.0);
     assert_true(fabs(r1_reward_repetition(
-                         &(struct r1_reward_input){"", "x x x x x", NULL, NULL, 0, 0}, NULL) -
+                         &(struct r1_reward_input){"", "x x x x x", NULL, NULL, 0, 0, NAN}, NULL) -
                      -(1.0 - 1.0 / 3.0)) < EPS); /* NULL cfg: n = 3, max_penalty = -1 */
     /* against brute force on random texts over a small vocabulary */
     const char *vocab[] = {"a", "b", "A", "bb", "c"};
@@ -849,7 +879,7 @@ static void test_all_rewards_total(void **state)
                 for (size_t m = 0; m < sizeof(metas) / sizeof(metas[0]); m++)
                     for (size_t p = 0; p < sizeof(prompts) / sizeof(prompts[0]); p++) {
                         struct r1_reward_input in = {prompts[p], texts[t], answers[a],
-                                                     metas[m],   (int)t,   (int)a - 2};
+                                                     metas[m],   (int)t,   (int)a - 2, NAN};
                         check_range(table[d].name, table[d].fn(&in, &cfg));
                         check_range(table[d].name, table[d].fn(&in, NULL));
                     }
@@ -892,7 +922,7 @@ static void test_huge_inputs(void **state)
         char *text = repeat(patterns[i], size);
         for (int d = 0; d < n; d++) {
             /* the same text as completion, and as the reference answer */
-            struct r1_reward_input in = {"Q <think>", text, "4", meta, 1000, 100};
+            struct r1_reward_input in = {"Q <think>", text, "4", meta, 1000, 100, NAN};
             double t0 = now();
             check_range(table[d].name, table[d].fn(&in, &cfg));
             in.answer = text;
@@ -915,7 +945,7 @@ static void test_huge_inputs(void **state)
     /* repetition at the schema's largest n on a long repetitive text */
     char *words = repeat("x y ", size);
     cfg.ngram = 64;
-    struct r1_reward_input in = {"", words, NULL, NULL, 0, 0};
+    struct r1_reward_input in = {"", words, NULL, NULL, 0, 0, NAN};
     double t0 = now();
     double r = r1_reward_repetition(&in, &cfg);
     assert_true(now() - t0 < SLOW_S);
@@ -937,6 +967,7 @@ int main(void)
         cmocka_unit_test(test_countdown),     cmocka_unit_test(test_length_cosine),
         cmocka_unit_test(test_repetition),    cmocka_unit_test(test_all_rewards_total),
         cmocka_unit_test(test_huge_inputs),
+        cmocka_unit_test(test_judge_reward),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,7 +128,7 @@ static double reward(const char *completion, const char *meta_json)
     json_t *meta = json_loads(meta_json, 0, &je);
     if (!meta)
         fail_msg("bad test meta: %s", je.text);
-    struct r1_reward_input in = {"", completion, NULL, meta, 10, 100};
+    struct r1_reward_input in = {"", completion, NULL, meta, 10, 100, NAN};
     double v = r1_reward_find("code")->fn(&in, NULL);
     json_decref(meta);
     assert_int_equal(entries(base), 0); /* no work dir left behind */
@@ -230,7 +231,7 @@ static void test_extraction(void **state)
                          "{\"language\": 7, \"tests\": [{\"output\": \"hi\"}]}"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_float_equal(reward("```python\nprint('hi')\n```", bad[i]), 0.0, 1e-12);
-    struct r1_reward_input in = {NULL, NULL, NULL, NULL, 0, 0};
+    struct r1_reward_input in = {NULL, NULL, NULL, NULL, 0, 0, NAN};
     assert_float_equal(r1_reward_code(&in, NULL), 0.0, 1e-12);
     assert_float_equal(r1_reward_code(NULL, NULL), 0.0, 1e-12);
 }

@@ -1,6 +1,7 @@
 /* filters.c - the quality filters of rejection sampling (see filters.h). */
 #include "stages/data/filters.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,8 +47,9 @@ double r1_filter_language_share(const char *text, const char *language)
             p++;
         }
     }
-    struct r1_reward_cfg cfg = {"language", 1.0f, R1_ANSWER_AUTO, (char *)language, 3, -1.0f};
-    struct r1_reward_input in = {"", buf, NULL, NULL, 0, 0};
+    struct r1_reward_cfg cfg = {"language", 1.0f, R1_ANSWER_AUTO, (char *)language, 3, -1.0f,
+                                {0}, NULL, R1_VERDICT_PROBABILITY, 0.5f};
+    struct r1_reward_input in = {"", buf, NULL, NULL, 0, 0, NAN};
     double share = r1_reward_language(&in, &cfg);
     free(buf);
     return share;
@@ -235,7 +237,7 @@ enum r1_reject r1_filter_check(const struct r1_filter_cfg *cfg, const struct r1_
     if (cfg->max_tokens > 0 && s->n_tokens > cfg->max_tokens)
         return R1_REJECT_TOO_LONG;
     if (cfg->require_format) {
-        struct r1_reward_input in = {s->prompt ? s->prompt : "", text, NULL, NULL, s->n_tokens, 0};
+        struct r1_reward_input in = {s->prompt ? s->prompt : "", text, NULL, NULL, s->n_tokens, 0, NAN};
         if (!(r1_reward_format(&in, NULL) >= 1.0))
             return R1_REJECT_FORMAT;
     }

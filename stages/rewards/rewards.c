@@ -9,6 +9,18 @@
 
 #include "core/err.h"
 
+/* The judge's verdict: the stage computed P(yes) into in->judge (stages/judge.h); 0 when it
+ * did not (a list without a judge model). */
+static double reward_judge(const struct r1_reward_input *in, const struct r1_reward_cfg *cfg)
+{
+    double p = in ? in->judge : NAN;
+    if (!isfinite(p))
+        return 0.0;
+    if (cfg && cfg->verdict == R1_VERDICT_BINARY)
+        return p >= cfg->threshold ? 1.0 : 0.0;
+    return p < 0 ? 0 : p > 1 ? 1 : p;
+}
+
 static const struct r1_reward_def reward_table[] = {
     {"accuracy", r1_reward_accuracy,
      "1 when the final answer (outside <think>) equals the reference, else 0; [0, 1]"},
@@ -31,6 +43,9 @@ static const struct r1_reward_def reward_table[] = {
     {"code", r1_reward_code,
      "fraction of meta.tests whose stdout the last fenced python/c block reproduces, run "
      "sandboxed; [0, 1]"},
+    {"judge", reward_judge,
+     "P(yes) of the judge model that reads the question, the reference and the final answer "
+     "(verdict binary: 1 when P(yes) >= threshold); [0, 1]"},
 };
 
 const struct r1_reward_def *r1_reward_table(int *n)
@@ -107,6 +122,17 @@ int r1_reward_check_list(const struct r1_reward_cfg *cfgs, int n, const char *ke
         if (strcmp(c->name, "language") == 0 && !r1_reward_language_known(c->language))
             return r1_err_set(R1_EINVAL, "%s[%d].language '%s' is not a known language code "
                               "(en, zh, ja, ko, ru, ar, ...)", key, i, c->language);
+        if (strcmp(c->name, "judge") == 0 && r1_reward_find_judge(cfgs, i))
+            return r1_err_set(R1_EINVAL, "%s[%d]: a second judge reward; a list reads one "
+                              "judge", key, i);
     }
     return 0;
+}
+
+const struct r1_reward_cfg *r1_reward_find_judge(const struct r1_reward_cfg *cfgs, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (cfgs[i].name && strcmp(cfgs[i].name, "judge") == 0)
+            return &cfgs[i];
+    return NULL;
 }

@@ -29,6 +29,10 @@ struct r1_reward_input {
     const json_t *meta;     /* the example's JSON object (countdown: "numbers", "target"); may be NULL */
     int completion_tokens;  /* length of the completion in tokens */
     int max_completion_tokens; /* the generation limit (length shaping) */
+    /* P(yes) of the judge for this completion (stages/judge.h), filled in by the stage
+     * (rejection_sft, grpo, align, r1 eval) when its list has a judge reward; NAN
+     * otherwise, and the judge reward then counts 0 */
+    double judge;
 };
 
 typedef double (*r1_reward_fn)(const struct r1_reward_input *in, const struct r1_reward_cfg *cfg);
@@ -47,6 +51,8 @@ const struct r1_reward_def *r1_reward_find(const char *name);
  * name in the table, every language code known.  R1_EINVAL with "key[i]: ..." naming the
  * known rewards. */
 int r1_reward_check_list(const struct r1_reward_cfg *cfgs, int n, const char *key);
+/* The list's judge entry (name "judge"), or NULL. */
+const struct r1_reward_cfg *r1_reward_find_judge(const struct r1_reward_cfg *cfgs, int n);
 
 /* Σ weight·reward over cfgs (n of them, each found by name in the table; an unknown
  * name or a non-finite value counts 0); each (n) gets the unweighted values when not
