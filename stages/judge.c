@@ -1,10 +1,12 @@
 /* judge.c - the generative judge: verdicts by log-probability, batched, cached (judge.h). */
 #include "stages/judge.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/err.h"
 #include "core/modelfile.h"
@@ -33,6 +35,8 @@ struct r1_judge {
     /* r1_judge_open*: the model and tokenizer the judge owns (NULL: borrowed) */
     struct r1_model *own_m;
     struct r1_tokenizer *own_tok;
+    char sha[R1_SHA256_HEX]; /* of the weights */
+    FILE *log;               /* r1_judge_log_open with write: appended verdicts */
 };
 
 static int first_token(const struct r1_tokenizer *tok, const char *word, int32_t *out)
@@ -106,6 +110,16 @@ int r1_judge_create(struct r1_judge **out, struct r1_model *m, const struct r1_t
     }
     if ((rc = r1_model_reserve(m, R1_JUDGE_ROWS, max_len)))
         goto fail;
+    float *w = malloc(m->params.cap); /* the identity: a hash of the weights */
+    if (!w) {
+        rc = r1_err_set(R1_ENOMEM, "judge: out of memory hashing the weights");
+        goto fail;
+    }
+    m->be->ops->download(m->be->ctx, w, m->param_mem, m->params.cap);
+    rc = r1_sha256_bytes(j->sha, w, m->params.cap);
+    free(w);
+    if (rc)
+        goto fail;
     *out = j;
     return 0;
 fail:
@@ -124,6 +138,8 @@ void r1_judge_free(struct r1_judge *j)
     free(j->rows);
     free(j->logits);
     free(j->cache);
+    if (j->log)
+        fclose(j->log);
     r1_model_free(j->own_m);
     r1_tokenizer_free(j->own_tok);
     free(j);
@@ -208,6 +224,11 @@ void r1_judge_stats(const struct r1_judge *j, int64_t *hits, int64_t *misses)
     *misses = j->misses;
 }
 
+const char *r1_judge_sha256(const struct r1_judge *j)
+{
+    return j->sha;
+}
+
 /* The slot of key: where it is, or the empty slot where it goes. */
 static struct cache_entry *cache_slot(struct r1_judge *j, uint64_t key)
 {
@@ -240,10 +261,20 @@ static int cache_put(struct r1_judge *j, uint64_t key, float p)
     return 0;
 }
 
-static uint64_t prompt_key(const char *text)
+/* The cache key of a prompt: the first 64 bits of sha256(judge sha, prompt). */
+static uint64_t prompt_key(const struct r1_judge *j, const char *text)
 {
     char hex[R1_SHA256_HEX];
-    if (r1_sha256_bytes(hex, text, strlen(text)))
+    size_t n = strlen(text);
+    char *buf = malloc(R1_SHA256_HEX + n);
+    if (!buf)
+        return 1;
+    memcpy(buf, j->sha, R1_SHA256_HEX - 1);
+    buf[R1_SHA256_HEX - 1] = '\n';
+    memcpy(buf + R1_SHA256_HEX, text, n);
+    int rc = r1_sha256_bytes(hex, buf, R1_SHA256_HEX + n);
+    free(buf);
+    if (rc)
         return 1;
     uint64_t k = 0;
     for (int i = 0; i < 16; i++) /* the first 64 bits of the digest */
@@ -297,7 +328,7 @@ int r1_judge_score(struct r1_judge *j, int n, const char *const *questions,
                 rc = r1_err_code();
                 break;
             }
-            uint64_t key = prompt_key(text);
+            uint64_t key = prompt_key(j, text);
             struct cache_entry *e = cache_slot(j, key);
             if (e->key == key) {
                 p_yes[i] = e->p;
@@ -339,13 +370,57 @@ int r1_judge_score(struct r1_judge *j, int n, const char *const *questions,
                 p_yes[at[r]] = got[r];
                 j->misses++;
                 rc = cache_put(j, keys[r], got[r]);
+                if (!rc && j->log) {
+                    uint32_t bits;
+                    memcpy(&bits, &got[r], sizeof(bits));
+                    fprintf(j->log, "%016llx %08x\n", (unsigned long long)keys[r], bits);
+                }
             }
             free(ids[r]);
             ids[r] = NULL;
         }
         pending = 0;
+        if (!rc && j->log && fflush(j->log) != 0)
+            rc = r1_err_set(R1_EIO, "judge: cannot write the verdict log");
     }
     for (int r = 0; r < pending; r++)
         free(ids[r]);
     return rc;
+}
+
+int r1_judge_log_open(struct r1_judge *j, const char *path, bool write, int64_t *loaded)
+{
+    *loaded = 0;
+    FILE *f = fopen(path, "rb");
+    long good = 0; /* bytes of whole records */
+    if (f) {
+        char line[64];
+        while (fgets(line, sizeof(line), f)) {
+            unsigned long long key;
+            unsigned bits;
+            char nl;
+            if (strlen(line) != 26 || sscanf(line, "%16llx %8x%c", &key, &bits, &nl) != 3 ||
+                nl != '\n' || key == 0)
+                break; /* torn or foreign: stop here */
+            float p;
+            uint32_t b = bits;
+            memcpy(&p, &b, sizeof(p));
+            int rc = cache_put(j, (uint64_t)key, p);
+            if (rc) {
+                fclose(f);
+                return rc;
+            }
+            good = ftell(f);
+            (*loaded)++;
+        }
+        fclose(f);
+    }
+    if (!write)
+        return 0;
+    if (f && truncate(path, good) != 0)
+        return r1_err_set(R1_EIO, "%s: cannot cut the torn end of the verdict log (%s)", path,
+                          strerror(errno));
+    if (!(j->log = fopen(path, "ab")))
+        return r1_err_set(R1_EIO, "%s: cannot append verdicts (%s)", path, strerror(errno));
+    return 0;
 }

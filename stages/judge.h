@@ -17,6 +17,7 @@
 #ifndef R1_STAGES_JUDGE_H
 #define R1_STAGES_JUDGE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "core/model.h"
@@ -40,6 +41,16 @@ int r1_judge_score(struct r1_judge *j, int n, const char *const *questions,
 
 /* Verdicts answered from the cache and computed, since creation. */
 void r1_judge_stats(const struct r1_judge *j, int64_t *hits, int64_t *misses);
+
+/* The judge's identity: the sha256 of its weights as loaded (hex).  Cache keys include it,
+ * so two judges never share a verdict. */
+const char *r1_judge_sha256(const struct r1_judge *j);
+
+/* Keeps the cache in a log file too: reads the verdicts path holds (a torn last record, from
+ * a process killed mid-write, is cut off), then appends every verdict computed from now on
+ * (flushed per micro-batch), so a resumed or repeated run never pays for a verdict twice.
+ * write false: read only (the ranks of a job but 0).  *loaded gets the records read. */
+int r1_judge_log_open(struct r1_judge *j, const char *path, bool write, int64_t *loaded);
 
 /* ---- the judge reward ------------------------------------------------------------------ */
 struct r1_reward_cfg;

@@ -95,6 +95,10 @@ struct rs {
     struct r1_gen_result *own_res; /* (P·K) this rank's share of a generation step */
     struct r1_judge *judge;        /* rejection.rewards' judge (NULL: none) */
     double *judge_p;               /* (P·K) its P(yes) of a generation step's completions */
+    /* verdicts computed and read from the cache before this process (from the state), and
+     * the judge's identity for the ledger */
+    int64_t judge_hits0, judge_misses0;
+    char judge_name[96], judge_sha[65];
     int32_t *gather_i;             /* (2·P·K) lengths and finish reasons, for the gather */
     int32_t stop_id;
     const struct r1_reward_def *acc;
@@ -106,7 +110,7 @@ struct rs {
     struct r1_lm_metrics last_lm;
     /* reporting */
     char rej_keys[R1_REJECT_N][40];
-    struct r1_data_hash data[4];
+    struct r1_data_hash data[5];
     int n_data;
 };
 
@@ -287,6 +291,35 @@ static void close_source(struct rs *s)
     s->src_tok = NULL;
 }
 
+static int mkdir_p1(const char *path);
+
+/* The judge's verdict log in the run directory (RUN/judge/<stage>.log, written by rank 0
+ * alone), read back so that a resumed run never pays for a verdict twice, and the judge's
+ * identity among the stage's data hashes (R1-Data trailers of every checkpoint). */
+static int open_judge_log(struct rs *s)
+{
+    bool lead = !s->env.dist || s->env.dist->rank == 0;
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/judge", s->env.run_dir);
+    int rc = lead ? mkdir_p1(path) : 0;
+    if ((rc = r1_dist_agree(s->env.dist, rc)))
+        return rc;
+    snprintf(path, sizeof(path), "%s/judge/%s.log", s->env.run_dir, s->cfg->name);
+    int64_t loaded = 0;
+    if ((rc = r1_judge_log_open(s->judge, path, lead, &loaded)))
+        return rc;
+    const struct r1_reward_cfg *jc = r1_reward_find_judge(s->rj->rewards, s->rj->n_rewards);
+    const char *spec = jc->judge.spec, *slash = strrchr(spec, '/');
+    snprintf(s->judge_name, sizeof(s->judge_name), "judge:%s", slash ? slash + 1 : spec);
+    snprintf(s->judge_sha, sizeof(s->judge_sha), "%s", r1_judge_sha256(s->judge));
+    bool listed = false;
+    for (int i = 0; i < s->n_data; i++)
+        listed |= s->data[i].name == s->judge_name;
+    if (!listed)
+        s->data[s->n_data++] = (struct r1_data_hash){s->judge_name, s->judge_sha};
+    return 0;
+}
+
 static int open_source(struct rs *s)
 {
     const char *name = s->cfg->name;
@@ -297,7 +330,7 @@ static int open_source(struct rs *s)
     size_t S = (size_t)(s->P * s->K);
     const struct r1_reward_cfg *jc = r1_reward_find_judge(s->rj->rewards, s->rj->n_rewards);
     if (jc && ((rc = r1_judge_open(&s->judge, &s->env, jc, "rejection.rewards")) ||
-               !(s->judge_p = malloc(S * sizeof(double))))) {
+               (rc = open_judge_log(s)) || !(s->judge_p = malloc(S * sizeof(double))))) {
         if (!rc)
             rc = r1_err_set(R1_ENOMEM, "stage '%s': out of memory", name);
         goto fail;
@@ -698,6 +731,12 @@ static int generate_step(struct rs *s, struct r1_stage_metrics *out)
         PUT(s->rej_keys[r], (double)s->rejected[r]);
     PUT("pass_rate", s->samples ? (double)s->kept / (double)s->samples : 0);
     PUT("step_kept", (double)step_kept);
+    if (s->judge) { /* cumulative over the stage, across resumes */
+        int64_t h, m;
+        r1_judge_stats(s->judge, &h, &m);
+        PUT("judge_hits", (double)(s->judge_hits0 + h));
+        PUT("judge_misses", (double)(s->judge_misses0 + m));
+    }
     PUT("reward", n ? rsum / n : 0);
     PUT("accuracy", n ? acc / n : 0);
     PUT("completion_len", n ? len / n : 0);
@@ -788,6 +827,20 @@ static json_t *state_json(const struct rs *s)
                      "seed_hex", seed);
 }
 
+/* state_json plus the judge's verdict counters (when the stage has a judge) */
+static json_t *state_json_all(const struct rs *s)
+{
+    json_t *o = state_json(s);
+    if (o && (s->judge || s->judge_hits0 || s->judge_misses0)) {
+        int64_t h = 0, m = 0;
+        if (s->judge)
+            r1_judge_stats(s->judge, &h, &m);
+        json_object_set_new(o, "judge_hits", json_integer((json_int_t)(s->judge_hits0 + h)));
+        json_object_set_new(o, "judge_misses", json_integer((json_int_t)(s->judge_misses0 + m)));
+    }
+    return o;
+}
+
 static const char *const files_generate[] = {R1_STAGE_DATASET_FILE, "trainer_state.json"};
 static const char *const files_train[] = {R1_STAGE_DATASET_FILE, "config.json",
                                           "model.safetensors", "optimizer.safetensors",
@@ -801,7 +854,7 @@ static int rs_save(void *state, const char *dir, const char *const **files, int 
     int rc = r1_file_write_atomic(path, s->ds ? s->ds : "", s->ds_len);
     if (rc)
         return rc;
-    json_t *st = state_json(s);
+    json_t *st = state_json_all(s);
     if (!st)
         return r1_err_set(R1_ENOMEM, "stage '%s': out of memory for its state", s->cfg->name);
     int64_t done, total;
@@ -884,6 +937,8 @@ static int rs_load(void *state, const char *dir)
         const char *name = r1_reject_name((enum r1_reject)r);
         s->rejected[r] = json_integer_value(json_object_get(rej, name));
     }
+    s->judge_hits0 = json_integer_value(json_object_get(st, "judge_hits"));
+    s->judge_misses0 = json_integer_value(json_object_get(st, "judge_misses"));
     char want_sha[65];
     snprintf(want_sha, sizeof(want_sha), "%s", dsha);
     json_decref(o);

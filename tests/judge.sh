@@ -11,7 +11,11 @@
 # (tests/recipes/judge/rejection.yaml) keeps completions the judge says yes to and rejects
 # others by reward, every dataset row with reward 1; `r1 eval --reward judge --judge DIR`
 # reports a pass rate, and without --judge exits 2; a judge path that does not exist is a
-# recipe error naming the file and line.
+# recipe error naming the file and line.  The verdict log: rejection_sft killed with -9
+# after its third generation step and resumed from the second's checkpoint re-runs the
+# third with every verdict from RUN/judge/rs.log (the verdicts the uninterrupted run
+# computed in that step are cache hits in the resumed one) and ends with the same dataset
+# bytes; the judge's weights hash is among the checkpoint's R1-Data trailers.
 set -u
 r1=$(realpath "$1")
 check=$(realpath "$2")
@@ -52,6 +56,26 @@ if "$r1" run "$tmp/rs.yaml" --run-dir "$tmp/rs" -q >"$tmp/rs.log" 2>&1; then
 else
   echo "FAIL: judge rejection run: $(tail -3 "$tmp/rs.log")"; fail=1
 fi
+# the verdict log across kill -9 and resume
+jm() { grep '"stage":"rs"' "$1/metrics.jsonl" | grep '"judge_misses"' | tail -1 | grep -o "\"$2\":[0-9]*" | cut -d: -f2; }
+"$r1" run "$tmp/rs.yaml" --run-dir "$tmp/u" -q --set stages.rs.save_every=2 >"$tmp/u.log" 2>&1
+R1_TEST_CRASH=rs:3:step "$r1" run "$tmp/rs.yaml" --run-dir "$tmp/k" -q --set stages.rs.save_every=2 \
+  >/dev/null 2>&1
+"$r1" resume "$tmp/k" -q >"$tmp/k.log" 2>&1 || { echo "FAIL: resume: $(tail -3 "$tmp/k.log")"; fail=1; }
+um=$(jm "$tmp/u" judge_misses) km=$(jm "$tmp/k" judge_misses)
+uh=$(jm "$tmp/u" judge_hits) kh=$(jm "$tmp/k" judge_hits)
+ud=$(ls "$tmp/u/checkpoints/rs/"*/dataset.jsonl | tail -1) kd=$(ls "$tmp/k/checkpoints/rs/"*/dataset.jsonl | tail -1)
+# the resumed run re-ran step 3, whose verdicts the killed process had computed and logged:
+# they are cache hits now, so the counters (from the state, which lost the killed process's
+# step 3) show exactly those as moved from computed to cached
+if [ -n "$um" ] && [ "$kh" -gt "$uh" ] && [ $((km + kh)) -eq $((um + uh)) ] &&
+   [ $((kh - uh)) -eq $((um - km)) ] && cmp -s "$ud" "$kd"; then
+  echo "ok: after kill -9 and resume the re-run step's $((kh - uh)) verdicts came from the log, none computed twice, same dataset"
+else
+  echo "FAIL: verdict log: misses $um vs $km, hits $uh vs $kh, datasets $(cmp "$ud" "$kd" 2>&1)"; fail=1
+fi
+git -C "$tmp/k" log -1 --format=%B | grep -q "^R1-Data: judge:00000300 " ||
+  { echo "FAIL: the judge is not among the R1-Data trailers: $(git -C "$tmp/k" log -1 --format=%B | grep R1-Data)"; fail=1; }
 "$r1" data gen arith:digits=1 --split eval --n 8 --out "$tmp/eval.jsonl" >/dev/null
 base=$tmp/rs/checkpoints/base/00000300
 if out=$("$r1" eval --model "$base" --data "$tmp/eval.jsonl" --reward judge --judge "$jdir" \
