@@ -89,7 +89,7 @@ struct grpo {
     char *samples;
     struct r1_align *align; /* align stages: general prompts and the reward model */
     char train_sha[65];     /* the reasoning prompts' own hash, for the ledger */
-    struct r1_data_hash data[3];
+    struct r1_data_hash data[4];
     int n_data;
     double last_reward, last_acc;
     /* data parallel (env->dist): rank r generates and scores the groups p ≡ r (mod world)
@@ -102,6 +102,7 @@ struct grpo {
     int32_t *gather_i;              /* (3·S) n, finish, correct of a draw */
     struct r1_judge *judge;         /* grpo.rewards' judge (NULL: none) */
     double *judge_p;                /* (draws_max·S) its P(yes) of each completion */
+    char judge_name[96], judge_sha[65]; /* its R1-Data entry */
 };
 
 static double now_s(void)
@@ -300,8 +301,11 @@ static int grpo_init(void **state, const struct r1_stage_env *env)
     ALLOC(s->own_req, s->S);
     ALLOC(s->judge_p, R);
     const struct r1_reward_cfg *jc = r1_reward_find_judge(s->g->rewards, s->n_rw);
-    if (jc && (rc = r1_judge_open(&s->judge, env, jc, "grpo.rewards")))
+    if (jc && (rc = r1_judge_open_logged(&s->judge, env, jc, "grpo.rewards", s->judge_name,
+                                         s->judge_sha)))
         goto fail;
+    if (jc)
+        s->data[s->n_data++] = (struct r1_data_hash){s->judge_name, s->judge_sha};
     ALLOC(s->own_res, s->S);
     ALLOC(s->gather_i, 3 * (size_t)s->S);
     ALLOC(s->old_lp, (size_t)s->S * s->max_comp);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/err.h"
@@ -164,6 +165,35 @@ int r1_judge_open(struct r1_judge **out, const struct r1_stage_env *env,
     (*out)->own_m = m;
     (*out)->own_tok = tok;
     return 0;
+}
+
+int r1_judge_open_logged(struct r1_judge **out, const struct r1_stage_env *env,
+                         const struct r1_reward_cfg *cfg, const char *key, char *name,
+                         char *sha)
+{
+    int rc = r1_judge_open(out, env, cfg, key);
+    if (rc)
+        return rc;
+    const char *stage = env->recipe->stages[env->index].name;
+    bool lead = !env->dist || env->dist->rank == 0;
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/judge", env->run_dir);
+    if (lead && mkdir(path, 0777) != 0 && errno != EEXIST)
+        rc = r1_err_set(R1_EIO, "%s: cannot create (%s)", path, strerror(errno));
+    if ((rc = r1_dist_agree(env->dist, rc)))
+        goto fail;
+    snprintf(path, sizeof(path), "%s/judge/%s.log", env->run_dir, stage);
+    int64_t loaded = 0;
+    if ((rc = r1_judge_log_open(*out, path, lead, &loaded)))
+        goto fail;
+    const char *spec = cfg->judge.spec, *slash = strrchr(spec, '/');
+    snprintf(name, 96, "judge:%s", slash ? slash + 1 : spec);
+    snprintf(sha, R1_SHA256_HEX, "%s", (*out)->sha);
+    return 0;
+fail:
+    r1_judge_free(*out);
+    *out = NULL;
+    return rc;
 }
 
 int r1_judge_open_path(struct r1_judge **out, struct r1_backend *be, const char *path,

@@ -61,6 +61,13 @@ struct r1_stage_env;
  * when it cannot be loaded or is not a causal LM. */
 int r1_judge_open(struct r1_judge **out, const struct r1_stage_env *env,
                   const struct r1_reward_cfg *cfg, const char *key);
+/* r1_judge_open plus the stage's verdict log, RUN/judge/<stage>.log (r1_judge_log_open;
+ * rank 0 of env->dist writes it, every rank reads it), and the judge's entry for the
+ * stage's R1-Data trailers: name "judge:<last part of the spec>" into name (cap 96) and the
+ * weights' sha256 into sha (65). */
+int r1_judge_open_logged(struct r1_judge **out, const struct r1_stage_env *env,
+                         const struct r1_reward_cfg *cfg, const char *key, char *name,
+                         char *sha);
 /* Opens the judge of a model file or directory for r1 eval (model owned). */
 int r1_judge_open_path(struct r1_judge **out, struct r1_backend *be, const char *path,
                        const struct r1_reward_cfg *cfg);

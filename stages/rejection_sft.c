@@ -291,33 +291,17 @@ static void close_source(struct rs *s)
     s->src_tok = NULL;
 }
 
-static int mkdir_p1(const char *path);
-
-/* The judge's verdict log in the run directory (RUN/judge/<stage>.log, written by rank 0
- * alone), read back so that a resumed run never pays for a verdict twice, and the judge's
- * identity among the stage's data hashes (R1-Data trailers of every checkpoint). */
-static int open_judge_log(struct rs *s)
+/* The judge of rejection.rewards, its verdict log and its R1-Data entry. */
+static int open_judge(struct rs *s, const struct r1_reward_cfg *jc)
 {
-    bool lead = !s->env.dist || s->env.dist->rank == 0;
-    char path[4200];
-    snprintf(path, sizeof(path), "%s/judge", s->env.run_dir);
-    int rc = lead ? mkdir_p1(path) : 0;
-    if ((rc = r1_dist_agree(s->env.dist, rc)))
-        return rc;
-    snprintf(path, sizeof(path), "%s/judge/%s.log", s->env.run_dir, s->cfg->name);
-    int64_t loaded = 0;
-    if ((rc = r1_judge_log_open(s->judge, path, lead, &loaded)))
-        return rc;
-    const struct r1_reward_cfg *jc = r1_reward_find_judge(s->rj->rewards, s->rj->n_rewards);
-    const char *spec = jc->judge.spec, *slash = strrchr(spec, '/');
-    snprintf(s->judge_name, sizeof(s->judge_name), "judge:%s", slash ? slash + 1 : spec);
-    snprintf(s->judge_sha, sizeof(s->judge_sha), "%s", r1_judge_sha256(s->judge));
+    int rc = r1_judge_open_logged(&s->judge, &s->env, jc, "rejection.rewards", s->judge_name,
+                                  s->judge_sha);
     bool listed = false;
-    for (int i = 0; i < s->n_data; i++)
+    for (int i = 0; !rc && i < s->n_data; i++)
         listed |= s->data[i].name == s->judge_name;
-    if (!listed)
+    if (!rc && !listed)
         s->data[s->n_data++] = (struct r1_data_hash){s->judge_name, s->judge_sha};
-    return 0;
+    return rc;
 }
 
 static int open_source(struct rs *s)
@@ -329,8 +313,7 @@ static int open_source(struct rs *s)
     s->stop_id = s->src->cfg.eos_id;
     size_t S = (size_t)(s->P * s->K);
     const struct r1_reward_cfg *jc = r1_reward_find_judge(s->rj->rewards, s->rj->n_rewards);
-    if (jc && ((rc = r1_judge_open(&s->judge, &s->env, jc, "rejection.rewards")) ||
-               (rc = open_judge_log(s)) || !(s->judge_p = malloc(S * sizeof(double))))) {
+    if (jc && ((rc = open_judge(s, jc)) || !(s->judge_p = malloc(S * sizeof(double))))) {
         if (!rc)
             rc = r1_err_set(R1_ENOMEM, "stage '%s': out of memory", name);
         goto fail;

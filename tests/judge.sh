@@ -47,6 +47,8 @@ if "$r1" run "$tmp/rs.yaml" --run-dir "$tmp/rs" -q >"$tmp/rs.log" 2>&1; then
     rj=$(grep '"stage":"rl"' "$tmp/rs/metrics.jsonl" | grep -o '"rewards/judge":[0-9.e-]*' | cut -d: -f2 | tail -1)
     if [ -n "$rj" ] && awk -v r="$rj" 'BEGIN { exit !(r > 0 && r < 1) }'; then
       echo "ok: grpo with the judge reward: mean P(yes) $rj"
+      [ -s "$tmp/rs/judge/rl.log" ] && [ -s "$tmp/rs/judge/rs.log" ] ||
+        { echo "FAIL: no verdict logs in $tmp/rs/judge"; fail=1; }
     else
       echo "FAIL: grpo rewards/judge '$rj'"; fail=1
     fi
