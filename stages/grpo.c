@@ -89,7 +89,7 @@ struct grpo {
     char *samples;
     struct r1_align *align; /* align stages: general prompts and the reward model */
     char train_sha[65];     /* the reasoning prompts' own hash, for the ledger */
-    struct r1_data_hash data[4];
+    struct r1_data_hash data[5];
     int n_data;
     double last_reward, last_acc;
     /* data parallel (env->dist): rank r generates and scores the groups p ≡ r (mod world)
@@ -103,6 +103,7 @@ struct grpo {
     struct r1_judge *judge;         /* grpo.rewards' judge (NULL: none) */
     double *judge_p;                /* (draws_max·S) its P(yes) of each completion */
     char judge_name[96], judge_sha[65]; /* its R1-Data entry */
+    char judge_log_name[96], judge_log_sha[65]; /* the verdict log, as of the last step */
 };
 
 static double now_s(void)
@@ -304,8 +305,13 @@ static int grpo_init(void **state, const struct r1_stage_env *env)
     if (jc && (rc = r1_judge_open_logged(&s->judge, env, jc, "grpo.rewards", s->judge_name,
                                          s->judge_sha)))
         goto fail;
-    if (jc)
+    if (jc) {
         s->data[s->n_data++] = (struct r1_data_hash){s->judge_name, s->judge_sha};
+        snprintf(s->judge_log_name, sizeof(s->judge_log_name), "judge-verdicts:%s.log", c->name);
+        s->data[s->n_data++] = (struct r1_data_hash){s->judge_log_name, s->judge_log_sha};
+        if ((rc = r1_judge_log_sha256(s->judge, s->judge_log_sha)))
+            goto fail;
+    }
     ALLOC(s->own_res, s->S);
     ALLOC(s->gather_i, 3 * (size_t)s->S);
     ALLOC(s->old_lp, (size_t)s->S * s->max_comp);
@@ -752,8 +758,8 @@ static int grpo_step(void *state, struct r1_stage_metrics *out)
         t_gen += now_s() - a;
         if (rc)
             rc = r1_err_wrap(rc, "grpo step %" PRId64 ": generation", s->step + 1);
-        if (!rc && s->judge)
-            rc = judge_draw(s, d);
+        if (!rc && s->judge && !(rc = judge_draw(s, d)))
+            rc = r1_judge_log_sha256(s->judge, s->judge_log_sha);
         for (int i = d * S; i < (d + 1) * S && !rc; i++)
             if (owns_group(s, (i - d * S) / G))
                 rc = score(s, &s->train->items[s->prompt_of[i]], &s->res[i],

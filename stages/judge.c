@@ -38,6 +38,7 @@ struct r1_judge {
     struct r1_tokenizer *own_tok;
     char sha[R1_SHA256_HEX]; /* of the weights */
     FILE *log;               /* r1_judge_log_open with write: appended verdicts */
+    char *log_path;
 };
 
 static int first_token(const struct r1_tokenizer *tok, const char *word, int32_t *out)
@@ -141,6 +142,7 @@ void r1_judge_free(struct r1_judge *j)
     free(j->cache);
     if (j->log)
         fclose(j->log);
+    free(j->log_path);
     r1_model_free(j->own_m);
     r1_tokenizer_free(j->own_tok);
     free(j);
@@ -452,5 +454,17 @@ int r1_judge_log_open(struct r1_judge *j, const char *path, bool write, int64_t 
                           strerror(errno));
     if (!(j->log = fopen(path, "ab")))
         return r1_err_set(R1_EIO, "%s: cannot append verdicts (%s)", path, strerror(errno));
+    if (!(j->log_path = strdup(path)))
+        return r1_err_set(R1_ENOMEM, "judge: out of memory");
     return 0;
+}
+
+int r1_judge_log_sha256(struct r1_judge *j, char hex[65])
+{
+    hex[0] = '\0';
+    if (!j->log)
+        return 0;
+    if (fflush(j->log) != 0)
+        return r1_err_set(R1_EIO, "%s: cannot write the verdict log", j->log_path);
+    return r1_sha256_file(hex, NULL, j->log_path);
 }

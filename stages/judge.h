@@ -51,6 +51,9 @@ const char *r1_judge_sha256(const struct r1_judge *j);
  * (flushed per micro-batch), so a resumed or repeated run never pays for a verdict twice.
  * write false: read only (the ranks of a job but 0).  *loaded gets the records read. */
 int r1_judge_log_open(struct r1_judge *j, const char *path, bool write, int64_t *loaded);
+/* The sha256 of the verdict log as written so far into hex (the log is flushed first);
+ * hex "" when this judge writes none.  Stages record it among their R1-Data trailers. */
+int r1_judge_log_sha256(struct r1_judge *j, char hex[65]);
 
 /* ---- the judge reward ------------------------------------------------------------------ */
 struct r1_reward_cfg;

@@ -99,6 +99,7 @@ struct rs {
      * the judge's identity for the ledger */
     int64_t judge_hits0, judge_misses0;
     char judge_name[96], judge_sha[65];
+    char judge_log_name[96], judge_log_sha[65]; /* the verdict log, as of the last step */
     int32_t *gather_i;             /* (2·P·K) lengths and finish reasons, for the gather */
     int32_t stop_id;
     const struct r1_reward_def *acc;
@@ -110,7 +111,7 @@ struct rs {
     struct r1_lm_metrics last_lm;
     /* reporting */
     char rej_keys[R1_REJECT_N][40];
-    struct r1_data_hash data[5];
+    struct r1_data_hash data[6];
     int n_data;
 };
 
@@ -283,6 +284,13 @@ static void close_source(struct rs *s)
     s->req = NULL;
     r1_judge_free(s->judge);
     s->judge = NULL;
+    /* the judge's R1-Data entries go with it: the fine-tuning's checkpoints carry the
+     * dataset's hash, whatever process sampled it */
+    int kept = 0;
+    for (int i = 0; i < s->n_data; i++)
+        if (s->data[i].name != s->judge_name && s->data[i].name != s->judge_log_name)
+            s->data[kept++] = s->data[i];
+    s->n_data = kept;
     free(s->judge_p);
     s->judge_p = NULL;
     r1_model_free(s->src);
@@ -299,8 +307,14 @@ static int open_judge(struct rs *s, const struct r1_reward_cfg *jc)
     bool listed = false;
     for (int i = 0; !rc && i < s->n_data; i++)
         listed |= s->data[i].name == s->judge_name;
-    if (!rc && !listed)
+    if (!rc && !listed) {
         s->data[s->n_data++] = (struct r1_data_hash){s->judge_name, s->judge_sha};
+        snprintf(s->judge_log_name, sizeof(s->judge_log_name), "judge-verdicts:%s.log",
+                 s->cfg->name);
+        s->data[s->n_data++] = (struct r1_data_hash){s->judge_log_name, s->judge_log_sha};
+    }
+    if (!rc)
+        rc = r1_judge_log_sha256(s->judge, s->judge_log_sha);
     return rc;
 }
 
@@ -637,8 +651,10 @@ static int generate_step(struct rs *s, struct r1_stage_metrics *out)
     }
     double rsum = 0, acc = 0, len = 0;
     int64_t step_kept = 0;
-    if (s->judge) /* the judge's verdicts of the whole step in one batched pass */
-        rc = judge_step(s, a, b);
+    if (s->judge) { /* the judge's verdicts of the whole step in one batched pass */
+        if (!(rc = judge_step(s, a, b)))
+            rc = r1_judge_log_sha256(s->judge, s->judge_log_sha);
+    }
     for (int64_t i = a; i < b && !rc; i++) {
         const struct r1_prompt *p = &s->train->items[i];
         struct r1_filter_kept kept = {kept_texts, 0};

@@ -76,8 +76,15 @@ if [ -n "$um" ] && [ "$kh" -gt "$uh" ] && [ $((km + kh)) -eq $((um + uh)) ] &&
 else
   echo "FAIL: verdict log: misses $um vs $km, hits $uh vs $kh, datasets $(cmp "$ud" "$kd" 2>&1)"; fail=1
 fi
-git -C "$tmp/k" log -1 --format=%B | grep -q "^R1-Data: judge:00000300 " ||
-  { echo "FAIL: the judge is not among the R1-Data trailers: $(git -C "$tmp/k" log -1 --format=%B | grep R1-Data)"; fail=1; }
+# a generation-phase checkpoint names the judge and its verdict log, both hashed
+gen_commit=$(git -C "$tmp/k" log --format=%H --grep='rs: step 2 ' | head -1)
+trailers=$(git -C "$tmp/k" log -1 --format=%B "$gen_commit" | grep '^R1-Data:')
+echo "$trailers" | grep -q "^R1-Data: judge:00000300 [0-9a-f]\{64\}" &&
+  echo "$trailers" | grep -q "^R1-Data: judge-verdicts:rs.log [0-9a-f]\{64\}" ||
+  { echo "FAIL: the judge and its verdicts are not among the R1-Data trailers: $trailers"; fail=1; }
+# the uninterrupted and the resumed run record the same verdict log
+[ "$(git -C "$tmp/u" log --format=%B | grep 'judge-verdicts')" = "$(git -C "$tmp/k" log --format=%B | grep 'judge-verdicts')" ] ||
+  { echo "FAIL: the verdict-log hashes differ between the uninterrupted and the resumed run"; fail=1; }
 "$r1" data gen arith:digits=1 --split eval --n 8 --out "$tmp/eval.jsonl" >/dev/null
 base=$tmp/rs/checkpoints/base/00000300
 if out=$("$r1" eval --model "$base" --data "$tmp/eval.jsonl" --reward judge --judge "$jdir" \
