@@ -249,27 +249,12 @@ int r1_dist_any(struct r1_dist *d, int flag)
 #endif
 }
 
-int r1_dist_sum_f64(struct r1_dist *d, double *x, int n)
-{
-    if (!d || d->world <= 1 || n <= 0)
-        return 0;
-#ifdef R1_MPI
-    wait_begin(d, "sum over ranks");
-    int e = MPI_Allreduce(MPI_IN_PLACE, x, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
-    wait_end(d);
-    return e == MPI_SUCCESS ? 0 : mpi_fail(e, "sum over ranks");
-#else
-    (void)x;
-    return 0;
-#endif
-}
-
 #ifdef R1_MPI
 static int sum_host(const struct r1_dist *d, void *x, int64_t n, MPI_Datatype t, size_t size)
 {
     for (int64_t i = 0; i < n; i += R1_DIST_CHUNK) {
         int c = (int)(n - i < R1_DIST_CHUNK ? n - i : R1_DIST_CHUNK);
-        wait_begin(d, "gather of a draw");
+        wait_begin(d, "sum over ranks");
         int e = MPI_Allreduce(MPI_IN_PLACE, (char *)x + (size_t)i * size, c, t, MPI_SUM,
                               MPI_COMM_WORLD);
         wait_end(d);
@@ -279,6 +264,18 @@ static int sum_host(const struct r1_dist *d, void *x, int64_t n, MPI_Datatype t,
     return 0;
 }
 #endif
+
+int r1_dist_sum_f64(struct r1_dist *d, double *x, int n)
+{
+    if (!d || d->world <= 1 || n <= 0)
+        return 0;
+#ifdef R1_MPI
+    return sum_host(d, x, n, MPI_DOUBLE, sizeof(double));
+#else
+    (void)x;
+    return 0;
+#endif
+}
 
 int r1_dist_sum_f32(struct r1_dist *d, float *x, int64_t n)
 {

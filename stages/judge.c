@@ -148,6 +148,22 @@ void r1_judge_free(struct r1_judge *j)
     free(j);
 }
 
+/* The judge of a model just opened (rc: the opening's status), owning m and tok. */
+static int judge_adopt(struct r1_judge **out, int rc, struct r1_model *m,
+                       struct r1_tokenizer *tok, const char *template_)
+{
+    if (!rc)
+        rc = r1_judge_create(out, m, tok, template_, NULL, NULL, 0);
+    if (rc) {
+        r1_model_free(m);
+        r1_tokenizer_free(tok);
+        return rc;
+    }
+    (*out)->own_m = m;
+    (*out)->own_tok = tok;
+    return 0;
+}
+
 int r1_judge_open(struct r1_judge **out, const struct r1_stage_env *env,
                   const struct r1_reward_cfg *cfg, const char *key)
 {
@@ -156,16 +172,9 @@ int r1_judge_open(struct r1_judge **out, const struct r1_stage_env *env,
     struct r1_model *m = NULL;
     struct r1_tokenizer *tok = NULL;
     int rc = env->open_model(env->ctx, &cfg->judge, &m, &tok);
-    if (!rc)
-        rc = r1_judge_create(out, m, tok, cfg->judge_template, NULL, NULL, 0);
-    if (rc) {
-        r1_model_free(m);
-        r1_tokenizer_free(tok);
+    if ((rc = judge_adopt(out, rc, m, tok, cfg->judge_template)))
         return r1_err_wrap(rc, "%s: stage '%s' %s judge '%s'", env->recipe->path, c->name, key,
                            cfg->judge.spec ? cfg->judge.spec : "");
-    }
-    (*out)->own_m = m;
-    (*out)->own_tok = tok;
     return 0;
 }
 
@@ -205,15 +214,8 @@ int r1_judge_open_path(struct r1_judge **out, struct r1_backend *be, const char 
     struct r1_model *m = NULL;
     struct r1_tokenizer *tok = NULL;
     int rc = r1_model_open(&m, &tok, be, path);
-    if (!rc)
-        rc = r1_judge_create(out, m, tok, cfg ? cfg->judge_template : NULL, NULL, NULL, 0);
-    if (rc) {
-        r1_model_free(m);
-        r1_tokenizer_free(tok);
+    if ((rc = judge_adopt(out, rc, m, tok, cfg ? cfg->judge_template : NULL)))
         return r1_err_wrap(rc, "judge %s", path);
-    }
-    (*out)->own_m = m;
-    (*out)->own_tok = tok;
     return 0;
 }
 
