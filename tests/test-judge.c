@@ -115,7 +115,10 @@ static void test_verdicts(void **state)
         float d = direct(text);
         free(text);
         assert_true(py[i] > 0.0f && py[i] < 1.0f);
-        assert_memory_equal(&py[i], &d, sizeof(float)); /* padding changes no bits */
+        /* the batch's padding and neighbours change nothing but the BLAS's rounding: its
+         * blocking depends on the row count on some CPUs (OpenBLAS 0.3.21 on AMD EPYC
+         * differs from one row's result in the last bit) */
+        assert_true(fabsf(py[i] - d) <= 1e-6f);
     }
     assert_int_equal(r1_judge_score(j, N, q, r, p, again), 0);
     assert_memory_equal(py, again, sizeof(py));
