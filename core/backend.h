@@ -22,6 +22,11 @@
 
 struct r1_backend_ops {
     const char *name;
+    /* 1: backend memory is host memory and an op's results are there when it returns, so
+     * another thread may read and write memory that later ops do not touch (the CPU
+     * backend; core/dist.c sums gradient buckets in place during the backward); 0: reach
+     * it only through the ops */
+    int host_memory;
 
     /* --- memory ------------------------------------------------------------ */
     void *(*alloc)(void *ctx, size_t bytes); /* 64-byte aligned, zeroed; NULL on failure */

@@ -32,6 +32,7 @@ struct dist_impl {
     _Atomic(const char *) wait_what;
     _Atomic int quit;
     int rank;
+    int threads; /* MPI gives MPI_THREAD_SERIALIZED or more: a helper thread may call it */
 };
 
 #ifdef R1_MPI
@@ -111,13 +112,15 @@ int r1_dist_init(struct r1_dist **out)
 #ifdef R1_MPI
     if (world >= 1) {
         int provided = 0;
-        if (MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
+        /* SERIALIZED: r1_grad_sync's thread makes MPI calls while the main thread makes none */
+        if (MPI_Init_thread(NULL, NULL, MPI_THREAD_SERIALIZED, &provided) != MPI_SUCCESS) {
             free(im);
             free(d);
             return r1_err_set(R1_EIO, "dist: MPI_Init failed (launched as rank %d of %d)", rank,
                               world);
         }
         im->joined = 1;
+        im->threads = provided >= MPI_THREAD_SERIALIZED;
         /* errors come back as codes: r1 turns them into one line and a clean exit */
         MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
         MPI_Comm_rank(MPI_COMM_WORLD, &d->rank);
@@ -379,4 +382,173 @@ int r1_dist_bcast(struct r1_dist *d, void *x, size_t bytes, int root)
     (void)root;
     return 0;
 #endif
+}
+
+/* ---- gradient sums overlapping the backward ------------------------------------------- */
+
+struct r1_grad_sync {
+    struct r1_dist *d;
+    struct r1_backend *be;
+    float *x;
+    int64_t n, bucket;
+    int overlap;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t work, idle;
+    /* under mu: the update's state.  [ready, n) is final, [done, n) is summed; active from
+     * arm until done reaches 0 */
+    int64_t ready, done;
+    int armed, active, quit;
+    int err; /* the first failed sum's R1_E* code, and its message (the thread's own) */
+    char msg[512];
+};
+
+int r1_grad_sync_overlaps(const struct r1_grad_sync *g) { return g && g->overlap; }
+
+#ifdef R1_MPI
+/* An in-place float sum that waits without spinning: MPI's blocking calls poll without
+ * pause, which on a CPU rank would take the core its backward is using.  Each test also
+ * drives MPI's progress; between tests the thread sleeps R1_GRAD_SYNC_POLL_US. */
+#define R1_GRAD_SYNC_POLL_US 50
+static int iallreduce_polite(float *x, int n)
+{
+    MPI_Request rq;
+    int e = MPI_Iallreduce(MPI_IN_PLACE, x, n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &rq);
+    for (int done = 0; e == MPI_SUCCESS && !done;) {
+        if ((e = MPI_Test(&rq, &done, MPI_STATUS_IGNORE)) == MPI_SUCCESS && !done) {
+            struct timespec ts = {0, R1_GRAD_SYNC_POLL_US * 1000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    return e;
+}
+
+static void *grad_sync_main(void *arg)
+{
+    struct r1_grad_sync *g = arg;
+    pthread_mutex_lock(&g->mu);
+    for (;;) {
+        int64_t lo = 0;
+        while (!g->quit && !(g->active && g->done > 0 &&
+                             g->ready <= (lo = g->done > g->bucket ? g->done - g->bucket : 0)))
+            pthread_cond_wait(&g->work, &g->mu);
+        if (g->quit)
+            break;
+        int64_t hi = g->done;
+        pthread_mutex_unlock(&g->mu);
+        int rc = 0;
+        for (int64_t i = lo; i < hi && !rc; i += R1_DIST_CHUNK) {
+            int c = (int)(hi - i < R1_DIST_CHUNK ? hi - i : R1_DIST_CHUNK);
+            wait_begin(g->d, "gradient sum");
+            int e = iallreduce_polite(g->x + i, c);
+            wait_end(g->d);
+            if (e != MPI_SUCCESS)
+                rc = mpi_fail(e, "gradient sum over ranks");
+        }
+        pthread_mutex_lock(&g->mu);
+        if (rc && !g->err) {
+            g->err = rc;
+            snprintf(g->msg, sizeof(g->msg), "%s", r1_err_last());
+        }
+        g->done = lo; /* after a failure too: every rank makes every bucket's call */
+        if (lo == 0) {
+            g->active = 0;
+            pthread_cond_signal(&g->idle);
+        }
+    }
+    pthread_mutex_unlock(&g->mu);
+    return NULL;
+}
+#endif
+
+int r1_grad_sync_create(struct r1_grad_sync **out, struct r1_dist *d, struct r1_backend *be,
+                        float *x, int64_t n, int64_t bucket)
+{
+    *out = NULL;
+    struct r1_grad_sync *g = calloc(1, sizeof(*g));
+    if (!g)
+        return r1_err_set(R1_ENOMEM, "dist: out of memory");
+    g->d = d;
+    g->be = be;
+    g->x = x;
+    g->n = n;
+    g->bucket = bucket;
+#ifdef R1_MPI
+    struct dist_impl *im = d ? d->impl : NULL;
+    if (d && d->world > 1 && bucket > 0 && n > 0 && be->ops->host_memory && im->threads) {
+        pthread_mutex_init(&g->mu, NULL);
+        pthread_cond_init(&g->work, NULL);
+        pthread_cond_init(&g->idle, NULL);
+        if (pthread_create(&g->thread, NULL, grad_sync_main, g)) {
+            pthread_cond_destroy(&g->idle);
+            pthread_cond_destroy(&g->work);
+            pthread_mutex_destroy(&g->mu);
+            free(g);
+            return r1_err_set(R1_ENOMEM, "dist: cannot start the gradient-sum thread");
+        }
+        g->overlap = 1;
+    }
+#endif
+    *out = g;
+    return 0;
+}
+
+void r1_grad_sync_free(struct r1_grad_sync *g)
+{
+    if (!g)
+        return;
+    if (g->overlap) {
+        pthread_mutex_lock(&g->mu);
+        g->quit = 1;
+        pthread_cond_signal(&g->work);
+        pthread_mutex_unlock(&g->mu);
+        pthread_join(g->thread, NULL);
+        pthread_cond_destroy(&g->idle);
+        pthread_cond_destroy(&g->work);
+        pthread_mutex_destroy(&g->mu);
+    }
+    free(g);
+}
+
+void r1_grad_sync_arm(struct r1_grad_sync *g)
+{
+    if (!g || !g->overlap)
+        return;
+    pthread_mutex_lock(&g->mu);
+    if (!g->armed) { /* once per update */
+        g->armed = g->active = 1;
+        g->ready = g->done = g->n;
+        g->err = 0;
+    }
+    pthread_mutex_unlock(&g->mu);
+}
+
+void r1_grad_sync_ready(void *arg, int64_t lo)
+{
+    struct r1_grad_sync *g = arg;
+    if (!g || !g->overlap)
+        return;
+    pthread_mutex_lock(&g->mu);
+    if (g->active && lo < g->ready) {
+        g->ready = lo < 0 ? 0 : lo;
+        pthread_cond_signal(&g->work);
+    }
+    pthread_mutex_unlock(&g->mu);
+}
+
+int r1_grad_sync_finish(struct r1_grad_sync *g)
+{
+    if (!g)
+        return 0;
+    if (!g->overlap)
+        return r1_dist_sum_backend(g->d, g->be, g->x, g->n);
+    r1_grad_sync_arm(g); /* a rank without a micro-batch in this update */
+    r1_grad_sync_ready(g, 0);
+    pthread_mutex_lock(&g->mu);
+    while (g->active)
+        pthread_cond_wait(&g->idle, &g->mu);
+    g->armed = 0;
+    int rc = g->err;
+    pthread_mutex_unlock(&g->mu);
+    return rc ? r1_err_set(rc, "%s", g->msg) : 0;
 }

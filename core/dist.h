@@ -62,4 +62,33 @@ int r1_dist_gather_ranges(struct r1_dist *d, struct r1_backend *be, float *x, co
 /* bytes from root to every rank (host memory). */
 int r1_dist_bcast(struct r1_dist *d, void *x, size_t bytes, int root);
 
+/* Gradient sums in buckets that overlap the backward (as PyTorch DDP does).  The arena x
+ * (n floats of backend memory) is cut from its end into buckets of `bucket` floats:
+ * [n - bucket, n), [n - 2·bucket, n - bucket), ..., the same cut on every rank, so every
+ * rank makes the same sequence of allreduces whatever its timing.  A thread of this
+ * process sums each bucket in place as soon as the model has finished writing it
+ * (r1_model_set_grad_hook calls r1_grad_sync_ready), while the backward goes on below it.
+ *
+ * Per update: r1_grad_sync_arm before this rank's last backward of the update (earlier
+ * micro-batches still add to every bucket), hook on for that backward, then
+ * r1_grad_sync_finish, which every rank calls, also one that failed or had no micro-batch
+ * (it declares everything ready, so the others are not left waiting in a sum), before
+ * r1_dist_agree.  A world of two gives the bytes of r1_dist_sum_backend (a + b in either
+ * order); larger worlds repeat their own bytes for a fixed bucket size.
+ *
+ * The overlap needs a backend whose memory is host memory (r1_backend_ops.host_memory) and
+ * MPI with threads (MPI_THREAD_SERIALIZED or better); otherwise, with bucket <= 0, or in a
+ * world of one, arm and ready do nothing and finish sums the whole arena after the backward
+ * (r1_dist_sum_backend).  r1_grad_sync_overlaps says which. */
+struct r1_grad_sync;
+int r1_grad_sync_create(struct r1_grad_sync **out, struct r1_dist *d, struct r1_backend *be,
+                        float *x, int64_t n, int64_t bucket);
+void r1_grad_sync_free(struct r1_grad_sync *g);
+int r1_grad_sync_overlaps(const struct r1_grad_sync *g);
+void r1_grad_sync_arm(struct r1_grad_sync *g);
+/* x[lo, n) is final for this update (the model's grad hook; arg is g). */
+void r1_grad_sync_ready(void *g, int64_t lo);
+/* Everything ready; waits for (or makes) every sum.  0 or the first failure. */
+int r1_grad_sync_finish(struct r1_grad_sync *g);
+
 #endif

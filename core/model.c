@@ -819,6 +819,13 @@ int r1_model_score_backward(struct r1_model *m, const float *dscores)
     return r1_backend_check(m->be);
 }
 
+/* The gradient arena from `from` to its end is final for this backward. */
+static void grads_ready(struct r1_model *m, const float *from)
+{
+    if (m->grad_hook)
+        m->grad_hook(m->grad_hook_arg, (int64_t)(from - m->grad_mem));
+}
+
 /* From the gradient dh (n_rows,C) of the gathered final-norm rows (a->rows_host) down
  * through the final norm, every layer and the embedding; parameter grads +=. */
 static void backward_trunk(struct r1_model *m, float *dh)
@@ -834,6 +841,7 @@ static void backward_trunk(struct r1_model *m, float *dh)
     move_rows(m, dh, a->dn, false);
     op->rmsnorm_backward(cx, a->dres, m->dfinal_norm, a->dn, a->xout, m->final_norm, a->rstdf, N,
                          C);
+    grads_ready(m, m->dfinal_norm); /* the final norm and the untied head or score after it */
 
     for (int l = c->n_layers - 1; l >= 0; l--) {
         struct r1_layer *W = &m->layers[l], *dW = &m->dlayers[l];
@@ -862,8 +870,16 @@ static void backward_trunk(struct r1_model *m, float *dh)
         op->rmsnorm_backward(cx, a->dtmp, dW->attn_norm, a->dn, L->x, W->attn_norm, L->rstd1, N,
                              C);
         op->add(cx, a->dres, a->dres, a->dtmp, (int64_t)N * C); /* now dL/dx */
+        grads_ready(m, dW->attn_norm); /* layer l's tensors, attn_norm first */
     }
     op->embedding_backward(cx, m->dembed, a->dres, a->tokens, N, C);
+    grads_ready(m, m->grad_mem);
+}
+
+void r1_model_set_grad_hook(struct r1_model *m, void (*hook)(void *arg, int64_t lo), void *arg)
+{
+    m->grad_hook = hook;
+    m->grad_hook_arg = hook ? arg : NULL;
 }
 
 void r1_model_zero_grad(struct r1_model *m)

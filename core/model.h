@@ -98,6 +98,9 @@ struct r1_model {
     bool fwd_score;   /* the last forward ran the score head (not the LM head) */
     bool frozen;      /* r1_model_create_frozen: forward passes only */
     bool recompute;   /* r1_model_set_recompute: activations recomputed in the backward */
+    /* r1_model_set_grad_hook */
+    void (*grad_hook)(void *arg, int64_t lo);
+    void *grad_hook_arg;
 };
 
 /* A batch in host memory.  Row b, column t.  tokens (B,T) inputs; pos (B,T)
@@ -150,6 +153,14 @@ int r1_model_forward(struct r1_model *m, const struct r1_batch *b, float *logp, 
  * Parameter gradients accumulate (+=) until r1_model_zero_grad. */
 int r1_model_backward(struct r1_model *m, const float *dlogp, const float *dentropy);
 void r1_model_zero_grad(struct r1_model *m);
+/* Gradient readiness, for sums that overlap the backward (core/dist.h r1_grad_sync): while
+ * set, every backward (LM or score head) calls hook(arg, lo) each time the gradient arena's
+ * floats [lo, end) have received their last contribution of that backward: once after the
+ * head and final norm, once per layer from the last to the first, and lo = 0 after the
+ * embedding.  lo only decreases within a backward, and those floats are not written again
+ * by it.  The hook runs on the calling thread between ops (on a backend with queued work,
+ * before that work has finished: see r1_backend_ops.host_memory).  NULL removes it. */
+void r1_model_set_grad_hook(struct r1_model *m, void (*hook)(void *arg, int64_t lo), void *arg);
 
 /* Masked cross-entropy: loss = -Σ w·logp / denom (w (B,T) host per-token weights;
  * denom > 0, e.g. the weight sum of the whole accumulated batch).  Runs forward and

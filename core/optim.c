@@ -21,6 +21,7 @@ void r1_optim_config_default(struct r1_optim_config *c)
     c->weight_decay = 0.1f;
     c->max_grad_norm = 1.0f;
     c->schedule = R1_LR_CONSTANT;
+    c->grad_bucket_mb = 25.0f; /* PyTorch DDP's bucket_cap_mb */
 }
 
 int r1_optim_config_check(const struct r1_optim_config *c)
@@ -39,6 +40,9 @@ int r1_optim_config_check(const struct r1_optim_config *c)
                           c->weight_decay);
     if (!isfinite(c->max_grad_norm))
         return r1_err_set(R1_EINVAL, "optimizer: max_grad_norm must be finite (<= 0 disables)");
+    if (!(c->grad_bucket_mb >= 0 && c->grad_bucket_mb <= 65536))
+        return r1_err_set(R1_EINVAL, "optimizer: grad_bucket_mb %g must be in [0, 65536]",
+                          c->grad_bucket_mb);
     if (c->warmup_steps < 0)
         return r1_err_set(R1_EINVAL, "optimizer: warmup_steps %" PRId64 " must be >= 0",
                           c->warmup_steps);
@@ -111,15 +115,47 @@ void r1_optim_free(struct r1_optim *o)
 {
     if (!o)
         return;
+    r1_model_set_grad_hook(o->m, NULL, NULL);
+    r1_grad_sync_free(o->sync);
     r1_arena_release(&o->state);
     free(o->shard_los);
     free(o);
 }
 
-int r1_optim_shard(struct r1_optim *o, struct r1_dist *d)
+void r1_optim_last_backward(struct r1_optim *o)
 {
-    if (!d || d->world <= 1 || o->cfg.zero == 0)
+    if (!r1_grad_sync_overlaps(o->sync))
+        return;
+    r1_grad_sync_arm(o->sync);
+    r1_model_set_grad_hook(o->m, r1_grad_sync_ready, o->sync);
+}
+
+int r1_optim_sum_grads(struct r1_optim *o)
+{
+    if (!o->sync)
         return 0;
+    r1_model_set_grad_hook(o->m, NULL, NULL);
+    return r1_grad_sync_finish(o->sync);
+}
+
+static int optim_shard(struct r1_optim *o, struct r1_dist *d);
+
+int r1_optim_join(struct r1_optim *o, struct r1_dist *d)
+{
+    if (!d || d->world <= 1)
+        return 0;
+    struct r1_model *m = o->m;
+    int64_t bucket = (int64_t)((double)o->cfg.grad_bucket_mb * (1 << 20) / sizeof(float));
+    int rc = r1_grad_sync_create(&o->sync, d, m->be, m->grad_mem,
+                                 (int64_t)(m->grads.cap / sizeof(float)),
+                                 o->cfg.grad_bucket_mb > 0 && bucket < 1 ? 1 : bucket);
+    if (rc || o->cfg.zero == 0)
+        return rc;
+    return optim_shard(o, d);
+}
+
+static int optim_shard(struct r1_optim *o, struct r1_dist *d)
+{
     const struct r1_model *m = o->m;
     for (int i = 0; i < m->n_tensors; i++) /* the gather works on the parameter arena */
         if ((float *)m->tensors[i].w.data - m->param_mem !=

@@ -29,7 +29,10 @@ struct r1_optim_config {
     float max_grad_norm; /* <= 0: no clipping */
     enum r1_lr_schedule schedule;
     int64_t warmup_steps, total_steps;
-    int64_t zero; /* 1: ZeRO-1 under a job of several ranks (r1_optim_shard); 0: off */
+    int64_t zero; /* 1: ZeRO-1 under a job of several ranks (r1_optim_join); 0: off */
+    /* MiB of gradients per allreduce under a job of several ranks, summed while the backward
+     * goes on (r1_grad_sync); 0: one sum after the backward */
+    float grad_bucket_mb;
 };
 
 struct r1_optim {
@@ -41,7 +44,8 @@ struct r1_optim {
     int64_t step;       /* updates done */
     double last_grad_norm;
     float last_lr;
-    /* ZeRO-1 (r1_optim_shard): rank r of dist keeps the moments of floats [lo, hi) of the
+    struct r1_grad_sync *sync; /* r1_optim_join: the gradient sums over the ranks */
+    /* ZeRO-1 (r1_optim_join): rank r of dist keeps the moments of floats [lo, hi) of the
      * gradient arena, updates those parameters, then every rank's range is gathered */
     struct r1_dist *dist;
     int64_t shard_lo, shard_hi;
@@ -64,12 +68,20 @@ int r1_optim_step(struct r1_optim *o);
 /* Global L2 norm of the model's gradients (deterministic). */
 double r1_optim_grad_norm(const struct r1_optim *o);
 
-/* ZeRO-1 over the ranks of d (cfg.zero 1 and d->world > 1; else nothing changes): the state
- * is cut to this rank's even share of the gradient arena's floats, every step updates only
- * those parameters and then gathers every rank's share (r1_dist_gather_ranges), so all
- * ranks end with the same parameters.  The gradients must be summed over the ranks before
- * r1_optim_step, as without sharding.  Call before the first step. */
-int r1_optim_shard(struct r1_optim *o, struct r1_dist *d);
+/* Joins the optimizer to the job d (NULL or a world of one: nothing changes).  The
+ * gradients are then summed over the ranks by r1_optim_sum_grads, in buckets of
+ * cfg.grad_bucket_mb that overlap the last backward of each update (r1_grad_sync).
+ * With cfg.zero 1, ZeRO-1: the state is cut to this rank's even share of the gradient
+ * arena's floats, every step updates only those parameters and then gathers every rank's
+ * share (r1_dist_gather_ranges), so all ranks end with the same parameters.  Call before
+ * the first step. */
+int r1_optim_join(struct r1_optim *o, struct r1_dist *d);
+/* An update's micro-batches on this rank: call r1_optim_last_backward before the model's
+ * backward of the last one (its gradient sums may then start during that backward), and
+ * r1_optim_sum_grads after the loop on every rank, also on one that failed or had no
+ * micro-batch, before r1_dist_agree and r1_optim_step.  0 or the sum's failure. */
+void r1_optim_last_backward(struct r1_optim *o);
+int r1_optim_sum_grads(struct r1_optim *o);
 /* The file a sharded optimizer of rank > 0 saves and loads (next to the checkpoint's
  * optimizer.safetensors, which holds rank 0's shard), e.g.
  * "optimizer-rank1-of-4.safetensors"; NULL for rank 0 and unsharded optimizers. */

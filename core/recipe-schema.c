@@ -113,6 +113,10 @@ static const struct r1_recipe_key schema[] = {
     {"optimizer", "zero", R1_KEY_INT, "0", 0, 1, 0, NULL, 0, STG(optim.zero), 0, 0,
      "ZeRO stage under mpirun: 1 shards AdamW's moments over the ranks (each updates its share "
      "of the parameters, which are then gathered; each rank saves its shard)"},
+    {"optimizer", "grad_bucket_mb", R1_KEY_FLOAT, "25", 0, 65536, 0, NULL, 0,
+     STG(optim.grad_bucket_mb), 0, 0, "under mpirun: MiB of gradients per sum over the ranks, "
+     "each bucket summed as soon as the backward has finished it, while the backward goes on "
+     "(0: one sum after the backward)"},
 
     {"data", "path", R1_KEY_STRING, NULL, 0, 0, 0, NULL, 0, STG(data.path), 0, 0,
      "data file (relative to the recipe file; must exist)"},

@@ -338,7 +338,7 @@ static int grpo_init(void **state, const struct r1_stage_env *env)
     struct r1_optim_config oc = c->optim;
     oc.total_steps = s->steps_total * s->g->iterations * s->n_mb; /* updates in the stage */
     if ((rc = r1_model_reserve(s->m, s->micro, s->T_max)) ||
-        (rc = r1_optim_create(&s->opt, s->m, &oc)) || (rc = r1_optim_shard(s->opt, s->dist)))
+        (rc = r1_optim_create(&s->opt, s->m, &oc)) || (rc = r1_optim_join(s->opt, s->dist)))
         goto fail;
     int slots = s->S < GEN_SLOTS_MAX ? s->S : GEN_SLOTS_MAX;
     if ((rc = r1_generator_create(&s->gen, s->m, s->tok, slots, max_prompt + s->max_comp,
@@ -587,15 +587,16 @@ static int update(struct grpo *s, int a0, int a1, int64_t batch_tokens, bool use
     for (int a = a0; a < a1 && !rc; a += s->micro) {
         if (!owns_micro(s, a))
             continue;
+        if (a + s->world * s->micro >= a1) /* this rank's last: sums may start in the backward */
+            r1_optim_last_backward(s->opt);
         rc = update_micro(s, a, a1 - a0, n_micro, batch_tokens, use_old, &lc, &st, us);
     }
     /* every rank's part of the gradients, losses and statistics, summed */
     double part[6] = {st.loss, (double)st.n_tokens, st.kl, st.entropy, st.clip_low, st.clip_high};
     double tt = (double)(us->train_tokens - tokens_before);
-    if ((rc = r1_dist_agree(s->dist, rc)) || (rc = r1_dist_sum_f64(s->dist, part, 6)) ||
-        (rc = r1_dist_sum_f64(s->dist, &tt, 1)) ||
-        (rc = r1_dist_sum_backend(s->dist, s->be, s->m->grad_mem,
-                                  (int64_t)(s->m->grads.cap / sizeof(float))))) {
+    int sum_rc = r1_optim_sum_grads(s->opt); /* every rank, also one that failed */
+    if ((rc = r1_dist_agree(s->dist, rc ? rc : sum_rc)) ||
+        (rc = r1_dist_sum_f64(s->dist, part, 6)) || (rc = r1_dist_sum_f64(s->dist, &tt, 1))) {
         r1_model_zero_grad(s->m);
         return rc;
     }

@@ -54,7 +54,7 @@ int r1_lm_stage_create(struct r1_lm_stage **out, struct r1_model *m,
     if (s->cfg.optim.total_steps <= 0)
         s->cfg.optim.total_steps = s->cfg.steps; /* schedules decay over the stage */
     if ((rc = r1_optim_create(&s->opt, m, &s->cfg.optim)) ||
-        (rc = r1_optim_shard(s->opt, cfg->dist)))
+        (rc = r1_optim_join(s->opt, cfg->dist)))
         goto fail;
     s->tokens = malloc(n * sizeof(int32_t));
     s->pos = malloc(n * sizeof(int32_t));
@@ -101,9 +101,12 @@ int r1_lm_stage_step(struct r1_lm_stage *s, struct r1_lm_metrics *out)
     double loss = 0;
     int rc = 0;
     if (scored > 0) { /* a batch with no scored token (all prompts truncated) is skipped */
+        int n_micro = (c->batch_size + c->micro_batch_size - 1) / c->micro_batch_size;
         for (int mb = 0, i = 0; mb < c->batch_size && !rc; mb += c->micro_batch_size, i++) {
             if (i % world != rank) /* another rank's micro-batch */
                 continue;
+            if (i + world >= n_micro) /* this rank's last: its sums may start in the backward */
+                r1_optim_last_backward(s->opt);
             size_t o = (size_t)mb * c->seq_len;
             struct r1_batch b = {c->micro_batch_size, c->seq_len, s->tokens + o, s->pos + o,
                                  s->seg + o, s->targets + o};
@@ -113,10 +116,11 @@ int r1_lm_stage_step(struct r1_lm_stage *s, struct r1_lm_metrics *out)
             loss += part;
         }
     }
-    /* the ranks stop together when one failed, before the sums wait for it */
-    if ((rc = r1_dist_agree(c->dist, rc)) || (rc = r1_dist_sum_f64(c->dist, &loss, 1)) ||
-        (rc = r1_dist_sum_backend(c->dist, s->m->be, s->m->grad_mem,
-                                  (int64_t)(s->m->grads.cap / sizeof(float))))) {
+    /* every rank completes the gradient sums (a failed one with what it has), then the
+     * ranks stop together when one failed */
+    int sum_rc = r1_optim_sum_grads(s->opt);
+    if ((rc = r1_dist_agree(c->dist, rc ? rc : sum_rc)) ||
+        (rc = r1_dist_sum_f64(c->dist, &loss, 1))) {
         r1_model_zero_grad(s->m);
         return rc;
     }

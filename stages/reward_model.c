@@ -364,7 +364,7 @@ int r1_rm_stage_create(struct r1_rm_stage **out, struct r1_model *m, const struc
         s->cfg.optim.total_steps = s->cfg.steps;
     if ((rc = r1_model_reserve(m, rows, cfg->seq_len)) ||
         (rc = r1_optim_create(&s->opt, m, &s->cfg.optim)) ||
-        (rc = r1_optim_shard(s->opt, cfg->dist)))
+        (rc = r1_optim_join(s->opt, cfg->dist)))
         goto fail;
     s->order = malloc((size_t)s->train->n * sizeof(int64_t));
     s->tokens = malloc(n * sizeof(int32_t));
@@ -474,9 +474,12 @@ int r1_rm_stage_step(struct r1_rm_stage *s, struct r1_rm_metrics *out)
     }
     double loss = 0, correct = 0, margin = 0;
     int rc = 0, rank = c->dist ? c->dist->rank : 0, world = c->dist ? c->dist->world : 1;
+    int n_micro = (B + P - 1) / P;
     for (int mb = 0; mb < B && !rc; mb += P) {
         if ((mb / P) % world != rank) /* another rank's micro-batch */
             continue;
+        if (mb / P + world >= n_micro) /* this rank's last: its sums may start in the backward */
+            r1_optim_last_backward(s->opt);
         if ((rc = score_pairs(s, s->train, s->batch + mb, P)))
             break;
         if (c->pointwise) { /* margin: the logit signed toward the label */
@@ -499,9 +502,9 @@ int r1_rm_stage_step(struct r1_rm_stage *s, struct r1_rm_metrics *out)
     if (rc)
         r1_err_wrap(rc, "step %" PRId64, s->opt->step + 1);
     double sums[3] = {loss, correct, margin};
-    if ((rc = r1_dist_agree(c->dist, rc)) || (rc = r1_dist_sum_f64(c->dist, sums, 3)) ||
-        (rc = r1_dist_sum_backend(c->dist, s->m->be, s->m->grad_mem,
-                                  (int64_t)(s->m->grads.cap / sizeof(float))))) {
+    int sum_rc = r1_optim_sum_grads(s->opt); /* every rank, also one that failed */
+    if ((rc = r1_dist_agree(c->dist, rc ? rc : sum_rc)) ||
+        (rc = r1_dist_sum_f64(c->dist, sums, 3))) {
         r1_model_zero_grad(s->m);
         return rc;
     }

@@ -25,7 +25,8 @@
 #     one process's and the SFT losses agree to 1e-4;
 # 10. ZeRO-1 (optimizer.zero 1): the same bytes as without it, half the optimizer memory
 #     per rank, rank 1's shard in every checkpoint (r1 verify passes), and a kill of rank 1
-#     mid-SFT resumes bit-identical from the shards.
+#     mid-SFT resumes bit-identical from the shards;
+# 11. gradient buckets (optimizer.grad_bucket_mb) of any size, or none, give the same bytes.
 # Exits 77 when mpirun is missing or r1 was built without MPI.
 set -u
 r1=$(realpath "$1")
@@ -228,4 +229,17 @@ if mpi "$r1" resume "$tmp/zk" --threads 1 -q >"$tmp/zkr.log" 2>&1 &&
 else
   echo "FAIL: ZeRO-1 resume: $(tail -3 "$tmp/zkr.log")"; fail=1
 fi
+# 11. gradient sums in buckets during the backward: many small buckets (0.01 MiB: 44 for the
+#     tiny model, the first summed while the lower layers' backward runs) and none (one sum
+#     after the backward) give the bytes of the default (one 25 MiB bucket)
+for mb in 0.01 0; do
+  bset=(--set stages.pretrain.optimizer.grad_bucket_mb=$mb --set stages.sft.optimizer.grad_bucket_mb=$mb)
+  mpi "$r1" run "$recipe" --run-dir "$tmp/b$mb" --threads 1 -q "${bset[@]}" >"$tmp/b$mb.log" 2>&1 ||
+    { echo "FAIL: grad_bucket_mb=$mb run: $(tail -5 "$tmp/b$mb.log")"; fail=1; }
+  if cmp -s "$tmp/two/$final" "$tmp/b$mb/$final"; then
+    echo "ok: grad_bucket_mb $mb gives the same bytes as the default buckets"
+  else
+    echo "FAIL: grad_bucket_mb $mb changes the weights"; fail=1
+  fi
+done
 exit $fail

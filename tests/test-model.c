@@ -381,6 +381,67 @@ static void test_recompute(void **state)
     }
 }
 
+/* r1_model_set_grad_hook: the announced ranges shrink to 0, one per layer plus the head and
+ * the embedding, and no float changes after its range was announced (the sums of
+ * core/dist.c read them while the backward goes on). */
+struct hook_log {
+    struct r1_model *m;
+    float *snap;
+    int64_t prev;
+    int calls;
+};
+
+static void hook_snap(void *arg, int64_t lo)
+{
+    struct hook_log *h = arg;
+    assert_true(lo >= 0 && lo < h->prev);
+    memcpy(h->snap + lo, h->m->grad_mem + lo, (size_t)(h->prev - lo) * sizeof(float));
+    h->prev = lo;
+    h->calls++;
+}
+
+static void test_grad_hook(void **state)
+{
+    (void)state;
+    for (int v = 0; v < 4; v++) { /* untied + bias, tied, score head, recompute */
+        struct r1_model_config cfg = micro_config(v == 1, v == 0);
+        cfg.n_layers = 3;
+        cfg.num_labels = v == 2;
+        struct r1_model *m = NULL;
+        assert_int_equal(r1_model_create(&m, &cfg, be), 0);
+        assert_int_equal(r1_model_init_weights(m, 11), 0);
+        r1_model_set_recompute(m, v == 3);
+        assert_int_equal(r1_model_reserve(m, GB, GT), 0);
+        int64_t n = (int64_t)(m->grads.cap / sizeof(float));
+        struct hook_log h = {m, calloc((size_t)n, sizeof(float)), n, 0};
+        assert_non_null(h.snap);
+        struct r1_batch b = {GB, GT, g_tokens, g_pos, g_seg, v == 2 ? NULL : g_targets};
+        for (int rep = 0; rep < 2; rep++) { /* the hook on the second (accumulating) one */
+            if (rep == 1)
+                r1_model_set_grad_hook(m, hook_snap, &h);
+            if (v == 2) {
+                const int32_t last[GB] = {5, 3};
+                const float c[GB] = {0.7f, -1.3f};
+                float sc[GB];
+                assert_int_equal(r1_model_score_forward(m, &b, last, sc), 0);
+                assert_int_equal(r1_model_score_backward(m, c), 0);
+            } else {
+                float lp[GB * GT], dl[GB * GT];
+                assert_int_equal(r1_model_forward(m, &b, lp, NULL), 0);
+                for (int i = 0; i < GB * GT; i++)
+                    dl[i] = 0.1f * (float)(i % 5) - 0.2f + 0.01f * (float)rep;
+                assert_int_equal(r1_model_backward(m, dl, NULL), 0);
+            }
+        }
+        r1_model_set_grad_hook(m, NULL, NULL);
+        assert_int_equal(h.calls, cfg.n_layers + 2);
+        assert_int_equal(h.prev, 0);
+        assert_memory_equal(h.snap, m->grad_mem, (size_t)n * sizeof(float));
+        free(h.snap);
+        r1_model_free(m);
+    }
+}
+
 static void test_determinism(void **state)
 {
     (void)state;
@@ -621,6 +682,7 @@ int main(void)
         cmocka_unit_test(test_determinism),
         cmocka_unit_test(test_frozen),
         cmocka_unit_test(test_recompute),
+        cmocka_unit_test(test_grad_hook),
         cmocka_unit_test(test_hfdir_roundtrip),
         cmocka_unit_test(test_config_check),
         cmocka_unit_test(test_gradcheck_score),

@@ -92,6 +92,7 @@ void r1_cpu_poison(float *x, int64_t n)
 
 static const struct r1_backend_ops cpu_ops = {
     .name = "cpu",
+    .host_memory = 1,
     .alloc = cpu_alloc,
     .free = cpu_free,
     .upload = cpu_memcpy,
