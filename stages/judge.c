@@ -413,6 +413,13 @@ int r1_judge_score(struct r1_judge *j, int n, const char *const *questions,
             free(ids[r]);
             ids[r] = NULL;
         }
+        /* a prompt twice in one batch was computed at two rows, which the BLAS may round
+         * apart in the last bit: both take the cached (last) one, as a later call would */
+        for (int r = 0; r < pending && !rc; r++) {
+            struct cache_entry *e = cache_slot(j, keys[r]);
+            if (e->key == keys[r])
+                p_yes[at[r]] = e->p;
+        }
         pending = 0;
         if (!rc && j->log && fflush(j->log) != 0)
             rc = r1_err_set(R1_EIO, "judge: cannot write the verdict log");

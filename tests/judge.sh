@@ -24,7 +24,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 "$r1" run "$src/tests/recipes/judge/train.yaml" --run-dir "$tmp/run" -q >"$tmp/log" 2>&1 ||
   { echo "FAIL: judge training: $(tail -3 "$tmp/log")"; exit 1; }
-out=$("$check" "$tmp/run/checkpoints/judge/00000300" "judge:digits=1" 200) ||
+out=$("$check" "$tmp/run/checkpoints/judge/00000300" "judge:digits=1" 200 2>&1) ||
   { echo "FAIL: judge-check: $out"; exit 1; }
 echo "judge: $out"
 if echo "$out" | awk '{ exit !($2 >= 0.60 && $4 >= 0.65 && $8 == 200 && $10 == 0) }'; then
