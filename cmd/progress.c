@@ -123,9 +123,9 @@ void cmd_progress_header(void *user, const struct r1_pipeline_header *h)
     else
         snprintf(threads, sizeof(threads), "all");
     fprintf(f, "recipe %s (%s), sha256 %.12s\n", h->recipe_name, h->recipe_path, h->hash);
-    char procs[48] = "";
+    char procs[256] = "";
     if (h->world > 1) /* data parallel: docs/distributed.md */
-        snprintf(procs, sizeof(procs), ", %d processes", h->world);
+        snprintf(procs, sizeof(procs), ", %d processes (sums over %s)", h->world, h->transport);
     fprintf(f, "run dir %s (%s); backend %s, threads %s%s\n", h->run_dir,
             h->resume ? "resuming" : "new run", h->backend, threads, procs);
     fprintf(f, "  %-16s %-14s %-10s %-8s %s\n", "stage", "kind", "length", "params", "init");

@@ -27,6 +27,10 @@ struct r1_backend_ops {
      * backend; core/dist.c sums gradient buckets in place during the backward); 0: reach
      * it only through the ops */
     int host_memory;
+    /* OPTIONAL (a device backend): the queue every op is put on, in order (a CUDA backend's
+     * cudaStream_t), and in *device the device's number, for a library that puts its own
+     * work on this memory in order with the ops (core/dist.c's NCCL collectives) */
+    void *(*queue)(void *ctx, int *device);
 
     /* --- memory ------------------------------------------------------------ */
     void *(*alloc)(void *ctx, size_t bytes); /* 64-byte aligned, zeroed; NULL on failure */

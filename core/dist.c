@@ -15,10 +15,40 @@
 #ifdef R1_MPI
 #include <mpi.h>
 #endif
+#ifdef R1_NCCL /* with MPI and the CUDA backend: meson.build */
+#include <cuda_runtime_api.h>
+#include <dlfcn.h>
+#include <nccl.h>
+#endif
 
 #define R1_DIST_CHUNK (4 << 20) /* floats per staged allreduce */
 
 #define R1_DIST_TIMEOUT_DEFAULT 1800 /* s a rank waits in one collective before giving up */
+
+#ifdef R1_NCCL
+/* NCCL, opened with dlopen by r1_dist_attach (libnccl maps ~300 MB: only GPU jobs load it),
+ * and its communicator over the job's ranks, one GPU each. */
+struct nccl {
+    void *lib;
+    __typeof__(&ncclGetVersion) get_version;
+    __typeof__(&ncclGetUniqueId) get_unique_id;
+    __typeof__(&ncclCommInitRank) comm_init_rank;
+    __typeof__(&ncclCommDestroy) comm_destroy;
+    __typeof__(&ncclCommAbort) comm_abort;
+    __typeof__(&ncclCommGetAsyncError) comm_get_async_error;
+    __typeof__(&ncclGetErrorString) error_string;
+    __typeof__(&ncclAllReduce) all_reduce;
+    __typeof__(&ncclBroadcast) broadcast;
+    __typeof__(&ncclGroupStart) group_start;
+    __typeof__(&ncclGroupEnd) group_end;
+    ncclComm_t comm;
+    const struct r1_backend *be; /* whose memory the collectives work on */
+    cudaStream_t stream;         /* be's queue: collectives on it are in order with its ops */
+    cudaEvent_t done;            /* recorded after the work a wait waits for */
+    int device;
+    int failed; /* a collective failed: the communicator is aborted, not destroyed */
+};
+#endif
 
 struct dist_impl {
     int joined;     /* MPI_Init was called here */
@@ -33,6 +63,10 @@ struct dist_impl {
     _Atomic int quit;
     int rank;
     int threads; /* MPI gives MPI_THREAD_SERIALIZED or more: a helper thread may call it */
+    char transport[160]; /* r1_dist_transport */
+#ifdef R1_NCCL
+    struct nccl *nccl; /* r1_dist_attach found NCCL on every rank */
+#endif
 };
 
 #ifdef R1_MPI
@@ -151,6 +185,7 @@ void r1_dist_free(struct r1_dist *d)
     if (!d)
         return;
     struct dist_impl *im = d->impl;
+    r1_dist_detach(d);
     if (im && im->watching) {
         atomic_store(&im->quit, 1);
         pthread_join(im->watchdog, NULL);
@@ -304,10 +339,237 @@ int r1_dist_sum_i32(struct r1_dist *d, int32_t *x, int64_t n)
 #endif
 }
 
+/* ---- NCCL: sums and gathers of GPU memory ---------------------------------------------- */
+
+#ifdef R1_NCCL
+static void nccl_close(struct nccl *n, int abort)
+{
+    if (!n)
+        return;
+    if (n->comm) /* a failed job's peers may be gone: abort does not wait for them */
+        (abort || n->failed ? n->comm_abort : n->comm_destroy)(n->comm);
+    if (n->done)
+        cudaEventDestroy(n->done);
+    if (n->lib)
+        dlclose(n->lib);
+    free(n);
+}
+
+static int nccl_open(struct nccl *n, char *why, size_t cap)
+{
+    n->lib = dlopen("libnccl.so.2", RTLD_NOW | RTLD_LOCAL);
+    if (!n->lib)
+        n->lib = dlopen("libnccl.so", RTLD_NOW | RTLD_LOCAL);
+    if (!n->lib) {
+        snprintf(why, cap, "cannot load libnccl.so.2: %s", dlerror());
+        return -1;
+    }
+#define R1_NCCL_SYM(field, name)                                                                   \
+    do {                                                                                           \
+        if (!(*(void **)&n->field = dlsym(n->lib, name))) {                                        \
+            snprintf(why, cap, "libnccl.so.2 has no %s", name);                                    \
+            return -1;                                                                             \
+        }                                                                                          \
+    } while (0)
+    R1_NCCL_SYM(get_version, "ncclGetVersion");
+    R1_NCCL_SYM(get_unique_id, "ncclGetUniqueId");
+    R1_NCCL_SYM(comm_init_rank, "ncclCommInitRank");
+    R1_NCCL_SYM(comm_destroy, "ncclCommDestroy");
+    R1_NCCL_SYM(comm_abort, "ncclCommAbort");
+    R1_NCCL_SYM(comm_get_async_error, "ncclCommGetAsyncError");
+    R1_NCCL_SYM(error_string, "ncclGetErrorString");
+    R1_NCCL_SYM(all_reduce, "ncclAllReduce");
+    R1_NCCL_SYM(broadcast, "ncclBroadcast");
+    R1_NCCL_SYM(group_start, "ncclGroupStart");
+    R1_NCCL_SYM(group_end, "ncclGroupEnd");
+#undef R1_NCCL_SYM
+    int v = 0;
+    if (n->get_version(&v) != ncclSuccess || v < NCCL_VERSION(2, 12, 0)) {
+        snprintf(why, cap, "libnccl.so.2 is older than NCCL 2.12 (version code %d)", v);
+        return -1;
+    }
+    return 0;
+}
+
+/* The communicator for collectives on be's memory, or NULL (MPI through host memory).
+ * After a failure it stays the one: the job stops at its next agreement, and meanwhile a
+ * collective fails at once rather than take another road than the other ranks. */
+static struct nccl *nccl_for(const struct r1_dist *d, const struct r1_backend *be)
+{
+    struct dist_impl *im = d->impl;
+    return im->nccl && im->nccl->be == be ? im->nccl : NULL;
+}
+
+static int nccl_failed_before(const struct r1_dist *d)
+{
+    return r1_err_set(R1_EIO, "dist: rank %d: an earlier NCCL collective failed; the job stops",
+                      d->rank);
+}
+
+static int nccl_fail(const struct r1_dist *d, struct nccl *n, ncclResult_t r, const char *what)
+{
+    n->failed = 1;
+    return r1_err_set(R1_EIO, "dist: NCCL %s failed on rank %d (GPU %d): %s (another rank may "
+                      "have died; see its message)", what, d->rank, n->device,
+                      n->error_string(r));
+}
+
+/* Waits for the work queued on n's stream so far, watching the communicator for an
+ * asynchronous failure (a peer gone, a broken link) and under the watchdog, so a hang in a
+ * collective on the GPU ends the job like one in MPI. */
+static int nccl_wait(const struct r1_dist *d, struct nccl *n, const char *what)
+{
+    cudaError_t e = cudaEventRecord(n->done, n->stream);
+    int rc = 0;
+    wait_begin(d, what);
+    while (e == cudaSuccess && (e = cudaEventQuery(n->done)) == cudaErrorNotReady) {
+        cudaGetLastError(); /* "not ready" is recorded as the last error: not one */
+        e = cudaSuccess;
+        ncclResult_t ar = ncclSuccess;
+        if (n->comm_get_async_error(n->comm, &ar) == ncclSuccess && ar != ncclSuccess &&
+            ar != ncclInProgress) {
+            rc = nccl_fail(d, n, ar, what);
+            break;
+        }
+        struct timespec ts = {0, 100 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    wait_end(d);
+    if (!rc && e != cudaSuccess) {
+        n->failed = 1;
+        rc = r1_err_set(R1_EIO, "dist: rank %d (GPU %d) waiting for the %s: %s", d->rank,
+                        n->device, what, cudaGetErrorString(e));
+    }
+    return rc;
+}
+
+/* Every rank: NCCL on all or on none.  0 with *n NULL when some rank has no GPU backend or
+ * no NCCL (why says it). */
+static int nccl_start(struct r1_dist *d, struct r1_backend *be, struct nccl **out, char *why,
+                      size_t cap)
+{
+    *out = NULL;
+    int device = 0, ok = 0, all = 0;
+    void *queue = be->ops->queue ? be->ops->queue(be->ctx, &device) : NULL;
+    const char *env = getenv("R1_NCCL");
+    struct nccl *n = NULL;
+    if (!queue)
+        snprintf(why, cap, "a rank's backend is not a GPU's");
+    else if (env && strcmp(env, "0") == 0)
+        snprintf(why, cap, "R1_NCCL=0");
+    else if (!(n = calloc(1, sizeof(*n))))
+        snprintf(why, cap, "out of memory");
+    else if (nccl_open(n, why, cap) == 0 &&
+             cudaSetDevice(device) == cudaSuccess &&
+             cudaEventCreateWithFlags(&n->done, cudaEventDisableTiming) == cudaSuccess)
+        ok = 1;
+    else if (!why[0])
+        snprintf(why, cap, "GPU %d: %s", device, cudaGetErrorString(cudaGetLastError()));
+    wait_begin(d, "NCCL start-up");
+    int e = MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    wait_end(d);
+    if (e != MPI_SUCCESS || !all) {
+        nccl_close(n, 1);
+        if (ok)
+            snprintf(why, cap, "another rank cannot use it (its run header says why)");
+        return e != MPI_SUCCESS ? mpi_fail(e, "NCCL start-up") : 0;
+    }
+    n->be = be;
+    n->stream = (cudaStream_t)queue;
+    n->device = device;
+    /* rank 0 makes the job's id; every rank joins the communicator with it */
+    struct {
+        int r;
+        ncclUniqueId id;
+    } msg;
+    memset(&msg, 0, sizeof(msg));
+    if (d->rank == 0)
+        msg.r = n->get_unique_id(&msg.id);
+    wait_begin(d, "NCCL start-up");
+    e = MPI_Bcast(&msg, (int)sizeof(msg), MPI_BYTE, 0, MPI_COMM_WORLD);
+    wait_end(d);
+    int rc = e != MPI_SUCCESS ? mpi_fail(e, "NCCL start-up") : 0;
+    if (!rc && msg.r != ncclSuccess)
+        rc = r1_err_set(R1_EIO, "dist: rank 0 cannot make an NCCL id: %s; set R1_NCCL=0 to "
+                        "sum through host memory over MPI", n->error_string(msg.r));
+    if (!rc) {
+        wait_begin(d, "NCCL start-up");
+        ncclResult_t r = n->comm_init_rank(&n->comm, d->world, msg.id, d->rank);
+        wait_end(d);
+        if (r != ncclSuccess) {
+            n->comm = NULL;
+            rc = r1_err_set(R1_EIO, "dist: NCCL cannot start on rank %d (GPU %d): %s; run one "
+                            "rank per GPU, or set R1_NCCL=0 to sum through host memory over "
+                            "MPI", d->rank, device, n->error_string(r));
+        }
+    }
+    if ((rc = r1_dist_agree(d, rc))) {
+        nccl_close(n, 1);
+        return rc;
+    }
+    *out = n;
+    return 0;
+}
+#endif
+
+int r1_dist_attach(struct r1_dist *d, struct r1_backend *be)
+{
+    if (!d || d->world <= 1)
+        return 0;
+    struct dist_impl *im = d->impl;
+    r1_dist_detach(d);
+    snprintf(im->transport, sizeof(im->transport), "%s",
+             be->ops->host_memory ? "MPI" : "MPI through host memory");
+#ifdef R1_NCCL
+    char why[128] = "";
+    int rc = nccl_start(d, be, &im->nccl, why, sizeof(why));
+    if (rc)
+        return rc;
+    if (im->nccl) {
+        int v = 0;
+        im->nccl->get_version(&v);
+        snprintf(im->transport, sizeof(im->transport), "NCCL %d.%d.%d", v / 10000,
+                 v / 100 % 100, v % 100);
+    } else if (!be->ops->host_memory) {
+        snprintf(im->transport, sizeof(im->transport), "MPI through host memory (no NCCL: %s)",
+                 why);
+    }
+#endif
+    return 0;
+}
+
+void r1_dist_detach(struct r1_dist *d)
+{
+    if (!d || !d->impl)
+        return;
+#ifdef R1_NCCL
+    struct dist_impl *im = d->impl;
+    nccl_close(im->nccl, d->agreed);
+    im->nccl = NULL;
+#endif
+}
+
+const char *r1_dist_transport(const struct r1_dist *d)
+{
+    const struct dist_impl *im = d ? d->impl : NULL;
+    return im && im->transport[0] ? im->transport : "none";
+}
+
 int r1_dist_sum_backend(struct r1_dist *d, struct r1_backend *be, float *x, int64_t n)
 {
     if (!d || d->world <= 1 || n <= 0)
         return 0;
+#ifdef R1_NCCL
+    struct nccl *nc = nccl_for(d, be);
+    if (nc) {
+        if (nc->failed)
+            return nccl_failed_before(d);
+        ncclResult_t r = nc->all_reduce(x, x, (size_t)n, ncclFloat32, ncclSum, nc->comm,
+                                        nc->stream);
+        return r != ncclSuccess ? nccl_fail(d, nc, r, "gradient sum")
+                                : nccl_wait(d, nc, "gradient sum");
+    }
+#endif
 #ifdef R1_MPI
     struct dist_impl *im = d->impl;
     if (!im->stage && !(im->stage = malloc((size_t)R1_DIST_CHUNK * sizeof(float))))
@@ -336,6 +598,23 @@ int r1_dist_gather_ranges(struct r1_dist *d, struct r1_backend *be, float *x, co
 {
     if (!d || d->world <= 1)
         return 0;
+#ifdef R1_NCCL
+    struct nccl *nc = nccl_for(d, be);
+    if (nc) { /* one broadcast per rank's range, in one group */
+        if (nc->failed)
+            return nccl_failed_before(d);
+        ncclResult_t r = nc->group_start();
+        for (int root = 0; root < d->world && r == ncclSuccess; root++)
+            if (hi[root] > lo[root])
+                r = nc->broadcast(x + lo[root], x + lo[root], (size_t)(hi[root] - lo[root]),
+                                  ncclFloat32, root, nc->comm, nc->stream);
+        ncclResult_t end = nc->group_end();
+        if (r == ncclSuccess)
+            r = end;
+        return r != ncclSuccess ? nccl_fail(d, nc, r, "parameter gather")
+                                : nccl_wait(d, nc, "parameter gather");
+    }
+#endif
 #ifdef R1_MPI
     struct dist_impl *im = d->impl;
     if (!im->stage && !(im->stage = malloc((size_t)R1_DIST_CHUNK * sizeof(float))))
@@ -401,6 +680,14 @@ struct r1_grad_sync {
     int armed, active, quit;
     int err; /* the first failed sum's R1_E* code, and its message (the thread's own) */
     char msg[512];
+#ifdef R1_NCCL
+    /* overlap on a GPU: no thread; the hook (on the main thread) queues each final bucket's
+     * allreduce on `side` behind an event of the backend's stream, and finish makes the
+     * backend's stream wait for `side` */
+    struct nccl *nccl;
+    cudaStream_t side;
+    cudaEvent_t ready_ev, side_ev;
+#endif
 };
 
 int r1_grad_sync_overlaps(const struct r1_grad_sync *g) { return g && g->overlap; }
@@ -461,6 +748,89 @@ static void *grad_sync_main(void *arg)
 }
 #endif
 
+#ifdef R1_NCCL
+static int grad_sync_nccl_create(struct r1_grad_sync *g, struct nccl *nc)
+{
+    cudaError_t e = cudaStreamCreateWithFlags(&g->side, cudaStreamNonBlocking);
+    if (e == cudaSuccess)
+        e = cudaEventCreateWithFlags(&g->ready_ev, cudaEventDisableTiming);
+    if (e == cudaSuccess)
+        e = cudaEventCreateWithFlags(&g->side_ev, cudaEventDisableTiming);
+    if (e != cudaSuccess)
+        return r1_err_set(R1_EIO, "dist: cannot make the gradient-sum stream on GPU %d: %s",
+                          nc->device, cudaGetErrorString(e));
+    g->nccl = nc;
+    g->overlap = 1;
+    return 0;
+}
+
+static void grad_sync_nccl_free(struct r1_grad_sync *g)
+{
+    if (g->side)
+        cudaStreamSynchronize(g->side);
+    if (g->side_ev)
+        cudaEventDestroy(g->side_ev);
+    if (g->ready_ev)
+        cudaEventDestroy(g->ready_ev);
+    if (g->side)
+        cudaStreamDestroy(g->side);
+}
+
+/* Queues the allreduce of every bucket now final ([ready, n) is), below [done, n). */
+static void grad_sync_nccl_queue(struct r1_grad_sync *g)
+{
+    struct nccl *nc = g->nccl;
+    int waited = 0;
+    int64_t lo;
+    while (g->done > 0 && g->ready <= (lo = g->done > g->bucket ? g->done - g->bucket : 0)) {
+        if (!g->err && nc->failed) {
+            g->err = nccl_failed_before(g->d);
+            snprintf(g->msg, sizeof(g->msg), "%s", r1_err_last());
+        }
+        if (!g->err && !waited) { /* `side` starts after what the backward queued so far */
+            cudaError_t e = cudaEventRecord(g->ready_ev, nc->stream);
+            if (e == cudaSuccess)
+                e = cudaStreamWaitEvent(g->side, g->ready_ev, 0);
+            if (e != cudaSuccess) {
+                g->err = r1_err_set(R1_EIO, "dist: GPU %d: ordering the gradient sums: %s",
+                                    nc->device, cudaGetErrorString(e));
+                snprintf(g->msg, sizeof(g->msg), "%s", r1_err_last());
+            }
+            waited = 1;
+        }
+        if (!g->err) {
+            ncclResult_t r = nc->all_reduce(g->x + lo, g->x + lo, (size_t)(g->done - lo),
+                                            ncclFloat32, ncclSum, nc->comm, g->side);
+            if (r != ncclSuccess) {
+                g->err = nccl_fail(g->d, nc, r, "gradient sum");
+                snprintf(g->msg, sizeof(g->msg), "%s", r1_err_last());
+            }
+        }
+        g->done = lo;
+    }
+}
+
+static int grad_sync_nccl_finish(struct r1_grad_sync *g)
+{
+    struct nccl *nc = g->nccl;
+    g->ready = 0;
+    grad_sync_nccl_queue(g);
+    g->armed = g->active = 0;
+    if (g->err)
+        return r1_err_set(g->err, "%s", g->msg);
+    /* the backend's later ops (the update) wait for the sums */
+    cudaError_t e = cudaEventRecord(g->side_ev, g->side);
+    if (e == cudaSuccess)
+        e = cudaStreamWaitEvent(nc->stream, g->side_ev, 0);
+    if (e != cudaSuccess) {
+        nc->failed = 1;
+        return r1_err_set(R1_EIO, "dist: GPU %d: ordering the update after the gradient sums: "
+                          "%s", nc->device, cudaGetErrorString(e));
+    }
+    return nccl_wait(g->d, nc, "gradient sum");
+}
+#endif
+
 int r1_grad_sync_create(struct r1_grad_sync **out, struct r1_dist *d, struct r1_backend *be,
                         float *x, int64_t n, int64_t bucket)
 {
@@ -473,6 +843,19 @@ int r1_grad_sync_create(struct r1_grad_sync **out, struct r1_dist *d, struct r1_
     g->x = x;
     g->n = n;
     g->bucket = bucket;
+#ifdef R1_NCCL
+    struct nccl *nc = d && d->world > 1 && bucket > 0 && n > 0 ? nccl_for(d, be) : NULL;
+    if (nc) {
+        int rc = grad_sync_nccl_create(g, nc);
+        if (rc) {
+            grad_sync_nccl_free(g);
+            free(g);
+            return rc;
+        }
+        *out = g;
+        return 0;
+    }
+#endif
 #ifdef R1_MPI
     struct dist_impl *im = d ? d->impl : NULL;
     if (d && d->world > 1 && bucket > 0 && n > 0 && be->ops->host_memory && im->threads) {
@@ -497,6 +880,13 @@ void r1_grad_sync_free(struct r1_grad_sync *g)
 {
     if (!g)
         return;
+#ifdef R1_NCCL
+    if (g->nccl) {
+        grad_sync_nccl_free(g);
+        free(g);
+        return;
+    }
+#endif
     if (g->overlap) {
         pthread_mutex_lock(&g->mu);
         g->quit = 1;
@@ -514,6 +904,16 @@ void r1_grad_sync_arm(struct r1_grad_sync *g)
 {
     if (!g || !g->overlap)
         return;
+#ifdef R1_NCCL
+    if (g->nccl) {
+        if (!g->armed) {
+            g->armed = g->active = 1;
+            g->ready = g->done = g->n;
+            g->err = 0;
+        }
+        return;
+    }
+#endif
     pthread_mutex_lock(&g->mu);
     if (!g->armed) { /* once per update */
         g->armed = g->active = 1;
@@ -528,6 +928,15 @@ void r1_grad_sync_ready(void *arg, int64_t lo)
     struct r1_grad_sync *g = arg;
     if (!g || !g->overlap)
         return;
+#ifdef R1_NCCL
+    if (g->nccl) {
+        if (g->active && lo < g->ready) {
+            g->ready = lo < 0 ? 0 : lo;
+            grad_sync_nccl_queue(g);
+        }
+        return;
+    }
+#endif
     pthread_mutex_lock(&g->mu);
     if (g->active && lo < g->ready) {
         g->ready = lo < 0 ? 0 : lo;
@@ -543,6 +952,10 @@ int r1_grad_sync_finish(struct r1_grad_sync *g)
     if (!g->overlap)
         return r1_dist_sum_backend(g->d, g->be, g->x, g->n);
     r1_grad_sync_arm(g); /* a rank without a micro-batch in this update */
+#ifdef R1_NCCL
+    if (g->nccl)
+        return grad_sync_nccl_finish(g);
+#endif
     r1_grad_sync_ready(g, 0);
     pthread_mutex_lock(&g->mu);
     while (g->active)

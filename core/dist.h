@@ -12,7 +12,7 @@
  * Sums over ranks are MPI's, deterministic for a fixed world size and message size (the
  * same run repeats bit for bit), not equal to a one-process sum in general.
  *
- * Only this file's .c knows MPI (and, later, NCCL). */
+ * Only this file's .c knows MPI and NCCL. */
 #ifndef R1_DIST_H
 #define R1_DIST_H
 
@@ -62,6 +62,18 @@ int r1_dist_gather_ranges(struct r1_dist *d, struct r1_backend *be, float *x, co
 /* bytes from root to every rank (host memory). */
 int r1_dist_bcast(struct r1_dist *d, void *x, size_t bytes, int root);
 
+/* Puts the sums and gathers of be's memory (r1_dist_sum_backend, r1_dist_gather_ranges,
+ * r1_grad_sync) on NCCL when every rank's backend is a GPU's (ops->queue) and libnccl.so.2
+ * loads on every rank, unless R1_NCCL=0; otherwise they stay on MPI, through host memory
+ * for a GPU.  Every rank calls it after creating its backend (one per job).  An error on
+ * every rank alike when NCCL loads but cannot start (two ranks on one GPU, say). */
+int r1_dist_attach(struct r1_dist *d, struct r1_backend *be);
+/* Ends what attach started; before the backend is freed.  NULL is fine. */
+void r1_dist_detach(struct r1_dist *d);
+/* What carries the sums of backend memory after attach: "MPI", "NCCL 2.28.9", "MPI through
+ * host memory (no NCCL: why)"; "none" in a world of one. */
+const char *r1_dist_transport(const struct r1_dist *d);
+
 /* Gradient sums in buckets that overlap the backward (as PyTorch DDP does).  The arena x
  * (n floats of backend memory) is cut from its end into buckets of `bucket` floats:
  * [n - bucket, n), [n - 2·bucket, n - bucket), ..., the same cut on every rank, so every
@@ -77,7 +89,9 @@ int r1_dist_bcast(struct r1_dist *d, void *x, size_t bytes, int root);
  * order); larger worlds repeat their own bytes for a fixed bucket size.
  *
  * The overlap needs a backend whose memory is host memory (r1_backend_ops.host_memory) and
- * MPI with threads (MPI_THREAD_SERIALIZED or better); otherwise, with bucket <= 0, or in a
+ * MPI with threads (MPI_THREAD_SERIALIZED or better), or NCCL (r1_dist_attach): then no
+ * thread, but each final bucket's allreduce is queued on a second GPU stream behind the
+ * backward's work so far, and the update waits for that stream; otherwise, with bucket <= 0, or in a
  * world of one, arm and ready do nothing and finish sums the whole arena after the backward
  * (r1_dist_sum_backend).  r1_grad_sync_overlaps says which. */
 struct r1_grad_sync;

@@ -664,7 +664,7 @@ static int emit_header(struct run *R)
         snprintf(backend, sizeof(backend), "%s (%s)", R->be->ops->name, dev);
     struct r1_pipeline_header h = {R->r->name, R->r->path,  R->hash, R->dir, backend,
                                    R->o->threads, R->o->resume, n, rows,
-                                   R->dist ? R->dist->world : 1};
+                                   R->dist ? R->dist->world : 1, r1_dist_transport(R->dist)};
     R->o->on_header(R->o->user, &h);
     free(rows);
     return 0;
@@ -811,7 +811,7 @@ int r1_pipeline_run(const struct r1_pipeline_opts *o, struct r1_recipe_diag *dia
                                                                       : R1_BACKEND_AUTO;
     int device = R.dist ? R.dist->local_rank : 0; /* one GPU per process of a node */
     if ((rc = r1_dist_agree(R.dist, r1_backend_create_on(&R.be, bk, o->threads, device))) ||
-        (rc = emit_header(&R)))
+        (rc = r1_dist_attach(R.dist, R.be)) || (rc = emit_header(&R)))
         goto out;
     write_status(&R, "running", NULL, NULL);
     int si = 0;
@@ -827,6 +827,7 @@ out:
         fclose(R.metrics);
     if (R.lock_fd >= 0)
         close(R.lock_fd);
+    r1_dist_detach(R.dist); /* NCCL's communicator works on the backend's memory */
     r1_backend_free(R.be);
     free(R.lock);
     r1_recipe_free(R.r);

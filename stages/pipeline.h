@@ -38,6 +38,7 @@ struct r1_pipeline_header {
     int n_stages;
     const struct r1_pipeline_stage_info *stages;
     int world; /* processes in the job (1 without mpirun) */
+    const char *transport; /* what carries their sums (r1_dist_transport) */
 };
 
 /* A stage's memory plan, handed to on_plan when the stage has built its model and

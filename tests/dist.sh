@@ -89,7 +89,7 @@ fi
 
 # 3. one output, one writer
 n=$(grep -c "^recipe dist-lm" "$tmp/two.log")
-grep -q "^run dir .*, 2 processes$" "$tmp/two.log" || { echo "FAIL: the header does not say 2 processes"; fail=1; }
+grep -q "^run dir .*, 2 processes (sums over MPI)$" "$tmp/two.log" || { echo "FAIL: the header does not say 2 processes (sums over MPI)"; fail=1; }
 s=$(grep -c '^  sft  *done' "$tmp/two.log")
 if [ "$n" -eq 1 ] && [ "$s" -eq 1 ] && [ "$(wc -l <"$tmp/two/metrics.jsonl")" -eq "$(wc -l <"$tmp/one/metrics.jsonl")" ]; then
   echo "ok: one header, one summary, one metrics.jsonl"

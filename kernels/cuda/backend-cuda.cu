@@ -187,6 +187,13 @@ static void cuda_release(void *ctx)
     free(cu);
 }
 
+static void *cuda_queue(void *ctx, int *device)
+{
+    struct r1_cuda *cu = (struct r1_cuda *)ctx;
+    *device = cu->device;
+    return (void *)cu->stream;
+}
+
 /* A kernel that does nothing: asking for its attributes tells whether this binary has code
  * the device can run (SASS of a compatible architecture, or PTX it can compile). */
 __global__ void r1_cuda_probe(void) {}
@@ -205,6 +212,7 @@ static struct r1_backend_ops cuda_ops_table(void)
     t.copy = cuda_copy;
     t.zero = cuda_zero;
     t.sync = cuda_sync;
+    t.queue = cuda_queue;
     t.check = r1_cuda_check;
     t.release = cuda_release;
     t.matmul_forward = r1_cuda_matmul_forward;
