@@ -5,7 +5,8 @@
 #     step, held-out accuracy stays well above chance (arith answers: ~0 by guessing) and
 #     the reward model separates held-out pairs;
 #  2. resume: killed with -9 inside the align stage's checkpoint write, `r1 resume` ends
-#     with the weights, optimizer and metrics of the uninterrupted run;
+#     with the weights, optimizer and metrics of the uninterrupted align stage (both
+#     start from one base, killed and copied in the reward model's stage);
 #  3. bad recipes (general prompts without a reward model, an rm_start_step the stage never
 #     reaches, a reward model that is not one) exit 2 before any work.
 set -u
@@ -16,7 +17,14 @@ trap 'rm -rf "$tmp"' EXIT
 fail=0
 recipe=$here/recipes/align/align.yaml
 
-"$r1" run "$recipe" --run-dir "$tmp/ref" >"$tmp/ref.log" 2>&1 ||
+# The base (1000 pretraining steps) is made once: the first run is killed in the reward
+# model's stage, a copy of it is the crash test's start (2), and its resume is the
+# uninterrupted align run every check compares with.
+R1_TEST_CRASH=rm:20:step "$r1" run "$recipe" --run-dir "$tmp/ref" >"$tmp/ref.log" 2>&1
+rc=$?
+[ $rc -eq 137 ] || { echo "FAIL: expected a kill in the rm stage (137), got $rc: $(tail -3 "$tmp/ref.log")"; exit 1; }
+cp -a "$tmp/ref" "$tmp/crash"
+"$r1" resume "$tmp/ref" >"$tmp/ref.log" 2>&1 ||
   { echo "FAIL: align run: $(tail -3 "$tmp/ref.log")"; exit 1; }
 m=$tmp/ref/metrics.jsonl
 rm_of() { grep '"stage":"align"' "$m" | grep "\"step\":$1," | grep -o '"rewards/rm":[-0-9.e]*' | cut -d: -f2; }
@@ -41,7 +49,7 @@ final() {
 }
 want=$(final "$tmp/ref")
 d=$tmp/crash
-R1_TEST_CRASH=align:4:before-commit "$r1" run "$recipe" --run-dir "$d" >/dev/null 2>&1
+R1_TEST_CRASH=align:4:before-commit "$r1" resume "$d" >/dev/null 2>&1
 rc=$?
 if [ $rc -ne 137 ]; then echo "FAIL: expected a kill (137), got $rc"; fail=1
 elif ! "$r1" resume "$d" >/dev/null 2>"$tmp/err"; then echo "FAIL: resume: $(cat "$tmp/err")"; fail=1

@@ -37,9 +37,9 @@ for f in "$src"/recipes/smollm2-*.yaml; do
     case $kind in
       sft|pretrain)
         sets+=(--set "$s.batch_size=2" --set "$s.micro_batch_size=0" --set "$s.data.size=8"
-               --set "$s.data.eval_size=2" --set "$s.eval_samples=1") ;;
+               --set "$s.data.eval_size=1" --set "$s.eval_samples=1") ;;
       grpo|align)
-        sets+=(--set "$s.eval_every=1" --set "$s.data.size=8" --set "$s.data.eval_size=2"
+        sets+=(--set "$s.eval_every=1" --set "$s.data.size=8" --set "$s.data.eval_size=1"
                --set "$s.batch_size=2" --set "$s.micro_batch_size=0"
                --set "$s.grpo.prompts_per_step=1" --set "$s.grpo.group_size=2"
                --set "$s.grpo.minibatches=1" --set "$s.grpo.max_completion_len=8"
@@ -47,7 +47,7 @@ for f in "$src"/recipes/smollm2-*.yaml; do
         [ "$kind" = align ] && sets+=(--set "$s.align.general_size=2" --set "$s.align.rm_start_step=0") ;;
       rejection_sft)
         sets+=(--set "$s.batch_size=2" --set "$s.micro_batch_size=0" --set "$s.data.size=8"
-               --set "$s.data.eval_size=2" --set "$s.eval_samples=1"
+               --set "$s.data.eval_size=1" --set "$s.eval_samples=1"
                --set "$s.rejection.max_prompts=2" --set "$s.rejection.prompts_per_step=2"
                --set "$s.rejection.samples_per_prompt=1" --set "$s.rejection.keep_per_prompt=1"
                --set "$s.rejection.temperature=0"
@@ -55,7 +55,7 @@ for f in "$src"/recipes/smollm2-*.yaml; do
                --set "$s.rejection.require_format=false") ;;
       reward_model)
         sets+=(--set "$s.batch_size=2" --set "$s.micro_batch_size=0" --set "$s.data.size=4"
-               --set "$s.data.eval_size=2") ;;
+               --set "$s.data.eval_size=1") ;;
     esac
   done <<<"$stages"
   run=$tmp/$base
