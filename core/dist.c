@@ -25,6 +25,10 @@
 
 #define R1_DIST_TIMEOUT_DEFAULT 1800 /* s a rank waits in one collective before giving up */
 
+/* Waits for a collective without spinning (MPI's and CUDA's blocking waits poll without
+ * pause, which on a CPU rank takes the core its backward uses): test, then sleep this long */
+#define R1_DIST_POLL_US 50
+
 #ifdef R1_NCCL
 /* NCCL, opened with dlopen by r1_dist_attach (libnccl maps ~300 MB: only GPU jobs load it),
  * and its communicator over the job's ranks, one GPU each. */
@@ -63,7 +67,7 @@ struct dist_impl {
     _Atomic int quit;
     int rank;
     int threads; /* MPI gives MPI_THREAD_SERIALIZED or more: a helper thread may call it */
-    char transport[160]; /* r1_dist_transport */
+    char transport[200]; /* r1_dist_transport: 36 + why (128) at most */
 #ifdef R1_NCCL
     struct nccl *nccl; /* r1_dist_attach found NCCL on every rank */
 #endif
@@ -431,7 +435,7 @@ static int nccl_wait(const struct r1_dist *d, struct nccl *n, const char *what)
             rc = nccl_fail(d, n, ar, what);
             break;
         }
-        struct timespec ts = {0, 100 * 1000};
+        struct timespec ts = {0, R1_DIST_POLL_US * 1000};
         nanosleep(&ts, NULL);
     }
     wait_end(d);
@@ -693,17 +697,27 @@ struct r1_grad_sync {
 int r1_grad_sync_overlaps(const struct r1_grad_sync *g) { return g && g->overlap; }
 
 #ifdef R1_MPI
-/* An in-place float sum that waits without spinning: MPI's blocking calls poll without
- * pause, which on a CPU rank would take the core its backward is using.  Each test also
- * drives MPI's progress; between tests the thread sleeps R1_GRAD_SYNC_POLL_US. */
-#define R1_GRAD_SYNC_POLL_US 50
+/* Keeps the update's first failure rc with its message (r1_err_last is per call site's
+ * thread, and later calls overwrite it). */
+static void grad_sync_failed(struct r1_grad_sync *g, int rc)
+{
+    if (rc && !g->err) {
+        g->err = rc;
+        snprintf(g->msg, sizeof(g->msg), "%s", r1_err_last());
+    }
+}
+#endif
+
+#ifdef R1_MPI
+/* An in-place float sum that waits without spinning; each test also drives MPI's
+ * progress, and between tests the thread sleeps R1_DIST_POLL_US. */
 static int iallreduce_polite(float *x, int n)
 {
     MPI_Request rq;
     int e = MPI_Iallreduce(MPI_IN_PLACE, x, n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &rq);
     for (int done = 0; e == MPI_SUCCESS && !done;) {
         if ((e = MPI_Test(&rq, &done, MPI_STATUS_IGNORE)) == MPI_SUCCESS && !done) {
-            struct timespec ts = {0, R1_GRAD_SYNC_POLL_US * 1000};
+            struct timespec ts = {0, R1_DIST_POLL_US * 1000};
             nanosleep(&ts, NULL);
         }
     }
@@ -733,10 +747,7 @@ static void *grad_sync_main(void *arg)
                 rc = mpi_fail(e, "gradient sum over ranks");
         }
         pthread_mutex_lock(&g->mu);
-        if (rc && !g->err) {
-            g->err = rc;
-            snprintf(g->msg, sizeof(g->msg), "%s", r1_err_last());
-        }
+        grad_sync_failed(g, rc);
         g->done = lo; /* after a failure too: every rank makes every bucket's call */
         if (lo == 0) {
             g->active = 0;
@@ -783,28 +794,22 @@ static void grad_sync_nccl_queue(struct r1_grad_sync *g)
     int waited = 0;
     int64_t lo;
     while (g->done > 0 && g->ready <= (lo = g->done > g->bucket ? g->done - g->bucket : 0)) {
-        if (!g->err && nc->failed) {
-            g->err = nccl_failed_before(g->d);
-            snprintf(g->msg, sizeof(g->msg), "%s", r1_err_last());
-        }
+        if (!g->err && nc->failed)
+            grad_sync_failed(g, nccl_failed_before(g->d));
         if (!g->err && !waited) { /* `side` starts after what the backward queued so far */
             cudaError_t e = cudaEventRecord(g->ready_ev, nc->stream);
             if (e == cudaSuccess)
                 e = cudaStreamWaitEvent(g->side, g->ready_ev, 0);
-            if (e != cudaSuccess) {
-                g->err = r1_err_set(R1_EIO, "dist: GPU %d: ordering the gradient sums: %s",
-                                    nc->device, cudaGetErrorString(e));
-                snprintf(g->msg, sizeof(g->msg), "%s", r1_err_last());
-            }
+            if (e != cudaSuccess)
+                grad_sync_failed(g, r1_err_set(R1_EIO, "dist: GPU %d: ordering the gradient "
+                                               "sums: %s", nc->device, cudaGetErrorString(e)));
             waited = 1;
         }
         if (!g->err) {
             ncclResult_t r = nc->all_reduce(g->x + lo, g->x + lo, (size_t)(g->done - lo),
                                             ncclFloat32, ncclSum, nc->comm, g->side);
-            if (r != ncclSuccess) {
-                g->err = nccl_fail(g->d, nc, r, "gradient sum");
-                snprintf(g->msg, sizeof(g->msg), "%s", r1_err_last());
-            }
+            if (r != ncclSuccess)
+                grad_sync_failed(g, nccl_fail(g->d, nc, r, "gradient sum"));
         }
         g->done = lo;
     }
