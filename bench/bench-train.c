@@ -1,6 +1,7 @@
 /* bench-train.c - training tokens/s (forward + backward + AdamW) on a backend.
- * usage: r1-bench-train PRESET B T STEPS [THREADS [BACKEND]]   BACKEND: cpu (default), cuda
- * Prints one line: "r1 train PRESET BACKEND B=.. T=.. tok/s=.. ms/step=.." and, on CUDA,
+ * usage: r1-bench-train PRESET B T STEPS [THREADS [BACKEND [PRECISION]]]
+ *   BACKEND: cpu (default), cuda; PRECISION: f32 (default), bf16 (r1_model_set_precision)
+ * Prints one line: "r1 train PRESET BACKEND PRECISION B=.. T=.. tok/s=.. ms/step=.." and, on CUDA,
  * the model FLOP utilisation the way llm.c counts it: (6·params + 12·layers·heads·head_dim·T)
  * FLOPs per token over the GPU's dense bf16 peak (known for A100, H100, H200; else from
  * R1_PEAK_TFLOPS). */
@@ -25,7 +26,7 @@ static double now(void)
 int main(int argc, char **argv)
 {
     if (argc < 5) {
-        fprintf(stderr, "usage: %s PRESET B T STEPS [THREADS]\n", argv[0]);
+        fprintf(stderr, "usage: %s PRESET B T STEPS [THREADS [cpu|cuda [f32|bf16]]]\n", argv[0]);
         return 2;
     }
     const char *preset = argv[1];
@@ -37,6 +38,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "r1-bench-train: backend '%s' is not cpu or cuda\n", bname);
         return 2;
     }
+    const char *pname = argc > 7 ? argv[7] : "f32";
+    if (strcmp(pname, "f32") != 0 && strcmp(pname, "bf16") != 0) {
+        fprintf(stderr, "r1-bench-train: precision '%s' is not f32 or bf16\n", pname);
+        return 2;
+    }
+    enum r1_dtype prec = strcmp(pname, "bf16") == 0 ? R1_BF16 : R1_F32;
     struct r1_model_config cfg;
     struct r1_backend *be = NULL;
     struct r1_model *m = NULL;
@@ -45,7 +52,7 @@ int main(int argc, char **argv)
     r1_optim_config_default(&oc);
     if (r1_model_config_preset(&cfg, preset) || r1_backend_create(&be, bk, threads) ||
         r1_model_create(&m, &cfg, be) || r1_model_init_weights(m, 1) ||
-        r1_model_reserve(m, B, T) || r1_optim_create(&o, m, &oc)) {
+        r1_model_set_precision(m, prec) || r1_model_reserve(m, B, T) || r1_optim_create(&o, m, &oc)) {
         fprintf(stderr, "r1-bench-train: %s\n", r1_err_last());
         return 1;
     }
@@ -72,8 +79,8 @@ int main(int argc, char **argv)
         }
     }
     double dt = (now() - t0) / steps;
-    printf("r1 train %s %s params=%lld B=%d T=%d tok/s=%.1f ms/step=%.1f loss=%.4f", preset,
-           be->ops->name, (long long)m->n_params, B, T, N / dt, dt * 1e3, loss);
+    printf("r1 train %s %s %s params=%lld B=%d T=%d tok/s=%.1f ms/step=%.1f loss=%.4f", preset,
+           be->ops->name, pname, (long long)m->n_params, B, T, N / dt, dt * 1e3, loss);
     if (bk == R1_BACKEND_CUDA) {
         const char *dev = r1_backend_device(be);
         double peak = getenv("R1_PEAK_TFLOPS") ? atof(getenv("R1_PEAK_TFLOPS")) * 1e12

@@ -159,7 +159,7 @@ void cmd_progress_plan(void *user, const struct r1_pipeline_stage_plan *plan)
 static void print_start(struct cmd_progress *p, struct cmd_stage_row *r, bool resume)
 {
     const struct r1_pipeline_stage_plan *pl = &r->plan;
-    char n[32], a[32], b[32], c[32], d[32], e[32], t[32];
+    char n[32], a[32], b[32], c[32], d[32], e[32], t[32], h[48];
     close_line(p);
     if (!r->have_plan) {
         fprintf(p->out, "%s %s\n", r->name, resume ? "resume" : "start");
@@ -173,11 +173,17 @@ static void print_start(struct cmd_progress *p, struct cmd_stage_row *r, bool re
     fmt_bytes(e, sizeof(e), (double)pl->other_bytes);
     fmt_bytes(t, sizeof(t),
               (double)(pl->param_bytes + pl->grad_bytes + pl->optim_bytes + pl->activation_bytes +
-                       pl->other_bytes));
+                       pl->param16_bytes + pl->other_bytes));
+    h[0] = '\0';
+    if (pl->param16_bytes) {
+        char x[32];
+        fmt_bytes(x, sizeof(x), (double)pl->param16_bytes);
+        snprintf(h, sizeof(h), " (+ %s bf16 copy)", x);
+    }
     fprintf(p->out,
-            "%s %s at step %" PRId64 " of %" PRId64 ": %s params; memory %s params + %s "
+            "%s %s at step %" PRId64 " of %" PRId64 ": %s params; memory %s params%s + %s "
             "grads + %s optimizer + %s activations%s%s%s = %s\n",
-            r->name, resume ? "resumes" : "starts", pl->done, pl->total, n, a, b, c, d,
+            r->name, resume ? "resumes" : "starts", pl->done, pl->total, n, a, h, b, c, d,
             pl->other_bytes ? " + " : "", pl->other_bytes ? e : "",
             pl->other_bytes ? " KV caches and other models" : "", t);
 }

@@ -65,6 +65,19 @@ struct r1_backend_ops {
                                 const float *bias, int M, int K, int N);
     /* OPTIONAL: dst (n) = bf16(src (n)), round to nearest even (NaN stays NaN) */
     void (*convert_bf16)(void *ctx, uint16_t *dst, const float *src, int64_t n);
+    /* OPTIONAL (training in bf16, core/model.c r1_model_set_precision): the matmul with
+     * both operands in bf16 and f32 results, sums in f32 (bf16 products are exact in f32,
+     * so only the summation order differs between backends):
+     * out (M,N) = in (M,K) · w (N,K)ᵀ + bias (N) [=]; bias f32, may be NULL */
+    void (*matmul16_forward)(void *ctx, float *out, const uint16_t *in, const uint16_t *w,
+                             const float *bias, int M, int K, int N);
+    /* its backward, dout in bf16 too:
+     * din (M,K) = dout (M,N) · w (N,K)     [=, skipped when din is NULL]
+     * dw (N,K) += doutᵀ · in (M,K)          [+=, f32, skipped when dw is NULL]
+     * dbias (N) += Σ_m dout                  [+=, f32, skipped when dbias is NULL] */
+    void (*matmul16_backward)(void *ctx, float *din, float *dw, float *dbias,
+                              const uint16_t *dout, const uint16_t *in, const uint16_t *w, int M,
+                              int K, int N);
 
     /* --- embedding --------------------------------------------------------- */
     /* out (N,C) = wte (V,C)[tokens (N)] */

@@ -45,6 +45,9 @@ struct r1_model_acts {
     float *dgate, *dup, *dact; /* (N,F) */
     float *datt, *dq;        /* (N,H·D) */
     float *dk, *dv;          /* (N,KVH·D) */
+    /* precision bf16: the bf16 image of a matmul's input (N·max(C, H·D, F)) and of its
+     * output gradient (the larger of N·max(C, H·D, F) and CHUNK·V); NULL in f32 */
+    uint16_t *x16, *d16;
 };
 
 /* ------------------------------------------------------------------------- */
@@ -318,6 +321,7 @@ void r1_model_free(struct r1_model *m)
         m->be->ops->free(m->be->ctx, m->rope_sin);
     r1_arena_release(&m->params);
     r1_arena_release(&m->grads);
+    r1_arena_release(&m->w16);
     free(m->tensors);
     free(m->layers);
     free(m->dlayers);
@@ -484,8 +488,15 @@ static void layout_acts(struct r1_model *m, struct r1_model_acts *a, int B, int 
     a->ent = F32(N);
     a->lsev = F32(N);
     a->logits = F32(CH * V);
+    int64_t widest = C > HD ? C : HD;
+    widest = widest > F ? widest : F;
+    if (m->precision == R1_BF16)
+        a->x16 = r1_arena_take_bytes(ar, (size_t)(N * widest) * sizeof(uint16_t));
     if (m->frozen) /* no backward: no gradient buffers */
         return;
+    if (m->precision == R1_BF16)
+        a->d16 = r1_arena_take_bytes(ar, (size_t)(N * widest > CH * V ? N * widest : CH * V) *
+                                             sizeof(uint16_t));
     a->dlogp = F32(N);
     a->dent = F32(N);
     a->dlogits = F32(CH * V);
@@ -511,6 +522,36 @@ void r1_model_set_recompute(struct r1_model *m, bool on)
     free_acts(m);
     m->max_B = m->max_T = 0;
     m->have_forward = false;
+}
+
+int r1_model_set_precision(struct r1_model *m, enum r1_dtype dt)
+{
+    const struct r1_backend_ops *op = m->be->ops;
+    if (dt != R1_F32 && dt != R1_BF16)
+        return r1_err_set(R1_EINVAL, "model: precision is f32 or bf16, not %s",
+                          r1_dtype_name(dt));
+    if (dt == m->precision)
+        return 0;
+    if (dt == R1_BF16 && (!op->matmul16_forward || !op->matmul16_backward || !op->convert_bf16))
+        return r1_err_set(R1_EINVAL, "model: the %s backend has no bf16 matmuls; use precision "
+                          "f32", op->name);
+    r1_arena_release(&m->w16);
+    m->w16_mem = NULL;
+    if (dt == R1_BF16) {
+        memset(&m->w16, 0, sizeof(m->w16));
+        r1_arena_take_bytes(&m->w16, m->params.cap / sizeof(float) * sizeof(uint16_t));
+        int rc = r1_arena_commit(&m->w16, m->be);
+        if (rc)
+            return r1_err_wrap(rc, "model: the bf16 copy of %lld parameters",
+                               (long long)m->n_params);
+        m->w16_mem = r1_arena_take_bytes(&m->w16, m->params.cap / sizeof(float) *
+                                                      sizeof(uint16_t));
+    }
+    m->precision = dt;
+    free_acts(m);
+    m->max_B = m->max_T = 0;
+    m->have_forward = false;
+    return 0;
 }
 
 int r1_model_reserve(struct r1_model *m, int B, int T)
@@ -581,6 +622,50 @@ static int check_batch(const struct r1_model *m, const struct r1_batch *b)
     return 0;
 }
 
+/* ---- matmuls in the model's precision ---------------------------------------- */
+
+/* In bf16, the bf16 image of x (n floats) in a->x16, for the matmuls that read x next
+ * (made again where the backward needs it: same input, same bits); NULL in f32. */
+static const uint16_t *half_input(struct r1_model *m, const float *x, int64_t n)
+{
+    if (m->precision != R1_BF16)
+        return NULL;
+    m->be->ops->convert_bf16(m->be->ctx, m->a->x16, x, n);
+    return m->a->x16;
+}
+
+/* The bf16 copy of parameter w (a pointer into the parameter arena). */
+static const uint16_t *half_param(const struct r1_model *m, const float *w)
+{
+    return m->w16_mem + (w - m->param_mem);
+}
+
+/* out (M,N) = in (M,K) · w (N,K)ᵀ + bias; in16 = half_input(in) or NULL (f32) */
+static void mm_forward(struct r1_model *m, float *out, const float *in, const uint16_t *in16,
+                       const float *w, const float *bias, int M, int K, int N)
+{
+    const struct r1_backend_ops *op = m->be->ops;
+    if (in16)
+        op->matmul16_forward(m->be->ctx, out, in16, half_param(m, w), bias, M, K, N);
+    else
+        op->matmul_forward(m->be->ctx, out, in, w, bias, M, K, N);
+}
+
+/* Its backward (backend.h matmul_backward); in bf16 dout is rounded into a->d16 first. */
+static void mm_backward(struct r1_model *m, float *din, float *dw, float *dbias,
+                        const float *dout, const float *in, const uint16_t *in16, const float *w,
+                        int M, int K, int N)
+{
+    const struct r1_backend_ops *op = m->be->ops;
+    void *cx = m->be->ctx;
+    if (!in16) {
+        op->matmul_backward(cx, din, dw, dbias, dout, in, w, M, K, N);
+        return;
+    }
+    op->convert_bf16(cx, m->a->d16, dout, (int64_t)M * N);
+    op->matmul16_backward(cx, din, dw, dbias, m->a->d16, in16, half_param(m, w), M, K, N);
+}
+
 /* Layer l of the batch shape (B,T) from a->l[l].x to xnext (N,C). */
 static void layer_forward(struct r1_model *m, int l, int B, int T, float *xnext)
 {
@@ -592,20 +677,25 @@ static void layer_forward(struct r1_model *m, int l, int B, int T, float *xnext)
     int D = c->head_dim, HD = H * D, KD = KVH * D, F = c->ffn_size;
     struct r1_layer *W = &m->layers[l];
     struct r1_layer_acts *L = &a->l[l];
+    const uint16_t *h16;
     op->rmsnorm_forward(cx, L->n1, L->rstd1, L->x, W->attn_norm, N, C, c->rms_eps);
-    op->matmul_forward(cx, L->q, L->n1, W->wq, W->bq, N, C, HD);
-    op->matmul_forward(cx, L->k, L->n1, W->wk, W->bk, N, C, KD);
-    op->matmul_forward(cx, L->v, L->n1, W->wv, W->bv, N, C, KD);
+    h16 = half_input(m, L->n1, (int64_t)N * C);
+    mm_forward(m, L->q, L->n1, h16, W->wq, W->bq, N, C, HD);
+    mm_forward(m, L->k, L->n1, h16, W->wk, W->bk, N, C, KD);
+    mm_forward(m, L->v, L->n1, h16, W->wv, W->bv, N, C, KD);
     op->rope_forward(cx, L->q, a->pos, m->rope_cos, m->rope_sin, N, H, D);
     op->rope_forward(cx, L->k, a->pos, m->rope_cos, m->rope_sin, N, KVH, D);
     op->attention_forward(cx, L->att, L->lse, L->q, L->k, L->v, a->seg, B, T, H, KVH, D);
-    op->matmul_forward(cx, L->h, L->att, W->wo, NULL, N, HD, C);
+    h16 = half_input(m, L->att, (int64_t)N * HD);
+    mm_forward(m, L->h, L->att, h16, W->wo, NULL, N, HD, C);
     op->add(cx, L->h, L->h, L->x, (int64_t)N * C);
     op->rmsnorm_forward(cx, L->n2, L->rstd2, L->h, W->mlp_norm, N, C, c->rms_eps);
-    op->matmul_forward(cx, L->gate, L->n2, W->wgate, NULL, N, C, F);
-    op->matmul_forward(cx, L->up, L->n2, W->wup, NULL, N, C, F);
+    h16 = half_input(m, L->n2, (int64_t)N * C);
+    mm_forward(m, L->gate, L->n2, h16, W->wgate, NULL, N, C, F);
+    mm_forward(m, L->up, L->n2, h16, W->wup, NULL, N, C, F);
     op->swiglu_forward(cx, L->act, L->gate, L->up, (int64_t)N * F);
-    op->matmul_forward(cx, xnext, L->act, W->wdown, NULL, N, F, C);
+    h16 = half_input(m, L->act, (int64_t)N * F);
+    mm_forward(m, xnext, L->act, h16, W->wdown, NULL, N, F, C);
     op->add(cx, xnext, xnext, L->h, (int64_t)N * C);
 }
 
@@ -621,6 +711,8 @@ static void forward_trunk(struct r1_model *m, const struct r1_batch *b)
     op->upload(cx, a->tokens, b->tokens, (size_t)N * sizeof(int32_t));
     op->upload(cx, a->pos, b->pos, (size_t)N * sizeof(int32_t));
     op->upload(cx, a->seg, b->seg, (size_t)N * sizeof(int32_t));
+    if (m->precision == R1_BF16) /* the bf16 copy of the current weights (gaps included) */
+        op->convert_bf16(cx, m->w16_mem, m->param_mem, (int64_t)(m->params.cap / sizeof(float)));
 
     op->embedding_forward(cx, a->l[0].x, a->tokens, m->embed, N, C);
     for (int l = 0; l < c->n_layers; l++)
@@ -671,7 +763,9 @@ int r1_model_forward(struct r1_model *m, const struct r1_batch *b, float *logp, 
     move_rows(m, a->hrows, a->nf, true);
     for (int r = 0; r < a->n_rows; r += R1_MODEL_HEAD_CHUNK) {
         int n = a->n_rows - r < R1_MODEL_HEAD_CHUNK ? a->n_rows - r : R1_MODEL_HEAD_CHUNK;
-        op->matmul_forward(cx, a->logits, a->hrows + (size_t)r * C, m->lm_head, NULL, n, C, V);
+        const float *hr = a->hrows + (size_t)r * C;
+        mm_forward(m, a->logits, hr, half_input(m, hr, (int64_t)n * C), m->lm_head, NULL, n, C,
+                   V);
         if (m->logit_scale != 1.0f)
             op->scale(cx, a->logits, m->logit_scale, (int64_t)n * V);
         op->logprobs_forward(cx, a->logp + r, a->ent + r, a->lsev + r, a->logits,
@@ -750,7 +844,8 @@ int r1_model_logits(struct r1_model *m, const struct r1_batch *b, const int32_t 
         a->n_rows = n;
         memcpy(a->rows_host, rows + r, (size_t)n * sizeof(int32_t));
         move_rows(m, a->hrows, a->nf, true);
-        op->matmul_forward(cx, a->logits, a->hrows, m->lm_head, NULL, n, C, V);
+        mm_forward(m, a->logits, a->hrows, half_input(m, a->hrows, (int64_t)n * C), m->lm_head,
+                   NULL, n, C, V);
         op->download(cx, logits + (size_t)r * V, a->logits, (size_t)n * V * sizeof(float));
     }
     return r1_backend_check(m->be);
@@ -786,15 +881,16 @@ int r1_model_backward(struct r1_model *m, const float *dlogp, const float *dentr
     for (int r = 0; r < a->n_rows; r += R1_MODEL_HEAD_CHUNK) {
         int n = a->n_rows - r < R1_MODEL_HEAD_CHUNK ? a->n_rows - r : R1_MODEL_HEAD_CHUNK;
         const float *hr = a->hrows + (size_t)r * C;
-        op->matmul_forward(cx, a->logits, hr, m->lm_head, NULL, n, C, V);
+        const uint16_t *h16 = half_input(m, hr, (int64_t)n * C);
+        mm_forward(m, a->logits, hr, h16, m->lm_head, NULL, n, C, V);
         if (m->logit_scale != 1.0f)
             op->scale(cx, a->logits, m->logit_scale, (int64_t)n * V);
         op->logprobs_backward(cx, a->dlogits, a->logits, a->lsev + r, a->ent + r,
                               a->htargets + r, a->dlogp + r, dentropy ? a->dent + r : NULL, n, V);
         if (m->logit_scale != 1.0f) /* d(s·z)/dz = s */
             op->scale(cx, a->dlogits, m->logit_scale, (int64_t)n * V);
-        op->matmul_backward(cx, dh + (size_t)r * C, m->dlm_head, NULL, a->dlogits, hr, m->lm_head,
-                            n, C, V);
+        mm_backward(m, dh + (size_t)r * C, m->dlm_head, NULL, a->dlogits, hr, h16, m->lm_head, n,
+                    C, V);
     }
     backward_trunk(m, dh);
     m->have_forward = false;
@@ -850,22 +946,26 @@ static void backward_trunk(struct r1_model *m, float *dh)
                            * dtmp is free at the top of each layer) */
             layer_forward(m, l, B, T, a->dtmp);
         /* dres = dL/d(layer output) */
-        op->matmul_backward(cx, a->dact, dW->wdown, NULL, a->dres, L->act, W->wdown, N, F, C);
+        const uint16_t *h16 = half_input(m, L->act, (int64_t)N * F);
+        mm_backward(m, a->dact, dW->wdown, NULL, a->dres, L->act, h16, W->wdown, N, F, C);
         op->swiglu_backward(cx, a->dgate, a->dup, a->dact, L->gate, L->up, (int64_t)N * F);
-        op->matmul_backward(cx, a->dn, dW->wgate, NULL, a->dgate, L->n2, W->wgate, N, C, F);
-        op->matmul_backward(cx, a->dtmp, dW->wup, NULL, a->dup, L->n2, W->wup, N, C, F);
+        h16 = half_input(m, L->n2, (int64_t)N * C);
+        mm_backward(m, a->dn, dW->wgate, NULL, a->dgate, L->n2, h16, W->wgate, N, C, F);
+        mm_backward(m, a->dtmp, dW->wup, NULL, a->dup, L->n2, h16, W->wup, N, C, F);
         op->add(cx, a->dn, a->dn, a->dtmp, (int64_t)N * C);
         op->rmsnorm_backward(cx, a->dtmp, dW->mlp_norm, a->dn, L->h, W->mlp_norm, L->rstd2, N, C);
         op->add(cx, a->dres, a->dres, a->dtmp, (int64_t)N * C); /* now dL/dh */
-        op->matmul_backward(cx, a->datt, dW->wo, NULL, a->dres, L->att, W->wo, N, HD, C);
+        h16 = half_input(m, L->att, (int64_t)N * HD);
+        mm_backward(m, a->datt, dW->wo, NULL, a->dres, L->att, h16, W->wo, N, HD, C);
         op->attention_backward(cx, a->dq, a->dk, a->dv, a->datt, L->att, L->lse, L->q, L->k, L->v,
                                a->seg, B, T, H, KVH, D);
         op->rope_backward(cx, a->dq, a->pos, m->rope_cos, m->rope_sin, N, H, D);
         op->rope_backward(cx, a->dk, a->pos, m->rope_cos, m->rope_sin, N, KVH, D);
-        op->matmul_backward(cx, a->dn, dW->wq, dW->bq, a->dq, L->n1, W->wq, N, C, HD);
-        op->matmul_backward(cx, a->dtmp, dW->wk, dW->bk, a->dk, L->n1, W->wk, N, C, KD);
+        h16 = half_input(m, L->n1, (int64_t)N * C);
+        mm_backward(m, a->dn, dW->wq, dW->bq, a->dq, L->n1, h16, W->wq, N, C, HD);
+        mm_backward(m, a->dtmp, dW->wk, dW->bk, a->dk, L->n1, h16, W->wk, N, C, KD);
         op->add(cx, a->dn, a->dn, a->dtmp, (int64_t)N * C);
-        op->matmul_backward(cx, a->dtmp, dW->wv, dW->bv, a->dv, L->n1, W->wv, N, C, KD);
+        mm_backward(m, a->dtmp, dW->wv, dW->bv, a->dv, L->n1, h16, W->wv, N, C, KD);
         op->add(cx, a->dn, a->dn, a->dtmp, (int64_t)N * C);
         op->rmsnorm_backward(cx, a->dtmp, dW->attn_norm, a->dn, L->x, W->attn_norm, L->rstd1, N,
                              C);

@@ -98,6 +98,12 @@ struct r1_model {
     bool fwd_score;   /* the last forward ran the score head (not the LM head) */
     bool frozen;      /* r1_model_create_frozen: forward passes only */
     bool recompute;   /* r1_model_set_recompute: activations recomputed in the backward */
+    /* r1_model_set_precision: R1_F32 or R1_BF16.  In bf16, w16 mirrors the parameter
+     * arena in bf16 (element i of w16_mem is bf16(param_mem[i])), remade at the start of
+     * every forward; the matmuls read it */
+    enum r1_dtype precision;
+    struct r1_arena w16;
+    uint16_t *w16_mem;
     /* r1_model_set_grad_hook */
     void (*grad_hook)(void *arg, int64_t lo);
     void *grad_hook_arg;
@@ -142,6 +148,19 @@ bool r1_model_has_score_head(const struct r1_model *m);
  * change drops the reserved activations).  A frozen model ignores it (it keeps no
  * activations for a backward). */
 void r1_model_set_recompute(struct r1_model *m, bool on);
+/* Precision of the matmuls (every projection and the LM head; the score head stays f32):
+ * R1_F32 (the default), or R1_BF16, mixed precision as PyTorch's bf16 autocast: each
+ * matmul takes bf16 roundings (nearest even) of its input and of the weights, and in the
+ * backward of its output gradient, and sums their products in f32 into f32 results.  The
+ * parameters stay f32 (the master weights the optimizer updates and checkpoints save);
+ * their bf16 copy is remade from them at the start of every forward, so code that writes
+ * the parameters need not know.  Norms, attention, SwiGLU, the loss heads and every
+ * gradient sum stay f32.  Costs a copy of the parameters in bf16 and one bf16 buffer per
+ * operand in the activations; buys tensor-core GEMMs on a GPU (on the CPU the bf16
+ * operands are widened to f32 for SGEMM: the reference, not faster).  R1_EINVAL for
+ * another dtype or a backend without the bf16 ops, R1_ENOMEM when the copy does not fit.
+ * Drops the reserved activations, as r1_model_set_recompute does. */
+int r1_model_set_precision(struct r1_model *m, enum r1_dtype dt);
 /* Allocates activations for batches up to B×T (once; again only to grow). */
 int r1_model_reserve(struct r1_model *m, int B, int T);
 const struct r1_param *r1_model_find(const struct r1_model *m, const char *name);

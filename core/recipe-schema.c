@@ -68,6 +68,10 @@ static const struct r1_recipe_key schema[] = {
     {"stage", "recompute", R1_KEY_BOOL, "false", 0, 0, 0, NULL, 0, STG(recompute), 0, 0,
      "keep only each layer's input in the forward and recompute the rest in the backward: "
      "activation memory ~1/layers for one more forward per step (same results, bit for bit)"},
+    {"stage", "precision", R1_KEY_ENUM, "f32", 0, 0, 0, "f32|bf16", 0, STG(precision), 0, 0,
+     "matmul precision of the stage's models and its sampling: bf16 rounds every matmul's "
+     "operands to bf16 and sums in f32 (mixed precision, as autocast; weights, optimizer and "
+     "checkpoints stay f32); tensor cores on a GPU, slower on the CPU"},
     {"stage", "save_every", R1_KEY_INT, "100", 1, BIG, 0, NULL, 0, STG(save_every), 0, 0,
      "checkpoint every N steps (and at the end)"},
     {"stage", "log_every", R1_KEY_INT, "10", 1, BIG, 0, NULL, 0, STG(log_every), 0, 0,

@@ -33,6 +33,8 @@ enum r1_stage_kind {
 };
 
 enum r1_recipe_backend { R1_RECIPE_BACKEND_AUTO = 0, R1_RECIPE_BACKEND_CPU, R1_RECIPE_BACKEND_CUDA };
+/* a stage's matmul precision: the values of enum r1_dtype R1_F32 and R1_BF16 */
+enum r1_precision { R1_PRECISION_F32 = 0, R1_PRECISION_BF16 = 1 };
 enum r1_data_format { R1_DATA_TEXT = 0, R1_DATA_JSONL };
 enum r1_grpo_loss { R1_GRPO_LOSS_GRPO = 0, R1_GRPO_LOSS_BNPO, R1_GRPO_LOSS_DR_GRPO, R1_GRPO_LOSS_DAPO };
 enum r1_grpo_scale { R1_GRPO_SCALE_GROUP = 0, R1_GRPO_SCALE_BATCH, R1_GRPO_SCALE_NONE };
@@ -170,6 +172,7 @@ struct r1_stage_cfg {
     int64_t steps, epochs; /* exactly one is > 0 */
     int64_t batch_size, micro_batch_size, seq_len;
     bool recompute;    /* recompute activations in the backward (r1_model_set_recompute) */
+    enum r1_precision precision; /* the stage's models and generation (r1_model_set_precision) */
     int64_t save_every, log_every, eval_every; /* eval_every 0: never */
     /* sft, rejection_sft: completions per held-out prompt and their temperature (grpo and
      * align have grpo.eval_samples / eval_temperature) */

@@ -346,6 +346,7 @@ static int grpo_init(void **state, const struct r1_stage_env *env)
         goto fail;
     if (s->g->beta > 0) { /* the frozen reference: the stage's starting weights */
         if ((rc = r1_model_create_frozen(&s->ref, &s->m->cfg, s->be)) ||
+            (rc = r1_model_set_precision(s->ref, s->m->precision)) ||
             (rc = r1_model_reserve(s->ref, s->micro, s->T_max)))
             goto fail;
         s->ref->logit_scale = s->m->logit_scale;
@@ -415,7 +416,7 @@ static int generate_draw(struct grpo *s, const int64_t *idx, float temperature, 
         n++;
     }
     struct r1_gen_config gc = {{temperature, 0, s->g->top_p, 0}, s->max_comp, seed,
-                               &s->stop_id, s->stop_id >= 0, NULL, 0, R1_F32};
+                               &s->stop_id, s->stop_id >= 0, NULL, 0, s->m->precision};
     int rc = n > 0 ? r1_generate(s->gen, &gc, s->own_req, n, s->own_res, NULL, NULL) : 0;
     for (int i = 0, k = 0; i < s->S && !rc; i++)
         if (owns_group(s, i / s->G))
@@ -898,7 +899,7 @@ static int grpo_evaluate(void *state, struct r1_stage_metrics *out)
     /* the same random streams at every evaluation, so changes are the model's */
     struct r1_eval_spec sp = {s->eval, (int)s->g->eval_samples, s->g->eval_temperature,
                               s->g->top_p, s->max_comp, r1_rng_mix64(s->seed ^ 0x6576616cull),
-                              s->g->rewards, s->n_rw, s->g->accuracy_reward, R1_F32,
+                              s->g->rewards, s->n_rw, s->g->accuracy_reward, s->m->precision,
                               s->dist, NULL};
     return r1_eval_generate(s->m, s->tok, &sp, out);
 }

@@ -348,7 +348,7 @@ static int lm_evaluate(void *state, struct r1_stage_metrics *out)
     if (!a->eval)
         return 0;
     struct r1_eval_spec sp = {a->eval,     a->eval_samples, a->eval_temperature, 1.0f,
-                              a->eval_len, a->eval_seed,    NULL, 0, NULL, R1_F32, a->dist,
+                              a->eval_len, a->eval_seed,    NULL, 0, NULL, a->m->precision, a->dist,
                               NULL};
     return r1_eval_generate(a->m, a->tok, &sp, out);
 }

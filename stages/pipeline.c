@@ -545,6 +545,9 @@ static int run_stage(struct run *R, int si)
     if ((rc = r1_dist_agree(R->dist, rc)))
         goto out;
     r1_model_set_recompute(m, s->recompute);
+    rc = r1_model_set_precision(m, s->precision == R1_PRECISION_BF16 ? R1_BF16 : R1_F32);
+    if ((rc = r1_dist_agree(R->dist, rc ? r1_err_wrap(rc, "stage '%s': precision", s->name) : 0)))
+        goto out;
     const char *chat = NULL;
     if ((rc = r1_chat_template_resolve(R->r->chat_template, tok->chat_template, &chat))) {
         rc = r1_err_wrap(rc, "%s: model.chat_template", R->r->path);
@@ -558,13 +561,15 @@ static int run_stage(struct run *R, int si)
     if (R->o->on_plan) {
         struct r1_pipeline_stage_plan plan = {
             s->name, r1_stage_kind_name(s->kind), ck && ck->step < total ? ck->step : 0, total,
-            m->n_params, m->params.cap, m->grads.cap, 2 * m->grads.cap, m->acts.cap, 0};
+            m->n_params, m->params.cap, m->grads.cap, 2 * m->grads.cap, m->acts.cap, m->w16.cap,
+            0};
         if (s->kind == R1_STAGE_REJECTION_SFT) /* samples only: no optimizer */
             plan.optim_bytes = 0;
         struct r1_optim *opt = ops->optim ? ops->optim(st) : NULL;
         if (opt) /* this rank's share under ZeRO-1 */
             plan.optim_bytes = opt->state.cap;
-        size_t own = plan.param_bytes + plan.grad_bytes + plan.optim_bytes + plan.activation_bytes;
+        size_t own = plan.param_bytes + plan.grad_bytes + plan.optim_bytes +
+                     plan.activation_bytes + plan.param16_bytes;
         plan.other_bytes = R->be->arena_bytes > own ? R->be->arena_bytes - own : 0;
         if (!ck || ck->step < total)
             R->o->on_plan(R->o->user, &plan);

@@ -617,7 +617,7 @@ static int generate_step(struct rs *s, struct r1_stage_metrics *out)
         s->own_res[mine++] = s->res[q];
     }
     struct r1_gen_config gc = {{s->rj->temperature, 0, s->rj->top_p, 0}, (int)s->L, s->gen_seed,
-                               &s->stop_id, s->stop_id >= 0, NULL, 0, R1_F32};
+                               &s->stop_id, s->stop_id >= 0, NULL, 0, s->env.model->precision};
     rc = mine > 0 ? r1_generate(s->gen, &gc, s->req, mine, s->own_res, NULL, NULL) : 0;
     if (rc)
         r1_err_wrap(rc, "stage '%s' generation step %" PRId64, s->cfg->name, gen_done(s) + 1);
@@ -781,7 +781,7 @@ static int rs_evaluate(void *state, struct r1_stage_metrics *out)
     struct r1_eval_spec sp = {s->eval, (int)s->cfg->eval_samples, s->cfg->eval_temperature, 1.0f,
                               (int)s->L,
                               r1_rng_mix64(s->seed ^ 0x6576616cull), s->rj->rewards,
-                              s->rj->n_rewards, s->acc_default.name, R1_F32,
+                              s->rj->n_rewards, s->acc_default.name, s->env.model->precision,
                               s->env.dist, NULL};
     return r1_eval_generate(s->env.model, s->env.tok, &sp, out);
 }

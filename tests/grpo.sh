@@ -6,6 +6,7 @@
 #  2. resume: a run using every GRPO option, killed with -9 inside a checkpoint write and
 #     at a random moment mid-GRPO, ends after `r1 resume` with the same weights,
 #     optimizer, reference model, samples and evaluations as an uninterrupted run;
+#     The same stage in precision bf16 resumes to the same bytes too;
 #  3. bad recipes (unknown reward, minibatches that do not divide the batch) exit 2.
 # Also: the memory plan line of the grpo stage counts its KV caches and reference model.
 set -u
@@ -60,6 +61,28 @@ for point in rl:4:before-commit rl:8:before-commit; do
   "$r1" resume "$d" >/dev/null 2>"$tmp/err" || { echo "FAIL: $point: resume: $(cat "$tmp/err")"; fail=1; continue; }
   check_same "kill -9 at $point" "$d"
 done
+# the same stage in precision bf16 (policy, reference and sampling): its own results, and
+# a kill -9 mid-stage resumes to the same bytes
+d=$tmp/bf16
+"$r1" run "$recipe" --run-dir "$d" --set stages.rl.precision=bf16 >/dev/null 2>&1 ||
+  { echo "FAIL: bf16 features run"; fail=1; }
+want16=$(final "$d")
+if [ "$(echo "$want16" | head -1)" = "$(echo "$want" | head -1)" ]; then
+  echo "FAIL: the bf16 run ended with the f32 run's weights (was bf16 used?)"; fail=1
+fi
+d=$tmp/crash16
+R1_TEST_CRASH=rl:8:before-commit "$r1" run "$recipe" --run-dir "$d" --set stages.rl.precision=bf16 \
+  >/dev/null 2>&1
+rc=$?
+if [ $rc -ne 137 ]; then
+  echo "FAIL: bf16 rl:8: expected a kill (137), got $rc"; fail=1
+elif ! "$r1" resume "$d" >/dev/null 2>"$tmp/err"; then
+  echo "FAIL: bf16 rl:8: resume: $(cat "$tmp/err")"; fail=1
+elif [ "$(final "$d")" != "$want16" ]; then
+  echo "FAIL: bf16 rl:8: result differs from the uninterrupted bf16 run"; fail=1
+else
+  echo "ok: kill -9 at rl:8 in precision bf16 and resume give the same bytes"
+fi
 d=$tmp/timed
 "$r1" run "$recipe" --run-dir "$d" --progress-every 0 >"$tmp/timed.out" 2>&1 &
 pid=$!

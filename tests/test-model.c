@@ -76,13 +76,9 @@ static double scalar_loss(struct r1_model *m, const struct r1_batch *b, const fl
     return L;
 }
 
-static void gradcheck(int tie, int bias, float logit_scale)
+/* Larger weights than the default init: every path's gradient is visible. */
+static void big_weights(struct r1_model *m)
 {
-    struct r1_model_config cfg = micro_config(tie, bias);
-    struct r1_model *m = NULL;
-    assert_int_equal(r1_model_create(&m, &cfg, be), 0);
-    assert_int_equal(r1_model_init_weights(m, 7), 0);
-    /* larger weights than the default init make every path's gradient visible */
     for (int k = 0; k < m->n_tensors; k++) {
         float *w = m->tensors[k].w.data;
         int64_t n = r1_tensor_numel(&m->tensors[k].w);
@@ -90,6 +86,14 @@ static void gradcheck(int tie, int bias, float logit_scale)
             w[i] = strstr(m->tensors[k].name, "norm") ? 1.0f + 0.3f * r1_rng_normal_at(9, k, i)
                                                       : 0.3f * r1_rng_normal_at(9, k, i);
     }
+}
+
+static void gradcheck(int tie, int bias, float logit_scale)
+{
+    struct r1_model_config cfg = micro_config(tie, bias);
+    struct r1_model *m = NULL;
+    assert_int_equal(r1_model_create(&m, &cfg, be), 0);
+    big_weights(m);
     assert_int_equal(r1_model_reserve(m, GB, GT), 0);
     m->logit_scale = logit_scale;
     struct r1_batch b = {GB, GT, g_tokens, g_pos, g_seg, g_targets};
@@ -231,7 +235,16 @@ static void test_kv_cache_parity(void **state)
 }
 
 /* Trains the tiny model on one fixed batch: returns the final loss. */
+static double overfit_in(enum r1_dtype precision, uint64_t seed, int steps,
+                         float *final_weights_sum);
+
 static double overfit(uint64_t seed, int steps, float *final_weights_sum)
+{
+    return overfit_in(R1_F32, seed, steps, final_weights_sum);
+}
+
+static double overfit_in(enum r1_dtype precision, uint64_t seed, int steps,
+                         float *final_weights_sum)
 {
     struct r1_model_config cfg;
     r1_model_config_preset(&cfg, "tiny");
@@ -243,6 +256,7 @@ static double overfit(uint64_t seed, int steps, float *final_weights_sum)
     oc.weight_decay = 0.0f;
     assert_int_equal(r1_model_create(&m, &cfg, be), 0);
     r1_model_init_weights(m, seed);
+    assert_int_equal(r1_model_set_precision(m, precision), 0);
     assert_int_equal(r1_optim_create(&o, m, &oc), 0);
     const char *text = "<think>2+3=5</think><answer>5</answer>";
     enum { T = 32 };
@@ -281,6 +295,114 @@ static void test_overfit(void **state)
     double loss = overfit(1, 150, NULL);
     if (!(loss < 0.05))
         fail_msg("overfit loss %g not below 0.05", loss);
+}
+
+/* Precision bf16 (mixed, as autocast): logprobs, entropies and gradients within bf16
+ * rounding of the f32 model's; bitwise repeatable, the same with recomputation and in a
+ * frozen model; back to f32 gives f32's bits again; it trains.
+ *
+ * Tolerances.  Each matmul rounds two operands to bf16 (relative 2^-9 each); through 3
+ * layers and the head the logprobs and entropies (|logp| ~ 4) move by 0.014 and 0.029
+ * (measured; R1_TEST_VERBOSE=1 prints it), bounded at 0.1.  The whole gradient moves by
+ * ~2% of its norm (bound 5%); single tensors by 1-7%, and up to 10% for k_proj.bias,
+ * whose exact gradient nearly cancels (a bias shared by every key only matters through
+ * RoPE), so the per-tensor bound is 25%.  A mistake in the bf16 path (a wrong operand, a
+ * missing gradient term) moves these by O(1). */
+static void test_bf16(void **state)
+{
+    (void)state;
+    int verbose = getenv("R1_TEST_VERBOSE") != NULL;
+    for (int tie = 0; tie <= 1; tie++) {
+        struct r1_model_config cfg = micro_config(tie, !tie);
+        cfg.n_layers = 3;
+        struct r1_model *m = NULL, *h = NULL, *r = NULL, *f = NULL;
+        assert_int_equal(r1_model_create(&m, &cfg, be), 0);
+        assert_int_equal(r1_model_create(&h, &cfg, be), 0);
+        assert_int_equal(r1_model_create(&r, &cfg, be), 0);
+        assert_int_equal(r1_model_create_frozen(&f, &cfg, be), 0);
+        big_weights(m), big_weights(h), big_weights(r), big_weights(f);
+        assert_int_equal(r1_model_set_precision(h, R1_F16), R1_EINVAL);
+        assert_int_equal(r1_model_set_precision(h, R1_BF16), 0);
+        assert_int_equal(r1_model_set_precision(r, R1_BF16), 0);
+        assert_int_equal(r1_model_set_precision(f, R1_BF16), 0);
+        assert_int_equal(h->w16.cap, h->params.cap / 2);
+        r1_model_set_recompute(r, true);
+        assert_int_equal(r1_model_reserve(m, GB, GT), 0);
+        assert_int_equal(r1_model_reserve(h, GB, GT), 0);
+        assert_int_equal(r1_model_reserve(r, GB, GT), 0);
+        assert_int_equal(r1_model_reserve(f, GB, GT), 0);
+        struct r1_batch b = {GB, GT, g_tokens, g_pos, g_seg, g_targets};
+        float lm[GB * GT], em[GB * GT], lh[GB * GT], eh[GB * GT], l2[GB * GT], e2[GB * GT];
+        float c[GB * GT], e[GB * GT];
+        for (int i = 0; i < GB * GT; i++) {
+            c[i] = r1_rng_normal_at(3, 1, i);
+            e[i] = 0.5f * r1_rng_normal_at(3, 2, i);
+        }
+        assert_int_equal(r1_model_forward(m, &b, lm, em), 0);
+        assert_int_equal(r1_model_backward(m, c, e), 0);
+        assert_int_equal(r1_model_forward(h, &b, lh, eh), 0);
+        assert_int_equal(r1_model_backward(h, c, e), 0);
+        double dmax = 0;
+        int differ = 0;
+        for (int i = 0; i < GB * GT; i++) {
+            dmax = fmax(dmax, fmax(fabs((double)lh[i] - lm[i]), fabs((double)eh[i] - em[i])));
+            differ += lh[i] != lm[i];
+        }
+        if (verbose)
+            printf("bf16 tie=%d: max |logp, entropy difference| %.3g\n", tie, dmax);
+        assert_true(differ > 0); /* the bf16 path ran */
+        assert_true(dmax <= 0.1);
+        double all_num = 0, all_den = 0;
+        for (int k = 0; k < m->n_tensors; k++) {
+            const float *g32 = m->tensors[k].g.data, *g16 = h->tensors[k].g.data;
+            int64_t n = r1_tensor_numel(&m->tensors[k].g);
+            double num = 0, den = 0;
+            for (int64_t i = 0; i < n; i++) {
+                num += ((double)g16[i] - g32[i]) * ((double)g16[i] - g32[i]);
+                den += (double)g32[i] * g32[i];
+            }
+            all_num += num, all_den += den;
+            if (verbose)
+                printf("  %-44s relative gradient difference %.3g\n", m->tensors[k].name,
+                       sqrt(num / den));
+            if (!(den > 0 && sqrt(num) <= 0.25 * sqrt(den)))
+                fail_msg("bf16 gradient of %s: ||g16 - g32|| = %g, ||g32|| = %g",
+                         m->tensors[k].name, sqrt(num), sqrt(den));
+        }
+        if (verbose)
+            printf("  all tensors: relative gradient difference %.3g\n", sqrt(all_num / all_den));
+        assert_true(sqrt(all_num) <= 0.05 * sqrt(all_den));
+        /* recomputed, frozen, repeated: the same bits */
+        assert_int_equal(r1_model_forward(r, &b, l2, e2), 0);
+        assert_memory_equal(l2, lh, sizeof(lh));
+        assert_memory_equal(e2, eh, sizeof(eh));
+        assert_int_equal(r1_model_backward(r, c, e), 0);
+        assert_memory_equal(r->grad_mem, h->grad_mem, h->grads.cap);
+        assert_int_equal(r1_model_forward(f, &b, l2, e2), 0);
+        assert_memory_equal(l2, lh, sizeof(lh));
+        assert_memory_equal(e2, eh, sizeof(eh));
+        assert_int_equal(r1_model_forward(h, &b, l2, e2), 0);
+        assert_memory_equal(l2, lh, sizeof(lh));
+        /* the copy follows the weights: a changed weight changes the bf16 forward */
+        float *w0 = h->layers[0].wq, old = w0[0];
+        w0[0] = old + 0.5f;
+        assert_int_equal(r1_model_forward(h, &b, l2, e2), 0);
+        assert_true(memcmp(l2, lh, sizeof(lh)) != 0);
+        w0[0] = old;
+        /* back to f32: f32's bits */
+        assert_int_equal(r1_model_set_precision(h, R1_F32), 0);
+        assert_int_equal(h->w16.cap, 0);
+        assert_int_equal(r1_model_reserve(h, GB, GT), 0);
+        assert_int_equal(r1_model_forward(h, &b, l2, e2), 0);
+        assert_memory_equal(l2, lm, sizeof(lm));
+        r1_model_free(m), r1_model_free(h), r1_model_free(r), r1_model_free(f);
+    }
+    /* it trains: the tiny model memorises a batch in bf16 as in f32 (test_overfit) */
+    double loss = overfit_in(R1_BF16, 1, 150, NULL);
+    if (verbose)
+        printf("bf16 overfit loss %.4g\n", loss);
+    if (!(loss < 0.05))
+        fail_msg("bf16 overfit loss %g not below 0.05", loss);
 }
 
 /* A frozen model (forward only, layers sharing buffers) gives bitwise the logprobs and
@@ -682,6 +804,7 @@ int main(void)
         cmocka_unit_test(test_determinism),
         cmocka_unit_test(test_frozen),
         cmocka_unit_test(test_recompute),
+        cmocka_unit_test(test_bf16),
         cmocka_unit_test(test_grad_hook),
         cmocka_unit_test(test_hfdir_roundtrip),
         cmocka_unit_test(test_config_check),

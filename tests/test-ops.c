@@ -317,6 +317,80 @@ static void test_matmul_bf16_rows(void **state)
     ffree(in), ffree(w), ffree(bias), ffree(all), ffree(part), ffree(one_t), ffree(wb);
 }
 
+/* ---- matmul with both operands bf16 (training in bf16) ----------------------------- */
+
+/* f32 images of n bf16 values */
+static float *widened(const uint16_t *h, int64_t n)
+{
+    float *p = falloc(n);
+    for (int64_t i = 0; i < n; i++)
+        p[i] = r1_bf16_to_f32(h[i]);
+    return p;
+}
+
+/* The CPU's contract: matmul16_forward / matmul16_backward are bit for bit the f32 ops on
+ * the widened operands (the bf16 products are exact in f32), and the forward is within the
+ * f32 sum's rounding of a double reference. */
+static void test_matmul16(void **state)
+{
+    (void)state;
+    rng_seed(24);
+    /* M = 1, 2 (the sgemv path), odd small shapes, and shapes above the parallel
+     * thresholds */
+    const int shapes[][3] = {{1, 13, 9}, {2, 7, 5}, {7, 13, 9}, {3, 1, 4}, {33, 250, 330},
+                             {64, 96, 160}};
+    for (size_t si = 0; si < sizeof(shapes) / sizeof(shapes[0]); si++) {
+        int M = shapes[si][0], K = shapes[si][1], N = shapes[si][2];
+        int64_t mk = (int64_t)M * K, nk = (int64_t)N * K, mn = (int64_t)M * N;
+        float *in = frand(mk, -1, 1), *w = frand(nk, -1, 1), *dout = frand(mn, -1, 1);
+        float *bias = frand(N, -1, 1);
+        uint16_t *in16 = bf16_of(in, mk), *w16 = bf16_of(w, nk), *d16 = bf16_of(dout, mn);
+        float *in32 = widened(in16, mk), *w32 = widened(w16, nk), *d32 = widened(d16, mn);
+        float *got = falloc(mn), *want = falloc(mn);
+        for (int with_bias = 0; with_bias < 2; with_bias++) {
+            const float *b = with_bias ? bias : NULL;
+            be->ops->matmul16_forward(be->ctx, got, in16, w16, b, M, K, N);
+            be->ops->matmul_forward(be->ctx, want, in32, w32, b, M, K, N);
+            if (memcmp(got, want, (size_t)mn * sizeof(float)) != 0)
+                fail_msg("matmul16 forward M=%d K=%d N=%d bias=%d: not the f32 matmul of the "
+                         "widened operands", M, K, N, with_bias);
+            for (int m = 0; m < M; m++)
+                for (int n = 0; n < N; n++) {
+                    double sum = b ? b[n] : 0.0, sabs = fabs(sum);
+                    for (int k = 0; k < K; k++) {
+                        double t = (double)in32[(size_t)m * K + k] * w32[(size_t)n * K + k];
+                        sum += t;
+                        sabs += fabs(t);
+                    }
+                    double tol = 1e-7 + (K + 1) * 0x1p-24 * sabs; /* f32 sum, any order */
+                    if (!(fabs(got[(size_t)m * N + n] - sum) <= tol))
+                        fail_msg("matmul16 M=%d K=%d N=%d out[%d][%d]: got %.9g want %.9g", M,
+                                 K, N, m, n, (double)got[(size_t)m * N + n], sum);
+                }
+        }
+        /* backward: din written, dw and dbias added to what they hold */
+        float *din = falloc(mk), *dw = frand(nk, -1, 1), *db = frand(N, -1, 1);
+        float *din_r = falloc(mk), *dw_r = fdup(dw, nk), *db_r = fdup(db, N);
+        for (int64_t i = 0; i < mk; i++)
+            din[i] = 7.0f; /* overwritten, not added to */
+        be->ops->matmul16_backward(be->ctx, din, dw, db, d16, in16, w16, M, K, N);
+        be->ops->matmul_backward(be->ctx, din_r, dw_r, db_r, d32, in32, w32, M, K, N);
+        assert_memory_equal(din, din_r, (size_t)mk * sizeof(float));
+        assert_memory_equal(dw, dw_r, (size_t)nk * sizeof(float));
+        assert_memory_equal(db, db_r, (size_t)N * sizeof(float));
+        /* each of them alone */
+        float *dw2 = fdup(dw, nk);
+        be->ops->matmul16_backward(be->ctx, NULL, dw2, NULL, d16, in16, w16, M, K, N);
+        be->ops->matmul_backward(be->ctx, NULL, dw_r, NULL, d32, in32, w32, M, K, N);
+        assert_memory_equal(dw2, dw_r, (size_t)nk * sizeof(float));
+        be->ops->matmul16_backward(be->ctx, din, NULL, NULL, d16, in16, w16, M, K, N);
+        assert_memory_equal(din, din_r, (size_t)mk * sizeof(float));
+        ffree(in), ffree(w), ffree(dout), ffree(bias), ffree(in16), ffree(w16), ffree(d16);
+        ffree(in32), ffree(w32), ffree(d32), ffree(got), ffree(want), ffree(din), ffree(dw);
+        ffree(db), ffree(din_r), ffree(dw_r), ffree(db_r), ffree(dw2);
+    }
+}
+
 static void test_matmul_backward(void **state)
 {
     (void)state;
@@ -1101,6 +1175,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_convert_bf16),
         cmocka_unit_test(test_matmul_forward_bf16),
         cmocka_unit_test(test_matmul_bf16_rows),
+        cmocka_unit_test(test_matmul16),
         cmocka_unit_test(test_embedding),
         cmocka_unit_test(test_rmsnorm),
         cmocka_unit_test(test_rope),

@@ -56,7 +56,26 @@ static void cpu_release(void *ctx)
     if (!cpu)
         return;
     free(cpu->scratch);
+    for (int i = 0; i < R1_CPU_WIDE_SLOTS; i++)
+        free(cpu->wide[i]);
     free(cpu);
+}
+
+float *r1_cpu_wide(struct r1_cpu *cpu, int slot, size_t floats)
+{
+    if (floats <= cpu->wide_cap[slot] && cpu->wide[slot])
+        return cpu->wide[slot];
+    size_t n = (floats + 15) / 16 * 16;
+    float *p = n && n <= SIZE_MAX / sizeof(float) ? aligned_alloc(64, n * sizeof(float)) : NULL;
+    if (!p) {
+        r1_err_set(R1_ENOMEM, "backend-cpu: cannot allocate %zu MiB for a bf16 matmul's operands",
+                   floats * sizeof(float) >> 20);
+        return NULL;
+    }
+    free(cpu->wide[slot]);
+    cpu->wide[slot] = p;
+    cpu->wide_cap[slot] = n;
+    return p;
 }
 
 float *r1_cpu_scratch(struct r1_cpu *cpu, size_t floats_per_thread)
@@ -105,6 +124,8 @@ static const struct r1_backend_ops cpu_ops = {
     .matmul_backward = r1_cpu_matmul_backward,
     .matmul_forward_bf16 = r1_cpu_matmul_forward_bf16,
     .convert_bf16 = r1_cpu_convert_bf16,
+    .matmul16_forward = r1_cpu_matmul16_forward,
+    .matmul16_backward = r1_cpu_matmul16_backward,
     .embedding_forward = r1_cpu_embedding_forward,
     .embedding_backward = r1_cpu_embedding_backward,
     .rmsnorm_forward = r1_cpu_rmsnorm_forward,

@@ -26,16 +26,26 @@
 #define R1_CPU_PAR_MIN 32768
 #define R1_CPU_PAR_MIN_ATT (1 << 19)
 
+#define R1_CPU_WIDE_SLOTS 3
+
 struct r1_cpu {
     int threads;           /* OpenMP team size of every op */
     float *scratch;        /* threads * scratch_stride floats, 64-byte aligned */
     size_t scratch_stride; /* floats per thread, a multiple of 16 */
+    /* whole-operand buffers (r1_cpu_wide): the f32 images of bf16 matmul operands */
+    float *wide[R1_CPU_WIDE_SLOTS];
+    size_t wide_cap[R1_CPU_WIDE_SLOTS]; /* floats */
 };
 
 /* Returns per-thread scratch of at least floats_per_thread floats (thread i
  * uses base + i * cpu->scratch_stride), or NULL after recording R1_ENOMEM.
  * Call outside parallel regions only. */
 float *r1_cpu_scratch(struct r1_cpu *cpu, size_t floats_per_thread);
+
+/* Returns buffer number slot (< R1_CPU_WIDE_SLOTS) of at least floats floats, shared by
+ * the threads (grown like the scratch, never shrunk), or NULL after recording R1_ENOMEM.
+ * Call outside parallel regions only. */
+float *r1_cpu_wide(struct r1_cpu *cpu, int slot, size_t floats);
 
 /* Fills n floats with NaN: what an op leaves in its outputs when it could not
  * get scratch memory (the ops return void; NaN is caught by the loss checks). */
@@ -63,6 +73,11 @@ void r1_cpu_embedding_backward(void *ctx, float *dwte, const float *dout, const 
 void r1_cpu_matmul_forward_bf16(void *ctx, float *out, const float *in, const uint16_t *w,
                                 const float *bias, int M, int K, int N);
 void r1_cpu_convert_bf16(void *ctx, uint16_t *dst, const float *src, int64_t n);
+void r1_cpu_matmul16_forward(void *ctx, float *out, const uint16_t *in, const uint16_t *w,
+                             const float *bias, int M, int K, int N);
+void r1_cpu_matmul16_backward(void *ctx, float *din, float *dw, float *dbias,
+                              const uint16_t *dout, const uint16_t *in, const uint16_t *w, int M,
+                              int K, int N);
 
 /* norm.c */
 void r1_cpu_rmsnorm_forward(void *ctx, float *out, float *rstd, const float *in, const float *w,

@@ -1,4 +1,11 @@
-/* linear-bf16.c - matmul with bf16 weights and f32 -> bf16 conversion, CPU reference.
+/* linear-bf16.c - matmuls with bf16 operands and f32 -> bf16 conversion, CPU reference.
+ *
+ * Two families.  matmul_forward_bf16: f32 inputs times bf16 weights, for generation (below).
+ * matmul16_forward / matmul16_backward: both operands bf16, for training in bf16
+ * (core/model.c r1_model_set_precision).  Those widen their operands to f32 (exact) in
+ * whole-operand buffers and run the f32 matmuls of linear.c on them, so their results are
+ * bit for bit the f32 ops' on the bf16-rounded operands: the reference any bf16 GEMM with
+ * f32 accumulation (cuBLAS on tensor cores) must match up to the summation order.
  *
  * Used by generation (core/kvcache.c) when the generator decodes with bf16 copies of
  * the weights: batch-1 decoding streams every weight once per token, so halving the
@@ -280,4 +287,61 @@ void r1_cpu_convert_bf16(void *ctx, uint16_t *dst /* (n) */, const float *src /*
 #pragma omp parallel for num_threads(cpu->threads) schedule(static) if (n >= R1_CPU_PAR_MIN)
     for (int64_t i = 0; i < n; i++)
         dst[i] = f32_bf16(src[i]);
+}
+
+/* ---- both operands bf16 (training) --------------------------------------------- */
+
+static void widen(const struct r1_cpu *cpu, float *dst, const uint16_t *src, int64_t n)
+{
+#pragma omp parallel for num_threads(cpu->threads) schedule(static) if (n >= R1_CPU_PAR_MIN)
+    for (int64_t i = 0; i < n; i++)
+        dst[i] = bf16_f32(src[i]);
+}
+
+void r1_cpu_matmul16_forward(void *ctx, float *out /* (M,N) */, const uint16_t *in /* (M,K) */,
+                             const uint16_t *w /* (N,K) */, const float *bias /* (N) or NULL */,
+                             int M, int K, int N)
+{
+    struct r1_cpu *cpu = ctx;
+    if (M <= 0 || N <= 0)
+        return;
+    size_t mk = (size_t)M * (K > 0 ? K : 0), nk = (size_t)N * (K > 0 ? K : 0);
+    float *in32 = r1_cpu_wide(cpu, 0, mk ? mk : 1), *w32 = r1_cpu_wide(cpu, 1, nk ? nk : 1);
+    if (!in32 || !w32) {
+        r1_cpu_poison(out, (int64_t)M * N);
+        return;
+    }
+    widen(cpu, in32, in, (int64_t)mk);
+    widen(cpu, w32, w, (int64_t)nk);
+    r1_cpu_matmul_forward(ctx, out, in32, w32, bias, M, K, N);
+}
+
+void r1_cpu_matmul16_backward(void *ctx, float *din /* (M,K) or NULL */,
+                              float *dw /* (N,K) or NULL */, float *dbias /* (N) or NULL */,
+                              const uint16_t *dout /* (M,N) */, const uint16_t *in /* (M,K) */,
+                              const uint16_t *w /* (N,K) */, int M, int K, int N)
+{
+    struct r1_cpu *cpu = ctx;
+    if (M <= 0)
+        return;
+    size_t mn = (size_t)M * (N > 0 ? N : 0), mk = (size_t)M * (K > 0 ? K : 0);
+    size_t nk = (size_t)(N > 0 ? N : 0) * (K > 0 ? K : 0);
+    float *d32 = r1_cpu_wide(cpu, 2, mn ? mn : 1);
+    float *in32 = dw ? r1_cpu_wide(cpu, 0, mk ? mk : 1) : NULL;
+    float *w32 = din ? r1_cpu_wide(cpu, 1, nk ? nk : 1) : NULL;
+    if (!d32 || (dw && !in32) || (din && !w32)) {
+        if (din)
+            r1_cpu_poison(din, (int64_t)mk);
+        if (dw)
+            r1_cpu_poison(dw, (int64_t)nk);
+        if (dbias)
+            r1_cpu_poison(dbias, N);
+        return;
+    }
+    widen(cpu, d32, dout, (int64_t)mn);
+    if (in32)
+        widen(cpu, in32, in, (int64_t)mk);
+    if (w32)
+        widen(cpu, w32, w, (int64_t)nk);
+    r1_cpu_matmul_backward(ctx, din, dw, dbias, d32, in32, w32, M, K, N);
 }

@@ -219,6 +219,8 @@ static struct r1_backend_ops cuda_ops_table(void)
     t.matmul_backward = r1_cuda_matmul_backward;
     t.matmul_forward_bf16 = r1_cuda_matmul_forward_bf16;
     t.convert_bf16 = r1_cuda_convert_bf16;
+    t.matmul16_forward = r1_cuda_matmul16_forward;
+    t.matmul16_backward = r1_cuda_matmul16_backward;
     t.embedding_forward = r1_cuda_embedding_forward;
     t.embedding_backward = r1_cuda_embedding_backward;
     t.rmsnorm_forward = r1_cuda_rmsnorm_forward;
@@ -267,6 +269,7 @@ static int cublas_open(struct r1_cublas *cb)
     R1_CUBLAS_SYM(set_math_mode, "cublasSetMathMode");
     R1_CUBLAS_SYM(set_pointer_mode, "cublasSetPointerMode_v2");
     R1_CUBLAS_SYM(sgemm, "cublasSgemm_v2");
+    R1_CUBLAS_SYM(gemm_ex, "cublasGemmEx");
     R1_CUBLAS_SYM(status_string, "cublasGetStatusString");
 #undef R1_CUBLAS_SYM
     return 0;

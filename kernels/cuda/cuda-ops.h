@@ -44,6 +44,11 @@ struct r1_cublas {
     decltype(&cublasSetMathMode) set_math_mode;
     decltype(&cublasSetPointerMode_v2) set_pointer_mode;
     decltype(&cublasSgemm_v2) sgemm;
+    /* the library's cublasGemmEx (the header overloads the name for C++) */
+    cublasStatus_t (*gemm_ex)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int,
+                              int, const void *, const void *, cudaDataType, int, const void *,
+                              cudaDataType, int, const void *, void *, cudaDataType, int,
+                              cublasComputeType_t, cublasGemmAlgo_t);
     decltype(&cublasGetStatusString) status_string;
 };
 
@@ -86,6 +91,11 @@ void r1_cuda_embedding_backward(void *ctx, float *dwte, const float *dout, const
 void r1_cuda_matmul_forward_bf16(void *ctx, float *out, const float *in, const uint16_t *w,
                                  const float *bias, int M, int K, int N);
 void r1_cuda_convert_bf16(void *ctx, uint16_t *dst, const float *src, int64_t n);
+void r1_cuda_matmul16_forward(void *ctx, float *out, const uint16_t *in, const uint16_t *w,
+                              const float *bias, int M, int K, int N);
+void r1_cuda_matmul16_backward(void *ctx, float *din, float *dw, float *dbias,
+                               const uint16_t *dout, const uint16_t *in, const uint16_t *w, int M,
+                               int K, int N);
 
 /* norm.cu */
 void r1_cuda_rmsnorm_forward(void *ctx, float *out, float *rstd, const float *in, const float *w,

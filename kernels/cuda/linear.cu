@@ -20,14 +20,6 @@ static void blas_fail(struct r1_cuda *cu, cublasStatus_t st, const char *what)
         r1_cuda_fail(cu, what, cu->cb.status_string(st), __FILE__, __LINE__);
 }
 
-__global__ void r1_bias_fill(float *out /* (M,N) */, const float *bias /* (N) */, int64_t total,
-                             int N)
-{
-    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < total)
-        out[i] = bias[i % N];
-}
-
 extern "C" void r1_cuda_matmul_forward(void *ctx, float *out /* (M,N) */,
                                        const float *in /* (M,K) */, const float *w /* (N,K) */,
                                        const float *bias /* (N) or NULL */, int M, int K, int N)

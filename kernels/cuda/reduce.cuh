@@ -122,6 +122,15 @@ template <class F> void r1_cuda_colsum(struct r1_cuda *cu, float *dst, F f, int 
     R1_CUDA_LAUNCHED(cu, "column sum");
 }
 
+/* out (M,N) = bias (N) in every row (a matmul's output before a beta = 1 GEMM) */
+static __global__ void r1_bias_fill(float *out /* (M,N) */, const float *bias /* (N) */,
+                                    int64_t total, int N)
+{
+    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < total)
+        out[i] = bias[i % N];
+}
+
 static inline unsigned r1_cuda_blocks(int64_t n, int threads)
 {
     return (unsigned)((n + threads - 1) / threads);
