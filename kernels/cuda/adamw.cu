@@ -36,7 +36,7 @@ extern "C" void r1_cuda_adamw_update(void *ctx, float *param, const float *grad,
         return;
     float bc1 = (float)(1.0 - pow((double)beta1, (double)step));
     float bc2 = (float)(1.0 - pow((double)beta2, (double)step));
-    r1_adamw<<<r1_cuda_blocks(n, 256), 256, 0, cu->stream>>>(param, grad, m, v, n, lr, beta1,
+    R1_LAUNCH(r1_adamw, r1_cuda_blocks(n, 256), 256, cu->stream)(param, grad, m, v, n, lr, beta1,
                                                              beta2, eps, weight_decay, grad_scale,
                                                              bc1, bc2);
     R1_CUDA_LAUNCHED(cu, "adamw");

@@ -26,6 +26,7 @@
 
 #define R1_ATT_DPL 8     /* dimensions per lane: head_dim up to 256 */
 #define R1_ATT_WARPS 4   /* warps per block */
+#define R1_ATT_THREADS (32 * R1_ATT_WARPS)
 
 /* dot of a lane's dims with row r (D values), summed over the warp */
 template <int DPL>
@@ -309,10 +310,10 @@ static int att_check(struct r1_cuda *cu, int D, int H, int KVH)
 #define R1_ATT_DISPATCH(D, kernel, grid, ...)                                                      \
     do {                                                                                           \
         switch (att_dpl(D)) {                                                                      \
-        case 1: kernel<1><<<grid, 32 * R1_ATT_WARPS, 0, cu->stream>>>(__VA_ARGS__); break;         \
-        case 2: kernel<2><<<grid, 32 * R1_ATT_WARPS, 0, cu->stream>>>(__VA_ARGS__); break;         \
-        case 4: kernel<4><<<grid, 32 * R1_ATT_WARPS, 0, cu->stream>>>(__VA_ARGS__); break;         \
-        default: kernel<8><<<grid, 32 * R1_ATT_WARPS, 0, cu->stream>>>(__VA_ARGS__); break;        \
+        case 1: R1_LAUNCH(kernel<1>, grid, R1_ATT_THREADS, cu->stream)(__VA_ARGS__); break;        \
+        case 2: R1_LAUNCH(kernel<2>, grid, R1_ATT_THREADS, cu->stream)(__VA_ARGS__); break;        \
+        case 4: R1_LAUNCH(kernel<4>, grid, R1_ATT_THREADS, cu->stream)(__VA_ARGS__); break;        \
+        default: R1_LAUNCH(kernel<8>, grid, R1_ATT_THREADS, cu->stream)(__VA_ARGS__); break;       \
         }                                                                                          \
         R1_CUDA_LAUNCHED(cu, #kernel);                                                             \
     } while (0)
@@ -359,8 +360,8 @@ extern "C" void r1_cuda_kv_store(void *ctx, float *kc, float *vc, const float *k
     int64_t row = (int64_t)KVH * D, total = (int64_t)N * row;
     if (total <= 0)
         return;
-    r1_kv_store_kernel<<<r1_cuda_blocks(total, 256), 256, 0, cu->stream>>>(kc, vc, k, v, slot, pos,
-                                                                           total, row, L);
+    R1_LAUNCH(r1_kv_store_kernel, r1_cuda_blocks(total, 256), 256, cu->stream)(
+        kc, vc, k, v, slot, pos, total, row, L);
     R1_CUDA_LAUNCHED(cu, "kv store");
 }
 

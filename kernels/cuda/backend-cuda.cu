@@ -1,8 +1,9 @@
 /* backend-cuda.cu - the CUDA backend: ops table, ctx, memory, errors.
  *
  * One device (number `device` of those CUDA_VISIBLE_DEVICES shows, modulo their count: a
- * job's ranks pass their local rank), one stream and
- * one cuBLAS handle per backend; libcublas is opened at creation (struct r1_cublas).  Memory comes from cudaMalloc (256-byte aligned) and is
+ * job's ranks pass their local rank), one stream and one cuBLAS handle per backend;
+ * libcublas is opened at creation (struct r1_cublas; R1_CUBLAS names another library file,
+ * e.g. the CUDA emulator's).  Memory comes from cudaMalloc (256-byte aligned) and is
  * zeroed on allocation, as the contract asks.  upload and download synchronise the stream,
  * so host buffers can be reused on return and downloads see every op queued before them.
  *
@@ -244,14 +245,18 @@ static struct r1_backend_ops cuda_ops_table(void)
 
 static const struct r1_backend_ops cuda_ops = cuda_ops_table();
 
-/* Opens libcublas (the soname of the toolkit r1 was built with, then the unversioned
- * name) and looks up the entry points of struct r1_cublas. */
+/* Opens libcublas (the file R1_CUBLAS names, else the soname of the toolkit r1 was built
+ * with, then the unversioned name) and looks up the entry points of struct r1_cublas. */
 static int cublas_open(struct r1_cublas *cb)
 {
-    char soname[64];
-    snprintf(soname, sizeof(soname), "libcublas.so.%d", (int)CUBLAS_VER_MAJOR);
+    char soname[512];
+    const char *env = getenv("R1_CUBLAS");
+    if (env && *env)
+        snprintf(soname, sizeof(soname), "%s", env);
+    else
+        snprintf(soname, sizeof(soname), "libcublas.so.%d", (int)CUBLAS_VER_MAJOR);
     cb->lib = dlopen(soname, RTLD_NOW | RTLD_LOCAL);
-    if (!cb->lib)
+    if (!cb->lib && !(env && *env))
         cb->lib = dlopen("libcublas.so", RTLD_NOW | RTLD_LOCAL);
     if (!cb->lib)
         return r1_err_set(R1_EIO, "backend-cuda: cannot load %s (%s); put the CUDA toolkit's "

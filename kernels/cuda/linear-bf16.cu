@@ -97,11 +97,11 @@ extern "C" void r1_cuda_matmul_forward_bf16(void *ctx, float *out, const float *
               (unsigned)((M + R1_BF16_MR - 1) / R1_BF16_MR));
     bool vec = K % 8 == 0 && ((uintptr_t)w & 15) == 0 && ((uintptr_t)in & 15) == 0;
     if (vec)
-        r1_matmul_bf16<true><<<grid, 32 * R1_BF16_WARPS, 0, cu->stream>>>(out, in, w, bias, M, K,
-                                                                           N);
+        R1_LAUNCH(r1_matmul_bf16<true>, grid, 32 * R1_BF16_WARPS, cu->stream)(out, in, w, bias, M,
+                                                                               K, N);
     else
-        r1_matmul_bf16<false><<<grid, 32 * R1_BF16_WARPS, 0, cu->stream>>>(out, in, w, bias, M,
-                                                                            K, N);
+        R1_LAUNCH(r1_matmul_bf16<false>, grid, 32 * R1_BF16_WARPS, cu->stream)(out, in, w, bias,
+                                                                                M, K, N);
     R1_CUDA_LAUNCHED(cu, "bf16 matmul");
 }
 
@@ -124,7 +124,7 @@ extern "C" void r1_cuda_convert_bf16(void *ctx, uint16_t *dst, const float *src,
     R1_CUDA_BEGIN(cu);
     if (n <= 0)
         return;
-    r1_convert_bf16_kernel<<<r1_cuda_blocks(n, 256), 256, 0, cu->stream>>>(dst, src, n);
+    R1_LAUNCH(r1_convert_bf16_kernel, r1_cuda_blocks(n, 256), 256, cu->stream)(dst, src, n);
     R1_CUDA_LAUNCHED(cu, "bf16 convert");
 }
 
@@ -160,7 +160,7 @@ extern "C" void r1_cuda_matmul16_forward(void *ctx, float *out /* (M,N) */,
     float beta = 0.0f;
     if (bias) {
         int64_t total = (int64_t)M * N;
-        r1_bias_fill<<<r1_cuda_blocks(total, 256), 256, 0, cu->stream>>>(out, bias, total, N);
+        R1_LAUNCH(r1_bias_fill, r1_cuda_blocks(total, 256), 256, cu->stream)(out, bias, total, N);
         R1_CUDA_LAUNCHED(cu, "bias fill");
         beta = 1.0f;
     }

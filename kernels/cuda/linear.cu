@@ -31,7 +31,7 @@ extern "C" void r1_cuda_matmul_forward(void *ctx, float *out /* (M,N) */,
     float beta = 0.0f;
     if (bias) {
         int64_t total = (int64_t)M * N;
-        r1_bias_fill<<<r1_cuda_blocks(total, 256), 256, 0, cu->stream>>>(out, bias, total, N);
+        R1_LAUNCH(r1_bias_fill, r1_cuda_blocks(total, 256), 256, cu->stream)(out, bias, total, N);
         R1_CUDA_LAUNCHED(cu, "bias fill");
         beta = 1.0f;
     }
@@ -102,8 +102,8 @@ extern "C" void r1_cuda_embedding_forward(void *ctx, float *out, const int32_t *
     int64_t total = (int64_t)N * C;
     if (total <= 0)
         return;
-    r1_embedding_fwd<<<r1_cuda_blocks(total, 256), 256, 0, cu->stream>>>(out, tokens, wte, total,
-                                                                          C);
+    R1_LAUNCH(r1_embedding_fwd, r1_cuda_blocks(total, 256), 256, cu->stream)(out, tokens, wte,
+                                                                              total, C);
     R1_CUDA_LAUNCHED(cu, "embedding forward");
 }
 
@@ -141,6 +141,6 @@ extern "C" void r1_cuda_embedding_backward(void *ctx, float *dwte /* (V,C) */,
     if (N <= 0 || C <= 0)
         return;
     dim3 grid((unsigned)((C + 127) / 128), R1_EMB_GROUPS);
-    r1_embedding_bwd<<<grid, 128, 0, cu->stream>>>(dwte, dout, tokens, N, C);
+    R1_LAUNCH(r1_embedding_bwd, grid, 128, cu->stream)(dwte, dout, tokens, N, C);
     R1_CUDA_LAUNCHED(cu, "embedding backward");
 }

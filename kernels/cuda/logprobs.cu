@@ -61,7 +61,7 @@ extern "C" void r1_cuda_logprobs_forward(void *ctx, float *logp, float *entropy,
     R1_CUDA_BEGIN(cu);
     if (N <= 0 || V <= 0)
         return;
-    r1_logprobs_fwd<<<(unsigned)N, R1_LP_THREADS, 0, cu->stream>>>(logp, entropy, lse, logits,
+    R1_LAUNCH(r1_logprobs_fwd, (unsigned)N, R1_LP_THREADS, cu->stream)(logp, entropy, lse, logits,
                                                                    targets, V);
     R1_CUDA_LAUNCHED(cu, "logprobs forward");
 }
@@ -108,7 +108,7 @@ extern "C" void r1_cuda_logprobs_backward(void *ctx, float *dlogits, const float
     R1_CUDA_BEGIN(cu);
     if (N <= 0 || V <= 0)
         return;
-    r1_logprobs_bwd<<<(unsigned)N, R1_LP_THREADS, 0, cu->stream>>>(dlogits, logits, lse, entropy,
-                                                                   targets, dlogp, dentropy, V);
+    R1_LAUNCH(r1_logprobs_bwd, (unsigned)N, R1_LP_THREADS, cu->stream)(
+        dlogits, logits, lse, entropy, targets, dlogp, dentropy, V);
     R1_CUDA_LAUNCHED(cu, "logprobs backward");
 }

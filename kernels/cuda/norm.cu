@@ -37,7 +37,7 @@ extern "C" void r1_cuda_rmsnorm_forward(void *ctx, float *out, float *rstd, cons
     R1_CUDA_BEGIN(cu);
     if (N <= 0 || C <= 0)
         return;
-    r1_rmsnorm_fwd<<<(unsigned)N, R1_NORM_THREADS, 0, cu->stream>>>(out, rstd, in, w, C, eps);
+    R1_LAUNCH(r1_rmsnorm_fwd, (unsigned)N, R1_NORM_THREADS, cu->stream)(out, rstd, in, w, C, eps);
     R1_CUDA_LAUNCHED(cu, "rmsnorm forward");
 }
 
@@ -77,7 +77,7 @@ extern "C" void r1_cuda_rmsnorm_backward(void *ctx, float *din, float *dw, const
     if (N <= 0 || C <= 0)
         return;
     if (din) {
-        r1_rmsnorm_bwd_din<<<(unsigned)N, R1_NORM_THREADS, 0, cu->stream>>>(din, dout, in, w,
+        R1_LAUNCH(r1_rmsnorm_bwd_din, (unsigned)N, R1_NORM_THREADS, cu->stream)(din, dout, in, w,
                                                                             rstd, C);
         R1_CUDA_LAUNCHED(cu, "rmsnorm backward");
     }

@@ -61,7 +61,7 @@ __global__ void r1_sumsq_parts(double *part /* (parts) */, const float *x, int64
         R1_CUDA_BEGIN(cu);                                                                         \
         if ((n) <= 0)                                                                              \
             return;                                                                                \
-        kernel<<<r1_cuda_blocks((n), 256), 256, 0, (cu)->stream>>>(__VA_ARGS__);                   \
+        R1_LAUNCH(kernel, r1_cuda_blocks((n), 256), 256, (cu)->stream)(__VA_ARGS__);               \
         R1_CUDA_LAUNCHED(cu, #kernel);                                                             \
     } while (0)
 
@@ -108,7 +108,7 @@ extern "C" void r1_cuda_sumsq(void *ctx, double *host_out, const float *x, int64
         *host_out = NAN;
         return;
     }
-    r1_sumsq_parts<<<(unsigned)parts, 256, 0, cu->stream>>>(part, x, n, len);
+    R1_LAUNCH(r1_sumsq_parts, (unsigned)parts, 256, cu->stream)(part, x, n, len);
     R1_CUDA_LAUNCHED(cu, "sumsq");
     if (!cu->failed &&
         cudaMemcpyAsync(cu->host_parts, part, (size_t)parts * sizeof(double),

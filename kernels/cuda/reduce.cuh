@@ -15,6 +15,16 @@
 
 #define R1_CUDA_FULL_MASK 0xffffffffu
 
+/* R1_LAUNCH(kernel, grid, block, stream)(args...): kernel<<<grid, block, 0, stream>>>(args...).
+ * Under the CUDA emulator (tests/cuda-emu, -DR1_CUDA_EMU, the kernels compiled as C++ for the
+ * CPU) the same launch runs the kernel once per emulated thread. */
+#ifdef R1_CUDA_EMU
+#define R1_LAUNCH(kernel, grid, block, stream)                                                     \
+    r1_emu_launch((grid), (block), [&](auto &&...a_) { kernel(a_...); })
+#else
+#define R1_LAUNCH(kernel, grid, block, stream) kernel<<<(grid), (block), 0, (stream)>>>
+#endif
+
 /* Returns from the calling op when an earlier failure was recorded. */
 #define R1_CUDA_BEGIN(cu)                                                                          \
     do {                                                                                           \
@@ -117,8 +127,8 @@ template <class F> void r1_cuda_colsum(struct r1_cuda *cu, float *dst, F f, int 
         return;
     }
     dim3 grid((unsigned)((C + 127) / 128), (unsigned)chunks);
-    r1_colsum_partial<<<grid, 128, 0, cu->stream>>>(ws, f, N, C);
-    r1_colsum_final<<<(unsigned)((C + 127) / 128), 128, 0, cu->stream>>>(dst, ws, C, chunks);
+    R1_LAUNCH(r1_colsum_partial, grid, 128, cu->stream)(ws, f, N, C);
+    R1_LAUNCH(r1_colsum_final, (unsigned)((C + 127) / 128), 128, cu->stream)(dst, ws, C, chunks);
     R1_CUDA_LAUNCHED(cu, "column sum");
 }
 

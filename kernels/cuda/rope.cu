@@ -33,8 +33,8 @@ static void rope_apply(void *ctx, float *x, const int32_t *pos, const float *cos
     int64_t pairs = (int64_t)N * H * (D / 2);
     if (pairs <= 0)
         return;
-    r1_rope<<<r1_cuda_blocks(pairs, 256), 256, 0, cu->stream>>>(x, pos, cos_t, sin_t, pairs, H, D,
-                                                                  sign);
+    R1_LAUNCH(r1_rope, r1_cuda_blocks(pairs, 256), 256, cu->stream)(x, pos, cos_t, sin_t, pairs,
+                                                                     H, D, sign);
     R1_CUDA_LAUNCHED(cu, "rope");
 }
 
