@@ -110,10 +110,10 @@ extern dim3 blockDim, gridDim;
 
 void r1_emu_syncthreads(void);
 void r1_emu_syncwarp(void);
-/* the running fiber's exchange slot, and the slot of thread tid of its block */
-uint64_t *r1_emu_slot(int tid);
-int r1_emu_tid(void);
-int r1_emu_block_threads(void);
+/* the running thread's linear index in its block (-1 outside kernels), the block's size,
+ * and one exchange slot per thread of the block (shuffles) */
+extern int r1_emu_cur, r1_emu_nthreads;
+extern uint64_t *r1_emu_slots;
 
 static inline void __syncthreads(void)
 {
@@ -125,14 +125,14 @@ template <class T>
 static inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32)
 {
     (void)mask;
-    int tid = r1_emu_tid(), lane = tid & 31, base = tid - lane;
+    int tid = r1_emu_cur, lane = tid & 31, base = tid - lane;
     int src = (lane & ~(width - 1)) | ((lane ^ lane_mask) & (width - 1));
     static_assert(sizeof(T) <= sizeof(uint64_t), "shuffle of a value wider than 8 bytes");
-    memcpy(r1_emu_slot(tid), &v, sizeof(T));
+    memcpy(&r1_emu_slots[tid], &v, sizeof(T));
     r1_emu_syncwarp(); /* every lane has written */
     T r = v;
-    if (base + src < r1_emu_block_threads())
-        memcpy(&r, r1_emu_slot(base + src), sizeof(T));
+    if (base + src < r1_emu_nthreads)
+        memcpy(&r, &r1_emu_slots[base + src], sizeof(T));
     r1_emu_syncwarp(); /* every lane has read before the slots are reused */
     return r;
 }

@@ -50,27 +50,29 @@ namespace {
 
 enum state { RUN, WAIT_BLOCK, WAIT_WARP, DONE };
 
-struct fiber {
+struct ctx {
 #ifdef R1_EMU_ASM_SWITCH
     void *sp; /* saved stack pointer while switched out */
 #else
-    ucontext_t ctx;
+    ucontext_t uc;
 #endif
+};
+
+struct fiber {
+    ctx c;
     enum state st;
 };
 
 const size_t STACK = 256 * 1024;
 
 cudaError_t last_error = cudaSuccess;
-#ifdef R1_EMU_ASM_SWITCH
-void *sched_sp;
-#else
-ucontext_t sched;
-#endif
+ctx sched;
 std::vector<fiber> fibers;
 std::vector<char *> stacks;
-std::vector<uint64_t> slots;
-int cur = -1, nthreads = 0;
+std::vector<uint64_t> slot_mem;
+std::vector<int> warp_live, warp_waiting; /* per warp: threads not done, threads at its barrier */
+int live, block_waiting;                  /* the block's */
+bool reverse;
 const std::function<void()> *body;
 
 cudaError_t fail(cudaError_t e)
@@ -80,54 +82,117 @@ cudaError_t fail(cudaError_t e)
     return e;
 }
 
+void jump(ctx *from, ctx *to)
+{
+#ifdef R1_EMU_ASM_SWITCH
+    r1_emu_switch(&from->sp, to->sp);
+#else
+    if (swapcontext(&from->uc, &to->uc) != 0)
+        abort();
+#endif
+}
+
 void set_coords(int tid)
 {
+    if (blockDim.y == 1 && blockDim.z == 1) {
+        threadIdx.x = (unsigned)tid, threadIdx.y = threadIdx.z = 0;
+        return;
+    }
     threadIdx.x = (unsigned)tid % blockDim.x;
     threadIdx.y = (unsigned)tid / blockDim.x % blockDim.y;
     threadIdx.z = (unsigned)tid / (blockDim.x * blockDim.y);
 }
 
-/* from the running fiber back to the scheduler */
-void to_scheduler(void)
+/* releases the barriers every live thread of has reached */
+void release(int warp)
 {
-#ifdef R1_EMU_ASM_SWITCH
-    r1_emu_switch(&fibers[cur].sp, sched_sp);
-#else
-    if (swapcontext(&fibers[cur].ctx, &sched) != 0)
-        abort();
-#endif
+    if (warp_live[warp] > 0 && warp_waiting[warp] == warp_live[warp]) {
+        int lo = warp * 32, hi = lo + 32 < r1_emu_nthreads ? lo + 32 : r1_emu_nthreads;
+        for (int t = lo; t < hi; t++)
+            if (fibers[t].st == WAIT_WARP)
+                fibers[t].st = RUN;
+        warp_waiting[warp] = 0;
+    }
+    if (live > 0 && block_waiting == live) {
+        for (int t = 0; t < r1_emu_nthreads; t++)
+            if (fibers[t].st == WAIT_BLOCK)
+                fibers[t].st = RUN;
+        block_waiting = 0;
+    }
+}
+
+/* From the running fiber to the next runnable one in the block's order (itself when it is
+ * the only one), or to the scheduler when every thread is done; a deadlock otherwise. */
+void yield_next(void)
+{
+    int me = r1_emu_cur, n = r1_emu_nthreads, t = me;
+    for (int i = 0; i < n; i++) {
+        t = reverse ? (t == 0 ? n - 1 : t - 1) : (t + 1 == n ? 0 : t + 1);
+        if (fibers[t].st != RUN)
+            continue;
+        if (t == me)
+            return;
+        r1_emu_cur = t;
+        set_coords(t);
+        jump(&fibers[me].c, &fibers[t].c);
+        return; /* resumed: r1_emu_cur and the coordinates are this fiber's again */
+    }
+    if (live == 0) {
+        jump(&fibers[me].c, &sched);
+        abort(); /* a finished fiber is never resumed */
+    }
+    fprintf(stderr,
+            "cuda-emu: deadlock in block (%u,%u,%u) of a grid (%u,%u,%u) x block (%u,%u,%u): "
+            "%d of %d threads wait at __syncthreads, the rest at a warp shuffle with lanes "
+            "elsewhere\n",
+            blockIdx.x, blockIdx.y, blockIdx.z, gridDim.x, gridDim.y, gridDim.z, blockDim.x,
+            blockDim.y, blockDim.z, block_waiting, live);
+    abort();
+}
+
+void trampoline_body(void)
+{
+    (*body)();
+    int me = r1_emu_cur;
+    fibers[me].st = DONE;
+    live--;
+    warp_live[me / 32]--;
+    release(me / 32);
+    yield_next();
 }
 
 #ifdef R1_EMU_ASM_SWITCH
 void trampoline(void)
 {
-    int tid = cur;
-    (*body)();
-    fibers[tid].st = DONE;
-    to_scheduler(); /* never resumed */
-    abort();
+    trampoline_body();
 }
 #else
-void trampoline(int tid)
+void trampoline(int)
 {
-    (*body)();
-    fibers[tid].st = DONE; /* uc_link returns to the scheduler */
+    trampoline_body();
 }
 #endif
 
 void wait_here(enum state st)
 {
-    if (cur < 0) {
+    int me = r1_emu_cur;
+    if (me < 0) {
         fprintf(stderr, "cuda-emu: a barrier outside a kernel\n");
         abort();
     }
-    fibers[cur].st = st;
-    to_scheduler();
+    fibers[me].st = st;
+    if (st == WAIT_WARP)
+        warp_waiting[me / 32]++;
+    else
+        block_waiting++;
+    release(me / 32);
+    yield_next();
 }
 
 void run_block(void)
 {
-    for (int t = 0; t < nthreads; t++) {
+    int n = r1_emu_nthreads, warps = (n + 31) / 32;
+    for (int t = 0; t < n; t++) {
         fiber &f = fibers[t];
 #ifdef R1_EMU_ASM_SWITCH
         /* a frame r1_emu_switch returns from into trampoline: six zeroed registers, the
@@ -140,77 +205,37 @@ void run_block(void)
         sp -= 6;
         for (int r = 0; r < 6; r++)
             sp[r] = nullptr;
-        f.sp = sp;
+        f.c.sp = sp;
 #else
-        getcontext(&f.ctx);
-        f.ctx.uc_stack.ss_sp = stacks[t];
-        f.ctx.uc_stack.ss_size = STACK;
-        f.ctx.uc_link = &sched;
-        makecontext(&f.ctx, (void (*)(void))trampoline, 1, t);
+        getcontext(&f.c.uc);
+        f.c.uc.uc_stack.ss_sp = stacks[t];
+        f.c.uc.uc_stack.ss_size = STACK;
+        f.c.uc.uc_link = nullptr;
+        makecontext(&f.c.uc, (void (*)(void))trampoline, 1, t);
 #endif
         f.st = RUN;
     }
+    warp_live.assign((size_t)warps, 32);
+    warp_live[(size_t)warps - 1] = n - (warps - 1) * 32;
+    warp_waiting.assign((size_t)warps, 0);
+    live = n;
+    block_waiting = 0;
     /* odd blocks run their threads last to first: a read that races with another
      * thread's write (no barrier between) then sees the stale value in one of the two
      * orders, as long as the grid has two blocks */
     unsigned long long row = blockIdx.y + (unsigned long long)gridDim.y * blockIdx.z;
-    bool reverse = (blockIdx.x + (unsigned long long)gridDim.x * row) & 1;
-    for (;;) {
-        for (int i = 0; i < nthreads; i++) {
-            int t = reverse ? nthreads - 1 - i : i;
-            if (fibers[t].st == RUN) {
-                cur = t;
-                set_coords(t);
-#ifdef R1_EMU_ASM_SWITCH
-                r1_emu_switch(&sched_sp, fibers[t].sp);
-#else
-                if (swapcontext(&sched, &fibers[t].ctx) != 0)
-                    abort();
-#endif
-            }
-        }
-        cur = -1;
-        int live = 0, at_block = 0;
-        for (int t = 0; t < nthreads; t++) {
-            live += fibers[t].st != DONE;
-            at_block += fibers[t].st == WAIT_BLOCK;
-        }
-        if (live == 0)
-            return;
-        bool released = false;
-        if (at_block == live) {
-            for (int t = 0; t < nthreads; t++)
-                if (fibers[t].st == WAIT_BLOCK)
-                    fibers[t].st = RUN;
-            released = true;
-        } else {
-            for (int w = 0; w * 32 < nthreads; w++) {
-                int lo = w * 32, hi = lo + 32 < nthreads ? lo + 32 : nthreads, n = 0, waiting = 0;
-                for (int t = lo; t < hi; t++) {
-                    n += fibers[t].st != DONE;
-                    waiting += fibers[t].st == WAIT_WARP;
-                }
-                if (n > 0 && waiting == n) {
-                    for (int t = lo; t < hi; t++)
-                        if (fibers[t].st == WAIT_WARP)
-                            fibers[t].st = RUN;
-                    released = true;
-                }
-            }
-        }
-        if (!released) {
-            fprintf(stderr,
-                    "cuda-emu: deadlock in block (%u,%u,%u) of a grid (%u,%u,%u) x block "
-                    "(%u,%u,%u): %d of %d threads wait at __syncthreads, the rest at a warp "
-                    "shuffle with lanes elsewhere\n",
-                    blockIdx.x, blockIdx.y, blockIdx.z, gridDim.x, gridDim.y, gridDim.z,
-                    blockDim.x, blockDim.y, blockDim.z, at_block, live);
-            abort();
-        }
-    }
+    reverse = (blockIdx.x + (unsigned long long)gridDim.x * row) & 1;
+    int first = reverse ? n - 1 : 0;
+    r1_emu_cur = first;
+    set_coords(first);
+    jump(&sched, &fibers[first].c);
+    r1_emu_cur = -1;
 }
 
 } // namespace
+
+int r1_emu_cur = -1, r1_emu_nthreads = 0;
+uint64_t *r1_emu_slots;
 
 void r1_emu_syncthreads(void)
 {
@@ -222,21 +247,6 @@ void r1_emu_syncwarp(void)
     wait_here(WAIT_WARP);
 }
 
-uint64_t *r1_emu_slot(int tid)
-{
-    return &slots[(size_t)tid];
-}
-
-int r1_emu_tid(void)
-{
-    return cur;
-}
-
-int r1_emu_block_threads(void)
-{
-    return nthreads;
-}
-
 void r1_emu_run(dim3 grid, dim3 block, const std::function<void()> &fn)
 {
     unsigned long long threads = (unsigned long long)block.x * block.y * block.z;
@@ -245,14 +255,13 @@ void r1_emu_run(dim3 grid, dim3 block, const std::function<void()> &fn)
         fail(cudaErrorInvalidConfiguration);
         return;
     }
-    if (cur >= 0) {
+    if (r1_emu_cur >= 0) {
         fprintf(stderr, "cuda-emu: a launch from inside a kernel\n");
         abort();
     }
-    nthreads = (int)threads;
     if (fibers.size() < threads) {
         fibers.resize(threads);
-        slots.resize(threads);
+        slot_mem.resize(threads);
         while (stacks.size() < threads) {
             char *s = (char *)malloc(STACK);
             if (!s) {
@@ -262,6 +271,8 @@ void r1_emu_run(dim3 grid, dim3 block, const std::function<void()> &fn)
             stacks.push_back(s);
         }
     }
+    r1_emu_nthreads = (int)threads;
+    r1_emu_slots = slot_mem.data();
     body = &fn;
     gridDim = grid;
     blockDim = block;
