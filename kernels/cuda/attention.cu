@@ -5,7 +5,7 @@
  * s <= t and seg[s] == seg[t] >= 0; padding queries give out = 0, lse = −inf and zero
  * gradients.  Scale 1/sqrt(D).
  *
- * One warp per row of work, lane l holding dimensions l, l+32, ... (D <= 32·R1_ATT_DPL):
+ * A warp owns rows of work, lane l holding dimensions l, l+32, ... (D <= 32·R1_ATT_DPL):
  *  - forward: a warp per (b, h, t) walks its visible keys in order with an online softmax
  *    (running max, rescaled sum and output), so no score matrix exists;
  *  - backward: a warp per (b, h, t) computes Di = dout·out and dq = Σ_s dS_ts·k_s with
@@ -16,8 +16,13 @@
  *  - cached: a warp per (token, head) over positions 0..pos[n] of its slot.
  * Dot products are the butterfly warp sum of reduce.cuh.
  *
- * This is the simple correct kernel, not yet FlashAttention's tiling (issue 9): every
- * key row is read from L2 once per query.
+ * Tiling (training kernels): a block of R1_ATT_WARPS warps takes R1_ATT_QT consecutive
+ * rows of one (b, head) (queries in the forward and dq; keys of one kv head in dk/dv),
+ * R1_ATT_QPW per warp, and walks the other side in tiles of att_kt rows that the block
+ * loads into shared memory once (K and V, or Q, dout, lse and Di): each row is read from
+ * global memory once per block instead of once per row of work.  Every sum still runs over
+ * the same keys (queries) in the same order as one row at a time would, so the tiling
+ * changes no bits.  Not yet FlashAttention: f32 FMAs, not tensor-core GEMM tiles.
  */
 #include "kernels/cuda/cuda-ops.h"
 #include "kernels/cuda/reduce.cuh"
@@ -27,6 +32,28 @@
 #define R1_ATT_DPL 8     /* dimensions per lane: head_dim up to 256 */
 #define R1_ATT_WARPS 4   /* warps per block */
 #define R1_ATT_THREADS (32 * R1_ATT_WARPS)
+
+/* rows of work per warp (fewer for wide heads: registers), rows per block, and the rows of
+ * a shared-memory tile (32 KiB for the two tiles of K and V, or Q and dout) */
+template <int DPL> struct r1_att_shape {
+    static constexpr int QPW = DPL <= 4 ? 4 : 2;
+    static constexpr int QT = R1_ATT_WARPS * QPW;
+    static constexpr int KT = DPL <= 4 ? 32 : 16;
+    static constexpr int W = 32 * DPL; /* floats per tile row (D rounded up, zero-padded) */
+};
+
+/* rows [r0, r0 + n) of a head's slice (D values at src + r·stride) into tile (n, W),
+ * zero-padded past D; every thread of the block takes part */
+template <int DPL>
+__device__ __forceinline__ void r1_att_tile_load(float *tile, const float *src, int64_t stride,
+                                                 int r0, int n, int D)
+{
+    constexpr int W = r1_att_shape<DPL>::W;
+    for (int i = threadIdx.x; i < n * W; i += blockDim.x) {
+        int r = i / W, d = i % W;
+        tile[i] = d < D ? src[(int64_t)(r0 + r) * stride + d] : 0.0f;
+    }
+}
 
 /* dot of a lane's dims with row r (D values), summed over the warp */
 template <int DPL>
@@ -67,56 +94,79 @@ template <int DPL>
 __global__ void r1_att_fwd(float *out, float *lse, const float *q, const float *k, const float *v,
                            const int32_t *seg, int B, int T, int H, int KVH, int D, float scale)
 {
-    int64_t w = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
-    int lane = threadIdx.x & 31;
-    if (w >= (int64_t)B * H * T)
-        return;
-    int t = (int)(w % T);
-    int64_t bh = w / T;
+    using S = r1_att_shape<DPL>;
+    __shared__ float sk[S::KT * S::W], sv[S::KT * S::W];
+    __shared__ int32_t ssg[S::KT];
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    int tiles = (T + S::QT - 1) / S::QT;
+    int t0 = (int)(blockIdx.x % tiles) * S::QT, tend = min(T, t0 + S::QT);
+    int64_t bh = blockIdx.x / tiles;
     int h = (int)(bh % H), b = (int)(bh / H), kvh = h / (H / KVH);
     int64_t qs = (int64_t)H * D, ks = (int64_t)KVH * D;
     const int32_t *sg = seg + (int64_t)b * T;
-    float *orow = out + ((int64_t)b * T + t) * qs + (int64_t)h * D;
-    float *lrow = lse + ((int64_t)b * H + h) * T;
-    int st = sg[t];
-    float o[DPL];
-#pragma unroll
-    for (int i = 0; i < DPL; i++)
-        o[i] = 0.0f;
-    if (st < 0) {
-        r1_att_store(orow, o, lane, D);
-        if (lane == 0)
-            lrow[t] = -INFINITY;
-        return;
-    }
-    float qv[DPL];
-    r1_att_load(qv, q + ((int64_t)b * T + t) * qs + (int64_t)h * D, lane, D);
     const float *kb = k + (int64_t)b * T * ks + (int64_t)kvh * D;
     const float *vb = v + (int64_t)b * T * ks + (int64_t)kvh * D;
-    float m = -INFINITY, l = 0.0f;
-    for (int s = 0; s <= t; s++) {
-        if (sg[s] != st)
-            continue;
-        float x = r1_att_dot(qv, kb + s * ks, lane, D) * scale;
-        float mn = fmaxf(m, x);
-        float corr = expf(m - mn); /* 0 on the first visible key (m = −inf) */
-        float e = expf(x - mn);
-        l = l * corr + e;
-        const float *vr = vb + s * ks;
+    int tq[S::QPW], st[S::QPW];
+    float qv[S::QPW][DPL], o[S::QPW][DPL], m[S::QPW], l[S::QPW];
 #pragma unroll
-        for (int i = 0; i < DPL; i++) {
-            int d = lane + 32 * i;
-            o[i] = o[i] * corr + (d < D ? e * vr[d] : 0.0f);
-        }
-        m = mn;
+    for (int j = 0; j < S::QPW; j++) {
+        tq[j] = t0 + warp * S::QPW + j;
+        st[j] = tq[j] < T ? sg[tq[j]] : -1;
+        m[j] = -INFINITY, l[j] = 0.0f;
+#pragma unroll
+        for (int i = 0; i < DPL; i++)
+            o[j][i] = 0.0f;
+        if (st[j] >= 0)
+            r1_att_load(qv[j], q + ((int64_t)b * T + tq[j]) * qs + (int64_t)h * D, lane, D);
     }
-    float inv = 1.0f / l; /* l >= 1: key t itself is visible */
+    for (int s0 = 0; s0 < tend; s0 += S::KT) {
+        int n = min(S::KT, tend - s0);
+        __syncthreads(); /* the previous tile is consumed */
+        r1_att_tile_load<DPL>(sk, kb, ks, s0, n, D);
+        r1_att_tile_load<DPL>(sv, vb, ks, s0, n, D);
+        if ((int)threadIdx.x < n)
+            ssg[threadIdx.x] = sg[s0 + threadIdx.x];
+        __syncthreads();
+        for (int r = 0; r < n; r++) {
 #pragma unroll
-    for (int i = 0; i < DPL; i++)
-        o[i] *= inv;
-    r1_att_store(orow, o, lane, D);
-    if (lane == 0)
-        lrow[t] = m + logf(l);
+            for (int j = 0; j < S::QPW; j++) {
+                if (st[j] < 0 || s0 + r > tq[j] || ssg[r] != st[j])
+                    continue;
+                float x = r1_att_dot(qv[j], sk + r * S::W, lane, D) * scale;
+                float mn = fmaxf(m[j], x);
+                float corr = expf(m[j] - mn); /* 0 on the first visible key (m = −inf) */
+                float e = expf(x - mn);
+                l[j] = l[j] * corr + e;
+                const float *vr = sv + r * S::W;
+#pragma unroll
+                for (int i = 0; i < DPL; i++) {
+                    int d = lane + 32 * i;
+                    o[j][i] = o[j][i] * corr + (d < D ? e * vr[d] : 0.0f);
+                }
+                m[j] = mn;
+            }
+        }
+    }
+#pragma unroll
+    for (int j = 0; j < S::QPW; j++) {
+        if (tq[j] >= T)
+            continue;
+        float *orow = out + ((int64_t)b * T + tq[j]) * qs + (int64_t)h * D;
+        float *lrow = lse + ((int64_t)b * H + h) * T;
+        if (st[j] < 0) { /* padding: o is 0 */
+            r1_att_store(orow, o[j], lane, D);
+            if (lane == 0)
+                lrow[tq[j]] = -INFINITY;
+            continue;
+        }
+        float inv = 1.0f / l[j]; /* l >= 1: key t itself is visible */
+#pragma unroll
+        for (int i = 0; i < DPL; i++)
+            o[j][i] *= inv;
+        r1_att_store(orow, o[j], lane, D);
+        if (lane == 0)
+            lrow[tq[j]] = m[j] + logf(l[j]);
+    }
 }
 
 /* dq (=) and Di = dout·out (to di (B,H,T)) per query */
@@ -125,57 +175,76 @@ __global__ void r1_att_bwd_q(float *dq, float *di, const float *dout, const floa
                              const float *lse, const float *q, const float *k, const float *v,
                              const int32_t *seg, int B, int T, int H, int KVH, int D, float scale)
 {
-    int64_t w = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
-    int lane = threadIdx.x & 31;
-    if (w >= (int64_t)B * H * T)
-        return;
-    int t = (int)(w % T);
-    int64_t bh = w / T;
+    using S = r1_att_shape<DPL>;
+    __shared__ float sk[S::KT * S::W], sv[S::KT * S::W];
+    __shared__ int32_t ssg[S::KT];
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    int tiles = (T + S::QT - 1) / S::QT;
+    int t0 = (int)(blockIdx.x % tiles) * S::QT, tend = min(T, t0 + S::QT);
+    int64_t bh = blockIdx.x / tiles;
     int h = (int)(bh % H), b = (int)(bh / H), kvh = h / (H / KVH);
     int64_t qs = (int64_t)H * D, ks = (int64_t)KVH * D;
     const int32_t *sg = seg + (int64_t)b * T;
-    int64_t qo = ((int64_t)b * T + t) * qs + (int64_t)h * D;
-    int64_t lo = ((int64_t)b * H + h) * T + t;
-    int st = sg[t];
-    float acc[DPL];
-#pragma unroll
-    for (int i = 0; i < DPL; i++)
-        acc[i] = 0.0f;
-    if (st < 0) {
-        r1_att_store(dq + qo, acc, lane, D);
-        if (lane == 0)
-            di[lo] = 0.0f;
-        return;
-    }
-    float qv[DPL], gv[DPL], ov[DPL];
-    r1_att_load(qv, q + qo, lane, D);
-    r1_att_load(gv, dout + qo, lane, D);
-    r1_att_load(ov, out + qo, lane, D);
-    float dsum = 0.0f;
-#pragma unroll
-    for (int i = 0; i < DPL; i++)
-        dsum = fmaf(gv[i], ov[i], dsum);
-    dsum = r1_warp_sum(dsum);
-    if (lane == 0)
-        di[lo] = dsum;
-    float L = lse[lo];
     const float *kb = k + (int64_t)b * T * ks + (int64_t)kvh * D;
     const float *vb = v + (int64_t)b * T * ks + (int64_t)kvh * D;
-    for (int s = 0; s <= t; s++) {
-        if (sg[s] != st)
-            continue;
-        const float *kr = kb + s * ks;
-        float p = expf(r1_att_dot(qv, kr, lane, D) * scale - L);
-        float dp = r1_att_dot(gv, vb + s * ks, lane, D);
-        float ds = scale * p * (dp - dsum);
+    int tq[S::QPW], st[S::QPW];
+    float qv[S::QPW][DPL], gv[S::QPW][DPL], acc[S::QPW][DPL], dsum[S::QPW], L[S::QPW];
 #pragma unroll
-        for (int i = 0; i < DPL; i++) {
-            int d = lane + 32 * i;
-            if (d < D)
-                acc[i] = fmaf(ds, kr[d], acc[i]);
+    for (int j = 0; j < S::QPW; j++) {
+        tq[j] = t0 + warp * S::QPW + j;
+        st[j] = tq[j] < T ? sg[tq[j]] : -1;
+        dsum[j] = 0.0f, L[j] = 0.0f;
+#pragma unroll
+        for (int i = 0; i < DPL; i++)
+            acc[j][i] = 0.0f;
+        if (st[j] < 0)
+            continue;
+        int64_t qo = ((int64_t)b * T + tq[j]) * qs + (int64_t)h * D;
+        float ov[DPL];
+        r1_att_load(qv[j], q + qo, lane, D);
+        r1_att_load(gv[j], dout + qo, lane, D);
+        r1_att_load(ov, out + qo, lane, D);
+        float p = 0.0f;
+#pragma unroll
+        for (int i = 0; i < DPL; i++)
+            p = fmaf(gv[j][i], ov[i], p);
+        dsum[j] = r1_warp_sum(p);
+        L[j] = lse[((int64_t)b * H + h) * T + tq[j]];
+    }
+    for (int s0 = 0; s0 < tend; s0 += S::KT) {
+        int n = min(S::KT, tend - s0);
+        __syncthreads();
+        r1_att_tile_load<DPL>(sk, kb, ks, s0, n, D);
+        r1_att_tile_load<DPL>(sv, vb, ks, s0, n, D);
+        if ((int)threadIdx.x < n)
+            ssg[threadIdx.x] = sg[s0 + threadIdx.x];
+        __syncthreads();
+        for (int r = 0; r < n; r++) {
+#pragma unroll
+            for (int j = 0; j < S::QPW; j++) {
+                if (st[j] < 0 || s0 + r > tq[j] || ssg[r] != st[j])
+                    continue;
+                const float *kr = sk + r * S::W;
+                float p = expf(r1_att_dot(qv[j], kr, lane, D) * scale - L[j]);
+                float dp = r1_att_dot(gv[j], sv + r * S::W, lane, D);
+                float ds = scale * p * (dp - dsum[j]);
+#pragma unroll
+                for (int i = 0; i < DPL; i++) {
+                    int d = lane + 32 * i;
+                    if (d < D)
+                        acc[j][i] = fmaf(ds, kr[d], acc[j][i]);
+                }
+            }
         }
     }
-    r1_att_store(dq + qo, acc, lane, D);
+#pragma unroll
+    for (int j = 0; j < S::QPW; j++) {
+        if (tq[j] >= T)
+            continue;
+        r1_att_store(dq + ((int64_t)b * T + tq[j]) * qs + (int64_t)h * D, acc[j], lane, D);
+        if (lane == 0)
+            di[((int64_t)b * H + h) * T + tq[j]] = dsum[j]; /* 0 for padding */
+    }
 }
 
 /* dk, dv (=) per key */
@@ -184,49 +253,77 @@ __global__ void r1_att_bwd_kv(float *dk, float *dv, const float *di, const float
                               const float *lse, const float *q, const float *k, const float *v,
                               const int32_t *seg, int B, int T, int H, int KVH, int D, float scale)
 {
-    int64_t w = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
-    int lane = threadIdx.x & 31;
-    if (w >= (int64_t)B * KVH * T)
-        return;
-    int s = (int)(w % T);
-    int64_t bk = w / T;
+    using S = r1_att_shape<DPL>;
+    __shared__ float sq[S::KT * S::W], sg_[S::KT * S::W];
+    __shared__ float sl[S::KT], sd[S::KT];
+    __shared__ int32_t ssg[S::KT];
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    int tiles = (T + S::QT - 1) / S::QT;
+    int s0k = (int)(blockIdx.x % tiles) * S::QT;
+    int64_t bk = blockIdx.x / tiles;
     int kvh = (int)(bk % KVH), b = (int)(bk / KVH), group = H / KVH;
     int64_t qs = (int64_t)H * D, ks = (int64_t)KVH * D;
-    const int32_t *sg = seg + (int64_t)b * T;
-    int64_t ko = ((int64_t)b * T + s) * ks + (int64_t)kvh * D;
-    float ak[DPL], av[DPL];
+    const int32_t *sgb = seg + (int64_t)b * T;
+    int sk[S::QPW], ss[S::QPW];
+    float kv[S::QPW][DPL], vv[S::QPW][DPL], ak[S::QPW][DPL], av[S::QPW][DPL];
 #pragma unroll
-    for (int i = 0; i < DPL; i++)
-        ak[i] = av[i] = 0.0f;
-    int ss = sg[s];
-    if (ss >= 0) {
-        float kv[DPL], vv[DPL];
-        r1_att_load(kv, k + ko, lane, D);
-        r1_att_load(vv, v + ko, lane, D);
-        for (int h = kvh * group; h < (kvh + 1) * group; h++) {
-            const float *lrow = lse + ((int64_t)b * H + h) * T;
-            const float *drow = di + ((int64_t)b * H + h) * T;
-            for (int t = s; t < T; t++) {
-                if (sg[t] != ss)
-                    continue;
-                int64_t qo = ((int64_t)b * T + t) * qs + (int64_t)h * D;
-                const float *qr = q + qo, *gr = dout + qo;
-                float p = expf(r1_att_dot(kv, qr, lane, D) * scale - lrow[t]);
-                float dp = r1_att_dot(vv, gr, lane, D);
-                float ds = scale * p * (dp - drow[t]);
+    for (int j = 0; j < S::QPW; j++) {
+        sk[j] = s0k + warp * S::QPW + j;
+        ss[j] = sk[j] < T ? sgb[sk[j]] : -1;
 #pragma unroll
-                for (int i = 0; i < DPL; i++) {
-                    int d = lane + 32 * i;
-                    if (d < D) {
-                        ak[i] = fmaf(ds, qr[d], ak[i]);
-                        av[i] = fmaf(p, gr[d], av[i]);
+        for (int i = 0; i < DPL; i++)
+            ak[j][i] = av[j][i] = 0.0f;
+        if (ss[j] >= 0) {
+            int64_t ko = ((int64_t)b * T + sk[j]) * ks + (int64_t)kvh * D;
+            r1_att_load(kv[j], k + ko, lane, D);
+            r1_att_load(vv[j], v + ko, lane, D);
+        }
+    }
+    for (int h = kvh * group; h < (kvh + 1) * group; h++) {
+        const float *qb = q + (int64_t)b * T * qs + (int64_t)h * D;
+        const float *gb = dout + (int64_t)b * T * qs + (int64_t)h * D;
+        const float *lrow = lse + ((int64_t)b * H + h) * T;
+        const float *drow = di + ((int64_t)b * H + h) * T;
+        for (int t0 = s0k; t0 < T; t0 += S::KT) {
+            int n = min(S::KT, T - t0);
+            __syncthreads();
+            r1_att_tile_load<DPL>(sq, qb, qs, t0, n, D);
+            r1_att_tile_load<DPL>(sg_, gb, qs, t0, n, D);
+            if ((int)threadIdx.x < n) {
+                ssg[threadIdx.x] = sgb[t0 + threadIdx.x];
+                sl[threadIdx.x] = lrow[t0 + threadIdx.x];
+                sd[threadIdx.x] = drow[t0 + threadIdx.x];
+            }
+            __syncthreads();
+            for (int r = 0; r < n; r++) {
+#pragma unroll
+                for (int j = 0; j < S::QPW; j++) {
+                    if (ss[j] < 0 || t0 + r < sk[j] || ssg[r] != ss[j])
+                        continue;
+                    const float *qr = sq + r * S::W, *gr = sg_ + r * S::W;
+                    float p = expf(r1_att_dot(kv[j], qr, lane, D) * scale - sl[r]);
+                    float dp = r1_att_dot(vv[j], gr, lane, D);
+                    float ds = scale * p * (dp - sd[r]);
+#pragma unroll
+                    for (int i = 0; i < DPL; i++) {
+                        int d = lane + 32 * i;
+                        if (d < D) {
+                            ak[j][i] = fmaf(ds, qr[d], ak[j][i]);
+                            av[j][i] = fmaf(p, gr[d], av[j][i]);
+                        }
                     }
                 }
             }
         }
     }
-    r1_att_store(dk + ko, ak, lane, D);
-    r1_att_store(dv + ko, av, lane, D);
+#pragma unroll
+    for (int j = 0; j < S::QPW; j++) {
+        if (sk[j] >= T)
+            continue;
+        int64_t ko = ((int64_t)b * T + sk[j]) * ks + (int64_t)kvh * D;
+        r1_att_store(dk + ko, ak[j], lane, D);
+        r1_att_store(dv + ko, av[j], lane, D);
+    }
 }
 
 template <int DPL>
@@ -289,6 +386,13 @@ static unsigned warp_blocks(int64_t items)
     return (unsigned)((items + R1_ATT_WARPS - 1) / R1_ATT_WARPS);
 }
 
+/* blocks of the tiled kernels: rows (b, head) of T rows each, R1_ATT_QT-row tiles */
+static unsigned tile_blocks(int64_t rows, int T, int D)
+{
+    int qt = D <= 128 ? r1_att_shape<4>::QT : r1_att_shape<8>::QT;
+    return (unsigned)(rows * ((T + qt - 1) / qt));
+}
+
 /* dims per lane for head_dim D: 1, 2, 4 or 8; 0 when D is too large */
 static int att_dpl(int D)
 {
@@ -327,8 +431,8 @@ extern "C" void r1_cuda_attention_forward(void *ctx, float *out, float *lse, con
     if (B <= 0 || T <= 0 || H <= 0 || D <= 0 || !att_check(cu, D, H, KVH))
         return;
     float scale = 1.0f / sqrtf((float)D);
-    R1_ATT_DISPATCH(D, r1_att_fwd, warp_blocks((int64_t)B * H * T), out, lse, q, k, v, seg, B, T,
-                    H, KVH, D, scale);
+    R1_ATT_DISPATCH(D, r1_att_fwd, tile_blocks((int64_t)B * H, T, D), out, lse, q, k, v, seg, B,
+                    T, H, KVH, D, scale);
 }
 
 extern "C" void r1_cuda_attention_backward(void *ctx, float *dq, float *dk, float *dv,
@@ -345,10 +449,10 @@ extern "C" void r1_cuda_attention_backward(void *ctx, float *dq, float *dk, floa
     if (!di)
         return;
     float scale = 1.0f / sqrtf((float)D);
-    R1_ATT_DISPATCH(D, r1_att_bwd_q, warp_blocks((int64_t)B * H * T), dq, di, dout, out, lse, q, k,
-                    v, seg, B, T, H, KVH, D, scale);
-    R1_ATT_DISPATCH(D, r1_att_bwd_kv, warp_blocks((int64_t)B * KVH * T), dk, dv, di, dout, lse, q,
+    R1_ATT_DISPATCH(D, r1_att_bwd_q, tile_blocks((int64_t)B * H, T, D), dq, di, dout, out, lse, q,
                     k, v, seg, B, T, H, KVH, D, scale);
+    R1_ATT_DISPATCH(D, r1_att_bwd_kv, tile_blocks((int64_t)B * KVH, T, D), dk, dv, di, dout, lse,
+                    q, k, v, seg, B, T, H, KVH, D, scale);
 }
 
 extern "C" void r1_cuda_kv_store(void *ctx, float *kc, float *vc, const float *k, const float *v,
