@@ -159,7 +159,7 @@ void cmd_progress_plan(void *user, const struct r1_pipeline_stage_plan *plan)
 static void print_start(struct cmd_progress *p, struct cmd_stage_row *r, bool resume)
 {
     const struct r1_pipeline_stage_plan *pl = &r->plan;
-    char n[32], a[32], b[32], c[32], d[32], e[32], t[32], h[48];
+    char n[32], a[32], b[32], c[32], d[32], e[32], t[32], h[48], w[32];
     close_line(p);
     if (!r->have_plan) {
         fprintf(p->out, "%s %s\n", r->name, resume ? "resume" : "start");
@@ -171,9 +171,10 @@ static void print_start(struct cmd_progress *p, struct cmd_stage_row *r, bool re
     fmt_bytes(c, sizeof(c), (double)pl->optim_bytes);
     fmt_bytes(d, sizeof(d), (double)pl->activation_bytes);
     fmt_bytes(e, sizeof(e), (double)pl->other_bytes);
+    fmt_bytes(w, sizeof(w), (double)pl->workspace_bytes);
     fmt_bytes(t, sizeof(t),
               (double)(pl->param_bytes + pl->grad_bytes + pl->optim_bytes + pl->activation_bytes +
-                       pl->param16_bytes + pl->other_bytes));
+                       pl->param16_bytes + pl->workspace_bytes + pl->other_bytes));
     h[0] = '\0';
     if (pl->param16_bytes) {
         char x[32];
@@ -182,8 +183,8 @@ static void print_start(struct cmd_progress *p, struct cmd_stage_row *r, bool re
     }
     fprintf(p->out,
             "%s %s at step %" PRId64 " of %" PRId64 ": %s params; memory %s params%s + %s "
-            "grads + %s optimizer + %s activations%s%s%s = %s\n",
-            r->name, resume ? "resumes" : "starts", pl->done, pl->total, n, a, h, b, c, d,
+            "grads + %s optimizer + %s activations + %s workspace%s%s%s = %s\n",
+            r->name, resume ? "resumes" : "starts", pl->done, pl->total, n, a, h, b, c, d, w,
             pl->other_bytes ? " + " : "", pl->other_bytes ? e : "",
             pl->other_bytes ? " KV caches and other models" : "", t);
 }

@@ -20,6 +20,21 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The largest calls a model will make, for r1_backend_ops.reserve (core/model.c fills it in
+ * r1_model_reserve and r1_kv_cache_create). */
+struct r1_op_sizes {
+    int64_t rows;      /* tokens in one call (B·T of training; a decode step's tokens) */
+    int T;             /* training attention: positions per sequence (0: none) */
+    int H, D;          /* query heads, head dim */
+    int cache_len;     /* KV-cache attention: positions per slot (0: none) */
+    int64_t hidden;    /* C */
+    int64_t width;     /* the widest matmul input or output row but the head's: max(C, H·D, F) */
+    int64_t vocab;     /* V, the head's output row */
+    int64_t head_rows; /* rows of the LM head per call (its chunk) */
+    int bf16;          /* 1: the matmul16 ops (training in bf16) */
+    int bf16_weights;  /* 1: matmul_forward_bf16 (generation with bf16 weights) */
+};
+
 struct r1_backend_ops {
     const char *name;
     /* 1: backend memory is host memory and an op's results are there when it returns, so
@@ -46,6 +61,12 @@ struct r1_backend_ops {
      * Callers check after a download (r1_backend_check). */
     int (*check)(void *ctx);
     void (*release)(void *ctx); /* frees ctx itself */
+    /* OPTIONAL: allocates now the scratch memory (workspace) the ops need for calls up to
+     * *s, so that none is allocated during a run, and sets *held to the bytes of scratch
+     * the backend then holds (the largest of all requests; all zero sizes only report it).
+     * 0, or R1_ENOMEM with r1_err_set.  Without it, or for larger calls, ops grow scratch
+     * on first use. */
+    int (*reserve)(void *ctx, const struct r1_op_sizes *s, size_t *held);
 
     /* --- linear ------------------------------------------------------------ */
     /* out (M,N) = in (M,K) · w (N,K)ᵀ + bias (N); bias may be NULL */

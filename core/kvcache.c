@@ -73,6 +73,28 @@ int r1_kv_cache_create(struct r1_kv_cache **out, const struct r1_model *m, int s
         return r1_err_wrap(rc, "kv cache for %d slots x %d positions", slots, max_len);
     }
     layout(c, &m->cfg);
+    const struct r1_backend_ops *op = m->be->ops;
+    if (op->reserve) { /* the ops' scratch for decode steps, so none grows while sampling */
+        const struct r1_model_config *cf = &m->cfg;
+        int64_t HD = (int64_t)cf->n_heads * cf->head_dim;
+        struct r1_op_sizes s = {0};
+        s.rows = max_tokens;
+        s.H = cf->n_heads;
+        s.D = cf->head_dim;
+        s.cache_len = max_len;
+        s.hidden = cf->hidden_size;
+        s.width = cf->hidden_size > HD ? cf->hidden_size : HD;
+        s.width = s.width > cf->ffn_size ? s.width : cf->ffn_size;
+        s.vocab = cf->vocab_size;
+        s.head_rows = max_tokens;
+        s.bf16_weights = op->matmul_forward_bf16 != NULL;
+        size_t held;
+        if ((rc = op->reserve(m->be->ctx, &s, &held))) {
+            r1_kv_cache_free(c);
+            return r1_err_wrap(rc, "kv cache: the backend's scratch for %d-token steps",
+                               max_tokens);
+        }
+    }
     *out = c;
     return 0;
 }

@@ -554,6 +554,31 @@ int r1_model_set_precision(struct r1_model *m, enum r1_dtype dt)
     return 0;
 }
 
+/* The backend's scratch for calls up to batch B×T (r1_backend_ops.reserve), so that no op
+ * allocates during a run. */
+static int reserve_scratch(struct r1_model *m, int B, int T)
+{
+    const struct r1_backend_ops *op = m->be->ops;
+    if (!op->reserve)
+        return 0;
+    const struct r1_model_config *c = &m->cfg;
+    int64_t N = (int64_t)B * T, HD = (int64_t)c->n_heads * c->head_dim;
+    struct r1_op_sizes s = {0};
+    s.rows = N;
+    s.T = T;
+    s.H = c->n_heads;
+    s.D = c->head_dim;
+    s.hidden = c->hidden_size;
+    s.width = c->hidden_size > HD ? c->hidden_size : HD;
+    s.width = s.width > c->ffn_size ? s.width : c->ffn_size;
+    s.vocab = c->vocab_size;
+    s.head_rows = N < R1_MODEL_HEAD_CHUNK ? N : R1_MODEL_HEAD_CHUNK;
+    s.bf16 = m->precision == R1_BF16;
+    size_t held;
+    int rc = op->reserve(m->be->ctx, &s, &held);
+    return rc ? r1_err_wrap(rc, "model: the backend's scratch for batch %dx%d", B, T) : 0;
+}
+
 int r1_model_reserve(struct r1_model *m, int B, int T)
 {
     if (B <= 0 || T <= 0)
@@ -590,6 +615,10 @@ int r1_model_reserve(struct r1_model *m, int B, int T)
         return r1_err_wrap(rc, "model: activations for batch %dx%d", B, T);
     }
     layout_acts(m, a, B, T);
+    if ((rc = reserve_scratch(m, B, T))) {
+        free_acts(m);
+        return rc;
+    }
     m->max_B = B;
     m->max_T = T;
     m->have_forward = false;

@@ -562,7 +562,10 @@ static int run_stage(struct run *R, int si)
         struct r1_pipeline_stage_plan plan = {
             s->name, r1_stage_kind_name(s->kind), ck && ck->step < total ? ck->step : 0, total,
             m->n_params, m->params.cap, m->grads.cap, 2 * m->grads.cap, m->acts.cap, m->w16.cap,
-            0};
+            0, 0};
+        const struct r1_op_sizes held_only = {0};
+        if (R->be->ops->reserve)
+            R->be->ops->reserve(R->be->ctx, &held_only, &plan.workspace_bytes);
         if (s->kind == R1_STAGE_REJECTION_SFT) /* samples only: no optimizer */
             plan.optim_bytes = 0;
         struct r1_optim *opt = ops->optim ? ops->optim(st) : NULL;

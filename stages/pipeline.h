@@ -53,6 +53,7 @@ struct r1_pipeline_stage_plan {
     int64_t n_params;
     size_t param_bytes, grad_bytes, optim_bytes, activation_bytes;
     size_t param16_bytes; /* the bf16 copy of the parameters (precision bf16), else 0 */
+    size_t workspace_bytes; /* the backend's scratch for the ops, reserved for the largest calls */
     /* everything else the stage holds on the backend after its init: KV caches of its
      * generators, a reference or reward model */
     size_t other_bytes;

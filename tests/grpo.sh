@@ -30,7 +30,7 @@ else
 fi
 # the memory plan counts what GRPO holds beyond the policy: its generators' KV caches and
 # the frozen reference
-grep -Eq '^grpo starts at step 0 of 24: .* activations \+ [0-9.]+ [KMG]iB KV caches and other models = ' \
+grep -Eq '^grpo starts at step 0 of 24: .* activations \+ [0-9.]+ [KMG]iB workspace \+ [0-9.]+ [KMG]iB KV caches and other models = ' \
   "$tmp/arith.log" || { echo "FAIL: the grpo memory plan has no KV-cache term: $(grep 'grpo starts' "$tmp/arith.log")"; fail=1; }
 n=$(wc -l <"$tmp/arith/samples/grpo.jsonl")
 [ "$n" -eq 24 ] && grep -q '"advantage"' "$tmp/arith/samples/grpo.jsonl" ||

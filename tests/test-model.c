@@ -405,6 +405,54 @@ static void test_bf16(void **state)
         fail_msg("bf16 overfit loss %g not below 0.05", loss);
 }
 
+/* r1_model_reserve and r1_kv_cache_create reserve the backend's scratch for their largest
+ * calls: training steps (f32 and bf16) and decode steps then allocate none. */
+static size_t scratch_held(void)
+{
+    const struct r1_op_sizes none = {0};
+    size_t held = 0;
+    assert_int_equal(be->ops->reserve(be->ctx, &none, &held), 0);
+    return held;
+}
+
+static void test_scratch_reserved(void **state)
+{
+    (void)state;
+    struct r1_backend *own;
+    assert_int_equal(r1_backend_create(&own, R1_BACKEND_CPU, 2), 0); /* fresh scratch */
+    struct r1_backend *saved = be;
+    be = own;
+    struct r1_model_config cfg = micro_config(0, 1);
+    for (int bf16 = 0; bf16 <= 1; bf16++) {
+        struct r1_model *m = NULL;
+        assert_int_equal(r1_model_create(&m, &cfg, be), 0);
+        assert_int_equal(r1_model_init_weights(m, 3), 0);
+        assert_int_equal(r1_model_set_precision(m, bf16 ? R1_BF16 : R1_F32), 0);
+        assert_int_equal(r1_model_reserve(m, GB, GT), 0);
+        size_t held = scratch_held();
+        assert_true(held > 0);
+        struct r1_batch b = {GB, GT, g_tokens, g_pos, g_seg, g_targets};
+        float lp[GB * GT], dl[GB * GT];
+        assert_int_equal(r1_model_forward(m, &b, lp, NULL), 0);
+        for (int i = 0; i < GB * GT; i++)
+            dl[i] = 0.1f;
+        assert_int_equal(r1_model_backward(m, dl, NULL), 0);
+        assert_int_equal(scratch_held(), held);
+        struct r1_kv_cache *kc = NULL;
+        assert_int_equal(r1_kv_cache_create(&kc, m, 2, 16, 8), 0);
+        held = scratch_held();
+        assert_int_equal(r1_kv_cache_set_weights(kc, m, bf16 ? R1_BF16 : R1_F32), 0);
+        int32_t slot[8] = {0, 0, 0, 0, 0, 0, 0, 0}, pos[8] = {0, 1, 2, 3, 4, 5, 6, 7}, idx = 7;
+        float logits[37];
+        assert_int_equal(r1_model_decode(m, kc, 8, g_tokens, slot, pos, 1, &idx, logits), 0);
+        assert_int_equal(scratch_held(), held);
+        r1_kv_cache_free(kc);
+        r1_model_free(m);
+    }
+    be = saved;
+    r1_backend_free(own);
+}
+
 /* A frozen model (forward only, layers sharing buffers) gives bitwise the logprobs and
  * entropies of a trainable one with the same weights, on a fraction of the memory, and
  * refuses backward and an optimizer. */
@@ -805,6 +853,7 @@ int main(void)
         cmocka_unit_test(test_frozen),
         cmocka_unit_test(test_recompute),
         cmocka_unit_test(test_bf16),
+        cmocka_unit_test(test_scratch_reserved),
         cmocka_unit_test(test_grad_hook),
         cmocka_unit_test(test_hfdir_roundtrip),
         cmocka_unit_test(test_config_check),

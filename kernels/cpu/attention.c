@@ -78,6 +78,12 @@ static void transpose_rows(float *restrict dst, ptrdiff_t ld, const float *restr
     }
 }
 
+size_t r1_cpu_attention_scratch(int T, int D)
+{
+    size_t ld = round16((size_t)T), kt_size = (size_t)D * ld, tile = (size_t)R1_ATT_QB * ld;
+    return 2 * kt_size + 2 * tile; /* the backward's; the forward needs less */
+}
+
 void r1_cpu_attention_forward(void *ctx, float *out /* (B,T,H,D) */, float *lse /* (B,H,T) */,
                               const float *q /* (B,T,H,D) */, const float *k /* (B,T,KVH,D) */,
                               const float *v /* (B,T,KVH,D) */, const int32_t *seg /* (B,T) */,

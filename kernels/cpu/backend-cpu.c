@@ -103,6 +103,40 @@ float *r1_cpu_scratch(struct r1_cpu *cpu, size_t floats_per_thread)
     return p;
 }
 
+static size_t max_sz(size_t a, size_t b)
+{
+    return a > b ? a : b;
+}
+
+/* the scratch the ops will need for calls up to *s, allocated now; *held: the bytes held */
+static int cpu_reserve(void *ctx, const struct r1_op_sizes *s, size_t *held)
+{
+    struct r1_cpu *cpu = ctx;
+    size_t per = 0;
+    *held = 0;
+    if (s->T > 0)
+        per = max_sz(per, r1_cpu_attention_scratch(s->T, s->D));
+    if (s->cache_len > 0)
+        per = max_sz(per, (size_t)s->cache_len);
+    if (s->bf16_weights)
+        per = max_sz(per, r1_cpu_matmul_bf16_scratch(s->width > s->hidden ? s->width : s->hidden));
+    if (per && !r1_cpu_scratch(cpu, per))
+        return R1_ENOMEM;
+    if (s->bf16) { /* matmul16's widened operands: inputs, weights, output gradients */
+        size_t rows = (size_t)s->rows, width = (size_t)s->width, c = (size_t)s->hidden;
+        size_t heads = (size_t)s->head_rows * (size_t)s->vocab;
+        if (!r1_cpu_wide(cpu, 0, rows * width) ||
+            !r1_cpu_wide(cpu, 1, max_sz(width * c, (size_t)s->vocab * c)) ||
+            !r1_cpu_wide(cpu, 2, max_sz(rows * width, heads)))
+            return R1_ENOMEM;
+    }
+    size_t bytes = cpu->scratch ? cpu->scratch_stride * (size_t)cpu->threads * sizeof(float) : 0;
+    for (int i = 0; i < R1_CPU_WIDE_SLOTS; i++)
+        bytes += cpu->wide[i] ? cpu->wide_cap[i] * sizeof(float) : 0;
+    *held = bytes;
+    return 0;
+}
+
 void r1_cpu_poison(float *x, int64_t n)
 {
     for (int64_t i = 0; i < n; i++)
@@ -120,6 +154,7 @@ static const struct r1_backend_ops cpu_ops = {
     .zero = cpu_zero,
     .sync = NULL,
     .release = cpu_release,
+    .reserve = cpu_reserve,
     .matmul_forward = r1_cpu_matmul_forward,
     .matmul_backward = r1_cpu_matmul_backward,
     .matmul_forward_bf16 = r1_cpu_matmul_forward_bf16,

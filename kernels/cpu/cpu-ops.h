@@ -70,6 +70,8 @@ void r1_cpu_embedding_backward(void *ctx, float *dwte, const float *dout, const 
                                int N, int C);
 
 /* linear-bf16.c */
+/* floats of per-thread scratch matmul_forward_bf16 needs for inputs of K columns */
+size_t r1_cpu_matmul_bf16_scratch(int64_t K);
 void r1_cpu_matmul_forward_bf16(void *ctx, float *out, const float *in, const uint16_t *w,
                                 const float *bias, int M, int K, int N);
 void r1_cpu_convert_bf16(void *ctx, uint16_t *dst, const float *src, int64_t n);
@@ -92,6 +94,8 @@ void r1_cpu_rope_backward(void *ctx, float *dx, const int32_t *pos, const float 
                           const float *sin, int N, int H, int D);
 
 /* attention.c */
+/* floats of per-thread scratch the training attention ops need for T positions, head dim D */
+size_t r1_cpu_attention_scratch(int T, int D);
 void r1_cpu_attention_forward(void *ctx, float *out, float *lse, const float *q, const float *k,
                               const float *v, const int32_t *seg, int B, int T, int H, int KVH,
                               int D);

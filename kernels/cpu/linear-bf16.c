@@ -240,6 +240,11 @@ static void rows_task(int avx2, float *out, const float *in, const uint16_t *w, 
     }
 }
 
+size_t r1_cpu_matmul_bf16_scratch(int64_t K)
+{
+    return (size_t)BLOCK_N * (size_t)K;
+}
+
 void r1_cpu_matmul_forward_bf16(void *ctx, float *out /* (M,N) */, const float *in /* (M,K) */,
                                 const uint16_t *w /* (N,K) bf16 */,
                                 const float *bias /* (N) or NULL */, int M, int K, int N)
@@ -252,7 +257,7 @@ void r1_cpu_matmul_forward_bf16(void *ctx, float *out /* (M,N) */, const float *
                 ? cpu->threads
                 : 1;
     float *scratch = NULL;
-    if (M >= MR && K > 0 && !(scratch = r1_cpu_scratch(cpu, (size_t)BLOCK_N * K))) {
+    if (M >= MR && K > 0 && !(scratch = r1_cpu_scratch(cpu, r1_cpu_matmul_bf16_scratch(K)))) {
         r1_cpu_poison(out, (int64_t)M * N);
         return;
     }

@@ -188,6 +188,25 @@ static void cuda_release(void *ctx)
     free(cu);
 }
 
+/* the workspace the ops will need for calls up to *s (reduce.cuh's column sums, the
+ * attention backward's Di, sumsq's partial sums), allocated now */
+static int cuda_reserve(void *ctx, const struct r1_op_sizes *s, size_t *held)
+{
+    struct r1_cuda *cu = (struct r1_cuda *)ctx;
+    *held = cu->ws_bytes;
+    size_t need = R1_CUDA_SUMSQ_PARTS * sizeof(double);
+    size_t width = (size_t)(s->width > s->hidden ? s->width : s->hidden);
+    size_t chunks = (size_t)((s->rows + R1_CUDA_COL_CHUNK - 1) / R1_CUDA_COL_CHUNK);
+    size_t colsum = chunks * width * sizeof(double);
+    size_t di = s->T > 0 ? (size_t)s->rows * (size_t)s->H * sizeof(float) : 0;
+    need = need > colsum ? need : colsum;
+    need = need > di ? need : di;
+    if (s->rows > 0 && !r1_cuda_workspace(cu, need))
+        return r1_cuda_check(cu);
+    *held = cu->ws_bytes;
+    return 0;
+}
+
 static void *cuda_queue(void *ctx, int *device)
 {
     struct r1_cuda *cu = (struct r1_cuda *)ctx;
@@ -216,6 +235,7 @@ static struct r1_backend_ops cuda_ops_table(void)
     t.queue = cuda_queue;
     t.check = r1_cuda_check;
     t.release = cuda_release;
+    t.reserve = cuda_reserve;
     t.matmul_forward = r1_cuda_matmul_forward;
     t.matmul_backward = r1_cuda_matmul_backward;
     t.matmul_forward_bf16 = r1_cuda_matmul_forward_bf16;
