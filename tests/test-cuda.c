@@ -1392,14 +1392,7 @@ static void download_grads(const struct r1_model *m, float *host)
 }
 
 /* per tensor: Σ(g − r)² / max(Σ r², 1e-6 · Σ_arena r²) against tolerance t */
-static void check_grads_tol(struct r1_model *m[2], enum tol_id t, const char *when);
-
-static void check_grads(struct r1_model *m[2], const char *when)
-{
-    check_grads_tol(m, TOL_MODEL_GRAD, when);
-}
-
-static void check_grads_tol(struct r1_model *m[2], enum tol_id t, const char *when)
+static void check_grads(struct r1_model *m[2], enum tol_id t, const char *when)
 {
     size_t nf = m[REF]->grads.cap / sizeof(float);
     float *g[2];
@@ -1434,48 +1427,103 @@ static void check_grads_tol(struct r1_model *m[2], enum tol_id t, const char *wh
     free(g[0]), free(g[1]);
 }
 
-/* forward logp/entropy, one cross-entropy step's gradients, determinism of both on the
- * DUT, then the loss curve of 5 AdamW steps */
-static void test_model(void **state)
+/* How bf16 differs from f32 on the CPU for this model (R1_TEST_VERBOSE=1 only): the scale
+ * the bf16 tolerances are read against. */
+static void print_bf16_scale(struct r1_model *ref, const struct r1_batch *b, struct mbatch *mb)
 {
-    (void)state;
-    rng_seed(117);
+    float lp32[MB * MT], lp16[MB * MT];
+    float *g32 = malloc(ref->grads.cap), *g16 = malloc(ref->grads.cap);
+    double l32, l16;
+    assert_int_equal(r1_model_set_precision(ref, R1_F32), 0);
+    assert_int_equal(r1_model_reserve(ref, MB, MT), 0);
+    r1_model_zero_grad(ref);
+    assert_int_equal(r1_model_forward(ref, b, lp32, NULL), 0);
+    assert_int_equal(r1_model_ce_step(ref, b, mb->w, mb->denom, &l32), 0);
+    download_grads(ref, g32);
+    assert_int_equal(r1_model_set_precision(ref, R1_BF16), 0);
+    assert_int_equal(r1_model_reserve(ref, MB, MT), 0);
+    r1_model_zero_grad(ref);
+    assert_int_equal(r1_model_forward(ref, b, lp16, NULL), 0);
+    assert_int_equal(r1_model_ce_step(ref, b, mb->w, mb->denom, &l16), 0);
+    download_grads(ref, g16);
+    double num = 0, den = 0, worst = 0;
+    for (int i = 0; i < MB * MT; i++) {
+        num += ((double)lp16[i] - lp32[i]) * ((double)lp16[i] - lp32[i]);
+        den += (double)lp32[i] * lp32[i];
+    }
+    for (int k = 0; k < ref->n_tensors; k++) {
+        const struct r1_param *p = &ref->tensors[k];
+        size_t off = (size_t)((float *)p->g.data - ref->grad_mem);
+        double gn = 0, gd = 0;
+        for (int64_t i = 0; i < r1_tensor_numel(&p->g); i++) {
+            gn += ((double)g16[off + i] - g32[off + i]) * ((double)g16[off + i] - g32[off + i]);
+            gd += (double)g32[off + i] * g32[off + i];
+        }
+        worst = fmax(worst, gn / fmax(gd, 1e-30));
+    }
+    print_message("  scale: cpu bf16 against cpu f32: logp nmse %.3g, loss %.9g vs %.9g, worst "
+                  "gradient nmse %.3g\n", num / den, l16, l32, worst);
+    free(g32), free(g16);
+    r1_model_zero_grad(ref);
+}
+
+/* Whole-model parity in one precision: forward logp/entropy, one cross-entropy step's
+ * gradients, determinism of both on the DUT, then the loss curve (and in f32 the gradient
+ * norms) of 5 AdamW steps.  bf16 (r1_model_set_precision) takes its own tolerances
+ * (TOL_MODEL16_FWD: rounding flips). */
+#define TRAIN16_LOSS_RTOL 1e-3 /* see TOL_MODEL16_FWD; bf16 against f32: 8.7e-5 at step 0 */
+static void model_parity(enum r1_dtype prec, uint64_t seed)
+{
+    int bf16 = prec == R1_BF16;
+    enum tol_id tfwd = bf16 ? TOL_MODEL16_FWD : TOL_MODEL_FWD;
+    enum tol_id tgrad = bf16 ? TOL_MODEL16_GRAD : TOL_MODEL_GRAD;
+    double loss_rtol = bf16 ? TRAIN16_LOSS_RTOL : TRAIN_LOSS_RTOL;
+    const char *pn = bf16 ? " (bf16)" : "";
+    rng_seed(seed);
     struct r1_model_config cfg = parity_config();
     struct r1_model *m[2];
     models_create(m, &cfg);
-    set_weights(m, 21, 0.1f);
+    set_weights(m, bf16 ? 23 : 21, 0.1f);
     struct mbatch mb;
     make_batch(&mb, cfg.vocab_size);
     struct r1_batch b = {MB, MT, mb.tok, mb.pos, mb.seg, mb.tgt};
+    if (bf16 && verbose)
+        print_bf16_scale(m[REF], &b, &mb);
     float logp[2][MB * MT], ent[2][MB * MT], again[MB * MT];
+    char what[96];
     for (int s = 0; s < 2; s++) {
+        if (r1_model_set_precision(m[s], prec))
+            fail_msg("r1_model_set_precision on %s: %s", side_name(s), r1_err_last());
         assert_int_equal(r1_model_reserve(m[s], MB, MT), 0);
         if (r1_model_forward(m[s], &b, logp[s], ent[s]))
-            fail_msg("r1_model_forward on %s: %s", side_name(s), r1_err_last());
+            fail_msg("r1_model_forward%s on %s: %s", pn, side_name(s), r1_err_last());
     }
-    check_host(logp[DUT], logp[REF], MB * MT, TOL_MODEL_FWD, "model forward logp");
-    check_host(ent[DUT], ent[REF], MB * MT, TOL_MODEL_FWD, "model forward entropy");
+    snprintf(what, sizeof(what), "model forward logp%s", pn);
+    check_host(logp[DUT], logp[REF], MB * MT, tfwd, what);
+    snprintf(what, sizeof(what), "model forward entropy%s", pn);
+    check_host(ent[DUT], ent[REF], MB * MT, tfwd, what);
     assert_int_equal(r1_model_forward(m[DUT], &b, again, ent[DUT]), 0);
     if (memcmp(again, logp[DUT], sizeof(again)) != 0)
-        fail_msg("model forward: two runs on %s differ", OPS(DUT)->name);
+        fail_msg("model forward%s: two runs on %s differ", pn, OPS(DUT)->name);
 
     /* one cross-entropy step from zero gradients, then the same again (bitwise) */
     double loss[2];
     for (int s = 0; s < 2; s++) {
         r1_model_zero_grad(m[s]);
         if (r1_model_ce_step(m[s], &b, mb.w, mb.denom, &loss[s]))
-            fail_msg("r1_model_ce_step on %s: %s", side_name(s), r1_err_last());
+            fail_msg("r1_model_ce_step%s on %s: %s", pn, side_name(s), r1_err_last());
     }
-    if (!(fabs(loss[DUT] - loss[REF]) <= TRAIN_LOSS_RTOL * fabs(loss[REF])))
-        fail_msg("ce_step loss: gpu %.9g, cpu %.9g", loss[DUT], loss[REF]);
-    check_grads(m, "ce_step grad");
+    if (!(fabs(loss[DUT] - loss[REF]) <= loss_rtol * fabs(loss[REF])))
+        fail_msg("ce_step loss%s: gpu %.9g, cpu %.9g", pn, loss[DUT], loss[REF]);
+    snprintf(what, sizeof(what), "ce_step grad%s", pn);
+    check_grads(m, tgrad, what);
     float *g1 = malloc(m[DUT]->grads.cap), *g2 = malloc(m[DUT]->grads.cap);
     download_grads(m[DUT], g1);
     r1_model_zero_grad(m[DUT]);
     assert_int_equal(r1_model_ce_step(m[DUT], &b, mb.w, mb.denom, &loss[DUT]), 0);
     download_grads(m[DUT], g2);
     if (memcmp(g1, g2, m[DUT]->grads.cap) != 0)
-        fail_msg("ce_step: two runs on %s give different gradients", OPS(DUT)->name);
+        fail_msg("ce_step%s: two runs on %s give different gradients", pn, OPS(DUT)->name);
     free(g1), free(g2);
 
     /* 5 AdamW steps (clipping and weight decay on) */
@@ -1489,37 +1537,37 @@ static void test_model(void **state)
         assert_int_equal(r1_optim_create(&o[s], m[s], &oc), 0);
         for (int step = 0; step < 5; step++) {
             if (r1_model_ce_step(m[s], &b, mb.w, mb.denom, &curve[s][step]) || r1_optim_step(o[s]))
-                fail_msg("training step %d on %s: %s", step, side_name(s), r1_err_last());
+                fail_msg("training step %d%s on %s: %s", step, pn, side_name(s), r1_err_last());
             norm[s][step] = o[s]->last_grad_norm;
         }
     }
     for (int step = 0; step < 5; step++) {
         if (verbose)
-            print_message("  train step %d: loss gpu %.9g cpu %.9g, grad norm gpu %.9g cpu %.9g\n",
-                          step, curve[DUT][step], curve[REF][step], norm[DUT][step],
+            print_message("  train step %d%s: loss gpu %.9g cpu %.9g, grad norm gpu %.9g cpu "
+                          "%.9g\n", step, pn, curve[DUT][step], curve[REF][step], norm[DUT][step],
                           norm[REF][step]);
-        if (!(fabs(curve[DUT][step] - curve[REF][step]) <=
-              TRAIN_LOSS_RTOL * fabs(curve[REF][step])))
-            fail_msg("training step %d: loss gpu %.9g, cpu %.9g (relative tolerance %g)", step,
-                     curve[DUT][step], curve[REF][step], TRAIN_LOSS_RTOL);
-        if (!(fabs(norm[DUT][step] - norm[REF][step]) <= TRAIN_LOSS_RTOL * norm[REF][step]))
+        if (!(fabs(curve[DUT][step] - curve[REF][step]) <= loss_rtol * fabs(curve[REF][step])))
+            fail_msg("training step %d%s: loss gpu %.9g, cpu %.9g (relative tolerance %g)", step,
+                     pn, curve[DUT][step], curve[REF][step], loss_rtol);
+        if (!bf16 && !(fabs(norm[DUT][step] - norm[REF][step]) <= loss_rtol * norm[REF][step]))
             fail_msg("training step %d: grad norm gpu %.9g, cpu %.9g", step, norm[DUT][step],
                      norm[REF][step]);
     }
     if (!(curve[REF][4] < curve[REF][0]))
-        fail_msg("the reference loss did not decrease (%g -> %g): the harness trains nothing",
-                 curve[REF][0], curve[REF][4]);
+        fail_msg("the reference loss%s did not decrease (%g -> %g): the harness trains nothing",
+                 pn, curve[REF][0], curve[REF][4]);
     for (int s = 0; s < 2; s++) {
         r1_optim_free(o[s]);
         r1_model_free(m[s]);
     }
 }
 
-/* Precision bf16 (r1_model_set_precision): forward, one cross-entropy step's gradients,
- * bitwise repeats on the DUT, and 5 AdamW steps, as test_model does in f32, within the
- * bf16 tolerances (TOL_MODEL16_FWD: rounding flips); R1_TEST_VERBOSE=1 prints how far bf16
- * is from f32 on the CPU, for scale. */
-#define TRAIN16_LOSS_RTOL 1e-3 /* see TOL_MODEL16_FWD; bf16 against f32: 8.7e-5 at step 0 */
+static void test_model(void **state)
+{
+    (void)state;
+    model_parity(R1_F32, 117);
+}
+
 static void test_model_bf16(void **state)
 {
     (void)state;
@@ -1527,106 +1575,7 @@ static void test_model_bf16(void **state)
         print_message("backend %s has no matmul16 ops (optional): skipped\n", OPS(DUT)->name);
         skip();
     }
-    rng_seed(119);
-    struct r1_model_config cfg = parity_config();
-    struct r1_model *m[2];
-    models_create(m, &cfg);
-    set_weights(m, 23, 0.1f);
-    struct mbatch mb;
-    make_batch(&mb, cfg.vocab_size);
-    struct r1_batch b = {MB, MT, mb.tok, mb.pos, mb.seg, mb.tgt};
-    float logp32[MB * MT], logp[2][MB * MT], ent[2][MB * MT], again[MB * MT];
-    float *g32 = malloc(m[REF]->grads.cap);
-    double loss32;
-    assert_int_equal(r1_model_reserve(m[REF], MB, MT), 0);
-    assert_int_equal(r1_model_forward(m[REF], &b, logp32, NULL), 0);
-    r1_model_zero_grad(m[REF]);
-    assert_int_equal(r1_model_ce_step(m[REF], &b, mb.w, mb.denom, &loss32), 0);
-    download_grads(m[REF], g32);
-    for (int s = 0; s < 2; s++) {
-        if (r1_model_set_precision(m[s], R1_BF16))
-            fail_msg("r1_model_set_precision(bf16) on %s: %s", side_name(s), r1_err_last());
-        assert_int_equal(r1_model_reserve(m[s], MB, MT), 0);
-        if (r1_model_forward(m[s], &b, logp[s], ent[s]))
-            fail_msg("r1_model_forward (bf16) on %s: %s", side_name(s), r1_err_last());
-    }
-    if (verbose) {
-        double num = 0, den = 0;
-        for (int i = 0; i < MB * MT; i++) {
-            num += ((double)logp[REF][i] - logp32[i]) * ((double)logp[REF][i] - logp32[i]);
-            den += (double)logp32[i] * logp32[i];
-        }
-        print_message("  scale: cpu bf16 against cpu f32 logp nmse %.3g\n", num / den);
-    }
-    check_host(logp[DUT], logp[REF], MB * MT, TOL_MODEL16_FWD, "model forward logp (bf16)");
-    check_host(ent[DUT], ent[REF], MB * MT, TOL_MODEL16_FWD, "model forward entropy (bf16)");
-    assert_int_equal(r1_model_forward(m[DUT], &b, again, ent[DUT]), 0);
-    if (memcmp(again, logp[DUT], sizeof(again)) != 0)
-        fail_msg("model forward (bf16): two runs on %s differ", OPS(DUT)->name);
-
-    double loss[2];
-    for (int s = 0; s < 2; s++) {
-        r1_model_zero_grad(m[s]);
-        if (r1_model_ce_step(m[s], &b, mb.w, mb.denom, &loss[s]))
-            fail_msg("r1_model_ce_step (bf16) on %s: %s", side_name(s), r1_err_last());
-    }
-    if (!(fabs(loss[DUT] - loss[REF]) <= TRAIN16_LOSS_RTOL * fabs(loss[REF])))
-        fail_msg("ce_step loss (bf16): gpu %.9g, cpu %.9g", loss[DUT], loss[REF]);
-    check_grads_tol(m, TOL_MODEL16_GRAD, "ce_step grad (bf16)");
-    float *g1 = malloc(m[DUT]->grads.cap), *g2 = malloc(m[DUT]->grads.cap);
-    if (verbose) { /* the scale: the worst tensor's bf16-against-f32 nmse on the CPU */
-        download_grads(m[REF], g1);
-        double worst = 0;
-        for (int k = 0; k < m[REF]->n_tensors; k++) {
-            const struct r1_param *p = &m[REF]->tensors[k];
-            size_t off = (size_t)((float *)p->g.data - m[REF]->grad_mem);
-            double num = 0, den = 0;
-            for (int64_t i = 0; i < r1_tensor_numel(&p->g); i++) {
-                num += ((double)g1[off + i] - g32[off + i]) * ((double)g1[off + i] - g32[off + i]);
-                den += (double)g32[off + i] * g32[off + i];
-            }
-            worst = fmax(worst, num / fmax(den, 1e-30));
-        }
-        print_message("  scale: cpu bf16 against cpu f32: loss %.9g vs %.9g, worst gradient "
-                      "nmse %.3g\n", loss[REF], loss32, worst);
-    }
-    free(g32);
-    download_grads(m[DUT], g1);
-    r1_model_zero_grad(m[DUT]);
-    assert_int_equal(r1_model_ce_step(m[DUT], &b, mb.w, mb.denom, &loss[DUT]), 0);
-    download_grads(m[DUT], g2);
-    if (memcmp(g1, g2, m[DUT]->grads.cap) != 0)
-        fail_msg("ce_step (bf16): two runs on %s give different gradients", OPS(DUT)->name);
-    free(g1), free(g2);
-
-    struct r1_optim_config oc;
-    r1_optim_config_default(&oc);
-    oc.lr = 1e-3f;
-    struct r1_optim *o[2];
-    double curve[2][5];
-    for (int s = 0; s < 2; s++) {
-        r1_model_zero_grad(m[s]);
-        assert_int_equal(r1_optim_create(&o[s], m[s], &oc), 0);
-        for (int step = 0; step < 5; step++)
-            if (r1_model_ce_step(m[s], &b, mb.w, mb.denom, &curve[s][step]) || r1_optim_step(o[s]))
-                fail_msg("bf16 training step %d on %s: %s", step, side_name(s), r1_err_last());
-    }
-    for (int step = 0; step < 5; step++) {
-        if (verbose)
-            print_message("  bf16 train step %d: loss gpu %.9g cpu %.9g\n", step, curve[DUT][step],
-                          curve[REF][step]);
-        if (!(fabs(curve[DUT][step] - curve[REF][step]) <=
-              TRAIN16_LOSS_RTOL * fabs(curve[REF][step])))
-            fail_msg("bf16 training step %d: loss gpu %.9g, cpu %.9g (relative tolerance %g)",
-                     step, curve[DUT][step], curve[REF][step], TRAIN16_LOSS_RTOL);
-    }
-    if (!(curve[REF][4] < curve[REF][0]))
-        fail_msg("the bf16 reference loss did not decrease (%g -> %g)", curve[REF][0],
-                 curve[REF][4]);
-    for (int s = 0; s < 2; s++) {
-        r1_optim_free(o[s]);
-        r1_model_free(m[s]);
-    }
+    model_parity(R1_BF16, 119);
 }
 
 /* KV-cache decode logits: a mixed prefill of two slots, then decodes at three slots,

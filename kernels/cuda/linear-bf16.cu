@@ -157,20 +157,9 @@ extern "C" void r1_cuda_matmul16_forward(void *ctx, float *out /* (M,N) */,
     R1_CUDA_BEGIN(cu);
     if (M <= 0 || N <= 0)
         return;
-    float beta = 0.0f;
-    if (bias) {
-        int64_t total = (int64_t)M * N;
-        R1_LAUNCH(r1_bias_fill, r1_cuda_blocks(total, 256), 256, cu->stream)(out, bias, total, N);
-        R1_CUDA_LAUNCHED(cu, "bias fill");
-        beta = 1.0f;
-    }
-    if (K <= 0) {
-        if (!bias && cudaMemsetAsync(out, 0, (size_t)M * N * sizeof(float), cu->stream) !=
-                         cudaSuccess)
-            r1_cuda_fail(cu, "cudaMemsetAsync", cudaGetErrorString(cudaGetLastError()), __FILE__,
-                         __LINE__);
+    float beta = r1_cuda_matmul_prologue(cu, out, bias, M, K, N);
+    if (beta < 0)
         return;
-    }
     /* outᵀ (N,M) = w (N,K) · inᵀ (K,M), as linear.cu's SGEMM */
     gemm16(cu, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, w, K, in, K, beta, out, N,
            "cublasGemmEx (bf16 matmul forward)");

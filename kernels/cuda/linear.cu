@@ -28,20 +28,9 @@ extern "C" void r1_cuda_matmul_forward(void *ctx, float *out /* (M,N) */,
     R1_CUDA_BEGIN(cu);
     if (M <= 0 || N <= 0)
         return;
-    float beta = 0.0f;
-    if (bias) {
-        int64_t total = (int64_t)M * N;
-        R1_LAUNCH(r1_bias_fill, r1_cuda_blocks(total, 256), 256, cu->stream)(out, bias, total, N);
-        R1_CUDA_LAUNCHED(cu, "bias fill");
-        beta = 1.0f;
-    }
-    if (K <= 0) {
-        cudaError_t e = bias ? cudaSuccess
-                             : cudaMemsetAsync(out, 0, (size_t)M * N * sizeof(float), cu->stream);
-        if (e != cudaSuccess)
-            r1_cuda_fail(cu, "cudaMemsetAsync", cudaGetErrorString(e), __FILE__, __LINE__);
+    float beta = r1_cuda_matmul_prologue(cu, out, bias, M, K, N);
+    if (beta < 0)
         return;
-    }
     const float one = 1.0f;
     blas_fail(cu, cu->cb.sgemm(cu->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, w, K, in, K,
                               &beta, out, N),
