@@ -77,7 +77,7 @@ static const struct r1_recipe_key schema[] = {
     {"stage", "log_every", R1_KEY_INT, "10", 1, BIG, 0, NULL, 0, STG(log_every), 0, 0,
      "metrics line every N steps"},
     {"stage", "eval_every", R1_KEY_INT, "0", 0, BIG, 0, NULL, 0, STG(eval_every), 0, 0,
-     "evaluate on data.eval_path every N steps (0: never)"},
+     "evaluate on data.eval_path every N steps (0: before step 1 and at the end only)"},
     {"stage", "eval_samples", R1_KEY_INT, "1", 1, 4096, 0, NULL, K(SFT) | K(REJECTION_SFT),
      STG(eval_samples), 0, 0,
      "completions per held-out prompt; eval/accuracy is pass@1 over them (grpo: grpo.eval_samples)"},

@@ -476,7 +476,41 @@ static void test_matmul_forward(void **state)
 }
 
 /* every combination of din / dw / dbias present or NULL; dw, dbias pre-filled (+=),
- * din NaN (=) */
+ * din NaN (=); dout, in and w are f32 or, with bf16 set, bf16 (matmul16_backward) */
+static void matmul_backward_masks(int bf16, const struct pbuf *dout, const struct pbuf *in,
+                                  const struct pbuf *w, int M, int K, int N, enum tol_id t)
+{
+    const char *op = bf16 ? "matmul16_backward" : "matmul_backward";
+    struct pbuf din = pb_alloc((size_t)M * K * sizeof(float));
+    struct pbuf dw = pb_alloc((size_t)N * K * sizeof(float));
+    struct pbuf db = pb_alloc((size_t)N * sizeof(float));
+    float *dw0 = host_rand((int64_t)N * K, -1, 1), *db0 = host_rand(N, -1, 1);
+    for (int mask = 0; mask < 8; mask++) {
+        pb_set_nan(&din);
+        pb_upload(&dw, dw0);
+        pb_upload(&db, db0);
+        for (int s = 0; s < 2; s++) {
+            float *pdin = mask & 1 ? fp(&din, s) : NULL, *pdw = mask & 2 ? fp(&dw, s) : NULL;
+            float *pdb = mask & 4 ? fp(&db, s) : NULL;
+            if (bf16)
+                OPS(s)->matmul16_backward(CTX(s), pdin, pdw, pdb, hp(dout, s), hp(in, s),
+                                          hp(w, s), M, K, N);
+            else
+                OPS(s)->matmul_backward(CTX(s), pdin, pdw, pdb, fp(dout, s), fp(in, s), fp(w, s),
+                                        M, K, N);
+        }
+        if (mask & 1)
+            check_f32(&din, (int64_t)M * K, t, "%s din M=%d K=%d N=%d mask=%d", op, M, K, N, mask);
+        if (mask & 2)
+            check_f32(&dw, (int64_t)N * K, t, "%s dw (+=) M=%d K=%d N=%d mask=%d", op, M, K, N,
+                      mask);
+        if (mask & 4)
+            check_f32(&db, N, t, "%s dbias (+=) M=%d K=%d N=%d mask=%d", op, M, K, N, mask);
+    }
+    free(dw0), free(db0);
+    pb_free(&din), pb_free(&dw), pb_free(&db);
+}
+
 static void test_matmul_backward(void **state)
 {
     (void)state;
@@ -485,30 +519,8 @@ static void test_matmul_backward(void **state)
         int M = mm_shapes[si][0], K = mm_shapes[si][1], N = mm_shapes[si][2];
         struct pbuf in = pb_rand((int64_t)M * K, -1, 1), w = pb_rand((int64_t)N * K, -1, 1);
         struct pbuf dout = pb_rand((int64_t)M * N, -1, 1);
-        struct pbuf din = pb_alloc((size_t)M * K * sizeof(float));
-        struct pbuf dw = pb_alloc((size_t)N * K * sizeof(float));
-        struct pbuf db = pb_alloc((size_t)N * sizeof(float));
-        float *dw0 = host_rand((int64_t)N * K, -1, 1), *db0 = host_rand(N, -1, 1);
-        for (int mask = 0; mask < 8; mask++) {
-            pb_set_nan(&din);
-            pb_upload(&dw, dw0);
-            pb_upload(&db, db0);
-            for (int s = 0; s < 2; s++)
-                OPS(s)->matmul_backward(CTX(s), mask & 1 ? fp(&din, s) : NULL,
-                                        mask & 2 ? fp(&dw, s) : NULL, mask & 4 ? fp(&db, s) : NULL,
-                                        fp(&dout, s), fp(&in, s), fp(&w, s), M, K, N);
-            if (mask & 1)
-                check_f32(&din, (int64_t)M * K, TOL_MATMUL_BWD,
-                          "matmul_backward din M=%d K=%d N=%d mask=%d", M, K, N, mask);
-            if (mask & 2)
-                check_f32(&dw, (int64_t)N * K, TOL_MATMUL_BWD,
-                          "matmul_backward dw (+=) M=%d K=%d N=%d mask=%d", M, K, N, mask);
-            if (mask & 4)
-                check_f32(&db, N, TOL_MATMUL_BWD,
-                          "matmul_backward dbias (+=) M=%d K=%d N=%d mask=%d", M, K, N, mask);
-        }
-        free(dw0), free(db0);
-        pb_free(&in), pb_free(&w), pb_free(&dout), pb_free(&din), pb_free(&dw), pb_free(&db);
+        matmul_backward_masks(0, &dout, &in, &w, M, K, N, TOL_MATMUL_BWD);
+        pb_free(&in), pb_free(&w), pb_free(&dout);
     }
 }
 
@@ -651,32 +663,8 @@ static void test_matmul16(void **state)
             check_f32(&out, (int64_t)M * N, TOL_MATMUL16, "matmul16_forward M=%d K=%d N=%d bias=%d",
                       M, K, N, wb);
         }
-        struct pbuf din = pb_alloc((size_t)M * K * sizeof(float));
-        struct pbuf dw = pb_alloc((size_t)N * K * sizeof(float));
-        struct pbuf db = pb_alloc((size_t)N * sizeof(float));
-        float *dw0 = host_rand((int64_t)N * K, -1, 1), *db0 = host_rand(N, -1, 1);
-        for (int mask = 0; mask < 8; mask++) {
-            pb_set_nan(&din);
-            pb_upload(&dw, dw0);
-            pb_upload(&db, db0);
-            for (int s = 0; s < 2; s++)
-                OPS(s)->matmul16_backward(CTX(s), mask & 1 ? fp(&din, s) : NULL,
-                                          mask & 2 ? fp(&dw, s) : NULL,
-                                          mask & 4 ? fp(&db, s) : NULL, hp(&dout, s), hp(&in, s),
-                                          hp(&w, s), M, K, N);
-            if (mask & 1)
-                check_f32(&din, (int64_t)M * K, TOL_MATMUL16,
-                          "matmul16_backward din M=%d K=%d N=%d mask=%d", M, K, N, mask);
-            if (mask & 2)
-                check_f32(&dw, (int64_t)N * K, TOL_MATMUL16,
-                          "matmul16_backward dw (+=) M=%d K=%d N=%d mask=%d", M, K, N, mask);
-            if (mask & 4)
-                check_f32(&db, N, TOL_MATMUL16, "matmul16_backward dbias (+=) M=%d K=%d N=%d mask=%d",
-                          M, K, N, mask);
-        }
-        free(dw0), free(db0);
+        matmul_backward_masks(1, &dout, &in, &w, M, K, N, TOL_MATMUL16);
         pb_free(&in), pb_free(&w), pb_free(&dout), pb_free(&bias), pb_free(&out);
-        pb_free(&din), pb_free(&dw), pb_free(&db);
     }
 }
 

@@ -55,6 +55,47 @@ __device__ __forceinline__ void r1_att_tile_load(float *tile, const float *src, 
     }
 }
 
+/* the block's work in the forward and dq kernels: query rows [t0, tend) of (b, h), whose
+ * kv head's keys and values start at kb, vb (row stride KVH·D); blocks are numbered
+ * (b, h, query tile) with the tile fastest */
+struct r1_att_qtile {
+    int t0, tend, b, h;
+    const int32_t *sg; /* seg row b */
+    const float *kb, *vb;
+};
+
+__device__ __forceinline__ r1_att_qtile r1_att_qtile_of(int qt, const float *k, const float *v,
+                                                        const int32_t *seg, int T, int H,
+                                                        int KVH, int D)
+{
+    r1_att_qtile g;
+    int tiles = (T + qt - 1) / qt;
+    g.t0 = (int)(blockIdx.x % tiles) * qt, g.tend = min(T, g.t0 + qt);
+    int64_t bh = blockIdx.x / tiles, ks = (int64_t)KVH * D;
+    g.h = (int)(bh % H), g.b = (int)(bh / H);
+    int kvh = g.h / (H / KVH);
+    g.sg = seg + (int64_t)g.b * T;
+    g.kb = k + (int64_t)g.b * T * ks + (int64_t)kvh * D;
+    g.vb = v + (int64_t)g.b * T * ks + (int64_t)kvh * D;
+    return g;
+}
+
+/* keys [s0, s0 + n) of the block's kv head (K, V and their segments) into shared memory,
+ * after every warp is done with the previous tile */
+template <int DPL>
+__device__ __forceinline__ void r1_att_kv_tile(float *sk, float *sv, int32_t *ssg,
+                                               const r1_att_qtile &g, int s0, int n, int KVH,
+                                               int D)
+{
+    int64_t ks = (int64_t)KVH * D;
+    __syncthreads();
+    r1_att_tile_load<DPL>(sk, g.kb, ks, s0, n, D);
+    r1_att_tile_load<DPL>(sv, g.vb, ks, s0, n, D);
+    if ((int)threadIdx.x < n)
+        ssg[threadIdx.x] = g.sg[s0 + threadIdx.x];
+    __syncthreads();
+}
+
 /* dot of a lane's dims with row r (D values), summed over the warp */
 template <int DPL>
 __device__ __forceinline__ float r1_att_dot(const float (&a)[DPL], const float *r, int lane, int D)
@@ -98,14 +139,10 @@ __global__ void r1_att_fwd(float *out, float *lse, const float *q, const float *
     __shared__ float sk[S::KT * S::W], sv[S::KT * S::W];
     __shared__ int32_t ssg[S::KT];
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    int tiles = (T + S::QT - 1) / S::QT;
-    int t0 = (int)(blockIdx.x % tiles) * S::QT, tend = min(T, t0 + S::QT);
-    int64_t bh = blockIdx.x / tiles;
-    int h = (int)(bh % H), b = (int)(bh / H), kvh = h / (H / KVH);
-    int64_t qs = (int64_t)H * D, ks = (int64_t)KVH * D;
-    const int32_t *sg = seg + (int64_t)b * T;
-    const float *kb = k + (int64_t)b * T * ks + (int64_t)kvh * D;
-    const float *vb = v + (int64_t)b * T * ks + (int64_t)kvh * D;
+    const r1_att_qtile g = r1_att_qtile_of(S::QT, k, v, seg, T, H, KVH, D);
+    const int t0 = g.t0, tend = g.tend, b = g.b, h = g.h;
+    const int32_t *sg = g.sg;
+    int64_t qs = (int64_t)H * D;
     int tq[S::QPW], st[S::QPW];
     float qv[S::QPW][DPL], o[S::QPW][DPL], m[S::QPW], l[S::QPW];
 #pragma unroll
@@ -121,12 +158,7 @@ __global__ void r1_att_fwd(float *out, float *lse, const float *q, const float *
     }
     for (int s0 = 0; s0 < tend; s0 += S::KT) {
         int n = min(S::KT, tend - s0);
-        __syncthreads(); /* the previous tile is consumed */
-        r1_att_tile_load<DPL>(sk, kb, ks, s0, n, D);
-        r1_att_tile_load<DPL>(sv, vb, ks, s0, n, D);
-        if ((int)threadIdx.x < n)
-            ssg[threadIdx.x] = sg[s0 + threadIdx.x];
-        __syncthreads();
+        r1_att_kv_tile<DPL>(sk, sv, ssg, g, s0, n, KVH, D);
         for (int r = 0; r < n; r++) {
 #pragma unroll
             for (int j = 0; j < S::QPW; j++) {
@@ -179,14 +211,10 @@ __global__ void r1_att_bwd_q(float *dq, float *di, const float *dout, const floa
     __shared__ float sk[S::KT * S::W], sv[S::KT * S::W];
     __shared__ int32_t ssg[S::KT];
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    int tiles = (T + S::QT - 1) / S::QT;
-    int t0 = (int)(blockIdx.x % tiles) * S::QT, tend = min(T, t0 + S::QT);
-    int64_t bh = blockIdx.x / tiles;
-    int h = (int)(bh % H), b = (int)(bh / H), kvh = h / (H / KVH);
-    int64_t qs = (int64_t)H * D, ks = (int64_t)KVH * D;
-    const int32_t *sg = seg + (int64_t)b * T;
-    const float *kb = k + (int64_t)b * T * ks + (int64_t)kvh * D;
-    const float *vb = v + (int64_t)b * T * ks + (int64_t)kvh * D;
+    const r1_att_qtile g = r1_att_qtile_of(S::QT, k, v, seg, T, H, KVH, D);
+    const int t0 = g.t0, tend = g.tend, b = g.b, h = g.h;
+    const int32_t *sg = g.sg;
+    int64_t qs = (int64_t)H * D;
     int tq[S::QPW], st[S::QPW];
     float qv[S::QPW][DPL], gv[S::QPW][DPL], acc[S::QPW][DPL], dsum[S::QPW], L[S::QPW];
 #pragma unroll
@@ -213,12 +241,7 @@ __global__ void r1_att_bwd_q(float *dq, float *di, const float *dout, const floa
     }
     for (int s0 = 0; s0 < tend; s0 += S::KT) {
         int n = min(S::KT, tend - s0);
-        __syncthreads();
-        r1_att_tile_load<DPL>(sk, kb, ks, s0, n, D);
-        r1_att_tile_load<DPL>(sv, vb, ks, s0, n, D);
-        if ((int)threadIdx.x < n)
-            ssg[threadIdx.x] = sg[s0 + threadIdx.x];
-        __syncthreads();
+        r1_att_kv_tile<DPL>(sk, sv, ssg, g, s0, n, KVH, D);
         for (int r = 0; r < n; r++) {
 #pragma unroll
             for (int j = 0; j < S::QPW; j++) {
