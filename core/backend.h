@@ -20,6 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct r1_sampling; /* core/sample.h */
+
 /* The largest calls a model will make, for r1_backend_ops.reserve (core/model.c fills it in
  * r1_model_reserve and r1_kv_cache_create). */
 struct r1_op_sizes {
@@ -182,6 +184,18 @@ struct r1_backend_ops {
     void (*adamw_update)(void *ctx, float *param, const float *grad, float *m, float *v,
                          int64_t n, float lr, float beta1, float beta2, float eps,
                          float weight_decay, float grad_scale, int64_t step);
+
+    /* --- sampling (generation) ---------------------------------------------------- */
+    /* OPTIONAL (a device backend, so that a decode step downloads a token per sequence
+     * instead of its logits; without it core/generate.c samples on the host): for each row
+     * n of logits (N,V), tokens[n] = the token r1_sample_token (core/sample.h) draws with
+     * the uniform u[n] under *s (host memory) and logprobs[n] its log-probability as that
+     * function returns it; tokens, logprobs, u (N).  The weights have the host's bits but
+     * their sums are taken in another order, so a token can differ from the host's only
+     * where u lies within rounding (~1e-16 relative) of the boundary between two tokens,
+     * and logprobs agree to float rounding. */
+    void (*sample)(void *ctx, int32_t *tokens, float *logprobs, const float *logits,
+                   const float *u, int N, int V, const struct r1_sampling *s);
 };
 
 struct r1_backend {

@@ -22,11 +22,16 @@ struct r1_generator {
     struct r1_model *m;
     const struct r1_tokenizer *tok;
     struct r1_kv_cache *cache;
-    struct r1_sample_scratch scratch;
     int slots, max_len, step_tokens;
     struct slot_state *st;
     int32_t *tokens, *slot, *pos, *out_idx, *out_slot; /* (step_tokens) */
-    float *logits; /* (slots, V) host */
+    /* where the backend samples (its op sample): a step's uniforms and what it drew,
+     * (step_tokens); else the host does, from the logits (slots, V) and the scratch */
+    int device_sampling;
+    float *u, *next_logprob;
+    int32_t *next;
+    float *logits;
+    struct r1_sample_scratch scratch;
     struct r1_gen_stats stats;
 };
 
@@ -55,9 +60,17 @@ int r1_generator_create(struct r1_generator **out, struct r1_model *m,
     g->pos = malloc((size_t)step_tokens * sizeof(int32_t));
     g->out_idx = malloc((size_t)step_tokens * sizeof(int32_t));
     g->out_slot = malloc((size_t)step_tokens * sizeof(int32_t));
-    g->logits = malloc((size_t)slots * V * sizeof(float));
-    if (!g->st || !g->tokens || !g->slot || !g->pos || !g->out_idx || !g->out_slot ||
-        !g->logits || r1_sample_scratch_init(&g->scratch, V)) {
+    g->u = malloc((size_t)step_tokens * sizeof(float));
+    g->next = malloc((size_t)step_tokens * sizeof(int32_t));
+    g->next_logprob = malloc((size_t)step_tokens * sizeof(float));
+    g->device_sampling = m->be->ops->sample != NULL;
+    int host_ok = 1;
+    if (!g->device_sampling) {
+        g->logits = malloc((size_t)slots * V * sizeof(float));
+        host_ok = g->logits && !r1_sample_scratch_init(&g->scratch, V);
+    }
+    if (!g->st || !g->tokens || !g->slot || !g->pos || !g->out_idx || !g->out_slot || !g->u ||
+        !g->next || !g->next_logprob || !host_ok) {
         r1_generator_free(g);
         return r1_err_set(R1_ENOMEM, "generator: out of host memory");
     }
@@ -77,6 +90,9 @@ void r1_generator_free(struct r1_generator *g)
     free(g->pos);
     free(g->out_idx);
     free(g->out_slot);
+    free(g->u);
+    free(g->next);
+    free(g->next_logprob);
     free(g->logits);
     free(g);
 }
@@ -207,8 +223,18 @@ int r1_generate(struct r1_generator *g, const struct r1_gen_config *cfg,
                 g->out_slot[n_out++] = s;
             }
         }
+        /* request i's token number n draws with uniform number n of its own stream */
+        for (int o = 0; o < n_out; o++) {
+            int i = g->st[g->out_slot[o]].req;
+            struct r1_rng rng = r1_rng_make(cfg->seed, R1_STREAM_SAMPLE + reqs[i].stream);
+            rng.counter = (uint64_t)res[i].n;
+            g->u[o] = r1_rng_uniform(&rng);
+        }
         rc = r1_model_decode(g->m, g->cache, N, g->tokens, g->slot, g->pos, n_out, g->out_idx,
-                             g->logits);
+                             g->device_sampling ? NULL : g->logits);
+        if (!rc && g->device_sampling && n_out > 0)
+            rc = r1_kv_cache_sample(g->cache, &cfg->sampling, n_out, g->u, g->next,
+                                    g->next_logprob);
         if (rc)
             return rc;
         g->stats.steps++;
@@ -216,13 +242,12 @@ int r1_generate(struct r1_generator *g, const struct r1_gen_config *cfg,
             struct slot_state *st = &g->st[g->out_slot[o]];
             int i = st->req;
             struct r1_gen_result *out = &res[i];
-            struct r1_rng rng = r1_rng_make(cfg->seed, R1_STREAM_SAMPLE + reqs[i].stream);
-            rng.counter = (uint64_t)out->n;
-            float u = r1_rng_uniform(&rng), lp = 0;
-            int32_t t = r1_sample_token(g->logits + (size_t)o * V, V, &cfg->sampling, u, &lp,
-                                        &g->scratch);
+            if (!g->device_sampling)
+                g->next[o] = r1_sample_token(g->logits + (size_t)o * V, V, &cfg->sampling,
+                                             g->u[o], &g->next_logprob[o], &g->scratch);
+            int32_t t = g->next[o];
             out->tokens[out->n] = t;
-            out->logprobs[out->n] = lp;
+            out->logprobs[out->n] = g->next_logprob[o];
             out->n++;
             st->last = t;
             if (on_token)

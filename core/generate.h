@@ -8,6 +8,9 @@
  * Sampling of request i uses its own RNG stream (seed, R1_STREAM_SAMPLE +
  * req.stream) and the token index as counter, so a sequence's sample does not
  * depend on which other sequences share the batch or on the slot count.
+ * The draw runs on the backend when it has the op sample (the logits then never
+ * leave it; the same tokens as the host's r1_sample_token up to rounding at the
+ * boundary between two tokens, see core/backend.h), else on the host.
  * Finish reasons: STOP (a stop token or stop string was produced; it is kept
  * in the output) or LENGTH (max_new_tokens reached). */
 #ifndef R1_GENERATE_H

@@ -39,6 +39,9 @@ static void layout(struct r1_kv_cache *c, const struct r1_model_config *cfg)
     c->act = F32(NT * F);
     c->rows = F32(NT * C);
     c->logits = F32(NT * (int64_t)cfg->vocab_size);
+    c->u = F32(NT);
+    c->next = I32(NT);
+    c->next_logprob = F32(NT);
 #undef F32
 #undef I32
 }
@@ -60,6 +63,7 @@ int r1_kv_cache_create(struct r1_kv_cache **out, const struct r1_model *m, int s
     c->max_len = max_len;
     c->max_tokens = max_tokens;
     c->n_layers = m->cfg.n_layers;
+    c->vocab_size = m->cfg.vocab_size;
     c->k = calloc((size_t)c->n_layers, sizeof(float *));
     c->v = calloc((size_t)c->n_layers, sizeof(float *));
     if (!c->k || !c->v) {
@@ -212,6 +216,7 @@ int r1_model_decode(struct r1_model *m, struct r1_kv_cache *c, int N, const int3
         if (out_idx[i] < 0 || out_idx[i] >= N)
             return r1_err_set(R1_EINVAL, "decode: output index %d not in [0, %d)", out_idx[i], N);
 
+    c->n_logits = 0;
     op->upload(cx, c->tokens, tokens, (size_t)N * sizeof(int32_t));
     op->upload(cx, c->slot, slot, (size_t)N * sizeof(int32_t));
     op->upload(cx, c->pos, pos, (size_t)N * sizeof(int32_t));
@@ -244,6 +249,27 @@ int r1_model_decode(struct r1_model *m, struct r1_kv_cache *c, int N, const int3
         op->copy(cx, (char *)c->tmp + (size_t)i * rb, (char *)c->x + (size_t)out_idx[i] * rb, rb);
     op->rmsnorm_forward(cx, c->rows, c->rstd, c->tmp, m->final_norm, n_out, C, cfg->rms_eps);
     matmul(c, c->logits, c->rows, m->lm_head, c->lm_head16, NULL, n_out, C, V);
+    c->n_logits = n_out;
+    if (!logits)
+        return 0;
     op->download(cx, logits, c->logits, (size_t)n_out * V * sizeof(float));
     return r1_backend_check(m->be);
+}
+
+int r1_kv_cache_sample(struct r1_kv_cache *c, const struct r1_sampling *s, int n_out,
+                       const float *u, int32_t *tokens, float *logprobs)
+{
+    const struct r1_backend_ops *op = c->be->ops;
+    void *cx = c->be->ctx;
+    if (!op->sample)
+        return r1_err_set(R1_EINVAL, "kv cache: backend %s cannot sample (no sample op); "
+                          "download the logits and sample on the host", op->name);
+    if (n_out <= 0 || n_out > c->n_logits)
+        return r1_err_set(R1_EINVAL, "kv cache: %d rows to sample; the last decode left %d",
+                          n_out, c->n_logits);
+    op->upload(cx, c->u, u, (size_t)n_out * sizeof(float));
+    op->sample(cx, c->next, c->next_logprob, c->logits, c->u, n_out, c->vocab_size, s);
+    op->download(cx, tokens, c->next, (size_t)n_out * sizeof(int32_t));
+    op->download(cx, logprobs, c->next_logprob, (size_t)n_out * sizeof(float));
+    return r1_backend_check(c->be);
 }

@@ -216,6 +216,10 @@ struct r1_kv_cache {
     float *x, *n, *q, *kn, *vn, *att, *tmp; /* (max_tokens, ·) step activations */
     float *gate, *up, *act, *rstd;
     float *rows, *logits;        /* (max_tokens, C), (max_tokens, V) */
+    int vocab_size, n_logits;    /* V; rows of logits the last decode left */
+    float *u;                    /* (max_tokens) r1_kv_cache_sample's uniforms */
+    int32_t *next;               /* (max_tokens) and the tokens it drew */
+    float *next_logprob;         /* (max_tokens) and their log-probabilities */
     /* generation weights (r1_kv_cache_set_weights): R1_F32 decodes with the model's
      * matrices; R1_BF16 with wl / lm_head16, bf16 copies in one backend allocation
      * (wmem, made on the first bf16 request and kept) */
@@ -237,11 +241,17 @@ void r1_kv_cache_free(struct r1_kv_cache *c);
  * without the bf16 ops; R1_ENOMEM when the copies do not fit. */
 int r1_kv_cache_set_weights(struct r1_kv_cache *c, const struct r1_model *m, enum r1_dtype dt);
 /* Runs N new tokens (host arrays tokens, slot, pos (N)) through the model,
- * storing their keys/values, and writes the logits of the tokens listed in
- * out_idx (n_out indices into 0..N) to host logits (n_out, V). */
+ * storing their keys/values, and computes the logits of the tokens listed in
+ * out_idx (n_out indices into 0..N); writes them to host logits (n_out, V) unless
+ * logits is NULL (they stay on the backend for r1_kv_cache_sample). */
 int r1_model_decode(struct r1_model *m, struct r1_kv_cache *c, int N, const int32_t *tokens,
                     const int32_t *slot, const int32_t *pos, int n_out, const int32_t *out_idx,
                     float *logits);
+/* Draws the next token of the first n_out rows of logits the last decode computed on the
+ * backend (its op sample; R1_EINVAL without one) with the host uniforms u (n_out):
+ * host tokens and logprobs (n_out), as r1_sample_token would give them (see the op). */
+int r1_kv_cache_sample(struct r1_kv_cache *c, const struct r1_sampling *s, int n_out,
+                       const float *u, int32_t *tokens, float *logprobs);
 
 /* Copies parameters to/from host f32 arrays in tensor order (for I/O). */
 void r1_model_download_param(const struct r1_model *m, int i, float *host);

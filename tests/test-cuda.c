@@ -48,6 +48,7 @@
 #include "core/model.h"
 #include "core/optim.h"
 #include "core/rng.h"
+#include "core/sample.h"
 #include "core/tensor.h"
 #include "core/tokenizer.h"
 
@@ -1284,6 +1285,94 @@ static void test_determinism(void **state)
         dut_free(nw), dut_free(logits), dut_free(dl);
 }
 
+/* ---- sampling ------------------------------------------------------------------------ */
+
+/* Row r of a (rows, V) test matrix: the shapes of logits that exercise the paths */
+static void sample_row(float *x, int V, int r)
+{
+    for (int i = 0; i < V; i++) {
+        float v = rng_uniform(-8, 8);
+        switch (r % 6) {
+        case 0: /* distinct */
+            x[i] = v;
+            break;
+        case 1: /* ties: halves, and −0 against +0 */
+            x[i] = rintf(v) * 0.5f;
+            if (x[i] == 0.0f && (i & 1))
+                x[i] = -0.0f;
+            break;
+        case 2: /* masked: a few finite tokens among −inf */
+            x[i] = i % 97 == 5 ? v : -INFINITY;
+            break;
+        case 3: /* flat: every token ties with the best, +0 and −0 alternating */
+            x[i] = i & 1 ? -0.0f : 0.0f;
+            break;
+        case 4: /* one token far ahead */
+            x[i] = i == V / 3 ? 30.0f : v * 0.25f;
+            break;
+        default: /* a spread wide enough that exp underflows for most */
+            x[i] = v * 16.0f;
+        }
+    }
+    if (r % 6 == 2 && V < 6)
+        x[0] = 0.5f; /* at least one finite */
+}
+
+/* the op sample against r1_sample_token on the host: the same token (the weights have the
+ * same bits; only the order of sums differs) and the log-probability to float rounding */
+static void test_sample(void **state)
+{
+    (void)state;
+    if (!OPS(DUT)->sample) {
+        print_message("backend %s has no sample op (optional): skipped\n", OPS(DUT)->name);
+        skip();
+    }
+    rng_seed(121);
+    const int vs[] = {1, 2, 7, 300, 4099, 12289};
+    const struct r1_sampling set[] = {
+        {0.0f, 0, 1.0f, 0.0f},      {1.0f, 0, 1.0f, 0.0f},     {0.7f, 0, 1.0f, 0.05f},
+        {1.0f, 1, 1.0f, 0.0f},      {0.8f, 5, 1.0f, 0.0f},     {1.0f, 0, 0.9f, 0.0f},
+        {1.0f, 0, 0.3f, 0.1f},      {0.6f, 40, 0.95f, 0.02f},  {1e-30f, 0, 0.5f, 0.0f},
+        {2.5f, 3, 0.999f, 0.0f},    {1.0f, 299, 1.0f, 0.0f},   {1.3f, 4098, 0.97f, 0.0f},
+    };
+    const int R = 8, NS = (int)(sizeof(set) / sizeof(set[0]));
+    for (int vi = 0; vi < (int)(sizeof(vs) / sizeof(vs[0])); vi++) {
+        int V = vs[vi];
+        struct r1_sample_scratch scr;
+        assert_int_equal(r1_sample_scratch_init(&scr, V), 0);
+        float *x = malloc(sizeof(float) * (size_t)R * V), u[8], lp[8];
+        int32_t tok[8];
+        for (int r = 0; r < R; r++)
+            sample_row(x + (size_t)r * V, V, r);
+        float *dx = dut_host(x, sizeof(float) * (size_t)R * V), *du = dut_rand(R, 0, 0);
+        float *dlp = dut_rand(R, 0, 0);
+        int32_t *dtok = (int32_t *)dut_rand(R, 0, 0);
+        for (int si = 0; si < NS; si++) {
+            for (int r = 0; r < R; r++) /* the ends of [0, 1) too */
+                u[r] = r == 6 ? 0.0f : r == 7 ? 0x1.fffffep-1f : rng_uniform(0, 1);
+            OPS(DUT)->upload(CTX(DUT), du, u, sizeof(u));
+            OPS(DUT)->sample(CTX(DUT), dtok, dlp, dx, du, R, V, &set[si]);
+            OPS(DUT)->download(CTX(DUT), tok, dtok, sizeof(tok));
+            OPS(DUT)->download(CTX(DUT), lp, dlp, sizeof(lp));
+            assert_int_equal(r1_backend_check(bes[DUT]), 0);
+            for (int r = 0; r < R; r++) {
+                float want_lp;
+                int32_t want = r1_sample_token(x + (size_t)r * V, V, &set[si], u[r], &want_lp,
+                                               &scr);
+                const struct r1_sampling *c = &set[si];
+                if (tok[r] != want || !(fabsf(lp[r] - want_lp) <= 1e-5f * fmaxf(1, -want_lp)))
+                    fail_msg("sample V=%d row %d (T=%g top_k=%d top_p=%g min_p=%g, u=%.9g): "
+                             "token %d logprob %.9g, host %d %.9g", V, r, (double)c->temperature,
+                             c->top_k, (double)c->top_p, (double)c->min_p, (double)u[r], tok[r],
+                             (double)lp[r], want, (double)want_lp);
+            }
+        }
+        dut_free(dx), dut_free(du), dut_free(dlp), dut_free(dtok);
+        free(x);
+        r1_sample_scratch_release(&scr);
+    }
+}
+
 /* ---- whole model --------------------------------------------------------------------- */
 
 /* Every feature on: GQA with a group of 3, QKV bias, untied head, 3 layers, sizes that
@@ -1568,6 +1657,35 @@ static void test_model_bf16(void **state)
 
 /* KV-cache decode logits: a mixed prefill of two slots, then decodes at three slots,
  * with the model's f32 weights and (when both backends have the bf16 ops) bf16 copies */
+/* r1_kv_cache_sample after a decode that left its logits on the backend (logits NULL) draws
+ * what r1_sample_token draws from the same logits (host logits (n, V)); it refuses more rows
+ * than the decode left */
+static void decode_sample(struct r1_model *m, struct r1_kv_cache *c, const float *logits, int n,
+                          const int32_t *tok, const int32_t *slot, const int32_t *pos)
+{
+    int V = m->cfg.vocab_size;
+    int32_t idx[3] = {0, 1, 2}, got[3];
+    float u[3] = {0.25f, 0.5f, 0.875f}, lp[3];
+    assert_true(n <= 3);
+    const struct r1_sampling sm = {0.9f, 50, 0.95f, 0.0f};
+    struct r1_sample_scratch scr;
+    assert_int_equal(r1_sample_scratch_init(&scr, V), 0);
+    /* the same tokens at the same places again: the same keys, values and logits */
+    if (r1_model_decode(m, c, n, tok, slot, pos, n, idx, NULL) ||
+        r1_kv_cache_sample(c, &sm, n, u, got, lp))
+        fail_msg("decode and sample on the backend: %s", r1_err_last());
+    for (int i = 0; i < n; i++) {
+        float want_lp;
+        int32_t want = r1_sample_token(logits + (size_t)i * V, V, &sm, u[i], &want_lp, &scr);
+        if (got[i] != want || !(fabsf(lp[i] - want_lp) <= 1e-5f * fmaxf(1, -want_lp)))
+            fail_msg("decode row %d sampled on the backend: token %d logprob %g, from its "
+                     "logits on the host %d %g", i, got[i], (double)lp[i], want,
+                     (double)want_lp);
+    }
+    assert_int_equal(r1_kv_cache_sample(c, &sm, n + 1, u, got, lp), R1_EINVAL);
+    r1_sample_scratch_release(&scr);
+}
+
 static void test_model_decode(void **state)
 {
     (void)state;
@@ -1600,6 +1718,8 @@ static void test_model_decode(void **state)
                 r1_model_decode(m[s], c, 15, tok1, slot1, pos1, 15, idx1, lg[s]) ||
                 r1_model_decode(m[s], c, 3, tok2, slot2, pos2, 3, idx2, lg[s] + 15 * (size_t)V))
                 fail_msg("decode on %s: %s", side_name(s), r1_err_last());
+            if (s == DUT && OPS(DUT)->sample) /* the step's logits, sampled where they are */
+                decode_sample(m[s], c, lg[s] + 15 * (size_t)V, 3, tok2, slot2, pos2);
             r1_kv_cache_free(c);
         }
         check_host(lg[DUT], lg[REF], 18 * (int64_t)V, TOL_MODEL_DECODE,
@@ -1755,6 +1875,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_logprobs),
         cmocka_unit_test(test_adamw),
         cmocka_unit_test(test_determinism),
+        cmocka_unit_test(test_sample),
         cmocka_unit_test(test_model),
         cmocka_unit_test(test_model_bf16),
         cmocka_unit_test(test_model_decode),

@@ -260,6 +260,7 @@ static struct r1_backend_ops cuda_ops_table(void)
     t.logprobs_forward = r1_cuda_logprobs_forward;
     t.logprobs_backward = r1_cuda_logprobs_backward;
     t.adamw_update = r1_cuda_adamw_update;
+    t.sample = r1_cuda_sample;
     return t;
 }
 

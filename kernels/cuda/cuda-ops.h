@@ -143,6 +143,11 @@ void r1_cuda_adamw_update(void *ctx, float *param, const float *grad, float *m, 
                           int64_t n, float lr, float beta1, float beta2, float eps,
                           float weight_decay, float grad_scale, int64_t step);
 
+/* sample.cu */
+struct r1_sampling;
+void r1_cuda_sample(void *ctx, int32_t *tokens, float *logprobs, const float *logits,
+                    const float *u, int N, int V, const struct r1_sampling *s);
+
 #ifdef __cplusplus
 }
 #endif

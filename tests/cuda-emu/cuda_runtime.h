@@ -150,6 +150,12 @@ static inline unsigned __float_as_uint(float f)
     return u;
 }
 
+/* float arithmetic rounded on its own (never contracted into an FMA); the emulator is built
+ * without contraction (ISO C++, no -mfma), so plain operators already are */
+static inline float __fadd_rn(float a, float b) { return a + b; }
+static inline float __fsub_rn(float a, float b) { return a - b; }
+static inline float __fmul_rn(float a, float b) { return a * b; }
+
 static inline int min(int a, int b) { return a < b ? a : b; }
 static inline int max(int a, int b) { return a > b ? a : b; }
 static inline unsigned min(unsigned a, unsigned b) { return a < b ? a : b; }
