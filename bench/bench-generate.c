@@ -1,6 +1,8 @@
 /* bench-generate.c - decode tokens/s with the KV cache on a backend.
- * usage: r1-bench-generate PRESET|MODEL BATCH PROMPT_LEN NEW_TOKENS [THREADS [DTYPE [BACKEND]]]
- * BACKEND: cpu (default) or cuda.
+ * usage: r1-bench-generate PRESET|MODEL BATCH PROMPT_LEN NEW_TOKENS
+ *                          [THREADS [DTYPE [BACKEND [eager]]]]
+ * BACKEND: cpu (default) or cuda; eager: decode steps op by op, not through the graphs a
+ * backend that records them (cuda) replays by default (the line then says "eager").
  * MODEL is a .gguf file or an HF directory (its weights as r1 trains them, f32); a
  * preset name gets fresh random weights of that shape.  DTYPE (f32 by default, or bf16)
  * is the precision of the weight matrices generation reads (struct r1_gen_config.weights);
@@ -44,8 +46,8 @@ static double now(void)
 int main(int argc, char **argv)
 {
     if (argc < 5) {
-        fprintf(stderr, "usage: %s PRESET BATCH PROMPT_LEN NEW_TOKENS [THREADS [f32|bf16]]\n",
-                argv[0]);
+        fprintf(stderr, "usage: %s PRESET BATCH PROMPT_LEN NEW_TOKENS [THREADS [f32|bf16 "
+                "[cpu|cuda [eager]]]]\n", argv[0]);
         return 2;
     }
     const char *preset = argv[1];
@@ -63,6 +65,13 @@ int main(int argc, char **argv)
         return 2;
     }
     enum r1_backend_kind bk = strcmp(bname, "cuda") == 0 ? R1_BACKEND_CUDA : R1_BACKEND_CPU;
+    const char *mode = argc > 8 ? argv[8] : "";
+    if (*mode && strcmp(mode, "eager") != 0) {
+        fprintf(stderr, "r1-bench-generate: the 8th argument is 'eager' or nothing, not '%s'\n",
+                mode);
+        return 2;
+    }
+    int eager = *mode != 0;
     struct r1_model_config cfg;
     struct r1_backend *be = NULL;
     struct r1_model *m = NULL;
@@ -78,7 +87,8 @@ int main(int argc, char **argv)
                !(rc = r1_model_create(&m, &cfg, be))) {
         rc = r1_model_init_weights(m, 1);
     }
-    if (rc || (rc = r1_generator_create(&g, m, NULL, B, P + G, B * P))) {
+    if (rc || (rc = r1_generator_create(&g, m, NULL, B, P + G, B * P)) ||
+        (eager && be->ops->graph_begin && (rc = r1_generator_set_graphs(g, 0)))) {
         fprintf(stderr, "r1-bench-generate: %s\n", r1_err_last());
         return 1;
     }
@@ -107,8 +117,10 @@ int main(int argc, char **argv)
         goto fail;
     double t2 = now();
     double prefill = f.t - t0, decode = t2 - f.t;
-    printf("r1 generate %s %s batch=%d prompt=%d new=%d%s prefill tok/s=%.1f decode tok/s=%.1f\n",
+    printf("r1 generate %s %s batch=%d prompt=%d new=%d%s%s prefill tok/s=%.1f "
+           "decode tok/s=%.1f\n",
            preset, be->ops->name, B, P, G, wdt == R1_BF16 ? " weights=bf16" : "",
+           eager ? " eager" : "",
            (double)B * P / prefill,
            (double)B * (G - 1) / decode);
     r1_generator_free(g);

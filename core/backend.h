@@ -196,6 +196,18 @@ struct r1_backend_ops {
      * and logprobs agree to float rounding. */
     void (*sample)(void *ctx, int32_t *tokens, float *logprobs, const float *logits,
                    const float *u, int N, int V, const struct r1_sampling *s);
+
+    /* --- graphs (generation) --------------------------------------------------------- */
+    /* OPTIONAL, all four or none (a device backend whose ops cost more to launch than to run
+     * at decode sizes: CUDA graphs).  The ops called between graph_begin and graph_end are
+     * recorded instead of run (none of them may be alloc, free, upload, download, sync or
+     * sumsq: what touches the host); graph_end returns the recording, or NULL after a
+     * failure (check reports it); graph_launch runs the recorded ops again, in order, on
+     * the memory they were given and its contents at the time; graph_free releases it. */
+    void (*graph_begin)(void *ctx);
+    void *(*graph_end)(void *ctx);
+    void (*graph_launch)(void *ctx, void *graph);
+    void (*graph_free)(void *ctx, void *graph);
 };
 
 struct r1_backend {

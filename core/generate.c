@@ -99,6 +99,11 @@ void r1_generator_free(struct r1_generator *g)
 
 struct r1_gen_stats r1_generator_stats(const struct r1_generator *g) { return g->stats; }
 
+int r1_generator_set_graphs(struct r1_generator *g, int on)
+{
+    return r1_kv_cache_set_graphs(g->cache, on);
+}
+
 /* Appends the text of token t to the slot's window; returns 1 when a stop string ends in it. */
 static int check_stop_string(const struct r1_generator *g, const struct r1_gen_config *cfg,
                              struct slot_state *s, int32_t t)

@@ -74,6 +74,10 @@ int r1_generate(struct r1_generator *g, const struct r1_gen_config *cfg,
                 const struct r1_gen_request *reqs, int n_reqs, struct r1_gen_result *res,
                 r1_gen_token_fn on_token, void *user);
 
+/* on: decode-only steps replay recorded graphs (the default where the backend has them:
+ * CUDA graphs; the same tokens); 0: every step op by op.  R1_EINVAL for on without. */
+int r1_generator_set_graphs(struct r1_generator *g, int on);
+
 /* Counters of the last r1_generate call. */
 struct r1_gen_stats {
     int64_t prefill_tokens, decode_tokens, steps;

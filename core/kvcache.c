@@ -78,6 +78,14 @@ int r1_kv_cache_create(struct r1_kv_cache **out, const struct r1_model *m, int s
     }
     layout(c, &m->cfg);
     const struct r1_backend_ops *op = m->be->ops;
+    if (op->graph_begin) { /* graphs of decode-only steps, by precision and token count */
+        for (int d = 0; d < 2; d++)
+            if (!(c->graphs[d] = calloc((size_t)max_tokens + 1, sizeof(void *)))) {
+                r1_kv_cache_free(c);
+                return r1_err_set(R1_ENOMEM, "kv cache: out of host memory");
+            }
+        c->use_graphs = 1;
+    }
     if (op->reserve) { /* the ops' scratch for decode steps, so none grows while sampling */
         const struct r1_model_config *cf = &m->cfg;
         int64_t HD = (int64_t)cf->n_heads * cf->head_dim;
@@ -172,6 +180,12 @@ void r1_kv_cache_free(struct r1_kv_cache *c)
 {
     if (!c)
         return;
+    for (int d = 0; d < 2; d++) {
+        for (int n = 0; c->graphs[d] && n <= c->max_tokens; n++)
+            if (c->graphs[d][n])
+                c->be->ops->graph_free(c->be->ctx, c->graphs[d][n]);
+        free(c->graphs[d]);
+    }
     if (c->wmem)
         c->be->ops->free(c->be->ctx, c->wmem);
     free(c->wl);
@@ -192,34 +206,17 @@ static void matmul(const struct r1_kv_cache *c, float *out, const float *in, con
         op->matmul_forward(c->be->ctx, out, in, w32, bias, M, K, N);
 }
 
-int r1_model_decode(struct r1_model *m, struct r1_kv_cache *c, int N, const int32_t *tokens,
-                    const int32_t *slot, const int32_t *pos, int n_out, const int32_t *out_idx,
-                    float *logits)
+/* The ops of a step of N tokens whose tokens, slots and positions are on the backend:
+ * logits (n_out, V) of the rows out_idx, or of rows 0..N-1 when out_idx is NULL (a
+ * decode-only step: no gather, what a graph records). */
+static void decode_ops(struct r1_model *m, struct r1_kv_cache *c, int N, int n_out,
+                       const int32_t *out_idx)
 {
     const struct r1_model_config *cfg = &m->cfg;
     const struct r1_backend_ops *op = m->be->ops;
     void *cx = m->be->ctx;
     int C = cfg->hidden_size, H = cfg->n_heads, KVH = cfg->n_kv_heads, D = cfg->head_dim;
     int HD = H * D, KD = KVH * D, F = cfg->ffn_size, V = cfg->vocab_size, L = c->max_len;
-
-    if (N <= 0 || N > c->max_tokens)
-        return r1_err_set(R1_EINVAL, "decode: %d tokens in a step; the cache takes 1..%d", N,
-                          c->max_tokens);
-    for (int i = 0; i < N; i++) {
-        if (tokens[i] < 0 || tokens[i] >= V)
-            return r1_err_set(R1_EINVAL, "decode: token id %d is not in [0, %d)", tokens[i], V);
-        if (slot[i] < 0 || slot[i] >= c->slots || pos[i] < 0 || pos[i] >= L)
-            return r1_err_set(R1_EINVAL, "decode: slot %d position %d outside the cache "
-                              "(%d slots x %d positions)", slot[i], pos[i], c->slots, L);
-    }
-    for (int i = 0; i < n_out; i++)
-        if (out_idx[i] < 0 || out_idx[i] >= N)
-            return r1_err_set(R1_EINVAL, "decode: output index %d not in [0, %d)", out_idx[i], N);
-
-    c->n_logits = 0;
-    op->upload(cx, c->tokens, tokens, (size_t)N * sizeof(int32_t));
-    op->upload(cx, c->slot, slot, (size_t)N * sizeof(int32_t));
-    op->upload(cx, c->pos, pos, (size_t)N * sizeof(int32_t));
     op->embedding_forward(cx, c->x, c->tokens, m->embed, N, C);
     const struct r1_kv_layer_bf16 none = {0};
     for (int l = 0; l < cfg->n_layers; l++) {
@@ -243,12 +240,87 @@ int r1_model_decode(struct r1_model *m, struct r1_kv_cache *c, int N, const int3
         op->add(cx, c->x, c->x, c->tmp, (int64_t)N * C);
     }
     if (n_out == 0)
-        return 0;
-    size_t rb = (size_t)C * sizeof(float);
-    for (int i = 0; i < n_out; i++)
-        op->copy(cx, (char *)c->tmp + (size_t)i * rb, (char *)c->x + (size_t)out_idx[i] * rb, rb);
-    op->rmsnorm_forward(cx, c->rows, c->rstd, c->tmp, m->final_norm, n_out, C, cfg->rms_eps);
+        return;
+    const float *last = c->x;
+    if (out_idx) {
+        size_t rb = (size_t)C * sizeof(float);
+        for (int i = 0; i < n_out; i++)
+            op->copy(cx, (char *)c->tmp + (size_t)i * rb, (char *)c->x + (size_t)out_idx[i] * rb,
+                     rb);
+        last = c->tmp;
+    }
+    op->rmsnorm_forward(cx, c->rows, c->rstd, last, m->final_norm, n_out, C, cfg->rms_eps);
     matmul(c, c->logits, c->rows, m->lm_head, c->lm_head16, NULL, n_out, C, V);
+}
+
+/* A decode-only step of N tokens (one per slot, out_idx 0..N-1) through the graph recorded
+ * for N tokens and the current weights' precision, recorded on first use */
+static int decode_graph(struct r1_model *m, struct r1_kv_cache *c, int N)
+{
+    const struct r1_backend_ops *op = m->be->ops;
+    void **g = &c->graphs[c->wdtype == R1_BF16][N];
+    if (!*g) {
+        op->graph_begin(m->be->ctx);
+        decode_ops(m, c, N, N, NULL);
+        *g = op->graph_end(m->be->ctx);
+        if (!*g) {
+            int rc = r1_backend_check(m->be);
+            return rc ? rc : r1_err_set(R1_EIO, "decode: recording the graph of a %d-token "
+                                        "step failed", N);
+        }
+    }
+    op->graph_launch(m->be->ctx, *g);
+    return 0;
+}
+
+int r1_kv_cache_set_graphs(struct r1_kv_cache *c, int on)
+{
+    if (on && !c->graphs[0])
+        return r1_err_set(R1_EINVAL, "kv cache: backend %s records no graphs (no graph ops)",
+                          c->be->ops->name);
+    c->use_graphs = on;
+    return 0;
+}
+
+int r1_model_decode(struct r1_model *m, struct r1_kv_cache *c, int N, const int32_t *tokens,
+                    const int32_t *slot, const int32_t *pos, int n_out, const int32_t *out_idx,
+                    float *logits)
+{
+    const struct r1_model_config *cfg = &m->cfg;
+    const struct r1_backend_ops *op = m->be->ops;
+    void *cx = m->be->ctx;
+    int V = cfg->vocab_size, L = c->max_len;
+
+    if (N <= 0 || N > c->max_tokens)
+        return r1_err_set(R1_EINVAL, "decode: %d tokens in a step; the cache takes 1..%d", N,
+                          c->max_tokens);
+    for (int i = 0; i < N; i++) {
+        if (tokens[i] < 0 || tokens[i] >= V)
+            return r1_err_set(R1_EINVAL, "decode: token id %d is not in [0, %d)", tokens[i], V);
+        if (slot[i] < 0 || slot[i] >= c->slots || pos[i] < 0 || pos[i] >= L)
+            return r1_err_set(R1_EINVAL, "decode: slot %d position %d outside the cache "
+                              "(%d slots x %d positions)", slot[i], pos[i], c->slots, L);
+    }
+    for (int i = 0; i < n_out; i++)
+        if (out_idx[i] < 0 || out_idx[i] >= N)
+            return r1_err_set(R1_EINVAL, "decode: output index %d not in [0, %d)", out_idx[i], N);
+
+    c->n_logits = 0;
+    op->upload(cx, c->tokens, tokens, (size_t)N * sizeof(int32_t));
+    op->upload(cx, c->slot, slot, (size_t)N * sizeof(int32_t));
+    op->upload(cx, c->pos, pos, (size_t)N * sizeof(int32_t));
+    int every = n_out == N; /* the output rows are 0..N-1: no gather */
+    for (int i = 0; i < n_out && every; i++)
+        every = out_idx[i] == i;
+    if (every && c->use_graphs) {
+        int rc = decode_graph(m, c, N);
+        if (rc)
+            return rc;
+    } else {
+        decode_ops(m, c, N, n_out, every ? NULL : out_idx);
+    }
+    if (n_out == 0)
+        return r1_backend_check(m->be);
     c->n_logits = n_out;
     if (!logits)
         return 0;

@@ -229,6 +229,11 @@ struct r1_kv_cache {
         uint16_t *wq, *wk, *wv, *wo, *wgate, *wup, *wdown;
     } *wl;                       /* (n_layers) views into wmem */
     uint16_t *lm_head16;         /* (V, C) view into wmem */
+    /* decode-only steps (every token's logits) replay a graph of their ops where the
+     * backend records graphs (ops graph_*): graphs[precision][N tokens], made on first
+     * use; use_graphs 0 runs every step op by op (r1_kv_cache_set_graphs) */
+    void **graphs[2];
+    int use_graphs;
 };
 
 int r1_kv_cache_create(struct r1_kv_cache **out, const struct r1_model *m, int slots,
@@ -240,6 +245,9 @@ void r1_kv_cache_free(struct r1_kv_cache *c);
  * even.  Call again after the weights change.  R1_EINVAL for another dtype or a backend
  * without the bf16 ops; R1_ENOMEM when the copies do not fit. */
 int r1_kv_cache_set_weights(struct r1_kv_cache *c, const struct r1_model *m, enum r1_dtype dt);
+/* on: decode-only steps replay recorded graphs (the default where the backend has the graph
+ * ops; the same bits as running the ops one by one); 0: never.  R1_EINVAL for on without. */
+int r1_kv_cache_set_graphs(struct r1_kv_cache *c, int on);
 /* Runs N new tokens (host arrays tokens, slot, pos (N)) through the model,
  * storing their keys/values, and computes the logits of the tokens listed in
  * out_idx (n_out indices into 0..N); writes them to host logits (n_out, V) unless

@@ -1729,6 +1729,62 @@ static void test_model_decode(void **state)
     r1_model_free(m[0]), r1_model_free(m[1]);
 }
 
+/* Decode-only steps replayed from recorded graphs give the bits of the same steps run op by
+ * op: step sizes that change (a graph per size, each replayed at new positions), mixed
+ * prefill steps between them, both weight precisions. */
+static void test_decode_graph(void **state)
+{
+    (void)state;
+    if (!OPS(DUT)->graph_begin) {
+        print_message("backend %s records no graphs (optional): skipped\n", OPS(DUT)->name);
+        skip();
+    }
+    rng_seed(122);
+    struct r1_model_config cfg = parity_config();
+    struct r1_model *m[2];
+    models_create(m, &cfg);
+    set_weights(m, 23, 0.1f);
+    int V = cfg.vocab_size;
+    /* {slots in the step (0..n-1), tokens per slot}: 3 is a prefill, 1 a decode */
+    const int steps[][2] = {{4, 3}, {4, 1}, {4, 1}, {3, 1}, {4, 2}, {4, 1}, {3, 1}, {1, 1}};
+    for (int dt = 0; dt < 2; dt++) {
+        if (dt == 1 && !have_bf16())
+            break;
+        struct r1_kv_cache *c[2] = {NULL, NULL}; /* [0] op by op, [1] graphs */
+        for (int k = 0; k < 2; k++)
+            if (r1_kv_cache_create(&c[k], m[DUT], 4, 32, 16) ||
+                r1_kv_cache_set_weights(c[k], m[DUT], dt ? R1_BF16 : R1_F32) ||
+                r1_kv_cache_set_graphs(c[k], k))
+                fail_msg("kv cache: %s", r1_err_last());
+        int len[4] = {0};
+        float *lg[2] = {malloc(sizeof(float) * 16 * V), malloc(sizeof(float) * 16 * V)};
+        for (int st = 0; st < (int)(sizeof(steps) / sizeof(steps[0])); st++) {
+            int32_t tok[16], slot[16], pos[16], idx[16];
+            int N = 0, n_out = 0;
+            for (int s = 0; s < steps[st][0]; s++) {
+                for (int t = 0; t < steps[st][1]; t++) {
+                    tok[N] = (int32_t)(rng_u32() % (uint32_t)V);
+                    slot[N] = s, pos[N] = len[s]++;
+                    N++;
+                }
+                idx[n_out++] = N - 1; /* the last token of each slot */
+            }
+            for (int k = 0; k < 2; k++)
+                if (r1_model_decode(m[DUT], c[k], N, tok, slot, pos, n_out, idx, lg[k]))
+                    fail_msg("decode step %d: %s", st, r1_err_last());
+            if (memcmp(lg[0], lg[1], sizeof(float) * (size_t)n_out * V) != 0)
+                fail_msg("decode step %d (%d tokens, %s weights): the graph's logits differ from "
+                         "the ops'", st, N, dt ? "bf16" : "f32");
+        }
+        assert_non_null(c[1]->graphs[dt][4]); /* the decodes did go through graphs */
+        assert_non_null(c[1]->graphs[dt][3]);
+        assert_null(c[0]->graphs[dt][4]);
+        free(lg[0]), free(lg[1]);
+        r1_kv_cache_free(c[0]), r1_kv_cache_free(c[1]);
+    }
+    r1_model_free(m[0]), r1_model_free(m[1]);
+}
+
 /* Greedy generation on the tiny preset (f32 weights), 4 prompts through 2 slots with
  * chunked prefill (continuous batching): the same tokens on both backends.  The
  * reference's top-2 logit gap along its greedy paths is checked first, so that equal
@@ -1879,6 +1935,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_model),
         cmocka_unit_test(test_model_bf16),
         cmocka_unit_test(test_model_decode),
+        cmocka_unit_test(test_decode_graph),
         cmocka_unit_test(test_generate),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

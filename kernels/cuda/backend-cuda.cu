@@ -207,6 +207,56 @@ static int cuda_reserve(void *ctx, const struct r1_op_sizes *s, size_t *held)
     return 0;
 }
 
+/* ---- CUDA graphs: the ops between begin and end are captured from the stream ---------- */
+
+static void cuda_graph_begin(void *ctx)
+{
+    struct r1_cuda *cu = (struct r1_cuda *)ctx;
+    R1_CUDA_BEGIN(cu);
+    /* global mode: a call unsafe during a capture fails from any thread */
+    CU_TRY(cu, cudaStreamBeginCapture(cu->stream, cudaStreamCaptureModeGlobal));
+    cu->capturing = !cu->failed;
+}
+
+static void *cuda_graph_end(void *ctx)
+{
+    struct r1_cuda *cu = (struct r1_cuda *)ctx;
+    if (!cu->capturing)
+        return NULL;
+    cu->capturing = 0;
+    cudaGraph_t g = NULL;
+    cudaError_t e = cudaStreamEndCapture(cu->stream, &g); /* also after a failure inside */
+    if (e != cudaSuccess && !cu->failed)
+        r1_cuda_fail(cu, "cudaStreamEndCapture", cudaGetErrorString(e), __FILE__, __LINE__);
+    cudaGraphExec_t x = NULL;
+    if (!cu->failed)
+        CU_TRY(cu, cudaGraphInstantiate(&x, g, 0));
+    if (g)
+        cudaGraphDestroy(g);
+    if (cu->failed && x) {
+        cudaGraphExecDestroy(x);
+        x = NULL;
+    }
+    return (void *)x;
+}
+
+static void cuda_graph_launch(void *ctx, void *graph)
+{
+    struct r1_cuda *cu = (struct r1_cuda *)ctx;
+    R1_CUDA_BEGIN(cu);
+    CU_TRY(cu, cudaGraphLaunch((cudaGraphExec_t)graph, cu->stream));
+}
+
+static void cuda_graph_free(void *ctx, void *graph)
+{
+    struct r1_cuda *cu = (struct r1_cuda *)ctx;
+    if (!graph)
+        return;
+    if (!cu->failed)
+        CU_TRY(cu, cudaStreamSynchronize(cu->stream)); /* a launch of it may still run */
+    cudaGraphExecDestroy((cudaGraphExec_t)graph);
+}
+
 static void *cuda_queue(void *ctx, int *device)
 {
     struct r1_cuda *cu = (struct r1_cuda *)ctx;
@@ -261,6 +311,10 @@ static struct r1_backend_ops cuda_ops_table(void)
     t.logprobs_backward = r1_cuda_logprobs_backward;
     t.adamw_update = r1_cuda_adamw_update;
     t.sample = r1_cuda_sample;
+    t.graph_begin = cuda_graph_begin;
+    t.graph_end = cuda_graph_end;
+    t.graph_launch = cuda_graph_launch;
+    t.graph_free = cuda_graph_free;
     return t;
 }
 

@@ -63,6 +63,7 @@ struct r1_cuda {
     size_t ws_bytes;
     double *host_parts; /* pinned host buffer for sumsq's partial sums */
     int failed;        /* an error was met: ops are skipped from then on */
+    int capturing;     /* between graph_begin and graph_end: the stream captures */
     char err[320];     /* its message */
 };
 

@@ -20,7 +20,7 @@
  * CPU) the same launch runs the kernel once per emulated thread. */
 #ifdef R1_CUDA_EMU
 #define R1_LAUNCH(kernel, grid, block, stream)                                                     \
-    r1_emu_launch((grid), (block), [&](auto &&...a_) { kernel(a_...); })
+    r1_emu_launch((grid), (block), (stream), [](auto &&...a_) { kernel(a_...); })
 #else
 #define R1_LAUNCH(kernel, grid, block, stream) kernel<<<(grid), (block), 0, (stream)>>>
 #endif

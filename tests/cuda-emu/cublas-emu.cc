@@ -3,7 +3,8 @@
  * Column-major GEMMs with each element summed in double over k in order (an exact-enough
  * stand-in: the parity tests compare against the CPU backend's SGEMM within the f32
  * tolerances).  bf16 inputs of cublasGemmEx are widened to f32 first, as tensor cores take
- * them.  Arguments cuBLAS would refuse return CUBLAS_STATUS_INVALID_VALUE. */
+ * them.  Arguments cuBLAS would refuse return CUBLAS_STATUS_INVALID_VALUE.  A GEMM on a
+ * stream that captures a graph is recorded in it (r1_emu_enqueue), as cuBLAS's kernels are. */
 #include "cublas_v2.h"
 
 #include <stdlib.h>
@@ -85,17 +86,20 @@ cublasStatus_t cublasSetPointerMode_v2(cublasHandle_t, cublasPointerMode_t m)
     return m == CUBLAS_POINTER_MODE_HOST ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_NOT_SUPPORTED;
 }
 
-cublasStatus_t cublasSgemm_v2(cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb, int m,
+cublasStatus_t cublasSgemm_v2(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m,
                               int n, int k, const float *alpha, const float *A, int lda,
                               const float *B, int ldb, const float *beta, float *C, int ldc)
 {
     if (bad_dims(ta, tb, m, n, k, lda, ldb, ldc))
         return CUBLAS_STATUS_INVALID_VALUE;
-    gemm(ta, tb, m, n, k, *alpha, A, CUDA_R_32F, lda, B, CUDA_R_32F, ldb, *beta, C, ldc);
+    float al = *alpha, be = *beta; /* host pointer mode: read at the call */
+    r1_emu_enqueue(h->stream, [=]() {
+        gemm(ta, tb, m, n, k, al, A, CUDA_R_32F, lda, B, CUDA_R_32F, ldb, be, C, ldc);
+    });
     return CUBLAS_STATUS_SUCCESS;
 }
 
-cublasStatus_t cublasGemmEx(cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb, int m,
+cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m,
                             int n, int k, const void *alpha, const void *A, cudaDataType at,
                             int lda, const void *B, cudaDataType bt, int ldb, const void *beta,
                             void *C, cudaDataType ct, int ldc, cublasComputeType_t compute,
@@ -107,8 +111,10 @@ cublasStatus_t cublasGemmEx(cublasHandle_t, cublasOperation_t ta, cublasOperatio
     if (ct != CUDA_R_32F || compute != CUBLAS_COMPUTE_32F || at != bt ||
         (at != CUDA_R_32F && at != CUDA_R_16BF))
         return CUBLAS_STATUS_NOT_SUPPORTED;
-    gemm(ta, tb, m, n, k, *(const float *)alpha, A, at, lda, B, bt, ldb, *(const float *)beta,
-         (float *)C, ldc);
+    float al = *(const float *)alpha, be = *(const float *)beta;
+    r1_emu_enqueue(h->stream, [=]() {
+        gemm(ta, tb, m, n, k, al, A, at, lda, B, bt, ldb, be, (float *)C, ldc);
+    });
     return CUBLAS_STATUS_SUCCESS;
 }
 

@@ -5,7 +5,10 @@
  * the CPU: every
  * CUDA thread is a fiber, a block's fibers run in turn between barriers (__syncthreads,
  * and the warp barriers inside the shuffles), blocks run one after the other, and device
- * memory is host memory (emu.cc).  What it checks: indexing, bounds, the += / = rules,
+ * memory is host memory (emu.cc).  Stream capture (CUDA graphs) records the launches,
+ * memsets and device-to-device copies put on the capturing stream and replays them at each
+ * cudaGraphLaunch; what a capture forbids (synchronising, host copies, allocating or freeing)
+ * fails and invalidates it, as on a GPU.  What it checks: indexing, bounds, the += / = rules,
  * reductions and the barriers' placement (a barrier some threads of a block or warp never
  * reach is reported as a deadlock and aborts), launch limits (block size, grid
  * dimensions).  What it cannot: timing, warp-synchronous code without barriers, real
@@ -21,6 +24,9 @@
 #include <string.h>
 
 #include <functional>
+#include <tuple>
+#include <type_traits>
+#include <vector>
 
 /* ---- runtime API ---------------------------------------------------------------------- */
 
@@ -30,6 +36,8 @@ enum cudaError {
     cudaErrorMemoryAllocation = 2,
     cudaErrorInvalidConfiguration = 9,
     cudaErrorNoDevice = 100,
+    cudaErrorStreamCaptureUnsupported = 900,
+    cudaErrorStreamCaptureInvalidated = 901,
 };
 typedef enum cudaError cudaError_t;
 
@@ -43,6 +51,36 @@ enum cudaMemcpyKind {
 
 typedef struct r1_emu_stream *cudaStream_t;
 #define cudaStreamNonBlocking 0x01
+
+/* A stream: while it captures, the work put on it is recorded in *capture (a launch, memset
+ * or copy as a closure) instead of run; invalid is set by a call the capture forbids. */
+struct r1_emu_stream {
+    std::vector<std::function<void()>> *capture;
+    bool invalid;
+};
+/* runs work now, or records it when s captures (libcublas-emu's GEMMs go through it too) */
+static inline void r1_emu_enqueue(cudaStream_t s, std::function<void()> work)
+{
+    if (s && s->capture)
+        s->capture->push_back(std::move(work));
+    else
+        work();
+}
+
+enum cudaStreamCaptureMode {
+    cudaStreamCaptureModeGlobal = 0,
+    cudaStreamCaptureModeThreadLocal = 1,
+    cudaStreamCaptureModeRelaxed = 2,
+};
+typedef struct r1_emu_graph *cudaGraph_t;
+typedef struct r1_emu_graph_exec *cudaGraphExec_t;
+cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode mode);
+cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *graph);
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph,
+                                 unsigned long long flags = 0);
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t s);
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec);
+cudaError_t cudaGraphDestroy(cudaGraph_t graph);
 
 enum cudaDataType_t { CUDA_R_32F = 0, CUDA_R_16F = 2, CUDA_R_16BF = 14 };
 typedef enum cudaDataType_t cudaDataType;
@@ -169,21 +207,27 @@ static inline float max(float a, float b) { return fmaxf(a, b); }
 static inline double min(double a, double b) { return fmin(a, b); }
 static inline double max(double a, double b) { return fmax(a, b); }
 
-/* A launch: body runs once per thread of grid × block, blocks in order, a block's threads
- * as fibers.  A configuration CUDA would refuse sets the error cudaGetLastError returns. */
-void r1_emu_run(dim3 grid, dim3 block, const std::function<void()> &body);
+/* A launch on stream s: body runs once per thread of grid × block, blocks in order, a
+ * block's threads as fibers (at once, or at each launch of the graph s is capturing).  A
+ * configuration CUDA would refuse sets the error cudaGetLastError returns. */
+void r1_emu_run(dim3 grid, dim3 block, cudaStream_t s, std::function<void()> body);
 
 template <class K> struct r1_emu_launcher {
     dim3 grid, block;
+    cudaStream_t stream;
     K k;
     template <class... A> void operator()(A &&...args) const
     {
-        r1_emu_run(grid, block, [&]() { k(args...); });
+        /* the arguments by value (arrays as pointers), as a launch takes them: a graph
+         * replays them later */
+        r1_emu_run(grid, block, stream,
+                   [k = k, a = std::tuple<std::decay_t<A>...>(args...)]() { std::apply(k, a); });
     }
 };
-template <class K> static inline r1_emu_launcher<K> r1_emu_launch(dim3 g, dim3 b, K k)
+template <class K>
+static inline r1_emu_launcher<K> r1_emu_launch(dim3 g, dim3 b, cudaStream_t s, K k)
 {
-    return r1_emu_launcher<K>{g, b, k};
+    return r1_emu_launcher<K>{g, b, s, k};
 }
 
 #endif

@@ -247,18 +247,11 @@ void r1_emu_syncwarp(void)
     wait_here(WAIT_WARP);
 }
 
-void r1_emu_run(dim3 grid, dim3 block, const std::function<void()> &fn)
+namespace {
+
+void run_grid(dim3 grid, dim3 block, const std::function<void()> &fn)
 {
     unsigned long long threads = (unsigned long long)block.x * block.y * block.z;
-    if (threads == 0 || threads > 1024 || block.z > 64 || grid.x == 0 || grid.y == 0 ||
-        grid.z == 0 || grid.y > 65535 || grid.z > 65535 || grid.x > 2147483647u) {
-        fail(cudaErrorInvalidConfiguration);
-        return;
-    }
-    if (r1_emu_cur >= 0) {
-        fprintf(stderr, "cuda-emu: a launch from inside a kernel\n");
-        abort();
-    }
     if (fibers.size() < threads) {
         fibers.resize(threads);
         slot_mem.resize(threads);
@@ -285,10 +278,47 @@ void r1_emu_run(dim3 grid, dim3 block, const std::function<void()> &fn)
     body = nullptr;
 }
 
+/* a call a capture forbids, on stream s (or on any capturing stream when s is NULL: the
+ * global capture mode): the capture is invalidated and the call fails */
+std::vector<cudaStream_t> capturing;
+
+bool forbidden_in_capture(cudaStream_t s)
+{
+    if (capturing.empty() || (s && !s->capture))
+        return false;
+    if (s)
+        s->invalid = true;
+    else
+        for (cudaStream_t c : capturing)
+            c->invalid = true;
+    fail(cudaErrorStreamCaptureUnsupported);
+    return true;
+}
+
+} // namespace
+
+void r1_emu_run(dim3 grid, dim3 block, cudaStream_t s, std::function<void()> fn)
+{
+    unsigned long long threads = (unsigned long long)block.x * block.y * block.z;
+    if (threads == 0 || threads > 1024 || block.z > 64 || grid.x == 0 || grid.y == 0 ||
+        grid.z == 0 || grid.y > 65535 || grid.z > 65535 || grid.x > 2147483647u) {
+        fail(cudaErrorInvalidConfiguration);
+        return;
+    }
+    if (r1_emu_cur >= 0) {
+        fprintf(stderr, "cuda-emu: a launch from inside a kernel\n");
+        abort();
+    }
+    r1_emu_enqueue(s, [grid, block, fn = std::move(fn)]() { run_grid(grid, block, fn); });
+}
+
 /* ---- runtime ---------------------------------------------------------------------------- */
 
-struct r1_emu_stream {
-    int unused;
+struct r1_emu_graph {
+    std::vector<std::function<void()>> work;
+};
+struct r1_emu_graph_exec {
+    std::vector<std::function<void()>> work;
 };
 
 cudaError_t cudaGetDeviceCount(int *count)
@@ -335,12 +365,18 @@ const char *cudaGetErrorString(cudaError_t e)
     case cudaErrorMemoryAllocation: return "out of memory";
     case cudaErrorInvalidConfiguration: return "invalid configuration argument";
     case cudaErrorNoDevice: return "no CUDA-capable device is detected";
+    case cudaErrorStreamCaptureUnsupported:
+        return "operation not permitted when stream is capturing";
+    case cudaErrorStreamCaptureInvalidated:
+        return "operation failed due to a previous error during capture";
     }
     return "unknown error";
 }
 
 cudaError_t cudaMalloc(void **p, size_t bytes)
 {
+    if (forbidden_in_capture(nullptr))
+        return cudaErrorStreamCaptureUnsupported;
     /* 256-byte aligned, as cudaMalloc's; filled with NaN bytes so that reading memory no
      * one wrote shows */
     size_t n = (bytes + 255) / 256 * 256;
@@ -353,6 +389,8 @@ cudaError_t cudaMalloc(void **p, size_t bytes)
 
 cudaError_t cudaFree(void *p)
 {
+    if (forbidden_in_capture(nullptr))
+        return cudaErrorStreamCaptureUnsupported;
     free(p);
     return cudaSuccess;
 }
@@ -368,21 +406,25 @@ cudaError_t cudaFreeHost(void *p)
     return cudaSuccess;
 }
 
-cudaError_t cudaMemsetAsync(void *p, int value, size_t bytes, cudaStream_t)
+cudaError_t cudaMemsetAsync(void *p, int value, size_t bytes, cudaStream_t s)
 {
-    memset(p, value, bytes);
+    r1_emu_enqueue(s, [p, value, bytes]() { memset(p, value, bytes); });
     return cudaSuccess;
 }
 
-cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind, cudaStream_t)
+/* during a capture only device-to-device copies (r1's host buffers are pageable) */
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind,
+                            cudaStream_t s)
 {
-    memmove(dst, src, bytes);
+    if (kind != cudaMemcpyDeviceToDevice && forbidden_in_capture(s))
+        return cudaErrorStreamCaptureUnsupported;
+    r1_emu_enqueue(s, [dst, src, bytes]() { memmove(dst, src, bytes); });
     return cudaSuccess;
 }
 
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned)
 {
-    *s = new r1_emu_stream();
+    *s = new r1_emu_stream{nullptr, false};
     return cudaSuccess;
 }
 
@@ -392,7 +434,69 @@ cudaError_t cudaStreamDestroy(cudaStream_t s)
     return cudaSuccess;
 }
 
-cudaError_t cudaStreamSynchronize(cudaStream_t)
+cudaError_t cudaStreamSynchronize(cudaStream_t s)
 {
+    if (forbidden_in_capture(s))
+        return cudaErrorStreamCaptureUnsupported;
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode)
+{
+    if (!s || s->capture)
+        return fail(cudaErrorInvalidValue); /* the legacy stream, or already capturing */
+    s->capture = new std::vector<std::function<void()>>();
+    s->invalid = false;
+    capturing.push_back(s);
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *graph)
+{
+    *graph = nullptr;
+    if (!s || !s->capture)
+        return fail(cudaErrorInvalidValue);
+    std::vector<std::function<void()>> *work = s->capture;
+    s->capture = nullptr;
+    for (size_t i = 0; i < capturing.size(); i++)
+        if (capturing[i] == s) {
+            capturing.erase(capturing.begin() + (long)i);
+            break;
+        }
+    if (s->invalid) {
+        delete work;
+        return fail(cudaErrorStreamCaptureInvalidated);
+    }
+    *graph = new r1_emu_graph{std::move(*work)};
+    delete work;
+    return cudaSuccess;
+}
+
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph, unsigned long long)
+{
+    if (!graph)
+        return fail(cudaErrorInvalidValue);
+    *exec = new r1_emu_graph_exec{graph->work};
+    return cudaSuccess;
+}
+
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t s)
+{
+    if (!exec)
+        return fail(cudaErrorInvalidValue);
+    for (const std::function<void()> &w : exec->work)
+        r1_emu_enqueue(s, w);
+    return cudaSuccess;
+}
+
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec)
+{
+    delete exec;
+    return cudaSuccess;
+}
+
+cudaError_t cudaGraphDestroy(cudaGraph_t graph)
+{
+    delete graph;
     return cudaSuccess;
 }

@@ -2,8 +2,9 @@
  * test-cuda-emu's results worth something.  Shuffles give the partner lane's value,
  * barriers order shared memory, thread and block coordinates cover 2-D grids and blocks,
  * a launch CUDA would refuse sets cudaErrorInvalidConfiguration, a race between threads
- * without a barrier gives a wrong result in some block, and a barrier that some threads
- * of a warp never reach aborts with "deadlock". */
+ * without a barrier gives a wrong result in some block, a barrier that some threads
+ * of a warp never reach aborts with "deadlock", and a stream capture records work (runs
+ * it only at each graph launch) and refuses what CUDA refuses during one. */
 #include "kernels/cuda/reduce.cuh" /* R1_LAUNCH, as the kernels launch */
 
 #include <stdio.h>
@@ -75,6 +76,60 @@ __global__ void k_deadlock(int *out)
         out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, (int)threadIdx.x, 1);
 }
 
+/* x[i] += 1 */
+__global__ void k_increment(int *x, int n)
+{
+    int i = (int)(blockIdx.x * blockDim.x + threadIdx.x);
+    if (i < n)
+        x[i] += 1;
+}
+
+static void check_capture(void)
+{
+    cudaStream_t s;
+    CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking) == cudaSuccess, "stream");
+    int *x, *y;
+    CHECK(cudaMalloc((void **)&x, 64 * sizeof(int)) == cudaSuccess, "malloc");
+    CHECK(cudaMalloc((void **)&y, 64 * sizeof(int)) == cudaSuccess, "malloc");
+    memset(x, 0, 64 * sizeof(int));
+    cudaGraph_t g;
+    cudaGraphExec_t e;
+    CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal) == cudaSuccess, "begin");
+    R1_LAUNCH(k_increment, dim3(2), dim3(32), s)(x, 64);
+    cudaMemcpyAsync(y, x, 64 * sizeof(int), cudaMemcpyDeviceToDevice, s);
+    R1_LAUNCH(k_increment, dim3(2), dim3(32), s)(x, 64);
+    CHECK(x[0] == 0 && x[63] == 0, "a launch on a capturing stream ran at once");
+    CHECK(cudaStreamEndCapture(s, &g) == cudaSuccess && g, "end capture");
+    CHECK(cudaGraphInstantiate(&e, g, 0) == cudaSuccess, "instantiate");
+    cudaGraphDestroy(g);
+    for (int r = 1; r <= 2; r++) {
+        CHECK(cudaGraphLaunch(e, s) == cudaSuccess, "graph launch");
+        CHECK(x[0] == 2 * r && x[63] == 2 * r && y[5] == 2 * r - 1,
+              "graph launch %d: x %d %d, copy %d (want %d, %d)", r, x[0], x[63], y[5], 2 * r,
+              2 * r - 1);
+    }
+    cudaGraphExecDestroy(e);
+
+    /* forbidden during a capture: synchronising, copies with the host, malloc */
+    int host[4];
+    for (int what = 0; what < 3; what++) {
+        CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal) == cudaSuccess, "begin");
+        void *p = NULL;
+        cudaError_t r = what == 0 ? cudaStreamSynchronize(s)
+                        : what == 1 ? cudaMemcpyAsync(host, x, sizeof(host),
+                                                      cudaMemcpyDeviceToHost, s)
+                                    : cudaMalloc(&p, 64);
+        CHECK(r == cudaErrorStreamCaptureUnsupported, "forbidden call %d during a capture: %d",
+              what, (int)r);
+        CHECK(cudaStreamEndCapture(s, &g) == cudaErrorStreamCaptureInvalidated && !g,
+              "a capture with a forbidden call %d ended valid", what);
+        cudaGetLastError();
+    }
+    CHECK(cudaStreamSynchronize(s) == cudaSuccess, "sync after the capture ended");
+    cudaFree(x), cudaFree(y);
+    cudaStreamDestroy(s);
+}
+
 int main(void)
 {
     int sum[64], partner[64];
@@ -134,10 +189,12 @@ int main(void)
           "a kernel whose warp splits between a barrier and a shuffle did not abort with "
           "'deadlock' (status %d, said: %s)", status, msg);
 
+    check_capture();
+
     if (failures)
         fprintf(stderr, "test-emu: %d failures\n", failures);
     else
-        printf("test-emu: shuffles, barriers, coordinates, launch limits, races and deadlocks "
-               "behave\n");
+        printf("test-emu: shuffles, barriers, coordinates, launch limits, races, deadlocks "
+               "and stream capture behave\n");
     return failures ? 1 : 0;
 }
