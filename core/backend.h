@@ -188,14 +188,14 @@ struct r1_backend_ops {
     /* --- sampling (generation) ---------------------------------------------------- */
     /* OPTIONAL (a device backend, so that a decode step downloads a token per sequence
      * instead of its logits; without it core/generate.c samples on the host): for each row
-     * n of logits (N,V), tokens[n] = the token r1_sample_token (core/sample.h) draws with
-     * the uniform u[n] under *s (host memory) and logprobs[n] its log-probability as that
-     * function returns it; tokens, logprobs, u (N).  The weights have the host's bits but
+     * n of logits (N,ld), tokens[n] = the token r1_sample_token (core/sample.h) draws from
+     * its first V entries (V <= ld) with the uniform u[n] under *s (host memory) and
+     * logprobs[n] its log-probability as that function returns it; tokens, logprobs, u (N).  The weights have the host's bits but
      * their sums are taken in another order, so a token can differ from the host's only
      * where u lies within rounding (~1e-16 relative) of the boundary between two tokens,
      * and logprobs agree to float rounding. */
     void (*sample)(void *ctx, int32_t *tokens, float *logprobs, const float *logits,
-                   const float *u, int N, int V, const struct r1_sampling *s);
+                   int64_t ld, const float *u, int N, int V, const struct r1_sampling *s);
 
     /* --- graphs (generation) --------------------------------------------------------- */
     /* OPTIONAL, all four or none (a device backend whose ops cost more to launch than to run

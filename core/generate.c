@@ -28,6 +28,7 @@ struct r1_generator {
     /* where the backend samples (its op sample): a step's uniforms and what it drew,
      * (step_tokens); else the host does, from the logits (slots, V) and the scratch */
     int device_sampling;
+    int sample_vocab; /* ids drawn from: the tokenizer's (a model's vocabulary may be padded) */
     float *u, *next_logprob;
     int32_t *next;
     float *logits;
@@ -64,6 +65,7 @@ int r1_generator_create(struct r1_generator **out, struct r1_model *m,
     g->next = malloc((size_t)step_tokens * sizeof(int32_t));
     g->next_logprob = malloc((size_t)step_tokens * sizeof(float));
     g->device_sampling = m->be->ops->sample != NULL;
+    g->sample_vocab = tok && tok->vocab_size > 0 && tok->vocab_size < V ? tok->vocab_size : V;
     int host_ok = 1;
     if (!g->device_sampling) {
         g->logits = malloc((size_t)slots * V * sizeof(float));
@@ -238,8 +240,8 @@ int r1_generate(struct r1_generator *g, const struct r1_gen_config *cfg,
         rc = r1_model_decode(g->m, g->cache, N, g->tokens, g->slot, g->pos, n_out, g->out_idx,
                              g->device_sampling ? NULL : g->logits);
         if (!rc && g->device_sampling && n_out > 0)
-            rc = r1_kv_cache_sample(g->cache, &cfg->sampling, n_out, g->u, g->next,
-                                    g->next_logprob);
+            rc = r1_kv_cache_sample(g->cache, &cfg->sampling, n_out, g->sample_vocab, g->u,
+                                    g->next, g->next_logprob);
         if (rc)
             return rc;
         g->stats.steps++;
@@ -248,8 +250,9 @@ int r1_generate(struct r1_generator *g, const struct r1_gen_config *cfg,
             int i = st->req;
             struct r1_gen_result *out = &res[i];
             if (!g->device_sampling)
-                g->next[o] = r1_sample_token(g->logits + (size_t)o * V, V, &cfg->sampling,
-                                             g->u[o], &g->next_logprob[o], &g->scratch);
+                g->next[o] = r1_sample_token(g->logits + (size_t)o * V, g->sample_vocab,
+                                             &cfg->sampling, g->u[o], &g->next_logprob[o],
+                                             &g->scratch);
             int32_t t = g->next[o];
             out->tokens[out->n] = t;
             out->logprobs[out->n] = g->next_logprob[o];

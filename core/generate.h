@@ -11,6 +11,9 @@
  * The draw runs on the backend when it has the op sample (the logits then never
  * leave it; the same tokens as the host's r1_sample_token up to rounding at the
  * boundary between two tokens, see core/backend.h), else on the host.
+ * Tokens are drawn among the ids the tokenizer has: where the model's vocabulary is
+ * larger (padded, or a scratch preset with a smaller tokenizer) the rest are never
+ * sampled, as if their logits were -inf.
  * Finish reasons: STOP (a stop token or stop string was produced; it is kept
  * in the output) or LENGTH (max_new_tokens reached). */
 #ifndef R1_GENERATE_H

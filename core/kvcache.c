@@ -328,7 +328,7 @@ int r1_model_decode(struct r1_model *m, struct r1_kv_cache *c, int N, const int3
     return r1_backend_check(m->be);
 }
 
-int r1_kv_cache_sample(struct r1_kv_cache *c, const struct r1_sampling *s, int n_out,
+int r1_kv_cache_sample(struct r1_kv_cache *c, const struct r1_sampling *s, int n_out, int V,
                        const float *u, int32_t *tokens, float *logprobs)
 {
     const struct r1_backend_ops *op = c->be->ops;
@@ -339,8 +339,11 @@ int r1_kv_cache_sample(struct r1_kv_cache *c, const struct r1_sampling *s, int n
     if (n_out <= 0 || n_out > c->n_logits)
         return r1_err_set(R1_EINVAL, "kv cache: %d rows to sample; the last decode left %d",
                           n_out, c->n_logits);
+    if (V <= 0 || V > c->vocab_size)
+        return r1_err_set(R1_EINVAL, "kv cache: sampling among %d ids of a %d-token vocabulary",
+                          V, c->vocab_size);
     op->upload(cx, c->u, u, (size_t)n_out * sizeof(float));
-    op->sample(cx, c->next, c->next_logprob, c->logits, c->u, n_out, c->vocab_size, s);
+    op->sample(cx, c->next, c->next_logprob, c->logits, c->vocab_size, c->u, n_out, V, s);
     op->download(cx, tokens, c->next, (size_t)n_out * sizeof(int32_t));
     op->download(cx, logprobs, c->next_logprob, (size_t)n_out * sizeof(float));
     return r1_backend_check(c->be);

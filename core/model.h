@@ -256,9 +256,10 @@ int r1_model_decode(struct r1_model *m, struct r1_kv_cache *c, int N, const int3
                     const int32_t *slot, const int32_t *pos, int n_out, const int32_t *out_idx,
                     float *logits);
 /* Draws the next token of the first n_out rows of logits the last decode computed on the
- * backend (its op sample; R1_EINVAL without one) with the host uniforms u (n_out):
- * host tokens and logprobs (n_out), as r1_sample_token would give them (see the op). */
-int r1_kv_cache_sample(struct r1_kv_cache *c, const struct r1_sampling *s, int n_out,
+ * backend (its op sample; R1_EINVAL without one), among the ids 0..V-1 (V <= the model's
+ * vocabulary), with the host uniforms u (n_out): host tokens and logprobs (n_out), as
+ * r1_sample_token would give them (see the op). */
+int r1_kv_cache_sample(struct r1_kv_cache *c, const struct r1_sampling *s, int n_out, int V,
                        const float *u, int32_t *tokens, float *logprobs);
 
 /* Copies parameters to/from host f32 arrays in tensor order (for I/O). */

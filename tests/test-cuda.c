@@ -1348,23 +1348,26 @@ static void test_sample(void **state)
         float *dlp = dut_rand(R, 0, 0);
         int32_t *dtok = (int32_t *)dut_rand(R, 0, 0);
         for (int si = 0; si < NS; si++) {
+            /* every other setting draws among the first W < V ids of each row only */
+            int W = si % 2 && V > 40 ? V - 37 : V;
             for (int r = 0; r < R; r++) /* the ends of [0, 1) too */
                 u[r] = r == 6 ? 0.0f : r == 7 ? 0x1.fffffep-1f : rng_uniform(0, 1);
             OPS(DUT)->upload(CTX(DUT), du, u, sizeof(u));
-            OPS(DUT)->sample(CTX(DUT), dtok, dlp, dx, du, R, V, &set[si]);
+            OPS(DUT)->sample(CTX(DUT), dtok, dlp, dx, V, du, R, W, &set[si]);
             OPS(DUT)->download(CTX(DUT), tok, dtok, sizeof(tok));
             OPS(DUT)->download(CTX(DUT), lp, dlp, sizeof(lp));
             assert_int_equal(r1_backend_check(bes[DUT]), 0);
             for (int r = 0; r < R; r++) {
                 float want_lp;
-                int32_t want = r1_sample_token(x + (size_t)r * V, V, &set[si], u[r], &want_lp,
+                int32_t want = r1_sample_token(x + (size_t)r * V, W, &set[si], u[r], &want_lp,
                                                &scr);
                 const struct r1_sampling *c = &set[si];
                 if (tok[r] != want || !(fabsf(lp[r] - want_lp) <= 1e-5f * fmaxf(1, -want_lp)))
-                    fail_msg("sample V=%d row %d (T=%g top_k=%d top_p=%g min_p=%g, u=%.9g): "
-                             "token %d logprob %.9g, host %d %.9g", V, r, (double)c->temperature,
-                             c->top_k, (double)c->top_p, (double)c->min_p, (double)u[r], tok[r],
-                             (double)lp[r], want, (double)want_lp);
+                    fail_msg("sample %d of V=%d, row %d (T=%g top_k=%d top_p=%g min_p=%g, "
+                             "u=%.9g): token %d logprob %.9g, host %d %.9g", W, V, r,
+                             (double)c->temperature, c->top_k, (double)c->top_p,
+                             (double)c->min_p, (double)u[r], tok[r], (double)lp[r], want,
+                             (double)want_lp);
             }
         }
         dut_free(dx), dut_free(du), dut_free(dlp), dut_free(dtok);
@@ -1672,7 +1675,7 @@ static void decode_sample(struct r1_model *m, struct r1_kv_cache *c, const float
     assert_int_equal(r1_sample_scratch_init(&scr, V), 0);
     /* the same tokens at the same places again: the same keys, values and logits */
     if (r1_model_decode(m, c, n, tok, slot, pos, n, idx, NULL) ||
-        r1_kv_cache_sample(c, &sm, n, u, got, lp))
+        r1_kv_cache_sample(c, &sm, n, V, u, got, lp))
         fail_msg("decode and sample on the backend: %s", r1_err_last());
     for (int i = 0; i < n; i++) {
         float want_lp;
@@ -1682,7 +1685,8 @@ static void decode_sample(struct r1_model *m, struct r1_kv_cache *c, const float
                      "logits on the host %d %g", i, got[i], (double)lp[i], want,
                      (double)want_lp);
     }
-    assert_int_equal(r1_kv_cache_sample(c, &sm, n + 1, u, got, lp), R1_EINVAL);
+    assert_int_equal(r1_kv_cache_sample(c, &sm, n + 1, V, u, got, lp), R1_EINVAL);
+    assert_int_equal(r1_kv_cache_sample(c, &sm, n, V + 1, u, got, lp), R1_EINVAL);
     r1_sample_scratch_release(&scr);
 }
 

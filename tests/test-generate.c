@@ -1,6 +1,7 @@
 /* test-generate.c - generation: greedy equals argmax of the full forward,
  * samples independent of batch composition and slot count, stop handling, and bf16
- * generation weights (logits near f32, bitwise slot independence, refresh per call). */
+ * generation weights (logits near f32, bitwise slot independence, refresh per call), and
+ * tokens drawn only among the tokenizer's ids when the model's vocabulary is larger. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -256,6 +257,68 @@ static void test_bf16_refresh(void **state)
     free(ids);
 }
 
+/* A model whose vocabulary is larger than the tokenizer's (300 ids, bytes has 264) whose
+ * last two ids dominate every row (lm_head rows ±1e4 times another's): greedy and sampled
+ * tokens stay among the tokenizer's ids, and greedy equals the argmax over them. */
+static void test_padded_vocab(void **state)
+{
+    (void)state;
+    struct r1_model_config cfg;
+    r1_model_config_preset(&cfg, "tiny");
+    cfg.vocab_size = 300;
+    cfg.tie_embeddings = false;
+    struct r1_model *pm = NULL;
+    assert_int_equal(r1_model_create(&pm, &cfg, be), 0);
+    assert_int_equal(r1_model_init_weights(pm, 3), 0);
+    int C = cfg.hidden_size, TV = tok->vocab_size;
+    assert_true(TV < cfg.vocab_size);
+    for (int c = 0; c < C; c++) {
+        pm->lm_head[(size_t)298 * C + c] = 1e4f * pm->lm_head[(size_t)5 * C + c];
+        pm->lm_head[(size_t)299 * C + c] = -1e4f * pm->lm_head[(size_t)5 * C + c];
+    }
+    const char *p = "7+8=";
+    int32_t *ids = NULL;
+    int n = 0;
+    assert_int_equal(r1_tokenizer_encode(tok, p, strlen(p), &ids, &n), 0);
+    struct r1_generator *g = NULL;
+    assert_int_equal(r1_generator_create(&g, pm, tok, 2, 32, 8), 0);
+    enum { NEW = 12 };
+    int32_t out[2][NEW];
+    float lp[2][NEW];
+    for (int greedy = 0; greedy < 2; greedy++) {
+        struct r1_gen_request rq = {ids, n, (uint64_t)greedy};
+        struct r1_gen_result rs = {out[greedy], lp[greedy], 0, 0};
+        struct r1_gen_config gc = {{greedy ? 0.0f : 1.5f, 0, 1.0f, 0.0f}, NEW, 9, NULL, 0, NULL,
+                                   0, R1_F32};
+        assert_int_equal(r1_generate(g, &gc, &rq, 1, &rs, NULL, NULL), 0);
+        assert_int_equal(rs.n, NEW);
+        for (int t = 0; t < NEW; t++)
+            if (out[greedy][t] < 0 || out[greedy][t] >= TV)
+                fail_msg("%s token %d is %d, not an id of the %d-id tokenizer",
+                         greedy ? "greedy" : "sampled", t, out[greedy][t], TV);
+    }
+    /* the first greedy token: the argmax over the tokenizer's ids of the full forward */
+    int32_t pos[8], seg[8], tgt[8];
+    for (int i = 0; i < n; i++)
+        pos[i] = i, seg[i] = 0, tgt[i] = -1;
+    struct r1_batch b = {1, n, ids, pos, seg, tgt};
+    int32_t row = n - 1;
+    float *logits = malloc(sizeof(float) * cfg.vocab_size);
+    assert_int_equal(r1_model_reserve(pm, 1, 32), 0);
+    assert_int_equal(r1_model_logits(pm, &b, &row, 1, logits), 0);
+    int best = 0, top = 0;
+    for (int v = 1; v < cfg.vocab_size; v++) {
+        best = v < TV && logits[v] > logits[best] ? v : best;
+        top = logits[v] > logits[top] ? v : top;
+    }
+    assert_true(top >= TV); /* unmasked, a padding id would win */
+    assert_int_equal(out[1][0], best);
+    free(logits);
+    free(ids);
+    r1_generator_free(g);
+    r1_model_free(pm);
+}
+
 static void test_stops(void **state)
 {
     (void)state;
@@ -315,6 +378,7 @@ int main(void)
         cmocka_unit_test(test_bf16_batch_independence),
         cmocka_unit_test(test_bf16_logits_close),
         cmocka_unit_test(test_bf16_refresh),
+        cmocka_unit_test(test_padded_vocab),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

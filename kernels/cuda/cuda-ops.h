@@ -147,7 +147,7 @@ void r1_cuda_adamw_update(void *ctx, float *param, const float *grad, float *m, 
 /* sample.cu */
 struct r1_sampling;
 void r1_cuda_sample(void *ctx, int32_t *tokens, float *logprobs, const float *logits,
-                    const float *u, int N, int V, const struct r1_sampling *s);
+                    int64_t ld, const float *u, int N, int V, const struct r1_sampling *s);
 
 #ifdef __cplusplus
 }

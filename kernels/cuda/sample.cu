@@ -292,12 +292,12 @@ __device__ int r1_smp_draw_ids(const r1_smp_row &r, float u, double *sum, r1_smp
 }
 
 __global__ void r1_sample_rows(int32_t *tokens, float *logprobs, const float *logits,
-                               const float *u, int V, r1_smp_args a)
+                               int64_t ld, const float *u, int V, r1_smp_args a)
 {
     __shared__ r1_smp_shared sh;
     int row = blockIdx.x;
     r1_smp_row r;
-    r.x = logits + (int64_t)row * V;
+    r.x = logits + (int64_t)row * ld;
     r.V = V;
     r.inv_t = a.inv_t;
     r.bar = 0.0f;
@@ -366,7 +366,8 @@ __global__ void r1_sample_rows(int32_t *tokens, float *logprobs, const float *lo
 }
 
 extern "C" void r1_cuda_sample(void *ctx, int32_t *tokens, float *logprobs, const float *logits,
-                               const float *u, int N, int V, const struct r1_sampling *s)
+                               int64_t ld, const float *u, int N, int V,
+                               const struct r1_sampling *s)
 {
     struct r1_cuda *cu = (struct r1_cuda *)ctx;
     R1_CUDA_BEGIN(cu);
@@ -380,6 +381,6 @@ extern "C" void r1_cuda_sample(void *ctx, int32_t *tokens, float *logprobs, cons
     a.top_p = s->top_p;
     a.min_p = s->min_p > 0 ? s->min_p : 0.0f;
     R1_LAUNCH(r1_sample_rows, (unsigned)N, R1_SMP_THREADS, cu->stream)(tokens, logprobs, logits,
-                                                                     u, V, a);
+                                                                     ld, u, V, a);
     R1_CUDA_LAUNCHED(cu, "sample");
 }
