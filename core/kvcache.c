@@ -38,7 +38,7 @@ static void layout(struct r1_kv_cache *c, const struct r1_model_config *cfg)
     c->up = F32(NT * F);
     c->act = F32(NT * F);
     c->rows = F32(NT * C);
-    c->logits = F32(NT * (int64_t)cfg->vocab_size);
+    c->logits = F32((int64_t)c->logit_rows * cfg->vocab_size);
     c->u = F32(NT);
     c->next = I32(NT);
     c->next_logprob = F32(NT);
@@ -64,6 +64,7 @@ int r1_kv_cache_create(struct r1_kv_cache **out, const struct r1_model *m, int s
     c->max_tokens = max_tokens;
     c->n_layers = m->cfg.n_layers;
     c->vocab_size = m->cfg.vocab_size;
+    c->logit_rows = slots < max_tokens ? slots : max_tokens;
     c->k = calloc((size_t)c->n_layers, sizeof(float *));
     c->v = calloc((size_t)c->n_layers, sizeof(float *));
     if (!c->k || !c->v) {
@@ -98,7 +99,7 @@ int r1_kv_cache_create(struct r1_kv_cache **out, const struct r1_model *m, int s
         s.width = cf->hidden_size > HD ? cf->hidden_size : HD;
         s.width = s.width > cf->ffn_size ? s.width : cf->ffn_size;
         s.vocab = cf->vocab_size;
-        s.head_rows = max_tokens;
+        s.head_rows = c->logit_rows;
         s.bf16_weights = op->matmul_forward_bf16 != NULL;
         size_t held;
         if ((rc = op->reserve(m->be->ctx, &s, &held))) {
@@ -206,9 +207,18 @@ static void matmul(const struct r1_kv_cache *c, float *out, const float *in, con
         op->matmul_forward(c->be->ctx, out, in, w32, bias, M, K, N);
 }
 
-/* The ops of a step of N tokens whose tokens, slots and positions are on the backend:
- * logits (n_out, V) of the rows out_idx, or of rows 0..N-1 when out_idx is NULL (a
- * decode-only step: no gather, what a graph records). */
+/* logits rows [r0, r0 + n) of the final-normed output rows (c->rows) into c->logits */
+static void decode_head(struct r1_model *m, struct r1_kv_cache *c, int r0, int n)
+{
+    int C = m->cfg.hidden_size;
+    matmul(c, c->logits, c->rows + (size_t)r0 * C, m->lm_head, c->lm_head16, NULL, n, C,
+           m->cfg.vocab_size);
+}
+
+/* The ops of a step of N tokens whose tokens, slots and positions are on the backend: the
+ * final-normed rows out_idx (n_out), or rows 0..N-1 when out_idx is NULL (a decode-only
+ * step: no gather, what a graph records), and their logits (n_out, V) when they fit in
+ * c->logits (else decode_head in chunks). */
 static void decode_ops(struct r1_model *m, struct r1_kv_cache *c, int N, int n_out,
                        const int32_t *out_idx)
 {
@@ -216,7 +226,7 @@ static void decode_ops(struct r1_model *m, struct r1_kv_cache *c, int N, int n_o
     const struct r1_backend_ops *op = m->be->ops;
     void *cx = m->be->ctx;
     int C = cfg->hidden_size, H = cfg->n_heads, KVH = cfg->n_kv_heads, D = cfg->head_dim;
-    int HD = H * D, KD = KVH * D, F = cfg->ffn_size, V = cfg->vocab_size, L = c->max_len;
+    int HD = H * D, KD = KVH * D, F = cfg->ffn_size, L = c->max_len;
     op->embedding_forward(cx, c->x, c->tokens, m->embed, N, C);
     const struct r1_kv_layer_bf16 none = {0};
     for (int l = 0; l < cfg->n_layers; l++) {
@@ -250,7 +260,8 @@ static void decode_ops(struct r1_model *m, struct r1_kv_cache *c, int N, int n_o
         last = c->tmp;
     }
     op->rmsnorm_forward(cx, c->rows, c->rstd, last, m->final_norm, n_out, C, cfg->rms_eps);
-    matmul(c, c->logits, c->rows, m->lm_head, c->lm_head16, NULL, n_out, C, V);
+    if (n_out <= c->logit_rows)
+        decode_head(m, c, 0, n_out);
 }
 
 /* A decode-only step of N tokens (one per slot, out_idx 0..N-1) through the graph recorded
@@ -304,6 +315,9 @@ int r1_model_decode(struct r1_model *m, struct r1_kv_cache *c, int N, const int3
     for (int i = 0; i < n_out; i++)
         if (out_idx[i] < 0 || out_idx[i] >= N)
             return r1_err_set(R1_EINVAL, "decode: output index %d not in [0, %d)", out_idx[i], N);
+    if (!logits && n_out > c->logit_rows)
+        return r1_err_set(R1_EINVAL, "decode: %d rows of logits to keep on the backend; the "
+                          "cache holds %d (one per slot)", n_out, c->logit_rows);
 
     c->n_logits = 0;
     op->upload(cx, c->tokens, tokens, (size_t)N * sizeof(int32_t));
@@ -312,7 +326,7 @@ int r1_model_decode(struct r1_model *m, struct r1_kv_cache *c, int N, const int3
     int every = n_out == N; /* the output rows are 0..N-1: no gather */
     for (int i = 0; i < n_out && every; i++)
         every = out_idx[i] == i;
-    if (every && c->use_graphs) {
+    if (every && c->use_graphs && N <= c->logit_rows) {
         int rc = decode_graph(m, c, N);
         if (rc)
             return rc;
@@ -321,10 +335,20 @@ int r1_model_decode(struct r1_model *m, struct r1_kv_cache *c, int N, const int3
     }
     if (n_out == 0)
         return r1_backend_check(m->be);
-    c->n_logits = n_out;
-    if (!logits)
-        return 0;
-    op->download(cx, logits, c->logits, (size_t)n_out * V * sizeof(float));
+    if (n_out <= c->logit_rows) {
+        c->n_logits = n_out;
+        if (!logits)
+            return 0;
+        op->download(cx, logits, c->logits, (size_t)n_out * V * sizeof(float));
+        return r1_backend_check(m->be);
+    }
+    /* more rows than c->logits holds (scoring a prefill): the head in chunks, each
+     * downloaded before the next overwrites it */
+    for (int r0 = 0; r0 < n_out; r0 += c->logit_rows) {
+        int n = n_out - r0 < c->logit_rows ? n_out - r0 : c->logit_rows;
+        decode_head(m, c, r0, n);
+        op->download(cx, logits + (size_t)r0 * V, c->logits, (size_t)n * V * sizeof(float));
+    }
     return r1_backend_check(m->be);
 }
 

@@ -215,7 +215,8 @@ struct r1_kv_cache {
     int32_t *tokens, *slot, *pos;/* (max_tokens) backend copies */
     float *x, *n, *q, *kn, *vn, *att, *tmp; /* (max_tokens, ·) step activations */
     float *gate, *up, *act, *rstd;
-    float *rows, *logits;        /* (max_tokens, C), (max_tokens, V) */
+    float *rows, *logits;        /* (max_tokens, C), (logit_rows, V) */
+    int logit_rows;              /* min(slots, max_tokens): a step's next-token rows */
     int vocab_size, n_logits;    /* V; rows of logits the last decode left */
     float *u;                    /* (max_tokens) r1_kv_cache_sample's uniforms */
     int32_t *next;               /* (max_tokens) and the tokens it drew */
@@ -251,7 +252,8 @@ int r1_kv_cache_set_graphs(struct r1_kv_cache *c, int on);
 /* Runs N new tokens (host arrays tokens, slot, pos (N)) through the model,
  * storing their keys/values, and computes the logits of the tokens listed in
  * out_idx (n_out indices into 0..N); writes them to host logits (n_out, V) unless
- * logits is NULL (they stay on the backend for r1_kv_cache_sample). */
+ * logits is NULL (they stay on the backend for r1_kv_cache_sample, at most logit_rows
+ * of them: one per slot). */
 int r1_model_decode(struct r1_model *m, struct r1_kv_cache *c, int N, const int32_t *tokens,
                     const int32_t *slot, const int32_t *pos, int n_out, const int32_t *out_idx,
                     float *logits);
