@@ -44,7 +44,7 @@ struct eval_cfg {
     const char *model, *run, *stage, *data, *rewards, *template_, *prompt_template, *out;
     const char *judge; /* a .gguf or HF dir: the judge reward's model */
     const char *dtype_name;
-    int n, max_tokens, threads, dtype;
+    int n, max_tokens, threads, dtype, slots;
     float temperature, top_p, threshold;
     uint64_t seed;
     bool chat, json;
@@ -181,7 +181,8 @@ static int run_eval(const struct eval_cfg *c)
     if (jc && (rc = r1_judge_open_path(&judge, be, c->judge, jc)))
         goto done;
     struct r1_eval_spec es = {set, c->n, c->temperature, c->top_p, c->max_tokens, c->seed,
-                              rewards, n_rewards, NULL, (enum r1_dtype)c->dtype, NULL, judge};
+                              rewards, n_rewards, NULL, (enum r1_dtype)c->dtype, NULL, judge,
+                              c->slots};
     if ((rc = r1_eval_run(&rep, m, tok, &es, c->threshold, R1_ANSWER_AUTO)))
         goto done;
     if (c->out && !(out = fopen(c->out, "w"))) {
@@ -215,7 +216,7 @@ done:
 int cmd_eval(int argc, char **argv)
 {
     struct eval_cfg c = {.rewards = "accuracy", .n = 1, .max_tokens = 256, .temperature = 0.6f,
-                         .top_p = 0.95f, .threshold = 1.0f};
+                         .top_p = 0.95f, .threshold = 1.0f, .slots = 64};
     const struct r1_option opts[] = {
         {R1_OPT_STRING, "model", 0, &c.model, "PATH", "a .gguf file or HF model directory"},
         {R1_OPT_STRING, "run", 0, &c.run, "DIR", "run directory (with --stage, instead of --model)"},
@@ -235,6 +236,7 @@ int cmd_eval(int argc, char **argv)
         {R1_OPT_STRING, "out", 0, &c.out, "FILE", "write one JSON object per item to FILE"},
         {R1_OPT_FLAG, "json", 0, &c.json, NULL, "write the items to stdout (the summary goes to stderr)"},
         {R1_OPT_INT, "threads", 0, &c.threads, "N", "CPU threads (default: all)"},
+        {R1_OPT_INT, "slots", 0, &c.slots, "S", "sequences decoded together (default 64)"},
         {R1_OPT_STRING, "dtype", 0, &c.dtype_name, "T", "generation weights: f32 (default) or bf16 (faster decoding)"},
         {R1_OPT_END, NULL, 0, NULL, NULL, NULL},
     };
@@ -254,8 +256,8 @@ int cmd_eval(int argc, char **argv)
                         "--stage NAME (see 'r1 eval --help')\n");
         return 2;
     }
-    if (c.n < 1 || c.max_tokens < 1) {
-        fprintf(stderr, "r1 eval: -n and --max-tokens must be at least 1\n");
+    if (c.n < 1 || c.max_tokens < 1 || c.slots < 1) {
+        fprintf(stderr, "r1 eval: -n, --max-tokens and --slots must be at least 1\n");
         return 2;
     }
     if (c.out && c.json) {

@@ -78,6 +78,10 @@ static const struct r1_recipe_key schema[] = {
      "metrics line every N steps"},
     {"stage", "eval_every", R1_KEY_INT, "0", 0, BIG, 0, NULL, 0, STG(eval_every), 0, 0,
      "evaluate on data.eval_path every N steps (0: before step 1 and at the end only)"},
+    {"stage", "gen_slots", R1_KEY_INT, "64", 1, 4096, 0, NULL,
+     K(SFT) | K(REJECTION_SFT) | KINDS_GRPO, STG(gen_slots), 0, 0,
+     "sequences generated together (KV-cache slots) in rollouts, rejection sampling and "
+     "evaluation: more keep a GPU busier and hold more memory; samples do not depend on it"},
     {"stage", "eval_samples", R1_KEY_INT, "1", 1, 4096, 0, NULL, K(SFT) | K(REJECTION_SFT),
      STG(eval_samples), 0, 0,
      "completions per held-out prompt; eval/accuracy is pass@1 over them (grpo: grpo.eval_samples)"},

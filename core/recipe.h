@@ -178,6 +178,7 @@ struct r1_stage_cfg {
      * align have grpo.eval_samples / eval_temperature) */
     int64_t eval_samples;
     float eval_temperature;
+    int64_t gen_slots; /* sequences generated together (the generators' KV-cache slots) */
     struct r1_optim_config optim; /* total_steps is left 0: the stage knows its length */
     struct r1_data_cfg data;
     struct r1_grpo_cfg grpo;           /* grpo, align */

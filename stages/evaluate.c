@@ -13,7 +13,7 @@
 #include "stages/judge.h"
 #include "stages/rewards/rewards.h"
 
-#define EVAL_SLOTS_MAX 64
+#define EVAL_SLOTS 64 /* sequences generated together, unless the spec says */
 #define EVAL_STEP_TOKENS 2048
 
 static void put(struct r1_stage_metrics *out, const char *key, double v)
@@ -83,7 +83,8 @@ int r1_eval_complete(struct r1_model *m, const struct r1_tokenizer *tok,
                                            R1_FINISH_STOP};
         mine++;
     }
-    int slots = n < EVAL_SLOTS_MAX ? (int)n : EVAL_SLOTS_MAX;
+    int cap = sp->slots > 0 ? sp->slots : EVAL_SLOTS;
+    int slots = n < cap ? (int)n : cap;
     if (slots < 1)
         slots = 1;
     float saved_scale = m->logit_scale;

@@ -48,6 +48,7 @@ struct r1_eval_spec {
     /* r1_eval_run: the judge of a judge reward in rewards (NULL: none; the judge reward
      * then counts 0) */
     struct r1_judge *judge;
+    int slots; /* sequences generated together (0: 64) */
 };
 
 /* The held-out prompts of the stage env names: data.eval_path, else data.generator's

@@ -41,7 +41,6 @@
 #include "stages/rewards/rewards.h"
 #include "stages/stage.h"
 
-#define GEN_SLOTS_MAX 64   /* sequences decoded together */
 #define GEN_STEP_TOKENS 2048
 
 struct grpo {
@@ -340,7 +339,7 @@ static int grpo_init(void **state, const struct r1_stage_env *env)
     if ((rc = r1_model_reserve(s->m, s->micro, s->T_max)) ||
         (rc = r1_optim_create(&s->opt, s->m, &oc)) || (rc = r1_optim_join(s->opt, s->dist)))
         goto fail;
-    int slots = s->S < GEN_SLOTS_MAX ? s->S : GEN_SLOTS_MAX;
+    int slots = s->S < c->gen_slots ? (int)s->S : (int)c->gen_slots;
     if ((rc = r1_generator_create(&s->gen, s->m, s->tok, slots, max_prompt + s->max_comp,
                                   GEN_STEP_TOKENS > slots ? GEN_STEP_TOKENS : slots)))
         goto fail;
@@ -900,7 +899,7 @@ static int grpo_evaluate(void *state, struct r1_stage_metrics *out)
     struct r1_eval_spec sp = {s->eval, (int)s->g->eval_samples, s->g->eval_temperature,
                               s->g->top_p, s->max_comp, r1_rng_mix64(s->seed ^ 0x6576616cull),
                               s->g->rewards, s->n_rw, s->g->accuracy_reward, s->m->precision,
-                              s->dist, NULL};
+                              s->dist, NULL, (int)s->cfg->gen_slots};
     return r1_eval_generate(s->m, s->tok, &sp, out);
 }
 

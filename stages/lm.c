@@ -197,7 +197,7 @@ struct lm_adapter {
     struct r1_prompt_set *eval;
     int eval_len; /* completion tokens at most */
     uint64_t eval_seed;
-    int eval_samples;
+    int eval_samples, gen_slots;
     float eval_temperature;
     struct r1_dist *dist; /* evaluation split over the job's ranks */
 };
@@ -257,6 +257,7 @@ static int load_eval(struct lm_adapter *a, const struct r1_stage_env *env, uint6
     a->tok = env->tok;
     a->eval_seed = seed ^ 0x6576616c5f736674ull;
     a->eval_samples = (int)s->eval_samples;
+    a->gen_slots = (int)s->gen_slots;
     a->eval_temperature = s->eval_temperature;
     if (s->data.eval_path) {
         const char *slash = strrchr(s->data.eval_path, '/');
@@ -349,7 +350,7 @@ static int lm_evaluate(void *state, struct r1_stage_metrics *out)
         return 0;
     struct r1_eval_spec sp = {a->eval,     a->eval_samples, a->eval_temperature, 1.0f,
                               a->eval_len, a->eval_seed,    NULL, 0, NULL, a->m->precision, a->dist,
-                              NULL};
+                              NULL,    a->gen_slots};
     return r1_eval_generate(a->m, a->tok, &sp, out);
 }
 

@@ -54,7 +54,6 @@
 #include "stages/rewards/rewards.h"
 #include "stages/stage.h"
 
-#define GEN_SLOTS_MAX 64
 #define GEN_STEP_TOKENS 2048
 #define STATE_FORMAT "r1-rejection-state-1"
 #define SFT_PROMPT_FIELD "prompt_text"
@@ -365,7 +364,7 @@ static int open_source(struct rs *s)
                         s->L, s->src->cfg.max_seq_len);
         goto fail;
     }
-    int slots = S < GEN_SLOTS_MAX ? (int)S : GEN_SLOTS_MAX;
+    int slots = (int64_t)S < s->cfg->gen_slots ? (int)S : (int)s->cfg->gen_slots;
     if ((rc = r1_generator_create(&s->gen, s->src, s->src_tok, slots, longest + (int)s->L,
                                   GEN_STEP_TOKENS > slots ? GEN_STEP_TOKENS : slots)))
         goto fail;
@@ -782,7 +781,7 @@ static int rs_evaluate(void *state, struct r1_stage_metrics *out)
                               (int)s->L,
                               r1_rng_mix64(s->seed ^ 0x6576616cull), s->rj->rewards,
                               s->rj->n_rewards, s->acc_default.name, s->env.model->precision,
-                              s->env.dist, NULL};
+                              s->env.dist, NULL, (int)s->cfg->gen_slots};
     return r1_eval_generate(s->env.model, s->env.tok, &sp, out);
 }
 

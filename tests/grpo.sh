@@ -61,6 +61,11 @@ for point in rl:4:before-commit rl:8:before-commit; do
   "$r1" resume "$d" >/dev/null 2>"$tmp/err" || { echo "FAIL: $point: resume: $(cat "$tmp/err")"; fail=1; continue; }
   check_same "kill -9 at $point" "$d"
 done
+# rollouts and evaluation over 3 KV-cache slots instead of 64: the same samples, weights
+d=$tmp/slots
+"$r1" run "$recipe" --run-dir "$d" --set stages.rl.gen_slots=3 >/dev/null 2>&1 ||
+  { echo "FAIL: gen_slots 3 run"; fail=1; }
+check_same "gen_slots 3 gives the run of 64 slots" "$d"
 # the same stage in precision bf16 (policy, reference and sampling): its own results, and
 # a kill -9 mid-stage resumes to the same bytes
 d=$tmp/bf16
