@@ -157,6 +157,14 @@ enum { REF = 0, DUT = 1 };        /* CPU reference, device under test */
 static struct r1_backend *bes[2]; /* [REF] CPU (2 threads), [DUT] CUDA */
 #define OPS(s) (bes[s]->ops)
 #define CTX(s) (bes[s]->ctx)
+/* skips the calling test when the backend under test lacks what (an OPTIONAL op) */
+#define SKIP_WITHOUT(have, what)                                                                  \
+    do {                                                                                           \
+        if (!(have)) {                                                                             \
+            print_message("backend %s has no %s (optional): skipped\n", OPS(DUT)->name, what);    \
+            skip();                                                                                \
+        }                                                                                          \
+    } while (0)
 
 static const char *side_name(int s)
 {
@@ -535,10 +543,7 @@ static int have_bf16(void)
 static void test_convert_bf16(void **state)
 {
     (void)state;
-    if (!have_bf16()) {
-        print_message("backend %s has no bf16 ops (optional): skipped\n", OPS(DUT)->name);
-        skip();
-    }
+    SKIP_WITHOUT(have_bf16(), "bf16 ops");
     rng_seed(103);
     const int64_t sizes[] = {1, 7, 70001};
     /* ties to even both ways, FLT_MAX → inf, ±inf, −0, NaNs, subnormal ties */
@@ -590,10 +595,7 @@ static void test_convert_bf16(void **state)
 static void test_matmul_forward_bf16(void **state)
 {
     (void)state;
-    if (!have_bf16()) {
-        print_message("backend %s has no bf16 ops (optional): skipped\n", OPS(DUT)->name);
-        skip();
-    }
+    SKIP_WITHOUT(have_bf16(), "bf16 ops");
     rng_seed(104);
     const int shapes[][3] = {{1, 13, 9},    {7, 13, 9},     {32, 77, 37},  {3, 5, 1},
                              {1, 576, 520}, {33, 250, 330}, {2, 576, 4099}};
@@ -646,10 +648,7 @@ static struct pbuf pb_rand16(int64_t n)
 static void test_matmul16(void **state)
 {
     (void)state;
-    if (!have_matmul16()) {
-        print_message("backend %s has no matmul16 ops (optional): skipped\n", OPS(DUT)->name);
-        skip();
-    }
+    SKIP_WITHOUT(have_matmul16(), "matmul16 ops");
     rng_seed(105);
     for (int si = 0; si < N_MM_SHAPES; si++) {
         int M = mm_shapes[si][0], K = mm_shapes[si][1], N = mm_shapes[si][2];
@@ -1323,10 +1322,7 @@ static void sample_row(float *x, int V, int r)
 static void test_sample(void **state)
 {
     (void)state;
-    if (!OPS(DUT)->sample) {
-        print_message("backend %s has no sample op (optional): skipped\n", OPS(DUT)->name);
-        skip();
-    }
+    SKIP_WITHOUT(OPS(DUT)->sample, "sample op");
     rng_seed(121);
     const int vs[] = {1, 2, 7, 300, 4099, 12289};
     const struct r1_sampling set[] = {
@@ -1651,10 +1647,7 @@ static void test_model(void **state)
 static void test_model_bf16(void **state)
 {
     (void)state;
-    if (!have_matmul16()) {
-        print_message("backend %s has no matmul16 ops (optional): skipped\n", OPS(DUT)->name);
-        skip();
-    }
+    SKIP_WITHOUT(have_matmul16(), "matmul16 ops");
     model_parity(R1_BF16, 119);
 }
 
@@ -1739,10 +1732,7 @@ static void test_model_decode(void **state)
 static void test_decode_graph(void **state)
 {
     (void)state;
-    if (!OPS(DUT)->graph_begin) {
-        print_message("backend %s records no graphs (optional): skipped\n", OPS(DUT)->name);
-        skip();
-    }
+    SKIP_WITHOUT(OPS(DUT)->graph_begin, "graph ops");
     rng_seed(122);
     struct r1_model_config cfg = parity_config();
     struct r1_model *m[2];
