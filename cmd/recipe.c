@@ -11,6 +11,7 @@
 #include "cmd/opt.h"
 #include "core/err.h"
 #include "core/recipe.h"
+#include "stages/pipeline.h"
 
 static const char summary[] =
     "Recipes describe a whole post-training run (model, seed, stages).\n\n"
@@ -109,6 +110,11 @@ static int recipe_file_cmd(const char *sub, int argc, char **argv)
     if (rc)
         return rc;
     if (strcmp(sub, "check") == 0) {
+        if ((rc = r1_pipeline_check(r))) { /* the stages' own checks, as r1 run makes them */
+            fprintf(stderr, "r1 recipe check: %s\n", r1_err_last());
+            r1_recipe_free(r);
+            return r1_err_exit_status(rc);
+        }
         printf("%s: ok (%d stage%s)\n", pos[0], r->n_stages, r->n_stages == 1 ? "" : "s");
     } else if ((rc = r1_recipe_write_yaml(r, stdout))) {
         r1_recipe_free(r);

@@ -62,7 +62,8 @@ static const struct r1_recipe_key schema[] = {
     {"stage", "batch_size", R1_KEY_INT, "8", 1, 1048576, 0, NULL, 0, STG(batch_size), 0, 0,
      "sequences per optimizer update"},
     {"stage", "micro_batch_size", R1_KEY_INT, "0", 0, 1048576, 0, NULL, 0, STG(micro_batch_size),
-     0, 0, "sequences per forward/backward; must divide batch_size (0: batch_size)"},
+     0, 0, "sequences per forward/backward; must divide batch_size (grpo, align: the "
+     "P·G/minibatches completions of an update) (0: batch_size)"},
     {"stage", "seq_len", R1_KEY_INT, "512", 1, 1048576, 0, NULL, 0, STG(seq_len), 0, 0,
      "tokens per training sequence"},
     {"stage", "recompute", R1_KEY_BOOL, "false", 0, 0, 0, NULL, 0, STG(recompute), 0, 0,

@@ -519,9 +519,12 @@ static void validate_stage(struct loader *ld, struct r1_recipe *r, int i)
     else if (s->steps == 0 && s->epochs == 0 && !r1_recipe_map_get(sn, "steps") &&
              !r1_recipe_map_get(sn, "epochs"))
         r1_recipe_problem(ld, AT(sn), "stage '%s' needs steps or epochs", s->name);
+    /* grpo and align update on P·G/minibatches completions, not batch_size: their own
+     * check (stages/grpo.c) holds micro_batch_size against that */
+    bool rl = s->kind == R1_STAGE_GRPO || s->kind == R1_STAGE_ALIGN;
     if (s->micro_batch_size == 0)
         s->micro_batch_size = s->batch_size;
-    else if (s->batch_size % s->micro_batch_size != 0)
+    else if (!rl && s->batch_size % s->micro_batch_size != 0)
         r1_recipe_problem(ld, AT(node_at(sn, sn, "micro_batch_size", NULL)),
                           "batch_size %lld does not divide by micro_batch_size %lld",
                           (long long)s->batch_size, (long long)s->micro_batch_size);

@@ -41,7 +41,7 @@ struct run {
 
 /* Every stage must be of a kind this r1 trains, from sources it reads, and pass its
  * kind's own checks; all before any work starts. */
-static int check_supported(const struct r1_recipe *r)
+int r1_pipeline_check(const struct r1_recipe *r)
 {
     for (int i = 0; i < r->n_stages; i++) {
         const struct r1_stage_cfg *s = &r->stages[i];
@@ -803,7 +803,7 @@ int r1_pipeline_run(const struct r1_pipeline_opts *o, struct r1_recipe_diag *dia
 {
     struct run R = {.o = o, .lock_fd = -1, .dist = o->dist, .lead = !o->dist || o->dist->rank == 0};
     int rc = r1_recipe_load(&R.r, o->recipe_path, o->sets, o->n_sets, diag);
-    if (!rc && !(rc = check_supported(R.r)))
+    if (!rc && !(rc = r1_pipeline_check(R.r)))
         rc = lock_recipe(&R);
     if ((rc = r1_dist_agree(R.dist, rc))) /* every rank reads the same recipe */
         goto out;

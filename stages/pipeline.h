@@ -83,6 +83,11 @@ struct r1_pipeline_opts {
 /* Runs (or resumes) the recipe.  Recipe problems: R1_EINVAL with every line in diag. */
 int r1_pipeline_run(const struct r1_pipeline_opts *o, struct r1_recipe_diag *diag);
 
+/* What r1_pipeline_run checks of a loaded recipe before any work: every stage of a kind
+ * this build trains, its kind's own checks (sizes that must divide, data files, model
+ * sources), the chat template.  0 or R1_EINVAL with the message. */
+int r1_pipeline_check(const struct r1_recipe *r);
+
 /* Reads run.json of an existing run: the recipe path and --set list (caller frees
  * with r1_pipeline_run_info_release). */
 struct r1_pipeline_run_info {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # recipe-cli.sh R1 - `r1 recipe check|show|keys`: every bad recipe under recipes/bad/ fails
 # with exit 2 and prints each "# expect: [FILE:]LINE:COL: message" line its first lines
-# list (FILE defaults to the recipe itself); good recipes pass; show round-trips; --set works.
+# list (FILE defaults to the recipe itself); good recipes pass; show round-trips; --set works;
+# check makes the stages' own checks too.
 set -u
 r1=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 src=${R1_SRC:-$(cd "$(dirname "$0")/.." && pwd)}
@@ -74,6 +75,13 @@ for s in check show keys; do
   expect_status 0 "recipe $s --help" "$r1" recipe "$s" --help
   expect_status 2 "recipe $s --no-such-flag" "$r1" recipe "$s" --no-such-flag
 done
+# the stages' own checks, as r1 run makes them: a grpo micro-batch that does not divide the
+# update (P·G/minibatches = 8), while batch_size (not grpo's) does not matter
+expect_status 2 "check runs the stage's checks" "$r1" recipe check \
+  "$src/tests/recipes/grpo/features.yaml" --set stages.rl.micro_batch_size=6 &&
+  expect_line "check runs the stage's checks" "micro_batch_size (6) must divide the 8 completions"
+expect_status 0 "grpo micro_batch_size against its update, not batch_size" "$r1" recipe check \
+  "$src/tests/recipes/grpo/features.yaml" --set stages.rl.micro_batch_size=8 --set stages.rl.batch_size=5
 expect_status 0 "recipe keys" "$r1" recipe keys &&
   expect_line "recipe keys" "| stages[].grpo.group_size | int | 8 | [2, 4096] | grpo, align |"
 # every shipped recipe is valid; one whose model is not in the cache (the GPU recipes' Qwen
