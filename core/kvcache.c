@@ -120,6 +120,16 @@ static int64_t bf16_layer_elems(const struct r1_model_config *cfg)
     return HD * C + 2 * KD * C + C * HD + 3 * F * C;
 }
 
+/* frees the recorded graphs of precision d (their weight pointers changed) */
+static void drop_graphs(struct r1_kv_cache *c, int d)
+{
+    for (int n = 0; c->graphs[d] && n <= c->max_tokens; n++)
+        if (c->graphs[d][n]) {
+            c->be->ops->graph_free(c->be->ctx, c->graphs[d][n]);
+            c->graphs[d][n] = NULL;
+        }
+}
+
 int r1_kv_cache_set_weights(struct r1_kv_cache *c, const struct r1_model *m, enum r1_dtype dt)
 {
     const struct r1_model_config *cfg = &m->cfg;
@@ -138,29 +148,47 @@ int r1_kv_cache_set_weights(struct r1_kv_cache *c, const struct r1_model *m, enu
     int64_t C = cfg->hidden_size, HD = (int64_t)cfg->n_heads * cfg->head_dim;
     int64_t KD = (int64_t)cfg->n_kv_heads * cfg->head_dim, F = cfg->ffn_size;
     int64_t V = cfg->vocab_size, per_layer = bf16_layer_elems(cfg);
+    if (!c->wl && !(c->wl = calloc((size_t)c->n_layers, sizeof(*c->wl))))
+        return r1_err_set(R1_ENOMEM, "kv cache: out of host memory");
+    const uint16_t *before = c->lm_head16; /* graphs recorded with the views in use */
+    if (m->precision == R1_BF16 && m->w16_mem) {
+        /* the model trains in bf16: generation reads its copy (no second one), refreshed
+         * from the current weights as its next forward would */
+        op->convert_bf16(cx, m->w16_mem, m->param_mem, (int64_t)(m->params.cap / sizeof(float)));
+        for (int l = 0; l < c->n_layers; l++) {
+            const struct r1_layer *s = &m->layers[l];
+            struct r1_kv_layer_bf16 *w = &c->wl[l];
+            w->wq = r1_model_param16(m, s->wq), w->wk = r1_model_param16(m, s->wk);
+            w->wv = r1_model_param16(m, s->wv), w->wo = r1_model_param16(m, s->wo);
+            w->wgate = r1_model_param16(m, s->wgate), w->wup = r1_model_param16(m, s->wup);
+            w->wdown = r1_model_param16(m, s->wdown);
+        }
+        c->lm_head16 = r1_model_param16(m, m->lm_head);
+        if (before && before != c->lm_head16)
+            drop_graphs(c, 1);
+        c->wdtype = R1_BF16;
+        return r1_backend_check(c->be);
+    }
     if (!c->wmem) {
         size_t bytes = ((size_t)per_layer * c->n_layers + (size_t)V * C) * sizeof(uint16_t);
-        c->wl = calloc((size_t)c->n_layers, sizeof(*c->wl));
-        c->wmem = c->wl ? op->alloc(cx, bytes) : NULL;
-        if (!c->wmem) {
-            free(c->wl);
-            c->wl = NULL;
+        if (!(c->wmem = op->alloc(cx, bytes)))
             return r1_err_set(R1_ENOMEM, "kv cache: cannot allocate %zu MiB of bf16 generation "
                               "weights; generate with f32 weights", bytes >> 20);
-        }
-        uint16_t *p = c->wmem;
-        for (int l = 0; l < c->n_layers; l++) {
-            struct r1_kv_layer_bf16 *w = &c->wl[l];
-            w->wq = p, p += HD * C;
-            w->wk = p, p += KD * C;
-            w->wv = p, p += KD * C;
-            w->wo = p, p += C * HD;
-            w->wgate = p, p += F * C;
-            w->wup = p, p += F * C;
-            w->wdown = p, p += C * F;
-        }
-        c->lm_head16 = p;
     }
+    uint16_t *p = c->wmem; /* the cache's own copies, in this order, then the head */
+    for (int l = 0; l < c->n_layers; l++) {
+        struct r1_kv_layer_bf16 *w = &c->wl[l];
+        w->wq = p, p += HD * C;
+        w->wk = p, p += KD * C;
+        w->wv = p, p += KD * C;
+        w->wo = p, p += C * HD;
+        w->wgate = p, p += F * C;
+        w->wup = p, p += F * C;
+        w->wdown = p, p += C * F;
+    }
+    c->lm_head16 = p;
+    if (before && before != c->lm_head16)
+        drop_graphs(c, 1);
     for (int l = 0; l < c->n_layers; l++) {
         const struct r1_layer *s = &m->layers[l];
         const struct r1_kv_layer_bf16 *w = &c->wl[l];
@@ -182,9 +210,7 @@ void r1_kv_cache_free(struct r1_kv_cache *c)
     if (!c)
         return;
     for (int d = 0; d < 2; d++) {
-        for (int n = 0; c->graphs[d] && n <= c->max_tokens; n++)
-            if (c->graphs[d][n])
-                c->be->ops->graph_free(c->be->ctx, c->graphs[d][n]);
+        drop_graphs(c, d);
         free(c->graphs[d]);
     }
     if (c->wmem)

@@ -663,8 +663,7 @@ static const uint16_t *half_input(struct r1_model *m, const float *x, int64_t n)
     return m->a->x16;
 }
 
-/* The bf16 copy of parameter w (a pointer into the parameter arena). */
-static const uint16_t *half_param(const struct r1_model *m, const float *w)
+uint16_t *r1_model_param16(const struct r1_model *m, const float *w)
 {
     return m->w16_mem + (w - m->param_mem);
 }
@@ -675,7 +674,7 @@ static void mm_forward(struct r1_model *m, float *out, const float *in, const ui
 {
     const struct r1_backend_ops *op = m->be->ops;
     if (in16)
-        op->matmul16_forward(m->be->ctx, out, in16, half_param(m, w), bias, M, K, N);
+        op->matmul16_forward(m->be->ctx, out, in16, r1_model_param16(m, w), bias, M, K, N);
     else
         op->matmul_forward(m->be->ctx, out, in, w, bias, M, K, N);
 }
@@ -692,7 +691,7 @@ static void mm_backward(struct r1_model *m, float *din, float *dw, float *dbias,
         return;
     }
     op->convert_bf16(cx, m->a->d16, dout, (int64_t)M * N);
-    op->matmul16_backward(cx, din, dw, dbias, m->a->d16, in16, half_param(m, w), M, K, N);
+    op->matmul16_backward(cx, din, dw, dbias, m->a->d16, in16, r1_model_param16(m, w), M, K, N);
 }
 
 /* Layer l of the batch shape (B,T) from a->l[l].x to xnext (N,C). */

@@ -161,6 +161,9 @@ void r1_model_set_recompute(struct r1_model *m, bool on);
  * another dtype or a backend without the bf16 ops, R1_ENOMEM when the copy does not fit.
  * Drops the reserved activations, as r1_model_set_recompute does. */
 int r1_model_set_precision(struct r1_model *m, enum r1_dtype dt);
+/* In precision bf16: the bf16 copy of parameter w (a pointer into the parameter arena),
+ * a view into w16_mem. */
+uint16_t *r1_model_param16(const struct r1_model *m, const float *w);
 /* Allocates activations for batches up to B×T (once; again only to grow). */
 int r1_model_reserve(struct r1_model *m, int B, int T);
 const struct r1_param *r1_model_find(const struct r1_model *m, const char *name);
@@ -222,14 +225,15 @@ struct r1_kv_cache {
     int32_t *next;               /* (max_tokens) and the tokens it drew */
     float *next_logprob;         /* (max_tokens) and their log-probabilities */
     /* generation weights (r1_kv_cache_set_weights): R1_F32 decodes with the model's
-     * matrices; R1_BF16 with wl / lm_head16, bf16 copies in one backend allocation
-     * (wmem, made on the first bf16 request and kept) */
+     * matrices; R1_BF16 with wl / lm_head16: views of the model's own bf16 copy when it
+     * is in precision bf16, else bf16 copies in one backend allocation (wmem, made on the
+     * first such request and kept) */
     enum r1_dtype wdtype;
     uint16_t *wmem;
     struct r1_kv_layer_bf16 {
         uint16_t *wq, *wk, *wv, *wo, *wgate, *wup, *wdown;
-    } *wl;                       /* (n_layers) views into wmem */
-    uint16_t *lm_head16;         /* (V, C) view into wmem */
+    } *wl;                       /* (n_layers) views into wmem or the model's w16 */
+    uint16_t *lm_head16;         /* (V, C) view likewise */
     /* decode-only steps (every token's logits) replay a graph of their ops where the
      * backend records graphs (ops graph_*): graphs[precision][N tokens], made on first
      * use; use_graphs 0 runs every step op by op (r1_kv_cache_set_graphs) */
@@ -243,7 +247,8 @@ void r1_kv_cache_free(struct r1_kv_cache *c);
 /* Picks the precision of the weight matrices the next decodes use: R1_F32 (the model's
  * own) or R1_BF16, whose copies (q/k/v/o, gate/up/down, lm_head; embeddings, norms and
  * biases stay f32) are converted now from the model's current weights, round to nearest
- * even.  Call again after the weights change.  R1_EINVAL for another dtype or a backend
+ * even (a model in precision bf16 lends its own copy, refreshed now: no second one).  Call
+ * again after the weights or the model's precision change.  R1_EINVAL for another dtype or a backend
  * without the bf16 ops; R1_ENOMEM when the copies do not fit. */
 int r1_kv_cache_set_weights(struct r1_kv_cache *c, const struct r1_model *m, enum r1_dtype dt);
 /* on: decode-only steps replay recorded graphs (the default where the backend has the graph

@@ -319,6 +319,49 @@ static void test_padded_vocab(void **state)
     r1_model_free(pm);
 }
 
+/* A model in precision bf16 lends its own bf16 copy to generation (no second copy) and
+ * decodes to the bits of a model in f32 with the cache's own bf16 copies; after a weight
+ * change and set_weights again, still the same. */
+static void test_bf16_shared_copy(void **state)
+{
+    (void)state;
+    struct r1_model_config cfg;
+    r1_model_config_preset(&cfg, "tiny");
+    struct r1_model *pm[2] = {NULL, NULL};
+    struct r1_kv_cache *c[2] = {NULL, NULL};
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(r1_model_create(&pm[k], &cfg, be), 0);
+        assert_int_equal(r1_model_init_weights(pm[k], 4), 0);
+    }
+    assert_int_equal(r1_model_set_precision(pm[1], R1_BF16), 0);
+    int V = cfg.vocab_size, C = cfg.hidden_size;
+    float *lg[2] = {malloc(sizeof(float) * 6 * V), malloc(sizeof(float) * 6 * V)};
+    const int32_t tok[6] = {3, 77, 120, 9, 255, 31}, slot[6] = {0, 0, 0, 0, 0, 0};
+    const int32_t pos[6] = {0, 1, 2, 3, 4, 5}, idx[6] = {0, 1, 2, 3, 4, 5};
+    for (int round = 0; round < 2; round++) {
+        for (int k = 0; k < 2; k++) {
+            if (round == 1) /* the same change to both models' weights */
+                for (int i = 0; i < C; i++)
+                    pm[k]->lm_head[(size_t)7 * C + i] += 0.25f;
+            if (!c[k])
+                assert_int_equal(r1_kv_cache_create(&c[k], pm[k], 1, 16, 6), 0);
+            assert_int_equal(r1_kv_cache_set_weights(c[k], pm[k], R1_BF16), 0);
+            assert_int_equal(r1_model_decode(pm[k], c[k], 6, tok, slot, pos, 6, idx, lg[k]), 0);
+        }
+        assert_non_null(c[0]->wmem);
+        assert_null(c[1]->wmem); /* no copy of its own */
+        assert_ptr_equal(c[1]->lm_head16, r1_model_param16(pm[1], pm[1]->lm_head));
+        if (memcmp(lg[0], lg[1], sizeof(float) * 6 * V) != 0)
+            fail_msg("round %d: decoding from the model's bf16 copy differs from the cache's",
+                     round);
+    }
+    for (int k = 0; k < 2; k++) {
+        free(lg[k]);
+        r1_kv_cache_free(c[k]);
+        r1_model_free(pm[k]);
+    }
+}
+
 static void test_stops(void **state)
 {
     (void)state;
@@ -379,6 +422,7 @@ int main(void)
         cmocka_unit_test(test_bf16_logits_close),
         cmocka_unit_test(test_bf16_refresh),
         cmocka_unit_test(test_padded_vocab),
+        cmocka_unit_test(test_bf16_shared_copy),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
