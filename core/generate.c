@@ -25,8 +25,8 @@ struct r1_generator {
     int slots, max_len, step_tokens;
     struct slot_state *st;
     int32_t *tokens, *slot, *pos, *out_idx, *out_slot; /* (step_tokens) */
-    /* where the backend samples (its op sample): a step's uniforms and what it drew,
-     * (step_tokens); else the host does, from the logits (slots, V) and the scratch */
+    /* a step's uniforms and what they drew, (slots): one output per slot at most; drawn
+     * by the backend (its op sample), else on the host from logits (slots, V) */
     int device_sampling;
     int sample_vocab; /* ids drawn from: the tokenizer's (a model's vocabulary may be padded) */
     float *u, *next_logprob;
@@ -61,9 +61,9 @@ int r1_generator_create(struct r1_generator **out, struct r1_model *m,
     g->pos = malloc((size_t)step_tokens * sizeof(int32_t));
     g->out_idx = malloc((size_t)step_tokens * sizeof(int32_t));
     g->out_slot = malloc((size_t)step_tokens * sizeof(int32_t));
-    g->u = malloc((size_t)step_tokens * sizeof(float));
-    g->next = malloc((size_t)step_tokens * sizeof(int32_t));
-    g->next_logprob = malloc((size_t)step_tokens * sizeof(float));
+    g->u = malloc((size_t)slots * sizeof(float));
+    g->next = malloc((size_t)slots * sizeof(int32_t));
+    g->next_logprob = malloc((size_t)slots * sizeof(float));
     g->device_sampling = m->be->ops->sample != NULL;
     g->sample_vocab = tok && tok->vocab_size > 0 && tok->vocab_size < V ? tok->vocab_size : V;
     int host_ok = 1;

@@ -39,9 +39,9 @@ static void layout(struct r1_kv_cache *c, const struct r1_model_config *cfg)
     c->act = F32(NT * F);
     c->rows = F32(NT * C);
     c->logits = F32((int64_t)c->logit_rows * cfg->vocab_size);
-    c->u = F32(NT);
-    c->next = I32(NT);
-    c->next_logprob = F32(NT);
+    c->u = F32(c->logit_rows);
+    c->next = I32(c->logit_rows);
+    c->next_logprob = F32(c->logit_rows);
 #undef F32
 #undef I32
 }
@@ -81,7 +81,7 @@ int r1_kv_cache_create(struct r1_kv_cache **out, const struct r1_model *m, int s
     const struct r1_backend_ops *op = m->be->ops;
     if (op->graph_begin) { /* graphs of decode-only steps, by precision and token count */
         for (int d = 0; d < 2; d++)
-            if (!(c->graphs[d] = calloc((size_t)max_tokens + 1, sizeof(void *)))) {
+            if (!(c->graphs[d] = calloc((size_t)c->logit_rows + 1, sizeof(void *)))) {
                 r1_kv_cache_free(c);
                 return r1_err_set(R1_ENOMEM, "kv cache: out of host memory");
             }
@@ -123,7 +123,7 @@ static int64_t bf16_layer_elems(const struct r1_model_config *cfg)
 /* frees the recorded graphs of precision d (their weight pointers changed) */
 static void drop_graphs(struct r1_kv_cache *c, int d)
 {
-    for (int n = 0; c->graphs[d] && n <= c->max_tokens; n++)
+    for (int n = 0; c->graphs[d] && n <= c->logit_rows; n++)
         if (c->graphs[d][n]) {
             c->be->ops->graph_free(c->be->ctx, c->graphs[d][n]);
             c->graphs[d][n] = NULL;
@@ -151,10 +151,9 @@ int r1_kv_cache_set_weights(struct r1_kv_cache *c, const struct r1_model *m, enu
     if (!c->wl && !(c->wl = calloc((size_t)c->n_layers, sizeof(*c->wl))))
         return r1_err_set(R1_ENOMEM, "kv cache: out of host memory");
     const uint16_t *before = c->lm_head16; /* graphs recorded with the views in use */
-    if (m->precision == R1_BF16 && m->w16_mem) {
-        /* the model trains in bf16: generation reads its copy (no second one), refreshed
-         * from the current weights as its next forward would */
-        op->convert_bf16(cx, m->w16_mem, m->param_mem, (int64_t)(m->params.cap / sizeof(float)));
+    /* a model that trains in bf16 lends its copy (no second one), else the cache's own */
+    int lent = m->precision == R1_BF16 && m->w16_mem;
+    if (lent) {
         for (int l = 0; l < c->n_layers; l++) {
             const struct r1_layer *s = &m->layers[l];
             struct r1_kv_layer_bf16 *w = &c->wl[l];
@@ -164,31 +163,33 @@ int r1_kv_cache_set_weights(struct r1_kv_cache *c, const struct r1_model *m, enu
             w->wdown = r1_model_param16(m, s->wdown);
         }
         c->lm_head16 = r1_model_param16(m, m->lm_head);
-        if (before && before != c->lm_head16)
-            drop_graphs(c, 1);
-        c->wdtype = R1_BF16;
-        return r1_backend_check(c->be);
+    } else {
+        if (!c->wmem) {
+            size_t bytes = ((size_t)per_layer * c->n_layers + (size_t)V * C) * sizeof(uint16_t);
+            if (!(c->wmem = op->alloc(cx, bytes)))
+                return r1_err_set(R1_ENOMEM, "kv cache: cannot allocate %zu MiB of bf16 "
+                                  "generation weights; generate with f32 weights", bytes >> 20);
+        }
+        uint16_t *p = c->wmem; /* the cache's own copies, in this order, then the head */
+        for (int l = 0; l < c->n_layers; l++) {
+            struct r1_kv_layer_bf16 *w = &c->wl[l];
+            w->wq = p, p += HD * C;
+            w->wk = p, p += KD * C;
+            w->wv = p, p += KD * C;
+            w->wo = p, p += C * HD;
+            w->wgate = p, p += F * C;
+            w->wup = p, p += F * C;
+            w->wdown = p, p += C * F;
+        }
+        c->lm_head16 = p;
     }
-    if (!c->wmem) {
-        size_t bytes = ((size_t)per_layer * c->n_layers + (size_t)V * C) * sizeof(uint16_t);
-        if (!(c->wmem = op->alloc(cx, bytes)))
-            return r1_err_set(R1_ENOMEM, "kv cache: cannot allocate %zu MiB of bf16 generation "
-                              "weights; generate with f32 weights", bytes >> 20);
-    }
-    uint16_t *p = c->wmem; /* the cache's own copies, in this order, then the head */
-    for (int l = 0; l < c->n_layers; l++) {
-        struct r1_kv_layer_bf16 *w = &c->wl[l];
-        w->wq = p, p += HD * C;
-        w->wk = p, p += KD * C;
-        w->wv = p, p += KD * C;
-        w->wo = p, p += C * HD;
-        w->wgate = p, p += F * C;
-        w->wup = p, p += F * C;
-        w->wdown = p, p += C * F;
-    }
-    c->lm_head16 = p;
     if (before && before != c->lm_head16)
         drop_graphs(c, 1);
+    c->wdtype = R1_BF16;
+    if (lent) { /* refreshed from the current weights, as the model's next forward would */
+        op->convert_bf16(cx, m->w16_mem, m->param_mem, (int64_t)(m->params.cap / sizeof(float)));
+        return 0;
+    }
     for (int l = 0; l < c->n_layers; l++) {
         const struct r1_layer *s = &m->layers[l];
         const struct r1_kv_layer_bf16 *w = &c->wl[l];
@@ -201,7 +202,6 @@ int r1_kv_cache_set_weights(struct r1_kv_cache *c, const struct r1_model *m, enu
         op->convert_bf16(cx, w->wdown, s->wdown, C * F);
     }
     op->convert_bf16(cx, c->lm_head16, m->lm_head, V * C);
-    c->wdtype = R1_BF16;
     return 0;
 }
 

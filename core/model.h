@@ -221,9 +221,9 @@ struct r1_kv_cache {
     float *rows, *logits;        /* (max_tokens, C), (logit_rows, V) */
     int logit_rows;              /* min(slots, max_tokens): a step's next-token rows */
     int vocab_size, n_logits;    /* V; rows of logits the last decode left */
-    float *u;                    /* (max_tokens) r1_kv_cache_sample's uniforms */
-    int32_t *next;               /* (max_tokens) and the tokens it drew */
-    float *next_logprob;         /* (max_tokens) and their log-probabilities */
+    float *u;                    /* (logit_rows) r1_kv_cache_sample's uniforms */
+    int32_t *next;               /* (logit_rows) and the tokens it drew */
+    float *next_logprob;         /* (logit_rows) and their log-probabilities */
     /* generation weights (r1_kv_cache_set_weights): R1_F32 decodes with the model's
      * matrices; R1_BF16 with wl / lm_head16: views of the model's own bf16 copy when it
      * is in precision bf16, else bf16 copies in one backend allocation (wmem, made on the
@@ -235,8 +235,8 @@ struct r1_kv_cache {
     } *wl;                       /* (n_layers) views into wmem or the model's w16 */
     uint16_t *lm_head16;         /* (V, C) view likewise */
     /* decode-only steps (every token's logits) replay a graph of their ops where the
-     * backend records graphs (ops graph_*): graphs[precision][N tokens], made on first
-     * use; use_graphs 0 runs every step op by op (r1_kv_cache_set_graphs) */
+     * backend records graphs (ops graph_*): graphs[precision][N <= logit_rows], made on
+     * first use; use_graphs 0 runs every step op by op (r1_kv_cache_set_graphs) */
     void **graphs[2];
     int use_graphs;
 };
