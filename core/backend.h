@@ -142,6 +142,21 @@ struct r1_backend_ops {
                                const float *v, const int32_t *seg, int B, int T, int H, int KVH,
                                int D);
 
+    /* OPTIONAL (training in bf16, core/model.c): attention_forward / attention_backward with
+     * bf16 products, as a tensor-core kernel computes them: q, k, v and dout enter every
+     * product rounded to bf16, and so do the probabilities (forward: exp(score − running
+     * max), before P·V; the row is divided by the f32 sum of the unrounded values after)
+     * and P and dS = scale·P·(dP − Di) before the dv, dq and dk products (backward).  Sums,
+     * lse and Di = bf16(dout)·out are f32.  Backends agree up to summation order, exp and (in the
+     * forward) the running maximum the probabilities are rounded under. */
+    void (*attention16_forward)(void *ctx, float *out, float *lse, const float *q,
+                                const float *k, const float *v, const int32_t *seg, int B, int T,
+                                int H, int KVH, int D);
+    void (*attention16_backward)(void *ctx, float *dq, float *dk, float *dv, const float *dout,
+                                 const float *out, const float *lse, const float *q,
+                                 const float *k, const float *v, const int32_t *seg, int B, int T,
+                                 int H, int KVH, int D);
+
     /* --- attention over a KV cache (generation) ------------------------------ */
     /* kc, vc (S,L,KVH,D) caches; k, v (N,KVH,D) new keys/values stored at
      * (slot[n], pos[n]) */

@@ -532,9 +532,10 @@ int r1_model_set_precision(struct r1_model *m, enum r1_dtype dt)
                           r1_dtype_name(dt));
     if (dt == m->precision)
         return 0;
-    if (dt == R1_BF16 && (!op->matmul16_forward || !op->matmul16_backward || !op->convert_bf16))
-        return r1_err_set(R1_EINVAL, "model: the %s backend has no bf16 matmuls; use precision "
-                          "f32", op->name);
+    if (dt == R1_BF16 && (!op->matmul16_forward || !op->matmul16_backward || !op->convert_bf16 ||
+                          !op->attention16_forward || !op->attention16_backward))
+        return r1_err_set(R1_EINVAL, "model: the %s backend has no bf16 matmuls and attention; "
+                          "use precision f32", op->name);
     r1_arena_release(&m->w16);
     m->w16_mem = NULL;
     if (dt == R1_BF16) {
@@ -713,7 +714,8 @@ static void layer_forward(struct r1_model *m, int l, int B, int T, float *xnext)
     mm_forward(m, L->v, L->n1, h16, W->wv, W->bv, N, C, KD);
     op->rope_forward(cx, L->q, a->pos, m->rope_cos, m->rope_sin, N, H, D);
     op->rope_forward(cx, L->k, a->pos, m->rope_cos, m->rope_sin, N, KVH, D);
-    op->attention_forward(cx, L->att, L->lse, L->q, L->k, L->v, a->seg, B, T, H, KVH, D);
+    (m->precision == R1_BF16 ? op->attention16_forward : op->attention_forward)(
+        cx, L->att, L->lse, L->q, L->k, L->v, a->seg, B, T, H, KVH, D);
     h16 = half_input(m, L->att, (int64_t)N * HD);
     mm_forward(m, L->h, L->att, h16, W->wo, NULL, N, HD, C);
     op->add(cx, L->h, L->h, L->x, (int64_t)N * C);
@@ -985,8 +987,9 @@ static void backward_trunk(struct r1_model *m, float *dh)
         op->add(cx, a->dres, a->dres, a->dtmp, (int64_t)N * C); /* now dL/dh */
         h16 = half_input(m, L->att, (int64_t)N * HD);
         mm_backward(m, a->datt, dW->wo, NULL, a->dres, L->att, h16, W->wo, N, HD, C);
-        op->attention_backward(cx, a->dq, a->dk, a->dv, a->datt, L->att, L->lse, L->q, L->k, L->v,
-                               a->seg, B, T, H, KVH, D);
+        (m->precision == R1_BF16 ? op->attention16_backward : op->attention_backward)(
+            cx, a->dq, a->dk, a->dv, a->datt, L->att, L->lse, L->q, L->k, L->v, a->seg, B, T, H,
+            KVH, D);
         op->rope_backward(cx, a->dq, a->pos, m->rope_cos, m->rope_sin, N, H, D);
         op->rope_backward(cx, a->dk, a->pos, m->rope_cos, m->rope_sin, N, KVH, D);
         h16 = half_input(m, L->n1, (int64_t)N * C);

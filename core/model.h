@@ -148,14 +148,16 @@ bool r1_model_has_score_head(const struct r1_model *m);
  * change drops the reserved activations).  A frozen model ignores it (it keeps no
  * activations for a backward). */
 void r1_model_set_recompute(struct r1_model *m, bool on);
-/* Precision of the matmuls (every projection and the LM head; the score head stays f32):
+/* Precision of the matmuls (every projection, attention's products and the LM head; the
+ * score head stays f32):
  * R1_F32 (the default), or R1_BF16, mixed precision as PyTorch's bf16 autocast: each
  * matmul takes bf16 roundings (nearest even) of its input and of the weights, and in the
  * backward of its output gradient, and sums their products in f32 into f32 results.  The
  * parameters stay f32 (the master weights the optimizer updates and checkpoints save);
  * their bf16 copy is remade from them at the start of every forward, so code that writes
- * the parameters need not know.  Norms, attention, SwiGLU, the loss heads and every
- * gradient sum stay f32.  Costs a copy of the parameters in bf16 and one bf16 buffer per
+ * the parameters need not know.  Attention rounds q, k, v, dout and its probabilities
+ * and dS where they enter products (backend.h attention16_*); its softmax, norms, SwiGLU,
+ * the loss heads and every gradient sum stay f32.  Costs a copy of the parameters in bf16 and one bf16 buffer per
  * operand in the activations; buys tensor-core GEMMs on a GPU (on the CPU the bf16
  * operands are widened to f32 for SGEMM: the reference, not faster).  R1_EINVAL for
  * another dtype or a backend without the bf16 ops, R1_ENOMEM when the copy does not fit.

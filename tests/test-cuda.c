@@ -74,6 +74,9 @@ enum tol_id {
     TOL_ATT,
     TOL_ATT_BWD,
     TOL_ATT_CACHED,
+    TOL_ATT16,
+    TOL_ATT16_TILE,
+    TOL_ATT16_BWD,
     TOL_SWIGLU,
     TOL_SUMSQ,
     TOL_LOGPROBS,
@@ -115,6 +118,15 @@ static const struct tol tols[TOL_COUNT] = {
     [TOL_ATT_BWD] = {"attention_backward", 1e-9,
                      "recomputed softmax, then sums over T queries and the GQA group"},
     [TOL_ATT_CACHED] = {"attention_cached", 1e-10, "as attention_forward, over the cache"},
+    [TOL_ATT16] = {"attention16_forward", 1e-5,
+                   "bf16 probabilities rounded under another running maximum (the CPU's is "
+                   "the row's final one): 3.1e-7 under the emulator; unrounded would be ~1e-6"},
+    [TOL_ATT16_TILE] = {"attention16_forward, T <= 16", 1e-8,
+                        "one key tile: both sides round the same exp(x - max) but where a "
+                        "score ulp flips a rounding (a flip ~3e-10 here); unrounded ~1e-6"},
+    [TOL_ATT16_BWD] = {"attention16_backward", 1e-8,
+                       "bf16 P and dS from the same lse: a score ulp flips a rounding (2^-8 "
+                       "relative) in one of T terms; 2.6e-15 under the emulator (no flips)"},
     [TOL_SWIGLU] = {"swiglu", 1e-11, "expf differs by a few ulp (CUDA expf 2 ulp, __expf more)"},
     [TOL_SUMSQ] = {"sumsq", 1e-14,
                    "double sums in another order (~1e-13 rel); squares may be formed in f32"},
@@ -917,6 +929,74 @@ static void test_attention_backward(void **state)
         for (int i = a->T == 1 ? 2 : 0; i < 3; i++)
             check_f32(g[i], i ? nk : nq, TOL_ATT_BWD,
                       "attention_backward %s B=%d T=%d H=%d KVH=%d D=%d", names[i], a->B, a->T,
+                      a->H, a->KVH, a->D);
+        att_free(&r);
+        pb_free(&dout), pb_free(&dq), pb_free(&dk), pb_free(&dv);
+    }
+}
+
+static int have_attention16(void)
+{
+    return OPS(REF)->attention16_forward && OPS(DUT)->attention16_forward &&
+           OPS(REF)->attention16_backward && OPS(DUT)->attention16_backward;
+}
+
+/* the shapes of the f32 tests and head dims the tensor-core kernels pad (24 → 32, 80 → 128)
+ * or take at their largest tiles (128, 256) */
+static const struct att_shape att16_extra[] = {
+    {2, 16, 4, 2, 64, {0, 1}}, /* T <= 16: one key tile (TOL_ATT16_TILE) */
+    {1, 13, 2, 1, 24, {1}},
+    {1, 16, 2, 1, 256, {3}},
+    {2, 45, 4, 2, 24, {0, 1}},
+    {1, 70, 2, 1, 80, {1}},
+    {1, 66, 4, 2, 128, {0}},
+    {1, 35, 2, 1, 256, {3}},
+};
+#define N_ATT16_SHAPES (N_ATT_SHAPES + (int)(sizeof(att16_extra) / sizeof(att16_extra[0])))
+
+static const struct att_shape *att16_shape(int i)
+{
+    return i < N_ATT_SHAPES ? &att_shapes[i] : &att16_extra[i - N_ATT_SHAPES];
+}
+
+/* attention16 (bf16 products: training in precision bf16) forward, then its backward from
+ * the reference's out and lse */
+static void test_attention16(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT(have_attention16(), "attention16 ops");
+    rng_seed(111);
+    for (int si = 0; si < N_ATT16_SHAPES; si++) {
+        const struct att_shape *a = att16_shape(si);
+        int64_t nq = (int64_t)a->B * a->T * a->H * a->D, nk = (int64_t)a->B * a->T * a->KVH * a->D;
+        struct att_bufs r = att_make(a);
+        for (int s = 0; s < 2; s++)
+            OPS(s)->attention16_forward(CTX(s), fp(&r.out, s), fp(&r.lse, s), fp(&r.q, s),
+                                        fp(&r.k, s), fp(&r.v, s), ip(&r.seg, s), a->B, a->T,
+                                        a->H, a->KVH, a->D);
+        check_att_padding(a, &r, REF);
+        check_att_padding(a, &r, DUT);
+        check_f32(&r.out, nq, a->T <= 16 ? TOL_ATT16_TILE : TOL_ATT16,
+                  "attention16_forward out B=%d T=%d H=%d KVH=%d D=%d", a->B, a->T, a->H, a->KVH,
+                  a->D);
+        check_f32(&r.lse, (int64_t)a->B * a->H * a->T, TOL_ATT16,
+                  "attention16_forward lse B=%d T=%d H=%d KVH=%d D=%d", a->B, a->T, a->H, a->KVH,
+                  a->D);
+        pb_share_ref(&r.out);
+        pb_share_ref(&r.lse);
+        struct pbuf dout = pb_rand(nq, -1, 1), dq = pb_nan(nq), dk = pb_nan(nk), dv = pb_nan(nk);
+        for (int s = 0; s < 2; s++)
+            OPS(s)->attention16_backward(CTX(s), fp(&dq, s), fp(&dk, s), fp(&dv, s),
+                                         fp(&dout, s), fp(&r.out, s), fp(&r.lse, s), fp(&r.q, s),
+                                         fp(&r.k, s), fp(&r.v, s), ip(&r.seg, s), a->B, a->T,
+                                         a->H, a->KVH, a->D);
+        const char *names[3] = {"dq", "dk", "dv"};
+        struct pbuf *g[3] = {&dq, &dk, &dv};
+        for (int i = 0; i < 2 && a->T == 1; i++) /* T = 1: dq = dk = 0 (test_attention_backward) */
+            check_tiny(g[i], i ? nk : nq, 1e-5, "attention16_backward T=1 %s", names[i]);
+        for (int i = a->T == 1 ? 2 : 0; i < 3; i++)
+            check_f32(g[i], i ? nk : nq, TOL_ATT16_BWD,
+                      "attention16_backward %s B=%d T=%d H=%d KVH=%d D=%d", names[i], a->B, a->T,
                       a->H, a->KVH, a->D);
         att_free(&r);
         pb_free(&dout), pb_free(&dq), pb_free(&dk), pb_free(&dv);
@@ -1918,6 +1998,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_rope),
         cmocka_unit_test(test_attention_forward),
         cmocka_unit_test(test_attention_backward),
+        cmocka_unit_test(test_attention16),
         cmocka_unit_test(test_attention_cached),
         cmocka_unit_test(test_swiglu),
         cmocka_unit_test(test_add_scale),

@@ -772,6 +772,111 @@ static void test_attention_backward(void **state)
     ffree(r), ffree(dq), ffree(dk), ffree(dv), ffree(dq1), ffree(dk1), ffree(dv1);
 }
 
+/* x (n) rounded to bf16 in place */
+static void round_bf16(float *x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        x[i] = r1_bf16_to_f32(r1_f32_to_bf16(x[i]));
+}
+
+/* ‖got − want‖ / ‖want‖ */
+static double rel_err(const float *got, const float *want, int64_t n)
+{
+    double e = 0, w = 0;
+    for (int64_t i = 0; i < n; i++) {
+        e += ((double)got[i] - want[i]) * ((double)got[i] - want[i]);
+        w += (double)want[i] * want[i];
+    }
+    return sqrt(e / w);
+}
+
+static int64_t count_differ(const float *a, const float *b, int64_t n)
+{
+    int64_t c = 0;
+    for (int64_t i = 0; i < n; i++)
+        c += a[i] != b[i];
+    return c;
+}
+
+/* attention16 (the bf16-product attention of training in bf16): its inputs enter rounded
+ * (the same bits as from pre-rounded inputs), its lse is the f32 op's on the rounded inputs
+ * bit for bit (same scores, same f32 sums), and the probability and dS roundings move the
+ * results off the f32 op's by what bf16 allows, no more and not zero. */
+static void test_attention16(void **state)
+{
+    (void)state;
+    rng_seed(11);
+    int B = 2, T = 75, H = 4, KVH = 2, D = 8; /* three query blocks */
+    int32_t seg[2 * 75];
+    att_segments(seg, T);
+    struct att_state s = att_make(B, T, H, KVH, D, seg), r = att_make(B, T, H, KVH, D, seg);
+    int64_t nq = (int64_t)B * T * H * D, nk = (int64_t)B * T * KVH * D, nl = (int64_t)B * H * T;
+    for (int64_t i = 0; i < nq; i++)
+        s.q[i] *= 2.0f; /* scores up to ±2.8: softmaxes far from flat */
+    memcpy(r.q, s.q, sizeof(float) * nq), round_bf16(r.q, nq);
+    memcpy(r.k, s.k, sizeof(float) * nk), round_bf16(r.k, nk);
+    memcpy(r.v, s.v, sizeof(float) * nk), round_bf16(r.v, nk);
+    const struct r1_backend_ops *o = be->ops;
+    o->attention16_forward(be->ctx, s.out, s.lse, s.q, s.k, s.v, seg, B, T, H, KVH, D);
+    o->attention16_forward(be->ctx, r.out, r.lse, r.q, r.k, r.v, seg, B, T, H, KVH, D);
+    assert_memory_equal(s.out, r.out, sizeof(float) * nq);
+    assert_memory_equal(s.lse, r.lse, sizeof(float) * nl);
+    float *out32 = falloc(nq), *lse32 = falloc(nl);
+    o->attention_forward(be->ctx, out32, lse32, r.q, r.k, r.v, seg, B, T, H, KVH, D);
+    assert_memory_equal(s.lse, lse32, sizeof(float) * nl);
+    /* out = Σ bf16(p)·v / Σ p, p ≤ 1 rounded by ≤ 2^-9 relative, |v| ≤ 1: |Δ| ≤ 2^-9 */
+    double *want = malloc(sizeof(double) * nq);
+    for (int64_t i = 0; i < nq; i++)
+        want[i] = out32[i];
+    assert_close(s.out, want, nq, 1.0 / 512, 0, "attention16 out vs f32 on rounded inputs");
+    assert_true(count_differ(s.out, out32, nq) > nq / 4); /* the probabilities are rounded */
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++)
+            if (seg[b * T + t] < 0)
+                for (int i = 0; i < H * D; i++)
+                    assert_true(s.out[((size_t)b * T + t) * H * D + i] == 0.0f);
+
+    float *g = frand(nq, -1, 1), *gr = fdup(g, nq);
+    round_bf16(gr, nq);
+    float *dq = falloc(nq), *dk = falloc(nk), *dv = falloc(nk);
+    float *dq1 = falloc(nq), *dk1 = falloc(nk), *dv1 = falloc(nk);
+    o->attention16_backward(be->ctx, dq, dk, dv, g, s.out, s.lse, s.q, s.k, s.v, seg, B, T, H, KVH,
+                            D);
+    o->attention16_backward(be->ctx, dq1, dk1, dv1, gr, s.out, s.lse, r.q, r.k, r.v, seg, B, T, H,
+                            KVH, D);
+    /* dout enters rounded everywhere, Di = bf16(dout)·out included */
+    assert_memory_equal(dq, dq1, sizeof(float) * nq);
+    assert_memory_equal(dk, dk1, sizeof(float) * nk);
+    assert_memory_equal(dv, dv1, sizeof(float) * nk);
+    float *dq2 = falloc(nq);
+    o->attention16_backward(be->ctx, dq2, dk1, dv1, gr, s.out, s.lse, r.q, r.k, r.v, seg, B, T, H,
+                            KVH, D);
+    assert_memory_equal(dq1, dq2, sizeof(float) * nq); /* deterministic, = not += */
+    o->attention_backward(be->ctx, dq1, dk1, dv1, gr, s.out, s.lse, r.q, r.k, r.v, seg, B, T, H,
+                          KVH, D);
+    /* P and dS rounded (2^-9 relative each) before sums of up to 75 terms: ~1e-3 relative;
+     * 5e-3 leaves room, and a missing rounding or a wrong product is ≫ 1e-2 */
+    double eq = rel_err(dq, dq1, nq), ek = rel_err(dk, dk1, nk), ev = rel_err(dv, dv1, nk);
+    print_message("attention16 backward vs f32 on rounded inputs: dq %.2e dk %.2e dv %.2e\n", eq,
+                  ek, ev);
+    assert_true(eq < 5e-3 && ek < 5e-3 && ev < 5e-3);
+    assert_true(eq > 0 && ek > 0 && ev > 0);
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            if (seg[b * T + t] >= 0)
+                continue;
+            for (int i = 0; i < H * D; i++)
+                assert_true(dq[((size_t)b * T + t) * H * D + i] == 0.0f);
+            for (int i = 0; i < KVH * D; i++)
+                assert_true(dk[((size_t)b * T + t) * KVH * D + i] == 0.0f &&
+                            dv[((size_t)b * T + t) * KVH * D + i] == 0.0f);
+        }
+    free(want);
+    att_free(&s), att_free(&r);
+    ffree(out32), ffree(lse32), ffree(g), ffree(gr), ffree(dq), ffree(dk), ffree(dv), ffree(dq1),
+        ffree(dk1), ffree(dv1), ffree(dq2);
+}
+
 /* writes the k/v of sequences into a cache and checks that attention_cached
  * at every position equals attention_forward over the whole sequence */
 static void test_attention_cached(void **state)
@@ -1181,6 +1286,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_rope),
         cmocka_unit_test(test_attention_forward),
         cmocka_unit_test(test_attention_backward),
+        cmocka_unit_test(test_attention16),
         cmocka_unit_test(test_attention_cached),
         cmocka_unit_test(test_swiglu),
         cmocka_unit_test(test_add_scale_sumsq),

@@ -15,6 +15,14 @@
  * recomputes the scores with the same routine and the same blocks as forward
  * (bit-identical) and turns them into probabilities with the saved lse.
  *
+ * attention16_forward / attention16_backward (training in bf16): the same work with q, k, v
+ * (and dout) rounded to bf16 where they enter a product, and the probabilities rounded to
+ * bf16 before P·V (forward: exp(x − max) unnormalised, the row scaled by 1/Σ after the
+ * product, Σ over the unrounded values, as a tiled GPU kernel does) and P and dS before the
+ * dv, dq and dk products (backward).  Sums stay f32; Di = dout·out takes the rounded dout
+ * (what dP = dout·Vᵀ sees, so that Σ_s P·dP = Di holds up to the probabilities' rounding).
+ * The rounded copies live in the same per-thread scratch.
+ *
  * Cache: kc, vc (S,L,KVH,D); token n of attention_cached reads positions
  * 0..pos[n] of slot[n].  Parallel over (n, h).
  */
@@ -67,34 +75,53 @@ static int block_span(const int32_t *sg /* (T) */, int t0, int t1, int *ks, int 
     return 1;
 }
 
-/* dst (D, ld) = src rows (n, stride) transposed: dst[d*ld + s] = src[s*stride + d] */
+/* dst (D, ld) = src rows (n, stride) transposed: dst[d*ld + s] = src[s*stride + d],
+ * rounded to bf16 when bf16 is set */
 static void transpose_rows(float *restrict dst, ptrdiff_t ld, const float *restrict src,
-                           ptrdiff_t stride, int n, int D)
+                           ptrdiff_t stride, int n, int D, int bf16)
 {
     for (int s = 0; s < n; s++) {
         const float *row = src + s * stride;
         for (int d = 0; d < D; d++)
-            dst[d * ld + s] = row[d];
+            dst[d * ld + s] = bf16 ? r1_cpu_round_bf16(row[d]) : row[d];
     }
+}
+
+/* dst (n, D) = src rows (n, stride) rounded to bf16 */
+static void round_rows(float *restrict dst, const float *restrict src, ptrdiff_t stride, int n,
+                       int D)
+{
+    for (int s = 0; s < n; s++)
+        for (int d = 0; d < D; d++)
+            dst[(size_t)s * D + d] = r1_cpu_round_bf16(src[s * stride + d]);
+}
+
+static void round_in_place(float *x, int n)
+{
+    for (int i = 0; i < n; i++)
+        x[i] = r1_cpu_round_bf16(x[i]);
 }
 
 size_t r1_cpu_attention_scratch(int T, int D)
 {
     size_t ld = round16((size_t)T), kt_size = (size_t)D * ld, tile = (size_t)R1_ATT_QB * ld;
-    return 2 * kt_size + 2 * tile; /* the backward's; the forward needs less */
+    size_t rows = round16((size_t)T * D), block = round16((size_t)R1_ATT_QB * D);
+    /* the bf16 backward's (the others need less): Kᵀ, Vᵀ, P, dS, then the rounded K rows
+     * and the rounded q and dout of a query block */
+    return 2 * kt_size + 2 * tile + rows + 2 * block;
 }
 
-void r1_cpu_attention_forward(void *ctx, float *out /* (B,T,H,D) */, float *lse /* (B,H,T) */,
-                              const float *q /* (B,T,H,D) */, const float *k /* (B,T,KVH,D) */,
-                              const float *v /* (B,T,KVH,D) */, const int32_t *seg /* (B,T) */,
-                              int B, int T, int H, int KVH, int D)
+static void forward(struct r1_cpu *cpu, float *out /* (B,T,H,D) */, float *lse /* (B,H,T) */,
+                    const float *q /* (B,T,H,D) */, const float *k /* (B,T,KVH,D) */,
+                    const float *v /* (B,T,KVH,D) */, const int32_t *seg /* (B,T) */, int B,
+                    int T, int H, int KVH, int D, int bf16)
 {
-    struct r1_cpu *cpu = ctx;
     if (B <= 0 || T <= 0 || H <= 0 || D <= 0)
         return;
     size_t ld = round16((size_t)T);
-    size_t kt_size = (size_t)D * ld;
-    float *scratch = r1_cpu_scratch(cpu, kt_size + (size_t)R1_ATT_QB * ld);
+    size_t kt_size = (size_t)D * ld, tile = (size_t)R1_ATT_QB * ld;
+    size_t rows_size = round16((size_t)T * D), block = round16((size_t)R1_ATT_QB * D);
+    float *scratch = r1_cpu_scratch(cpu, kt_size + tile + (bf16 ? rows_size + block : 0));
     if (!scratch) {
         r1_cpu_poison(out, (int64_t)B * T * H * D);
         r1_cpu_poison(lse, (int64_t)B * H * T);
@@ -111,6 +138,7 @@ void r1_cpu_attention_forward(void *ctx, float *out /* (B,T,H,D) */, float *lse 
     for (int task = 0; task < tasks; task++) {
         float *kt = scratch + (size_t)omp_get_thread_num() * cpu->scratch_stride;
         float *S = kt + kt_size;
+        float *vr = S + tile, *qr = vr + rows_size; /* bf16: rounded V rows, q block */
         int b = task / H, h = task % H, kvh = h / group;
         const int32_t *sg = seg + (size_t)b * T;
         const float *kb = k + (size_t)b * T * ks_ + (size_t)kvh * D;
@@ -118,7 +146,12 @@ void r1_cpu_attention_forward(void *ctx, float *out /* (B,T,H,D) */, float *lse 
         const float *qb = q + (size_t)b * T * qs + (size_t)h * D;
         float *ob = out + (size_t)b * T * qs + (size_t)h * D;
         float *lb = lse + ((size_t)b * H + h) * T;
-        transpose_rows(kt, (ptrdiff_t)ld, kb, ks_, T, D);
+        ptrdiff_t vs = ks_, qrs = qs;
+        transpose_rows(kt, (ptrdiff_t)ld, kb, ks_, T, D, bf16);
+        if (bf16) {
+            round_rows(vr, vb, ks_, T, D);
+            vb = vr, vs = D;
+        }
 
         for (int t0 = 0; t0 < T; t0 += R1_ATT_QB) {
             int t1 = t0 + R1_ATT_QB < T ? t0 + R1_ATT_QB : T, rows = t1 - t0;
@@ -131,8 +164,13 @@ void r1_cpu_attention_forward(void *ctx, float *out /* (B,T,H,D) */, float *lse 
                 continue;
             }
             int span = s1 - s0;
-            r1_cpu_gemm(rows, span, D, qb + t0 * qs, qs, 1, kt + s0, (ptrdiff_t)ld, S,
-                        (ptrdiff_t)ld, 0);
+            const float *qt = qb + t0 * qs;
+            if (bf16) {
+                round_rows(qr, qt, qs, rows, D);
+                qt = qr, qrs = D;
+            }
+            float inv_row[R1_ATT_QB];
+            r1_cpu_gemm(rows, span, D, qt, qrs, 1, kt + s0, (ptrdiff_t)ld, S, (ptrdiff_t)ld, 0);
             for (int i = 0; i < rows; i++) {
                 int t = t0 + i;
                 float *restrict p = S + i * ld;
@@ -157,33 +195,56 @@ void r1_cpu_attention_forward(void *ctx, float *out /* (B,T,H,D) */, float *lse 
                 float sum = ((lane[0] + lane[1]) + (lane[2] + lane[3])) +
                             ((lane[4] + lane[5]) + (lane[6] + lane[7]));
                 float inv = 1.0f / sum;
-                for (int j = 0; j < span; j++)
-                    p[j] *= inv;
+                if (bf16) /* unnormalised, scaled after the product */
+                    round_in_place(p, span);
+                else
+                    for (int j = 0; j < span; j++)
+                        p[j] *= inv;
+                inv_row[i] = inv;
                 lb[t] = m + logf(sum);
             }
-            r1_cpu_gemm(rows, D, span, S, (ptrdiff_t)ld, 1, vb + s0 * ks_, ks_, ob + t0 * qs, qs,
-                        0);
-            for (int t = t0; t < t1; t++)
-                if (sg[t] < 0)
-                    memset(ob + t * qs, 0, (size_t)D * sizeof(float));
+            r1_cpu_gemm(rows, D, span, S, (ptrdiff_t)ld, 1, vb + s0 * vs, vs, ob + t0 * qs, qs, 0);
+            for (int i = 0; i < rows; i++) {
+                float *o = ob + (t0 + i) * qs;
+                if (sg[t0 + i] < 0)
+                    memset(o, 0, (size_t)D * sizeof(float));
+                else if (bf16)
+                    for (int d = 0; d < D; d++)
+                        o[d] *= inv_row[i];
+            }
         }
     }
 }
 
-void r1_cpu_attention_backward(void *ctx, float *dq /* (B,T,H,D) */, float *dk /* (B,T,KVH,D) */,
-                               float *dv /* (B,T,KVH,D) */, const float *dout /* (B,T,H,D) */,
-                               const float *out /* (B,T,H,D) */, const float *lse /* (B,H,T) */,
-                               const float *q /* (B,T,H,D) */, const float *k /* (B,T,KVH,D) */,
-                               const float *v /* (B,T,KVH,D) */, const int32_t *seg /* (B,T) */,
-                               int B, int T, int H, int KVH, int D)
+void r1_cpu_attention_forward(void *ctx, float *out, float *lse, const float *q, const float *k,
+                              const float *v, const int32_t *seg, int B, int T, int H, int KVH,
+                              int D)
 {
-    struct r1_cpu *cpu = ctx;
+    forward(ctx, out, lse, q, k, v, seg, B, T, H, KVH, D, 0);
+}
+
+void r1_cpu_attention16_forward(void *ctx, float *out, float *lse, const float *q,
+                                const float *k, const float *v, const int32_t *seg, int B, int T,
+                                int H, int KVH, int D)
+{
+    forward(ctx, out, lse, q, k, v, seg, B, T, H, KVH, D, 1);
+}
+
+static void backward(struct r1_cpu *cpu, float *dq /* (B,T,H,D) */, float *dk /* (B,T,KVH,D) */,
+                     float *dv /* (B,T,KVH,D) */, const float *dout /* (B,T,H,D) */,
+                     const float *out /* (B,T,H,D) */, const float *lse /* (B,H,T) */,
+                     const float *q /* (B,T,H,D) */, const float *k /* (B,T,KVH,D) */,
+                     const float *v /* (B,T,KVH,D) */, const int32_t *seg /* (B,T) */, int B,
+                     int T, int H, int KVH, int D, int bf16)
+{
     if (B <= 0 || T <= 0 || H <= 0 || D <= 0)
         return;
     size_t ld = round16((size_t)T);
     size_t kt_size = (size_t)D * ld;
     size_t tile = (size_t)R1_ATT_QB * ld;
-    float *scratch = r1_cpu_scratch(cpu, 2 * kt_size + 2 * tile);
+    size_t rows_size = round16((size_t)T * D), block = round16((size_t)R1_ATT_QB * D);
+    float *scratch =
+        r1_cpu_scratch(cpu, 2 * kt_size + 2 * tile + (bf16 ? rows_size + 2 * block : 0));
     if (!scratch) {
         r1_cpu_poison(dq, (int64_t)B * T * H * D);
         r1_cpu_poison(dk, (int64_t)B * T * KVH * D);
@@ -203,14 +264,21 @@ void r1_cpu_attention_backward(void *ctx, float *dq /* (B,T,H,D) */, float *dk /
         float *vt = kt + kt_size;
         float *P = vt + kt_size; /* (QB, ld) probabilities */
         float *dS = P + tile;    /* (QB, ld) dP, then scale·P·(dP − Di) */
+        /* bf16: the rounded K rows, q block and dout block */
+        float *kr = dS + tile, *qr = kr + rows_size, *gr = qr + block;
         int b = task / KVH, kvh = task % KVH;
         const int32_t *sg = seg + (size_t)b * T;
         const float *kb = k + (size_t)b * T * ks_ + (size_t)kvh * D;
         const float *vb = v + (size_t)b * T * ks_ + (size_t)kvh * D;
         float *dkb = dk + (size_t)b * T * ks_ + (size_t)kvh * D;
         float *dvb = dv + (size_t)b * T * ks_ + (size_t)kvh * D;
-        transpose_rows(kt, (ptrdiff_t)ld, kb, ks_, T, D);
-        transpose_rows(vt, (ptrdiff_t)ld, vb, ks_, T, D);
+        transpose_rows(kt, (ptrdiff_t)ld, kb, ks_, T, D, bf16);
+        transpose_rows(vt, (ptrdiff_t)ld, vb, ks_, T, D, bf16);
+        ptrdiff_t krs = ks_, qrs = qs;
+        if (bf16) {
+            round_rows(kr, kb, ks_, T, D);
+            kb = kr, krs = D, qrs = D;
+        }
         for (int s = 0; s < T; s++) {
             memset(dkb + s * ks_, 0, (size_t)D * sizeof(float));
             memset(dvb + s * ks_, 0, (size_t)D * sizeof(float));
@@ -232,11 +300,17 @@ void r1_cpu_attention_backward(void *ctx, float *dq /* (B,T,H,D) */, float *dk /
                     continue;
                 }
                 int span = s1 - s0;
+                const float *qt = qb + t0 * qs, *gt = gb + t0 * qs;
+                if (bf16) {
+                    round_rows(qr, qt, qs, rows, D);
+                    round_rows(gr, gt, qs, rows, D);
+                    qt = qr, gt = gr;
+                }
                 /* the same score tile as forward, bit for bit */
-                r1_cpu_gemm(rows, span, D, qb + t0 * qs, qs, 1, kt + s0, (ptrdiff_t)ld, P,
-                            (ptrdiff_t)ld, 0);
-                r1_cpu_gemm(rows, span, D, gb + t0 * qs, qs, 1, vt + s0, (ptrdiff_t)ld, dS,
-                            (ptrdiff_t)ld, 0);
+                r1_cpu_gemm(rows, span, D, qt, qrs, 1, kt + s0, (ptrdiff_t)ld, P, (ptrdiff_t)ld,
+                            0);
+                r1_cpu_gemm(rows, span, D, gt, qrs, 1, vt + s0, (ptrdiff_t)ld, dS, (ptrdiff_t)ld,
+                            0);
                 for (int i = 0; i < rows; i++) {
                     int t = t0 + i;
                     float *restrict p = P + i * ld;
@@ -247,7 +321,7 @@ void r1_cpu_attention_backward(void *ctx, float *dq /* (B,T,H,D) */, float *dk /
                         continue;
                     }
                     const float *restrict o = ob + t * qs;
-                    const float *restrict g = gb + t * qs;
+                    const float *restrict g = gt + (ptrdiff_t)i * qrs; /* rounded in bf16 */
                     float lane[8] = {0};
                     int d = 0;
                     for (; d + 8 <= D; d += 8)
@@ -265,21 +339,40 @@ void r1_cpu_attention_backward(void *ctx, float *dq /* (B,T,H,D) */, float *dk /
                         p[j] = pj;
                         ds[j] = vis ? scale * pj * (ds[j] - di) : 0.0f;
                     }
+                    if (bf16) {
+                        round_in_place(p, span);
+                        round_in_place(ds, span);
+                    }
                 }
                 /* dq = dS·K  [=] */
-                r1_cpu_gemm(rows, D, span, dS, (ptrdiff_t)ld, 1, kb + s0 * ks_, ks_, dqb + t0 * qs,
-                            qs, 0);
+                r1_cpu_gemm(rows, D, span, dS, (ptrdiff_t)ld, 1, kb + s0 * krs, krs,
+                            dqb + t0 * qs, qs, 0);
                 for (int t = t0; t < t1; t++)
                     if (sg[t] < 0)
                         memset(dqb + t * qs, 0, (size_t)D * sizeof(float));
                 /* dk += dSᵀ·Q, dv += Pᵀ·dO over the block's visible keys */
-                r1_cpu_gemm(span, D, rows, dS, 1, (ptrdiff_t)ld, qb + t0 * qs, qs, dkb + s0 * ks_,
-                            ks_, 1);
-                r1_cpu_gemm(span, D, rows, P, 1, (ptrdiff_t)ld, gb + t0 * qs, qs, dvb + s0 * ks_,
-                            ks_, 1);
+                r1_cpu_gemm(span, D, rows, dS, 1, (ptrdiff_t)ld, qt, qrs, dkb + s0 * ks_, ks_,
+                            1);
+                r1_cpu_gemm(span, D, rows, P, 1, (ptrdiff_t)ld, gt, qrs, dvb + s0 * ks_, ks_, 1);
             }
         }
     }
+}
+
+void r1_cpu_attention_backward(void *ctx, float *dq, float *dk, float *dv, const float *dout,
+                               const float *out, const float *lse, const float *q, const float *k,
+                               const float *v, const int32_t *seg, int B, int T, int H, int KVH,
+                               int D)
+{
+    backward(ctx, dq, dk, dv, dout, out, lse, q, k, v, seg, B, T, H, KVH, D, 0);
+}
+
+void r1_cpu_attention16_backward(void *ctx, float *dq, float *dk, float *dv, const float *dout,
+                                 const float *out, const float *lse, const float *q,
+                                 const float *k, const float *v, const int32_t *seg, int B, int T,
+                                 int H, int KVH, int D)
+{
+    backward(ctx, dq, dk, dv, dout, out, lse, q, k, v, seg, B, T, H, KVH, D, 1);
 }
 
 void r1_cpu_kv_store(void *ctx, float *kc /* (S,L,KVH,D) */, float *vc /* (S,L,KVH,D) */,

@@ -19,6 +19,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* Problems with less work than this (elements touched, or multiply-adds for
  * attention / R1_CPU_PAR_MIN_ATT) run on the calling thread: a parallel region
@@ -50,6 +51,32 @@ float *r1_cpu_wide(struct r1_cpu *cpu, int slot, size_t floats);
 /* Fills n floats with NaN: what an op leaves in its outputs when it could not
  * get scratch memory (the ops return void; NaN is caught by the loss checks). */
 void r1_cpu_poison(float *x, int64_t n);
+
+/* bf16 bit patterns (the top half of an f32) to f32, exactly */
+static inline float r1_cpu_bf16_f32(uint16_t h)
+{
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof(f));
+    return f;
+}
+
+/* r1_f32_to_bf16 (core/tensor.c) inlined, branch-free so loops vectorize: round to nearest
+ * even; NaN keeps its sign and top payload and is forced quiet */
+static inline uint16_t r1_cpu_f32_bf16(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof(u));
+    uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+    uint32_t nan = (u >> 16) | 0x0040u;
+    return (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? nan : rounded);
+}
+
+/* f rounded to the nearest bf16, as an f32 */
+static inline float r1_cpu_round_bf16(float f)
+{
+    return r1_cpu_bf16_f32(r1_cpu_f32_bf16(f));
+}
 
 /* Single-threaded small GEMM used inside parallel regions (attention):
  * C (M,N) = [C +] A (M,K) · B (K,N) with A(i,k) = A[i*ars + k*acs],
@@ -103,6 +130,13 @@ void r1_cpu_attention_backward(void *ctx, float *dq, float *dk, float *dv, const
                                const float *out, const float *lse, const float *q, const float *k,
                                const float *v, const int32_t *seg, int B, int T, int H, int KVH,
                                int D);
+void r1_cpu_attention16_forward(void *ctx, float *out, float *lse, const float *q,
+                                const float *k, const float *v, const int32_t *seg, int B, int T,
+                                int H, int KVH, int D);
+void r1_cpu_attention16_backward(void *ctx, float *dq, float *dk, float *dv, const float *dout,
+                                 const float *out, const float *lse, const float *q,
+                                 const float *k, const float *v, const int32_t *seg, int B, int T,
+                                 int H, int KVH, int D);
 void r1_cpu_kv_store(void *ctx, float *kc, float *vc, const float *k, const float *v,
                      const int32_t *slot, const int32_t *pos, int N, int KVH, int D, int L);
 void r1_cpu_attention_cached(void *ctx, float *out, const float *q, const float *kc,

@@ -47,14 +47,6 @@
 #define NR_MAX 8
 #define LANES 8
 
-static inline float bf16_f32(uint16_t h)
-{
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, sizeof(f));
-    return f;
-}
-
 /* ---- portable path ------------------------------------------------------------ */
 
 /* one output element in the documented order; w16 or w32 holds the weight row */
@@ -64,13 +56,13 @@ static float dot_portable(const float *x, const uint16_t *w16, const float *w32,
     int K8 = K - K % LANES, k = 0;
     for (; k < K8; k += LANES)
         for (int l = 0; l < LANES; l++)
-            acc[l] += x[k + l] * (w32 ? w32[k + l] : bf16_f32(w16[k + l]));
+            acc[l] += x[k + l] * (w32 ? w32[k + l] : r1_cpu_bf16_f32(w16[k + l]));
     /* fixed tree, the same as hsum8 below: (l, l+4), then (l, l+2), then (0, 1) */
     float a0 = acc[0] + acc[4], a1 = acc[1] + acc[5], a2 = acc[2] + acc[6], a3 = acc[3] + acc[7];
     float b0 = a0 + a2, b1 = a1 + a3;
     float r = b0 + b1;
     for (; k < K; k++)
-        r += x[k] * (w32 ? w32[k] : bf16_f32(w16[k]));
+        r += x[k] * (w32 ? w32[k] : r1_cpu_bf16_f32(w16[k]));
     return r;
 }
 
@@ -138,8 +130,10 @@ AVX2_INLINE void tile_avx2_n(float *out, int ldo, const float *x, int K, const u
         for (int j = 0; j < nr; j++) {
             float r = hsum8(acc[i][j]);
             const float *xi = x + (size_t)i * K;
-            for (int t = k; t < K; t++)
-                r = fmaf(xi[t], w32 ? w32[(size_t)j * K + t] : bf16_f32(w16[(size_t)j * K + t]), r);
+            for (int t = k; t < K; t++) {
+                size_t at = (size_t)j * K + t;
+                r = fmaf(xi[t], w32 ? w32[at] : r1_cpu_bf16_f32(w16[at]), r);
+            }
             out[(size_t)i * ldo + j] = bias ? r + bias[j] : r;
         }
 }
@@ -226,7 +220,7 @@ static void rows_task(int avx2, float *out, const float *in, const uint16_t *w, 
         const uint16_t *wb = w + (size_t)b * K;
         if (buf)
             for (size_t i = 0; i < (size_t)nb * K; i++)
-                buf[i] = bf16_f32(wb[i]);
+                buf[i] = r1_cpu_bf16_f32(wb[i]);
         for (int m = 0; m < M; m += MR) {
             int mr = M - m < MR ? M - m : MR;
             int nr_max = mr == 1 ? 8 : mr == 2 ? 4 : 3;
@@ -275,23 +269,12 @@ void r1_cpu_matmul_forward_bf16(void *ctx, float *out /* (M,N) */, const float *
     }
 }
 
-/* r1_f32_to_bf16 (core/tensor.c) inlined, branch-free so the loop vectorizes: round to
- * nearest even; NaN keeps its sign and top payload and is forced quiet */
-static inline uint16_t f32_bf16(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof(u));
-    uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-    uint32_t nan = (u >> 16) | 0x0040u;
-    return (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? nan : rounded);
-}
-
 void r1_cpu_convert_bf16(void *ctx, uint16_t *dst /* (n) */, const float *src /* (n) */, int64_t n)
 {
     struct r1_cpu *cpu = ctx;
 #pragma omp parallel for num_threads(cpu->threads) schedule(static) if (n >= R1_CPU_PAR_MIN)
     for (int64_t i = 0; i < n; i++)
-        dst[i] = f32_bf16(src[i]);
+        dst[i] = r1_cpu_f32_bf16(src[i]);
 }
 
 /* ---- both operands bf16 (training) --------------------------------------------- */
@@ -300,7 +283,7 @@ static void widen(const struct r1_cpu *cpu, float *dst, const uint16_t *src, int
 {
 #pragma omp parallel for num_threads(cpu->threads) schedule(static) if (n >= R1_CPU_PAR_MIN)
     for (int64_t i = 0; i < n; i++)
-        dst[i] = bf16_f32(src[i]);
+        dst[i] = r1_cpu_bf16_f32(src[i]);
 }
 
 void r1_cpu_matmul16_forward(void *ctx, float *out /* (M,N) */, const uint16_t *in /* (M,K) */,

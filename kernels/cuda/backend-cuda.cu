@@ -300,6 +300,8 @@ static struct r1_backend_ops cuda_ops_table(void)
     t.rope_backward = r1_cuda_rope_backward;
     t.attention_forward = r1_cuda_attention_forward;
     t.attention_backward = r1_cuda_attention_backward;
+    t.attention16_forward = r1_cuda_attention16_forward;
+    t.attention16_backward = r1_cuda_attention16_backward;
     t.kv_store = r1_cuda_kv_store;
     t.attention_cached = r1_cuda_attention_cached;
     t.swiglu_forward = r1_cuda_swiglu_forward;

@@ -118,6 +118,17 @@ void r1_cuda_attention_backward(void *ctx, float *dq, float *dk, float *dv, cons
                                 const float *out, const float *lse, const float *q,
                                 const float *k, const float *v, const int32_t *seg, int B, int T,
                                 int H, int KVH, int D);
+
+/* attention16.cu */
+void r1_cuda_attention16_forward(void *ctx, float *out, float *lse, const float *q,
+                                 const float *k, const float *v, const int32_t *seg, int B, int T,
+                                 int H, int KVH, int D);
+void r1_cuda_attention16_backward(void *ctx, float *dq, float *dk, float *dv, const float *dout,
+                                  const float *out, const float *lse, const float *q,
+                                  const float *k, const float *v, const int32_t *seg, int B,
+                                  int T, int H, int KVH, int D);
+
+/* attention.cu (KV cache) */
 void r1_cuda_kv_store(void *ctx, float *kc, float *vc, const float *k, const float *v,
                       const int32_t *slot, const int32_t *pos, int N, int KVH, int D, int L);
 void r1_cuda_attention_cached(void *ctx, float *out, const float *q, const float *kc,

@@ -105,17 +105,11 @@ extern "C" void r1_cuda_matmul_forward_bf16(void *ctx, float *out, const float *
     R1_CUDA_LAUNCHED(cu, "bf16 matmul");
 }
 
-/* round to nearest even; NaN keeps its sign and top payload and is forced quiet
- * (r1_f32_to_bf16 in core/tensor.c, bit for bit) */
 __global__ void r1_convert_bf16_kernel(uint16_t *dst, const float *src, int64_t n)
 {
     int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n)
-        return;
-    uint32_t u = __float_as_uint(src[i]);
-    uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-    uint32_t nan = (u >> 16) | 0x0040u;
-    dst[i] = (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? nan : rounded);
+    if (i < n)
+        dst[i] = r1_bf16_bits(src[i]);
 }
 
 extern "C" void r1_cuda_convert_bf16(void *ctx, uint16_t *dst, const float *src, int64_t n)

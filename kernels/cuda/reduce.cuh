@@ -40,6 +40,16 @@
             r1_cuda_fail((cu), (name), cudaGetErrorString(e_), __FILE__, __LINE__);                \
     } while (0)
 
+/* f to bf16 bits: round to nearest even; NaN keeps its sign and top payload and is forced
+ * quiet (r1_f32_to_bf16 in core/tensor.c, bit for bit) */
+__device__ __forceinline__ uint16_t r1_bf16_bits(float f)
+{
+    uint32_t u = __float_as_uint(f);
+    uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+    uint32_t nan = (u >> 16) | 0x0040u;
+    return (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? nan : rounded);
+}
+
 template <typename T> __device__ __forceinline__ T r1_warp_sum(T v)
 {
     for (int o = 16; o > 0; o >>= 1)

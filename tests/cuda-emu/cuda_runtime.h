@@ -2,25 +2,28 @@
  *
  * The CUDA emulator compiles the .cu files of kernels/cuda as C++ (g++, -DR1_CUDA_EMU)
  * against this header in place of the toolkit's, so the CUDA backend's own kernels run on
- * the CPU: every
- * CUDA thread is a fiber, a block's fibers run in turn between barriers (__syncthreads,
- * and the warp barriers inside the shuffles), blocks run one after the other, and device
- * memory is host memory (emu.cc).  Stream capture (CUDA graphs) records the launches,
- * memsets and device-to-device copies put on the capturing stream and replays them at each
- * cudaGraphLaunch; what a capture forbids (synchronising, host copies, allocating or freeing)
- * fails and invalidates it, as on a GPU.  What it checks: indexing, bounds, the += / = rules,
- * reductions and the barriers' placement (a barrier some threads of a block or warp never
- * reach is reported as a deadlock and aborts), launch limits (block size, grid
+ * the CPU: every CUDA thread is a fiber, a block's fibers run in turn between barriers
+ * (__syncthreads, and the warp barriers of __syncwarp, the shuffles and the WMMA calls),
+ * blocks run one after the other, and device memory is host memory (emu.cc).  Stream
+ * capture (CUDA graphs) records the launches, memsets and device-to-device copies put on
+ * the capturing stream and replays them at each cudaGraphLaunch; what a capture forbids
+ * (synchronising, host copies, allocating or freeing) fails and invalidates it, as on a
+ * GPU.  What it checks: indexing, bounds, the += / = rules, reductions and the barriers'
+ * placement (a barrier some threads of a block or warp never reach is reported as a
+ * deadlock and aborts), the WMMA calls' arguments, launch limits (block size, grid
  * dimensions).  What it cannot: timing, warp-synchronous code without barriers, real
  * races between blocks (they never overlap here), the GPU's floating-point details
- * (FMA contraction, expf ulps) and anything of cuBLAS (emulated by cublas-emu.cc).
- * Only what r1's kernels use is here. */
+ * (FMA contraction, expf ulps, tensor-core sums) and anything of cuBLAS (emulated by
+ * cublas-emu.cc).  Only what r1's kernels use is here; the tensor-core API (nvcuda::wmma)
+ * and bf16 are mma.h and cuda_bf16.h beside this header. */
 #ifndef R1_CUDA_EMU_RUNTIME_H
 #define R1_CUDA_EMU_RUNTIME_H
 
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <functional>
@@ -127,6 +130,10 @@ template <class F> cudaError_t cudaFuncGetAttributes(cudaFuncAttributes *a, F *)
 #define __restrict__ __restrict
 /* one block runs at a time, so one static instance per declaration is the block's */
 #define __shared__ static
+/* as the toolkit's; `__shared__ __align__(32) T a[n]` aligns the (function-local static) a */
+#ifndef __align__
+#define __align__(n) __attribute__((aligned(n)))
+#endif
 
 struct uint3 {
     unsigned x, y, z;
@@ -156,6 +163,16 @@ extern uint64_t *r1_emu_slots;
 static inline void __syncthreads(void)
 {
     r1_emu_syncthreads();
+}
+
+/* the warp barrier (orders the lanes' memory accesses); only the full mask is emulated */
+static inline void __syncwarp(unsigned mask = 0xffffffffu)
+{
+    if (mask != 0xffffffffu) {
+        fprintf(stderr, "cuda-emu: __syncwarp(0x%08x): only the full mask is emulated\n", mask);
+        abort();
+    }
+    r1_emu_syncwarp();
 }
 
 /* v of lane (lane ^ lane_mask) of the warp; every lane of the warp must take part */

@@ -1,14 +1,19 @@
-/* emu.cc - the CUDA emulator's runtime: device memory, streams, errors, and launches with
- * one fiber per CUDA thread (see cuda_runtime.h).
+/* emu.cc - the CUDA emulator's runtime: device memory, streams, errors, launches with one
+ * fiber per CUDA thread (see cuda_runtime.h), and the records behind the WMMA calls (mma.h).
  *
  * A launch runs its blocks in order.  A block's fibers run in thread order (odd blocks in
  * reverse thread order), each until it reaches a barrier or returns; then the barriers
  * whose threads have all arrived are released (a block barrier: every live thread of the
- * block; a warp barrier: every live lane of the warp) and the round repeats.  Threads that returned count as arrived, as on
- * the GPU.  A round that releases nothing while threads wait is a deadlock: a barrier some
- * threads never reach.  It is reported with the kernel's shape and aborts the process. */
+ * block; a warp barrier: every live lane of the warp) and the round repeats.  Threads that
+ * returned count as arrived, as on the GPU.  A round that releases nothing while threads
+ * wait is a deadlock: a barrier some threads never reach.  It is reported with the
+ * kernel's shape and aborts the process.  A WMMA call records each lane's arguments before
+ * its warp barrier and checks them after it, so that lanes at different calls (or gone)
+ * are reported too. */
 #include "cuda_runtime.h"
+#include "mma.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <ucontext.h>
@@ -73,6 +78,7 @@ std::vector<uint64_t> slot_mem;
 std::vector<int> warp_live, warp_waiting; /* per warp: threads not done, threads at its barrier */
 int live, block_waiting;                  /* the block's */
 bool reverse;
+unsigned long long block_serial; /* run_block's count: which block a wmma record is from */
 const std::function<void()> *body;
 
 cudaError_t fail(cudaError_t e)
@@ -143,8 +149,8 @@ void yield_next(void)
     }
     fprintf(stderr,
             "cuda-emu: deadlock in block (%u,%u,%u) of a grid (%u,%u,%u) x block (%u,%u,%u): "
-            "%d of %d threads wait at __syncthreads, the rest at a warp shuffle with lanes "
-            "elsewhere\n",
+            "%d of %d threads wait at __syncthreads, the rest at a warp barrier (a shuffle or "
+            "a wmma call) with lanes elsewhere\n",
             blockIdx.x, blockIdx.y, blockIdx.z, gridDim.x, gridDim.y, gridDim.z, blockDim.x,
             blockDim.y, blockDim.z, block_waiting, live);
     abort();
@@ -220,6 +226,7 @@ void run_block(void)
     warp_waiting.assign((size_t)warps, 0);
     live = n;
     block_waiting = 0;
+    block_serial++;
     /* odd blocks run their threads last to first: a read that races with another
      * thread's write (no barrier between) then sees the stale value in one of the two
      * orders, as long as the grid has two blocks */
@@ -245,6 +252,101 @@ void r1_emu_syncthreads(void)
 void r1_emu_syncwarp(void)
 {
     wait_here(WAIT_WARP);
+}
+
+/* ---- WMMA (mma.h): the records of the warp-collective calls, and mma_sync's scratch ------ */
+
+namespace {
+
+/* one lane's call: which (kind), with what, and its place in the lane's sequence of wmma
+ * calls in the block (so that a lane that returned, or waits at another collective call,
+ * shows as a stale or different record) */
+struct wmma_call {
+    unsigned long long block; /* block_serial when it was made */
+    unsigned seq;             /* the lane's wmma calls in that block, this one included */
+    int kind, layout;
+    unsigned ldm;
+    const void *p;
+};
+struct wmma_count {
+    unsigned long long block;
+    unsigned seq;
+};
+/* by the parity of seq: a lane that has passed call n's barrier can reach call n + 1's
+ * (other parity) while the others still read call n's records and scratch, but not call
+ * n + 2's, whose barrier needs them all */
+wmma_call wmma_calls[2][1024];
+wmma_count wmma_counts[1024];
+float wmma_scratch[2][32][3 * 256]; /* per warp of the block: a, b, c as 16 x 16 row-major */
+
+void wmma_where(char *s, size_t n)
+{
+    snprintf(s, n, "thread %d of block (%u,%u,%u), grid (%u,%u,%u) x block (%u,%u,%u)",
+             r1_emu_cur, blockIdx.x, blockIdx.y, blockIdx.z, gridDim.x, gridDim.y, gridDim.z,
+             blockDim.x, blockDim.y, blockDim.z);
+}
+
+[[noreturn]] void wmma_fail(const char *fn, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void wmma_fail(const char *fn, const char *fmt, ...)
+{
+    char where[160], what[320];
+    wmma_where(where, sizeof(where));
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "cuda-emu: nvcuda::wmma::%s in %s: %s\n", fn, where, what);
+    abort();
+}
+
+} // namespace
+
+float *r1_emu_wmma_arrive(const char *fn, int kind, const void *p, unsigned ldm, int layout,
+                          unsigned elem_bytes)
+{
+    int tid = r1_emu_cur;
+    if (tid < 0) {
+        fprintf(stderr, "cuda-emu: nvcuda::wmma::%s outside a kernel\n", fn);
+        abort();
+    }
+    int warp = tid / 32;
+    if (warp * 32 + 32 > r1_emu_nthreads)
+        wmma_fail(fn, "warp %d has only %d threads: a wmma call needs a full warp of 32", warp,
+                  r1_emu_nthreads - warp * 32);
+    if (elem_bytes) {
+        if ((uintptr_t)p % 32)
+            wmma_fail(fn, "pointer %p is not 32-byte (256-bit) aligned", p);
+        if (ldm * elem_bytes % 16)
+            wmma_fail(fn, "ldm %u is not a multiple of %u elements (16 bytes)", ldm,
+                      16 / elem_bytes);
+    }
+    if (layout != -1 && layout != 0 && layout != 1)
+        wmma_fail(fn, "layout %d is neither mem_row_major nor mem_col_major", layout);
+    wmma_count &n = wmma_counts[tid];
+    if (n.block != block_serial)
+        n.block = block_serial, n.seq = 0;
+    n.seq++;
+    wmma_calls[n.seq & 1][tid] = wmma_call{block_serial, n.seq, kind, layout, ldm, p};
+    return wmma_scratch[n.seq & 1][warp];
+}
+
+void r1_emu_wmma_sync(const char *fn)
+{
+    r1_emu_syncwarp();
+    int tid = r1_emu_cur, base = tid & ~31;
+    const wmma_call &me = wmma_calls[wmma_counts[tid].seq & 1][tid];
+    for (int l = 0; l < 32; l++) {
+        const wmma_call &o = wmma_calls[me.seq & 1][base + l];
+        if (o.block != me.block || o.seq != me.seq || o.kind != me.kind)
+            wmma_fail(fn, "lane %d of the warp is not at this call (it returned, or waits at "
+                      "another warp-collective call): every lane of a warp must make the "
+                      "same wmma calls together", l);
+        if (o.p != me.p || o.ldm != me.ldm || o.layout != me.layout)
+            wmma_fail(fn, "the warp's lanes pass different arguments: lane %d pointer %p, "
+                      "ldm %u, layout %d; lane %d pointer %p, ldm %u, layout %d", tid - base,
+                      me.p, me.ldm, me.layout, l, o.p, o.ldm, o.layout);
+    }
 }
 
 namespace {
