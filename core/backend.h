@@ -166,6 +166,16 @@ struct r1_backend_ops {
     void (*attention_cached)(void *ctx, float *out, const float *q, const float *kc,
                              const float *vc, const int32_t *slot, const int32_t *pos, int N,
                              int H, int KVH, int D, int L);
+    /* OPTIONAL (a bf16 KV cache: generation by a model in precision bf16, core/kvcache.c):
+     * the two above over caches of bf16 bit patterns, (S,L,KVH,D) uint16_t.  kv_store16
+     * rounds the new keys and values to bf16 (nearest even) as it stores them;
+     * attention_cached16 gives what attention_cached gives on the caches widened to f32
+     * (bit for bit on the CPU), at half the memory and half the bytes read per step. */
+    void (*kv_store16)(void *ctx, uint16_t *kc, uint16_t *vc, const float *k, const float *v,
+                       const int32_t *slot, const int32_t *pos, int N, int KVH, int D, int L);
+    void (*attention_cached16)(void *ctx, float *out, const float *q, const uint16_t *kc,
+                               const uint16_t *vc, const int32_t *slot, const int32_t *pos, int N,
+                               int H, int KVH, int D, int L);
 
     /* --- pointwise ------------------------------------------------------------ */
     /* out (n) = silu(gate) · up */

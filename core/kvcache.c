@@ -4,7 +4,9 @@
  * V vocab, S slots, L max positions per slot.  Same math as the training
  * forward in model.c, but attention reads keys/values from the cache.
  * Generation weights: the model's f32 matrices, or bf16 copies the cache holds
- * (r1_kv_cache_set_weights) so the model and its training never see them. */
+ * (r1_kv_cache_set_weights) so the model and its training never see them.  Keys and
+ * values: f32, or bf16 for a model in precision bf16 (as vLLM keeps a bf16 model's cache),
+ * which halves the cache and the bytes a decode step reads from it. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,10 +21,17 @@ static void layout(struct r1_kv_cache *c, const struct r1_model_config *cfg)
     int64_t per_layer = (int64_t)c->slots * c->max_len * KD;
 #define F32(n) ((float *)r1_arena_take_bytes(a, (size_t)(n) * sizeof(float)))
 #define I32(n) ((int32_t *)r1_arena_take_bytes(a, (size_t)(n) * sizeof(int32_t)))
+#define U16(n) ((uint16_t *)r1_arena_take_bytes(a, (size_t)(n) * sizeof(uint16_t)))
     for (int l = 0; l < c->n_layers; l++) {
-        c->k[l] = F32(per_layer);
-        c->v[l] = F32(per_layer);
+        if (c->kv16) {
+            c->k16[l] = U16(per_layer);
+            c->v16[l] = U16(per_layer);
+        } else {
+            c->k[l] = F32(per_layer);
+            c->v[l] = F32(per_layer);
+        }
     }
+#undef U16
     c->tokens = I32(NT);
     c->slot = I32(NT);
     c->pos = I32(NT);
@@ -65,9 +74,13 @@ int r1_kv_cache_create(struct r1_kv_cache **out, const struct r1_model *m, int s
     c->n_layers = m->cfg.n_layers;
     c->vocab_size = m->cfg.vocab_size;
     c->logit_rows = slots < max_tokens ? slots : max_tokens;
+    const struct r1_backend_ops *op = m->be->ops;
+    c->kv16 = m->precision == R1_BF16 && op->kv_store16 && op->attention_cached16;
     c->k = calloc((size_t)c->n_layers, sizeof(float *));
     c->v = calloc((size_t)c->n_layers, sizeof(float *));
-    if (!c->k || !c->v) {
+    c->k16 = calloc((size_t)c->n_layers, sizeof(uint16_t *));
+    c->v16 = calloc((size_t)c->n_layers, sizeof(uint16_t *));
+    if (!c->k || !c->v || !c->k16 || !c->v16) {
         r1_kv_cache_free(c);
         return r1_err_set(R1_ENOMEM, "kv cache: out of host memory");
     }
@@ -78,7 +91,6 @@ int r1_kv_cache_create(struct r1_kv_cache **out, const struct r1_model *m, int s
         return r1_err_wrap(rc, "kv cache for %d slots x %d positions", slots, max_len);
     }
     layout(c, &m->cfg);
-    const struct r1_backend_ops *op = m->be->ops;
     if (op->graph_begin) { /* graphs of decode-only steps, by precision and token count */
         for (int d = 0; d < 2; d++)
             if (!(c->graphs[d] = calloc((size_t)c->logit_rows + 1, sizeof(void *)))) {
@@ -218,6 +230,8 @@ void r1_kv_cache_free(struct r1_kv_cache *c)
     free(c->wl);
     r1_arena_release(&c->arena);
     free(c->k);
+    free(c->k16);
+    free(c->v16);
     free(c->v);
     free(c);
 }
@@ -264,8 +278,15 @@ static void decode_ops(struct r1_model *m, struct r1_kv_cache *c, int N, int n_o
         matmul(c, c->vn, c->n, W->wv, B->wv, W->bv, N, C, KD);
         op->rope_forward(cx, c->q, c->pos, m->rope_cos, m->rope_sin, N, H, D);
         op->rope_forward(cx, c->kn, c->pos, m->rope_cos, m->rope_sin, N, KVH, D);
-        op->kv_store(cx, c->k[l], c->v[l], c->kn, c->vn, c->slot, c->pos, N, KVH, D, L);
-        op->attention_cached(cx, c->att, c->q, c->k[l], c->v[l], c->slot, c->pos, N, H, KVH, D, L);
+        if (c->kv16) {
+            op->kv_store16(cx, c->k16[l], c->v16[l], c->kn, c->vn, c->slot, c->pos, N, KVH, D, L);
+            op->attention_cached16(cx, c->att, c->q, c->k16[l], c->v16[l], c->slot, c->pos, N, H,
+                                   KVH, D, L);
+        } else {
+            op->kv_store(cx, c->k[l], c->v[l], c->kn, c->vn, c->slot, c->pos, N, KVH, D, L);
+            op->attention_cached(cx, c->att, c->q, c->k[l], c->v[l], c->slot, c->pos, N, H, KVH,
+                                 D, L);
+        }
         matmul(c, c->tmp, c->att, W->wo, B->wo, NULL, N, HD, C);
         op->add(cx, c->x, c->x, c->tmp, (int64_t)N * C);
         op->rmsnorm_forward(cx, c->n, c->rstd, c->x, W->mlp_norm, N, C, cfg->rms_eps);

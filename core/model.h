@@ -216,7 +216,11 @@ struct r1_kv_cache {
     struct r1_backend *be;
     struct r1_arena arena;
     int slots, max_len, max_tokens, n_layers;
-    float **k, **v;              /* per layer: (slots, max_len, KVH, D) */
+    /* per layer: (slots, max_len, KVH, D) keys and values, f32 (k, v) or, for a model that
+     * was in precision bf16 when the cache was made (kv16), bf16 bit patterns (k16, v16) */
+    float **k, **v;
+    uint16_t **k16, **v16;
+    int kv16;
     int32_t *tokens, *slot, *pos;/* (max_tokens) backend copies */
     float *x, *n, *q, *kn, *vn, *att, *tmp; /* (max_tokens, ·) step activations */
     float *gate, *up, *act, *rstd;
@@ -243,6 +247,8 @@ struct r1_kv_cache {
     int use_graphs;
 };
 
+/* The cache's keys and values are bf16 (kv16) when m is in precision bf16 now and the
+ * backend has the bf16 cache ops, else f32; later precision changes do not change them. */
 int r1_kv_cache_create(struct r1_kv_cache **out, const struct r1_model *m, int slots,
                        int max_len, int max_tokens);
 void r1_kv_cache_free(struct r1_kv_cache *c);

@@ -1026,10 +1026,27 @@ static void test_attention_cached(void **state)
     const int32_t slot3[1] = {3}, pos3[1] = {1};
     const int32_t *slots[3] = {slot1, slot2, slot3}, *poss[3] = {pos1, pos2, pos3};
     const int Ns[3] = {18, 5, 1};
+    int have16 = OPS(REF)->kv_store16 && OPS(DUT)->kv_store16 && OPS(REF)->attention_cached16 &&
+                 OPS(DUT)->attention_cached16;
+    if (!have16)
+        print_message("backend %s has no bf16 KV cache ops (optional): those skipped\n",
+                      OPS(DUT)->name);
     for (int si = 0; si < (int)(sizeof(shapes) / sizeof(shapes[0])); si++) {
         int H = shapes[si][0], KVH = shapes[si][1], D = shapes[si][2];
         int64_t ncache = (int64_t)S * L * KVH * D;
         struct pbuf kc = pb_rand(ncache, -3, 3), vc = pb_rand(ncache, -3, 3);
+        /* the bf16 caches: the same garbage, as bf16 bits */
+        uint16_t *g16 = malloc(sizeof(uint16_t) * ncache);
+        float *gk = malloc(sizeof(float) * ncache), *gv = malloc(sizeof(float) * ncache);
+        pb_download(&kc, REF, gk);
+        pb_download(&vc, REF, gv);
+        for (int64_t i = 0; i < ncache; i++)
+            g16[i] = r1_f32_to_bf16(gk[i]);
+        struct pbuf kc16 = pb_host(g16, sizeof(uint16_t) * ncache);
+        for (int64_t i = 0; i < ncache; i++)
+            g16[i] = r1_f32_to_bf16(gv[i]);
+        struct pbuf vc16 = pb_host(g16, sizeof(uint16_t) * ncache);
+        free(g16), free(gk), free(gv);
         for (int st = 0; st < 3; st++) {
             int N = Ns[st];
             struct pbuf sl = pb_i32(slots[st], N), ps = pb_i32(poss[st], N);
@@ -1047,9 +1064,21 @@ static void test_attention_cached(void **state)
             check_bits(&vc, "kv_store v cache step %d H=%d KVH=%d D=%d", st, H, KVH, D);
             check_f32(&out, (int64_t)N * H * D, TOL_ATT_CACHED,
                       "attention_cached step %d N=%d H=%d KVH=%d D=%d", st, N, H, KVH, D);
+            for (int s = 0; s < 2 && have16; s++) {
+                OPS(s)->kv_store16(CTX(s), hp(&kc16, s), hp(&vc16, s), fp(&k, s), fp(&v, s),
+                                   ip(&sl, s), ip(&ps, s), N, KVH, D, L);
+                OPS(s)->attention_cached16(CTX(s), fp(&out, s), fp(&q, s), hp(&kc16, s),
+                                           hp(&vc16, s), ip(&sl, s), ip(&ps, s), N, H, KVH, D, L);
+            }
+            if (have16) {
+                check_bits(&kc16, "kv_store16 k cache step %d H=%d KVH=%d D=%d", st, H, KVH, D);
+                check_bits(&vc16, "kv_store16 v cache step %d H=%d KVH=%d D=%d", st, H, KVH, D);
+                check_f32(&out, (int64_t)N * H * D, TOL_ATT_CACHED,
+                          "attention_cached16 step %d N=%d H=%d KVH=%d D=%d", st, N, H, KVH, D);
+            }
             pb_free(&sl), pb_free(&ps), pb_free(&k), pb_free(&v), pb_free(&q), pb_free(&out);
         }
-        pb_free(&kc), pb_free(&vc);
+        pb_free(&kc), pb_free(&vc), pb_free(&kc16), pb_free(&vc16);
     }
 }
 

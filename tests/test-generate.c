@@ -333,7 +333,14 @@ static void test_bf16_shared_copy(void **state)
         assert_int_equal(r1_model_create(&pm[k], &cfg, be), 0);
         assert_int_equal(r1_model_init_weights(pm[k], 4), 0);
     }
-    assert_int_equal(r1_model_set_precision(pm[1], R1_BF16), 0);
+    /* both caches bf16 (a cache's keys and values follow its model's precision when it is
+     * made), only model 1 stays in bf16 */
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(r1_model_set_precision(pm[k], R1_BF16), 0);
+        assert_int_equal(r1_kv_cache_create(&c[k], pm[k], 1, 16, 6), 0);
+        assert_true(c[k]->kv16);
+    }
+    assert_int_equal(r1_model_set_precision(pm[0], R1_F32), 0);
     int V = cfg.vocab_size, C = cfg.hidden_size;
     float *lg[2] = {malloc(sizeof(float) * 6 * V), malloc(sizeof(float) * 6 * V)};
     const int32_t tok[6] = {3, 77, 120, 9, 255, 31}, slot[6] = {0, 0, 0, 0, 0, 0};
@@ -343,8 +350,6 @@ static void test_bf16_shared_copy(void **state)
             if (round == 1) /* the same change to both models' weights */
                 for (int i = 0; i < C; i++)
                     pm[k]->lm_head[(size_t)7 * C + i] += 0.25f;
-            if (!c[k])
-                assert_int_equal(r1_kv_cache_create(&c[k], pm[k], 1, 16, 6), 0);
             assert_int_equal(r1_kv_cache_set_weights(c[k], pm[k], R1_BF16), 0);
             assert_int_equal(r1_model_decode(pm[k], c[k], 6, tok, slot, pos, 6, idx, lg[k]), 0);
         }
@@ -360,6 +365,52 @@ static void test_bf16_shared_copy(void **state)
         r1_kv_cache_free(c[k]);
         r1_model_free(pm[k]);
     }
+}
+
+/* A model in precision bf16 gets a bf16 KV cache: half the bytes of keys and values, the
+ * same decode otherwise, so its logits are the f32 cache's up to the keys' and values'
+ * rounding (and not equal: the rounding happens) */
+static void test_bf16_kv_cache(void **state)
+{
+    (void)state;
+    struct r1_model_config cfg;
+    r1_model_config_preset(&cfg, "tiny");
+    struct r1_model *pm = NULL;
+    struct r1_kv_cache *c[2] = {NULL, NULL};
+    assert_int_equal(r1_model_create(&pm, &cfg, be), 0);
+    assert_int_equal(r1_model_init_weights(pm, 5), 0);
+    const int S = 2, L = 64;
+    assert_int_equal(r1_kv_cache_create(&c[0], pm, S, L, 8), 0); /* while f32 */
+    assert_int_equal(r1_model_set_precision(pm, R1_BF16), 0);
+    assert_int_equal(r1_kv_cache_create(&c[1], pm, S, L, 8), 0);
+    assert_false(c[0]->kv16);
+    assert_true(c[1]->kv16);
+    size_t kv32 = (size_t)cfg.n_layers * 2 * S * L * cfg.n_kv_heads * cfg.head_dim * 4;
+    size_t saved = c[0]->arena.used - c[1]->arena.used;
+    if (saved != kv32 / 2)
+        fail_msg("a bf16 cache saves %zu bytes, not half of %zu", saved, kv32);
+    int V = cfg.vocab_size;
+    float *lg[2] = {malloc(sizeof(float) * 8 * V), malloc(sizeof(float) * 8 * V)};
+    const int32_t tok[8] = {3, 77, 120, 9, 255, 31, 5, 60}, slot[8] = {0, 0, 0, 0, 0, 1, 1, 1};
+    const int32_t pos[8] = {0, 1, 2, 3, 4, 0, 1, 2}, idx[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(r1_kv_cache_set_weights(c[k], pm, R1_BF16), 0);
+        assert_int_equal(r1_model_decode(pm, c[k], 8, tok, slot, pos, 8, idx, lg[k]), 0);
+    }
+    double worst = 0;
+    int64_t differ = 0;
+    for (int64_t i = 0; i < (int64_t)8 * V; i++) {
+        worst = fmax(worst, fabs((double)lg[0][i] - lg[1][i]));
+        differ += lg[0][i] != lg[1][i];
+    }
+    print_message("bf16 KV cache: logits within %.2e of the f32 cache's\n", worst);
+    assert_true(differ > 0);
+    assert_true(worst < 0.02); /* keys/values rounded by 2^-9 relative; logits ~ ±3 */
+    for (int k = 0; k < 2; k++) {
+        free(lg[k]);
+        r1_kv_cache_free(c[k]);
+    }
+    r1_model_free(pm);
 }
 
 static void test_stops(void **state)
@@ -423,6 +474,7 @@ int main(void)
         cmocka_unit_test(test_bf16_refresh),
         cmocka_unit_test(test_padded_vocab),
         cmocka_unit_test(test_bf16_shared_copy),
+        cmocka_unit_test(test_bf16_kv_cache),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

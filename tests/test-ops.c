@@ -927,6 +927,30 @@ static void test_attention_cached(void **state)
     be->ops->kv_store(be->ctx, kc2, vc2, kn, vn, slot, pos, N, KVH, D, L);
     assert_memory_equal(kc, kc2, sizeof(float) * S * L * KVH * D);
     assert_memory_equal(vc, vc2, sizeof(float) * S * L * KVH * D);
+
+    /* a bf16 cache: kv_store16 stores bf16(k), bf16(v) where kv_store stores k, v, and
+     * attention_cached16 gives attention_cached's bits on the cache widened to f32 */
+    int64_t nc = (int64_t)S * L * KVH * D;
+    uint16_t *kc16 = be->ops->alloc(be->ctx, sizeof(uint16_t) * nc);
+    uint16_t *vc16 = be->ops->alloc(be->ctx, sizeof(uint16_t) * nc);
+    assert_non_null(kc16), assert_non_null(vc16);
+    be->ops->kv_store16(be->ctx, kc16, vc16, kn, vn, slot, pos, N, KVH, D, L);
+    for (int n = 0; n < N; n++)
+        for (int i = 0; i < KVH * D; i++) {
+            size_t at = ((size_t)slot[n] * L + pos[n]) * KVH * D + i;
+            assert_int_equal(kc16[at], r1_f32_to_bf16(kn[(size_t)n * KVH * D + i]));
+            assert_int_equal(vc16[at], r1_f32_to_bf16(vn[(size_t)n * KVH * D + i]));
+        }
+    for (int64_t i = 0; i < nc; i++) {
+        kc2[i] = r1_bf16_to_f32(kc16[i]);
+        vc2[i] = r1_bf16_to_f32(vc16[i]);
+    }
+    float *out16 = falloc((int64_t)N * H * D), *out32 = fdup(out, (int64_t)N * H * D);
+    be->ops->attention_cached(be->ctx, out, qn, kc2, vc2, slot, pos, N, H, KVH, D, L);
+    be->ops->attention_cached16(be->ctx, out16, qn, kc16, vc16, slot, pos, N, H, KVH, D, L);
+    assert_memory_equal(out, out16, sizeof(float) * N * H * D);
+    assert_true(count_differ(out16, out32, (int64_t)N * H * D) > 0); /* k, v were rounded */
+    ffree(kc16), ffree(vc16), ffree(out16), ffree(out32);
     free(want);
     att_free(&s);
     ffree(kc), ffree(vc), ffree(slot), ffree(pos), ffree(qn), ffree(out), ffree(kc2), ffree(vc2),

@@ -23,8 +23,8 @@
  * (what dP = dout·Vᵀ sees, so that Σ_s P·dP = Di holds up to the probabilities' rounding).
  * The rounded copies live in the same per-thread scratch.
  *
- * Cache: kc, vc (S,L,KVH,D); token n of attention_cached reads positions
- * 0..pos[n] of slot[n].  Parallel over (n, h).
+ * Cache: kc, vc (S,L,KVH,D), f32 or (kv_store16 / attention_cached16) bf16; token n of
+ * attention_cached reads positions 0..pos[n] of slot[n].  Parallel over (n, h).
  */
 #include "core/err.h"
 #include "kernels/cpu/cpu-ops.h"
@@ -389,15 +389,47 @@ void r1_cpu_kv_store(void *ctx, float *kc /* (S,L,KVH,D) */, float *vc /* (S,L,K
     }
 }
 
-void r1_cpu_attention_cached(void *ctx, float *out /* (N,H,D) */, const float *q /* (N,H,D) */,
-                             const float *kc /* (S,L,KVH,D) */, const float *vc /* (S,L,KVH,D) */,
-                             const int32_t *slot /* (N) */, const int32_t *pos /* (N) */, int N,
-                             int H, int KVH, int D, int L)
+void r1_cpu_kv_store16(void *ctx, uint16_t *kc /* (S,L,KVH,D) */, uint16_t *vc /* (S,L,KVH,D) */,
+                       const float *k /* (N,KVH,D) */, const float *v /* (N,KVH,D) */,
+                       const int32_t *slot /* (N) */, const int32_t *pos /* (N) */, int N,
+                       int KVH, int D, int L)
 {
-    struct r1_cpu *cpu = ctx;
+    (void)ctx;
+    size_t row = (size_t)KVH * D;
+    for (int n = 0; n < N; n++) {
+        size_t at = ((size_t)slot[n] * L + (size_t)pos[n]) * row;
+        for (size_t i = 0; i < row; i++) {
+            kc[at + i] = r1_cpu_f32_bf16(k[(size_t)n * row + i]);
+            vc[at + i] = r1_cpu_f32_bf16(v[(size_t)n * row + i]);
+        }
+    }
+}
+
+size_t r1_cpu_attention_cached_scratch(int L, int D)
+{
+    return round16((size_t)L) + 2 * round16((size_t)D); /* scores, then a widened k and v row */
+}
+
+/* f32 row of the cache: row (f32, kc16 NULL) itself, or bf16 row16 widened into buf */
+static const float *cache_row(const float *row, const uint16_t *row16, float *buf, int D)
+{
+    if (!row16)
+        return row;
+    for (int d = 0; d < D; d++)
+        buf[d] = r1_cpu_bf16_f32(row16[d]);
+    return buf;
+}
+
+/* attention_cached over f32 caches (kc, vc) or bf16 ones (kc16, vc16; kc, vc NULL): the
+ * same loops on the same f32 values, so a bf16 cache gives the bits of its widened copy */
+static void cached(struct r1_cpu *cpu, float *out /* (N,H,D) */, const float *q /* (N,H,D) */,
+                   const float *kc, const float *vc, const uint16_t *kc16, const uint16_t *vc16,
+                   const int32_t *slot /* (N) */, const int32_t *pos /* (N) */, int N, int H,
+                   int KVH, int D, int L)
+{
     if (N <= 0 || H <= 0 || D <= 0 || L <= 0)
         return;
-    float *scratch = r1_cpu_scratch(cpu, (size_t)L);
+    float *scratch = r1_cpu_scratch(cpu, r1_cpu_attention_cached_scratch(L, D));
     if (!scratch) {
         r1_cpu_poison(out, (int64_t)N * H * D);
         return;
@@ -412,15 +444,18 @@ void r1_cpu_attention_cached(void *ctx, float *out /* (N,H,D) */, const float *q
     schedule(dynamic, 4) if (work >= R1_CPU_PAR_MIN_ATT)
     for (int task = 0; task < tasks; task++) {
         float *restrict p = scratch + (size_t)omp_get_thread_num() * cpu->scratch_stride;
+        float *kbuf = p + round16((size_t)L), *vbuf = kbuf + round16((size_t)D);
         int n = task / H, h = task % H, kvh = h / group;
         int np = pos[n] + 1;
         const float *restrict qv = q + ((size_t)n * H + h) * D;
-        const float *kbase = kc + (size_t)slot[n] * L * row + (size_t)kvh * D;
-        const float *vbase = vc + (size_t)slot[n] * L * row + (size_t)kvh * D;
+        size_t base = (size_t)slot[n] * L * row + (size_t)kvh * D;
+        const float *kbase = kc ? kc + base : NULL, *vbase = vc ? vc + base : NULL;
+        const uint16_t *kbase16 = kc16 ? kc16 + base : NULL, *vbase16 = vc16 ? vc16 + base : NULL;
         float *restrict o = out + ((size_t)n * H + h) * D;
         float m = -INFINITY;
         for (int j = 0; j < np; j++) {
-            const float *restrict kj = kbase + j * row;
+            const float *restrict kj = cache_row(kbase ? kbase + j * row : NULL,
+                                                 kbase16 ? kbase16 + j * row : NULL, kbuf, D);
             float lane[8] = {0};
             int d = 0;
             for (; d + 8 <= D; d += 8)
@@ -445,10 +480,25 @@ void r1_cpu_attention_cached(void *ctx, float *out /* (N,H,D) */, const float *q
         for (int d = 0; d < D; d++)
             o[d] = 0.0f;
         for (int j = 0; j < np; j++) {
-            const float *restrict vj = vbase + j * row;
+            const float *restrict vj = cache_row(vbase ? vbase + j * row : NULL,
+                                                 vbase16 ? vbase16 + j * row : NULL, vbuf, D);
             float w = p[j] * inv;
             for (int d = 0; d < D; d++)
                 o[d] += w * vj[d];
         }
     }
+}
+
+void r1_cpu_attention_cached(void *ctx, float *out, const float *q, const float *kc,
+                             const float *vc, const int32_t *slot, const int32_t *pos, int N, int H,
+                             int KVH, int D, int L)
+{
+    cached(ctx, out, q, kc, vc, NULL, NULL, slot, pos, N, H, KVH, D, L);
+}
+
+void r1_cpu_attention_cached16(void *ctx, float *out, const float *q, const uint16_t *kc,
+                               const uint16_t *vc, const int32_t *slot, const int32_t *pos, int N,
+                               int H, int KVH, int D, int L)
+{
+    cached(ctx, out, q, NULL, NULL, kc, vc, slot, pos, N, H, KVH, D, L);
 }

@@ -117,7 +117,7 @@ static int cpu_reserve(void *ctx, const struct r1_op_sizes *s, size_t *held)
     if (s->T > 0)
         per = max_sz(per, r1_cpu_attention_scratch(s->T, s->D));
     if (s->cache_len > 0)
-        per = max_sz(per, (size_t)s->cache_len);
+        per = max_sz(per, r1_cpu_attention_cached_scratch(s->cache_len, s->D));
     if (s->bf16_weights)
         per = max_sz(per, r1_cpu_matmul_bf16_scratch(s->width > s->hidden ? s->width : s->hidden));
     if (per && !r1_cpu_scratch(cpu, per))
@@ -173,6 +173,8 @@ static const struct r1_backend_ops cpu_ops = {
     .attention16_backward = r1_cpu_attention16_backward,
     .kv_store = r1_cpu_kv_store,
     .attention_cached = r1_cpu_attention_cached,
+    .kv_store16 = r1_cpu_kv_store16,
+    .attention_cached16 = r1_cpu_attention_cached16,
     .swiglu_forward = r1_cpu_swiglu_forward,
     .swiglu_backward = r1_cpu_swiglu_backward,
     .add = r1_cpu_add,

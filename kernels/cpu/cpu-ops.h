@@ -142,6 +142,13 @@ void r1_cpu_kv_store(void *ctx, float *kc, float *vc, const float *k, const floa
 void r1_cpu_attention_cached(void *ctx, float *out, const float *q, const float *kc,
                              const float *vc, const int32_t *slot, const int32_t *pos, int N, int H,
                              int KVH, int D, int L);
+void r1_cpu_kv_store16(void *ctx, uint16_t *kc, uint16_t *vc, const float *k, const float *v,
+                       const int32_t *slot, const int32_t *pos, int N, int KVH, int D, int L);
+/* floats of per-thread scratch attention_cached(16) needs for L positions, head dim D */
+size_t r1_cpu_attention_cached_scratch(int L, int D);
+void r1_cpu_attention_cached16(void *ctx, float *out, const float *q, const uint16_t *kc,
+                               const uint16_t *vc, const int32_t *slot, const int32_t *pos, int N,
+                               int H, int KVH, int D, int L);
 
 /* pointwise.c */
 void r1_cpu_swiglu_forward(void *ctx, float *out, const float *gate, const float *up, int64_t n);

@@ -96,16 +96,20 @@ __device__ __forceinline__ void r1_att_kv_tile(float *sk, float *sv, int32_t *ss
     __syncthreads();
 }
 
-/* dot of a lane's dims with row r (D values), summed over the warp */
-template <int DPL>
-__device__ __forceinline__ float r1_att_dot(const float (&a)[DPL], const float *r, int lane, int D)
+/* an element of a cache row as f32: f32, or bf16 bits widened (exactly) */
+__device__ __forceinline__ float r1_att_f(float x) { return x; }
+__device__ __forceinline__ float r1_att_f(uint16_t h) { return __uint_as_float((uint32_t)h << 16); }
+
+/* dot of a lane's dims with row r (D values, f32 or bf16), summed over the warp */
+template <int DPL, class E>
+__device__ __forceinline__ float r1_att_dot(const float (&a)[DPL], const E *r, int lane, int D)
 {
     float p = 0.0f;
 #pragma unroll
     for (int i = 0; i < DPL; i++) {
         int d = lane + 32 * i;
         if (d < D)
-            p = fmaf(a[i], r[d], p);
+            p = fmaf(a[i], r1_att_f(r[d]), p);
     }
     return r1_warp_sum(p);
 }
@@ -349,8 +353,9 @@ __global__ void r1_att_bwd_kv(float *dk, float *dv, const float *di, const float
     }
 }
 
-template <int DPL>
-__global__ void r1_att_cached(float *out, const float *q, const float *kc, const float *vc,
+/* E: the caches' element, float or uint16_t (bf16 bits) */
+template <int DPL, class E>
+__global__ void r1_att_cached(float *out, const float *q, const E *kc, const E *vc,
                               const int32_t *slot, const int32_t *pos, int N, int H, int KVH,
                               int D, int L, float scale)
 {
@@ -361,8 +366,8 @@ __global__ void r1_att_cached(float *out, const float *q, const float *kc, const
     int n = (int)(w / H), h = (int)(w % H), kvh = h / (H / KVH);
     int64_t row = (int64_t)KVH * D;
     int np = pos[n] + 1; /* >= 1: r1_model_decode checks positions */
-    const float *kb = kc + (int64_t)slot[n] * L * row + (int64_t)kvh * D;
-    const float *vb = vc + (int64_t)slot[n] * L * row + (int64_t)kvh * D;
+    const E *kb = kc + (int64_t)slot[n] * L * row + (int64_t)kvh * D;
+    const E *vb = vc + (int64_t)slot[n] * L * row + (int64_t)kvh * D;
     float qv[DPL], o[DPL];
     r1_att_load(qv, q + ((int64_t)n * H + h) * D, lane, D);
 #pragma unroll
@@ -375,11 +380,11 @@ __global__ void r1_att_cached(float *out, const float *q, const float *kc, const
         float corr = expf(m - mn);
         float e = expf(x - mn);
         l = l * corr + e;
-        const float *vr = vb + j * row;
+        const E *vr = vb + j * row;
 #pragma unroll
         for (int i = 0; i < DPL; i++) {
             int d = lane + 32 * i;
-            o[i] = o[i] * corr + (d < D ? e * vr[d] : 0.0f);
+            o[i] = o[i] * corr + (d < D ? e * r1_att_f(vr[d]) : 0.0f);
         }
         m = mn;
     }
@@ -390,7 +395,12 @@ __global__ void r1_att_cached(float *out, const float *q, const float *kc, const
     r1_att_store(out + ((int64_t)n * H + h) * D, o, lane, D);
 }
 
-__global__ void r1_kv_store_kernel(float *kc, float *vc, const float *k, const float *v,
+__device__ __forceinline__ void r1_att_put(float *dst, float x) { *dst = x; }
+__device__ __forceinline__ void r1_att_put(uint16_t *dst, float x) { *dst = r1_bf16_bits(x); }
+
+/* E: the caches' element, float or uint16_t (bf16 bits, rounded to nearest even) */
+template <class E>
+__global__ void r1_kv_store_kernel(E *kc, E *vc, const float *k, const float *v,
                                    const int32_t *slot, const int32_t *pos, int64_t total,
                                    int64_t row, int L)
 {
@@ -399,8 +409,8 @@ __global__ void r1_kv_store_kernel(float *kc, float *vc, const float *k, const f
         return;
     int64_t n = i / row, r = i % row;
     int64_t at = ((int64_t)slot[n] * L + pos[n]) * row + r;
-    kc[at] = k[i];
-    vc[at] = v[i];
+    r1_att_put(kc + at, k[i]);
+    r1_att_put(vc + at, v[i]);
 }
 
 /* blocks for one warp per item */
@@ -478,29 +488,67 @@ extern "C" void r1_cuda_attention_backward(void *ctx, float *dq, float *dk, floa
                     q, k, v, seg, B, T, H, KVH, D, scale);
 }
 
-extern "C" void r1_cuda_kv_store(void *ctx, float *kc, float *vc, const float *k, const float *v,
-                                 const int32_t *slot, const int32_t *pos, int N, int KVH, int D,
-                                 int L)
+template <class E>
+static void kv_store(struct r1_cuda *cu, E *kc, E *vc, const float *k, const float *v,
+                     const int32_t *slot, const int32_t *pos, int N, int KVH, int D, int L)
 {
-    struct r1_cuda *cu = (struct r1_cuda *)ctx;
     R1_CUDA_BEGIN(cu);
     int64_t row = (int64_t)KVH * D, total = (int64_t)N * row;
     if (total <= 0)
         return;
-    R1_LAUNCH(r1_kv_store_kernel, r1_cuda_blocks(total, 256), 256, cu->stream)(
+    R1_LAUNCH(r1_kv_store_kernel<E>, r1_cuda_blocks(total, 256), 256, cu->stream)(
         kc, vc, k, v, slot, pos, total, row, L);
     R1_CUDA_LAUNCHED(cu, "kv store");
+}
+
+extern "C" void r1_cuda_kv_store(void *ctx, float *kc, float *vc, const float *k, const float *v,
+                                 const int32_t *slot, const int32_t *pos, int N, int KVH, int D,
+                                 int L)
+{
+    kv_store((struct r1_cuda *)ctx, kc, vc, k, v, slot, pos, N, KVH, D, L);
+}
+
+extern "C" void r1_cuda_kv_store16(void *ctx, uint16_t *kc, uint16_t *vc, const float *k,
+                                   const float *v, const int32_t *slot, const int32_t *pos, int N,
+                                   int KVH, int D, int L)
+{
+    kv_store((struct r1_cuda *)ctx, kc, vc, k, v, slot, pos, N, KVH, D, L);
+}
+
+template <class E>
+static void attention_cached(struct r1_cuda *cu, float *out, const float *q, const E *kc,
+                             const E *vc, const int32_t *slot, const int32_t *pos, int N, int H,
+                             int KVH, int D, int L)
+{
+    R1_CUDA_BEGIN(cu);
+    if (N <= 0 || H <= 0 || D <= 0 || L <= 0 || !att_check(cu, D, H, KVH))
+        return;
+    float scale = 1.0f / sqrtf((float)D);
+    unsigned grid = warp_blocks((int64_t)N * H);
+    switch (att_dpl(D)) {
+    case 1: R1_LAUNCH((r1_att_cached<1, E>), grid, R1_ATT_THREADS, cu->stream)(
+                out, q, kc, vc, slot, pos, N, H, KVH, D, L, scale); break;
+    case 2: R1_LAUNCH((r1_att_cached<2, E>), grid, R1_ATT_THREADS, cu->stream)(
+                out, q, kc, vc, slot, pos, N, H, KVH, D, L, scale); break;
+    case 4: R1_LAUNCH((r1_att_cached<4, E>), grid, R1_ATT_THREADS, cu->stream)(
+                out, q, kc, vc, slot, pos, N, H, KVH, D, L, scale); break;
+    default: R1_LAUNCH((r1_att_cached<8, E>), grid, R1_ATT_THREADS, cu->stream)(
+                out, q, kc, vc, slot, pos, N, H, KVH, D, L, scale); break;
+    }
+    R1_CUDA_LAUNCHED(cu, "r1_att_cached");
 }
 
 extern "C" void r1_cuda_attention_cached(void *ctx, float *out, const float *q, const float *kc,
                                          const float *vc, const int32_t *slot,
                                          const int32_t *pos, int N, int H, int KVH, int D, int L)
 {
-    struct r1_cuda *cu = (struct r1_cuda *)ctx;
-    R1_CUDA_BEGIN(cu);
-    if (N <= 0 || H <= 0 || D <= 0 || L <= 0 || !att_check(cu, D, H, KVH))
-        return;
-    float scale = 1.0f / sqrtf((float)D);
-    R1_ATT_DISPATCH(D, r1_att_cached, warp_blocks((int64_t)N * H), out, q, kc, vc, slot, pos, N, H,
-                    KVH, D, L, scale);
+    attention_cached((struct r1_cuda *)ctx, out, q, kc, vc, slot, pos, N, H, KVH, D, L);
+}
+
+extern "C" void r1_cuda_attention_cached16(void *ctx, float *out, const float *q,
+                                           const uint16_t *kc, const uint16_t *vc,
+                                           const int32_t *slot, const int32_t *pos, int N, int H,
+                                           int KVH, int D, int L)
+{
+    attention_cached((struct r1_cuda *)ctx, out, q, kc, vc, slot, pos, N, H, KVH, D, L);
 }

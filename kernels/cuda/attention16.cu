@@ -15,13 +15,15 @@
  * from a fragment loaded from a matrix whose element (r, c) is r (fragments of one type
  * share a layout).  Scores go through shared memory for the softmax, where lane 2r + h of
  * a warp owns half h of the columns of row r.
- *  - forward: a block per (b, h, BR-query tile) walks the key tiles 0 .. its last query
+ *  - forward: a block per (b, h, BR-query tile) walks the key tiles from the first key any
+ *    of its queries sees (the start of the earliest document among them) to its last query
  *    with an online softmax: S = Q·Kᵀ, running max m, P = exp(S·scale − m) rounded to bf16,
  *    l += Σ of the unrounded P, O = O·exp(m_old − m) + P·V; out = O / l, lse = m + log l.
  *  - backward, two kernels and no atomics: a block per query tile computes Di = dout·out
  *    (f32 of the bf16 dout, kept for the second kernel) and dq = Σ_s bf16(dS)·K with dS = scale·P·(dP − Di),
  *    P = exp(S·scale − lse) recomputed, dP = dout·Vᵀ; then a block per (b, kv head, key
- *    tile) walks every head of its group and the query tiles at or after its keys:
+ *    tile) walks every head of its group and the query tiles from its first key to the
+ *    last query that sees one:
  *    dv = Σ bf16(P)ᵀ·dout, dk = Σ bf16(dS)ᵀ·Q.  Each gradient element is one accumulator
  *    summed in a fixed order, so results do not depend on scheduling.
  * The CPU reference (kernels/cpu/attention.c) rounds at the same places; the two differ in
@@ -76,6 +78,41 @@ __device__ __forceinline__ void r1_a16_seg(int32_t *dst, const int32_t *sg, int 
 {
     for (int i = threadIdx.x; i < rows; i += blockDim.x)
         dst[i] = r0 + i < T ? sg[r0 + i] : pad;
+}
+
+/* The first (FIRST) or last position in [from, to) whose segment id is one of ids (n ids, −1
+ * for none), or −1 when none is: the key tiles a query tile needs start at the first, the
+ * query tiles a key tile is seen by end at the last (packed documents see only their own).
+ * Every thread of the block takes part and gets the result; sh: 32 ints of shared memory. */
+template <bool FIRST>
+__device__ int r1_a16_reach(const int32_t *sg, const int32_t *ids, int n, int from, int to,
+                            int *sh)
+{
+    int found = -1;
+    for (int i = threadIdx.x; i < to - from && found < 0; i += blockDim.x) {
+        int p = FIRST ? from + i : to - 1 - i;
+        int32_t id = sg[p];
+        for (int j = 0; j < n && id >= 0; j++)
+            if (ids[j] == id) {
+                found = p;
+                break;
+            }
+    }
+    /* the block's min (FIRST) or max over the threads that found one */
+    int v = found < 0 ? (FIRST ? 0x7fffffff : -1) : found;
+    for (int o = 16; o > 0; o >>= 1) {
+        int w = __shfl_xor_sync(R1_CUDA_FULL_MASK, v, o);
+        v = FIRST ? min(v, w) : max(v, w);
+    }
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
+    __syncthreads(); /* sh may still be read by an earlier call */
+    if (lane == 0)
+        sh[warp] = v;
+    __syncthreads();
+    v = FIRST ? 0x7fffffff : -1;
+    for (int i = 0; i < nw; i++)
+        v = FIRST ? min(v, sh[i]) : max(v, sh[i]);
+    return v == 0x7fffffff ? -1 : v;
 }
 
 /* acc (16,16) += A (16, 16·NK) · B; A bf16 row-major at a (ldm lda); B (16·NK, 16) bf16 at b,
@@ -149,7 +186,8 @@ __global__ void r1_att16_fwd(float *out, float *lse, const float *q, const float
     __shared__ __align__(32) float ss[BR * BC];
     __shared__ __align__(32) float srow[256];
     __shared__ float salpha[BR];
-    __shared__ int32_t ssg[BC];
+    __shared__ int32_t ssg[BC], sqsg[BR];
+    __shared__ int sred[32];
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, r = lane >> 1, half = lane & 1;
     int tiles = (T + BR - 1) / BR, t0 = (int)(blockIdx.x % tiles) * BR, tend = min(T, t0 + BR);
     int64_t bh = blockIdx.x / tiles, qs = (int64_t)H * D, ks = (int64_t)KVH * D;
@@ -160,7 +198,9 @@ __global__ void r1_att16_fwd(float *out, float *lse, const float *q, const float
     r1_a16_stage<DP>(sq, q + (int64_t)b * T * qs + (int64_t)h * D, qs, t0, tend - t0, BR, D);
     for (int i = threadIdx.x; i < 256; i += blockDim.x)
         srow[i] = (float)(i / 16);
+    r1_a16_seg(sqsg, sg, t0, BR, T, -1);
     __syncthreads();
+    int first = r1_a16_reach<true>(sg, sqsg, BR, 0, tend, sred);
     r1_a16_acc rowf, o[NF]; /* rowf.x[i]: the row of element i of an accumulator */
     wmma::load_matrix_sync(rowf, srow, 16, wmma::mem_row_major);
 #pragma unroll
@@ -173,7 +213,7 @@ __global__ void r1_att16_fwd(float *out, float *lse, const float *q, const float
     int32_t st = t < T ? sg[t] : -1;
     float m = -INFINITY, l = 0.0f;
 
-    for (int s0 = 0; s0 < tend; s0 += BC) {
+    for (int s0 = first < 0 ? tend : first / BC * BC; s0 < tend; s0 += BC) {
         __syncthreads(); /* every warp is done with the previous tile */
         r1_a16_stage<DP>(sk, kb, ks, s0, min(BC, T - s0), BC, D);
         r1_a16_stage<DP>(sv, vb, ks, s0, min(BC, T - s0), BC, D);
@@ -242,7 +282,8 @@ __global__ void r1_att16_bwd_q(float *dq, float *di, const float *dout, const fl
     __shared__ __align__(32) uint16_t sds[BR * BC];
     __shared__ __align__(32) float ss[BR * BC];
     __shared__ __align__(32) float sdp[BR * BC];
-    __shared__ int32_t ssg[BC];
+    __shared__ int32_t ssg[BC], sqsg[BR];
+    __shared__ int sred[32];
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, r = lane >> 1, half = lane & 1;
     int tiles = (T + BR - 1) / BR, t0 = (int)(blockIdx.x % tiles) * BR, tend = min(T, t0 + BR);
     int64_t bh = blockIdx.x / tiles, qs = (int64_t)H * D, ks = (int64_t)KVH * D;
@@ -253,6 +294,9 @@ __global__ void r1_att16_bwd_q(float *dq, float *di, const float *dout, const fl
     int64_t hoff = (int64_t)b * T * qs + (int64_t)h * D;
     r1_a16_stage<DP>(sq, q + hoff, qs, t0, tend - t0, BR, D);
     r1_a16_stage<DP>(sg16, dout + hoff, qs, t0, tend - t0, BR, D);
+    r1_a16_seg(sqsg, sg, t0, BR, T, -1);
+    __syncthreads();
+    int first = r1_a16_reach<true>(sg, sqsg, BR, 0, tend, sred);
     int t = t0 + warp * 16 + r;
     int32_t st = t < T ? sg[t] : -1;
     /* Di of this lane's row in f32 from the bf16 dout (what dP sees) and the f32 out: dims
@@ -275,7 +319,7 @@ __global__ void r1_att16_bwd_q(float *dq, float *di, const float *dout, const fl
     float *ssw = ss + warp * 16 * BC, *sdpw = sdp + warp * 16 * BC;
     uint16_t *sdsw = sds + warp * 16 * BC;
 
-    for (int s0 = 0; s0 < tend; s0 += BC) {
+    for (int s0 = first < 0 ? tend : first / BC * BC; s0 < tend; s0 += BC) {
         __syncthreads();
         r1_a16_stage<DP>(sk, kb, ks, s0, min(BC, T - s0), BC, D);
         r1_a16_stage<DP>(sv, vb, ks, s0, min(BC, T - s0), BC, D);
@@ -319,7 +363,8 @@ __global__ void r1_att16_bwd_kv(float *dk, float *dv, const float *di, const flo
     __shared__ __align__(32) float ss[BK * BQ];
     __shared__ __align__(32) float sdp[BK * BQ];
     __shared__ float slse[BQ], sdi[BQ];
-    __shared__ int32_t sqsg[BQ];
+    __shared__ int32_t sqsg[BQ], sksg[BK];
+    __shared__ int sred[32];
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, r = lane >> 1, half = lane & 1;
     int tiles = (T + BK - 1) / BK, s0 = (int)(blockIdx.x % tiles) * BK, send = min(T, s0 + BK);
     int64_t bkv = blockIdx.x / tiles, qs = (int64_t)H * D, ks = (int64_t)KVH * D;
@@ -328,6 +373,9 @@ __global__ void r1_att16_bwd_kv(float *dk, float *dv, const float *di, const flo
     int64_t koff = (int64_t)b * T * ks + (int64_t)kvh * D;
     r1_a16_stage<DP>(sk, k + koff, ks, s0, send - s0, BK, D);
     r1_a16_stage<DP>(sv, v + koff, ks, s0, send - s0, BK, D);
+    r1_a16_seg(sksg, sg, s0, BK, T, -1);
+    __syncthreads();
+    int last = r1_a16_reach<false>(sg, sksg, BK, s0, T, sred); /* the last query to see one */
     int s = s0 + warp * 16 + r; /* the key of this lane's row */
     int32_t ssk = s < T ? sg[s] : -2;
     r1_a16_acc dka[NF], dva[NF];
@@ -342,7 +390,7 @@ __global__ void r1_att16_bwd_kv(float *dk, float *dv, const float *di, const flo
 
     for (int h = kvh * group; h < (kvh + 1) * group; h++) {
         int64_t hoff = (int64_t)b * T * qs + (int64_t)h * D, loff = ((int64_t)b * H + h) * T;
-        for (int t0 = s0 / BQ * BQ; t0 < T; t0 += BQ) {
+        for (int t0 = s0 / BQ * BQ; t0 <= last; t0 += BQ) {
             int n = min(BQ, T - t0);
             __syncthreads();
             r1_a16_stage<DP>(sq, q + hoff, qs, t0, n, BQ, D);

@@ -304,6 +304,8 @@ static struct r1_backend_ops cuda_ops_table(void)
     t.attention16_backward = r1_cuda_attention16_backward;
     t.kv_store = r1_cuda_kv_store;
     t.attention_cached = r1_cuda_attention_cached;
+    t.kv_store16 = r1_cuda_kv_store16;
+    t.attention_cached16 = r1_cuda_attention_cached16;
     t.swiglu_forward = r1_cuda_swiglu_forward;
     t.swiglu_backward = r1_cuda_swiglu_backward;
     t.add = r1_cuda_add;
