@@ -727,6 +727,22 @@ static void test_attention_forward(void **state)
     check_att_forward(130); /* large enough to run in parallel */
 }
 
+/* padding rows get zero dq; padding keys get zero dk, dv */
+static void assert_padding_grads(const float *dq, const float *dk, const float *dv,
+                                 const int32_t *seg, int B, int T, int H, int KVH, int D)
+{
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            if (seg[b * T + t] >= 0)
+                continue;
+            for (int i = 0; i < H * D; i++)
+                assert_true(dq[((size_t)b * T + t) * H * D + i] == 0.0f);
+            for (int i = 0; i < KVH * D; i++)
+                assert_true(dk[((size_t)b * T + t) * KVH * D + i] == 0.0f &&
+                            dv[((size_t)b * T + t) * KVH * D + i] == 0.0f);
+        }
+}
+
 static void test_attention_backward(void **state)
 {
     (void)state;
@@ -749,17 +765,7 @@ static void test_attention_backward(void **state)
     gc_check(&gc, "attention dk", s.k, nk, dk, 1, 4e-3, 5e-3);
     gc_check(&gc, "attention dv", s.v, nk, dv, 1, 4e-3, 5e-3);
 
-    /* padding rows get zero dq; padding keys get zero dk, dv */
-    for (int b = 0; b < B; b++)
-        for (int t = 0; t < T; t++) {
-            if (seg[b * T + t] >= 0)
-                continue;
-            for (int i = 0; i < H * D; i++)
-                assert_true(dq[((size_t)b * T + t) * H * D + i] == 0.0f);
-            for (int i = 0; i < KVH * D; i++)
-                assert_true(dk[((size_t)b * T + t) * KVH * D + i] == 0.0f &&
-                            dv[((size_t)b * T + t) * KVH * D + i] == 0.0f);
-        }
+    assert_padding_grads(dq, dk, dv, seg, B, T, H, KVH, D);
 
     /* all three are activation grads (=): a second call gives the same bits */
     float *dq1 = fdup(dq, nq), *dk1 = fdup(dk, nk), *dv1 = fdup(dv, nk);
@@ -861,16 +867,7 @@ static void test_attention16(void **state)
                   ek, ev);
     assert_true(eq < 5e-3 && ek < 5e-3 && ev < 5e-3);
     assert_true(eq > 0 && ek > 0 && ev > 0);
-    for (int b = 0; b < B; b++)
-        for (int t = 0; t < T; t++) {
-            if (seg[b * T + t] >= 0)
-                continue;
-            for (int i = 0; i < H * D; i++)
-                assert_true(dq[((size_t)b * T + t) * H * D + i] == 0.0f);
-            for (int i = 0; i < KVH * D; i++)
-                assert_true(dk[((size_t)b * T + t) * KVH * D + i] == 0.0f &&
-                            dv[((size_t)b * T + t) * KVH * D + i] == 0.0f);
-        }
+    assert_padding_grads(dq, dk, dv, seg, B, T, H, KVH, D);
     free(want);
     att_free(&s), att_free(&r);
     ffree(out32), ffree(lse32), ffree(g), ffree(gr), ffree(dq), ffree(dk), ffree(dv), ffree(dq1),

@@ -172,6 +172,34 @@ __device__ __forceinline__ void r1_a16_store(float *dst, int64_t stride, bool va
     }
 }
 
+/* A block's place in the forward and dq kernels: query rows [t0, tend) of (b, h), blocks
+ * numbered (b, h, query tile of br rows) with the tile fastest; hoff: (b, 0, h, 0) of
+ * q/out/dout, kb, vb: keys and values of h's kv head; sg: seg row b */
+struct r1_a16_qtile {
+    int t0, tend, b, h;
+    int64_t qs, ks, hoff;
+    const int32_t *sg;
+    const float *kb, *vb;
+};
+
+__device__ __forceinline__ r1_a16_qtile r1_a16_qtile_of(int br, const float *k, const float *v,
+                                                        const int32_t *seg, int T, int H,
+                                                        int KVH, int D)
+{
+    r1_a16_qtile g;
+    int tiles = (T + br - 1) / br;
+    g.t0 = (int)(blockIdx.x % tiles) * br, g.tend = min(T, g.t0 + br);
+    int64_t bh = blockIdx.x / tiles;
+    g.h = (int)(bh % H), g.b = (int)(bh / H);
+    int kvh = g.h / (H / KVH);
+    g.qs = (int64_t)H * D, g.ks = (int64_t)KVH * D;
+    g.hoff = (int64_t)g.b * T * g.qs + (int64_t)g.h * D;
+    g.sg = seg + (int64_t)g.b * T;
+    g.kb = k + (int64_t)g.b * T * g.ks + (int64_t)kvh * D;
+    g.vb = v + (int64_t)g.b * T * g.ks + (int64_t)kvh * D;
+    return g;
+}
+
 template <int DP>
 __global__ void r1_att16_fwd(float *out, float *lse, const float *q, const float *k,
                              const float *v, const int32_t *seg, int B, int T, int H, int KVH,
@@ -189,13 +217,11 @@ __global__ void r1_att16_fwd(float *out, float *lse, const float *q, const float
     __shared__ int32_t ssg[BC], sqsg[BR];
     __shared__ int sred[32];
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, r = lane >> 1, half = lane & 1;
-    int tiles = (T + BR - 1) / BR, t0 = (int)(blockIdx.x % tiles) * BR, tend = min(T, t0 + BR);
-    int64_t bh = blockIdx.x / tiles, qs = (int64_t)H * D, ks = (int64_t)KVH * D;
-    int h = (int)(bh % H), b = (int)(bh / H), kvh = h / (H / KVH);
-    const int32_t *sg = seg + (int64_t)b * T;
-    const float *kb = k + (int64_t)b * T * ks + (int64_t)kvh * D;
-    const float *vb = v + (int64_t)b * T * ks + (int64_t)kvh * D;
-    r1_a16_stage<DP>(sq, q + (int64_t)b * T * qs + (int64_t)h * D, qs, t0, tend - t0, BR, D);
+    const r1_a16_qtile g = r1_a16_qtile_of(BR, k, v, seg, T, H, KVH, D);
+    const int t0 = g.t0, tend = g.tend, b = g.b, h = g.h;
+    const int64_t qs = g.qs, ks = g.ks;
+    const int32_t *sg = g.sg;
+    r1_a16_stage<DP>(sq, q + g.hoff, qs, t0, tend - t0, BR, D);
     for (int i = threadIdx.x; i < 256; i += blockDim.x)
         srow[i] = (float)(i / 16);
     r1_a16_seg(sqsg, sg, t0, BR, T, -1);
@@ -215,8 +241,8 @@ __global__ void r1_att16_fwd(float *out, float *lse, const float *q, const float
 
     for (int s0 = first < 0 ? tend : first / BC * BC; s0 < tend; s0 += BC) {
         __syncthreads(); /* every warp is done with the previous tile */
-        r1_a16_stage<DP>(sk, kb, ks, s0, min(BC, T - s0), BC, D);
-        r1_a16_stage<DP>(sv, vb, ks, s0, min(BC, T - s0), BC, D);
+        r1_a16_stage<DP>(sk, g.kb, ks, s0, min(BC, T - s0), BC, D);
+        r1_a16_stage<DP>(sv, g.vb, ks, s0, min(BC, T - s0), BC, D);
         r1_a16_seg(ssg, sg, s0, BC, T, -2);
         __syncthreads();
         r1_a16_abt<DP, BC / 16>(ssw, BC, sqw, sk);
@@ -285,13 +311,10 @@ __global__ void r1_att16_bwd_q(float *dq, float *di, const float *dout, const fl
     __shared__ int32_t ssg[BC], sqsg[BR];
     __shared__ int sred[32];
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, r = lane >> 1, half = lane & 1;
-    int tiles = (T + BR - 1) / BR, t0 = (int)(blockIdx.x % tiles) * BR, tend = min(T, t0 + BR);
-    int64_t bh = blockIdx.x / tiles, qs = (int64_t)H * D, ks = (int64_t)KVH * D;
-    int h = (int)(bh % H), b = (int)(bh / H), kvh = h / (H / KVH);
-    const int32_t *sg = seg + (int64_t)b * T;
-    const float *kb = k + (int64_t)b * T * ks + (int64_t)kvh * D;
-    const float *vb = v + (int64_t)b * T * ks + (int64_t)kvh * D;
-    int64_t hoff = (int64_t)b * T * qs + (int64_t)h * D;
+    const r1_a16_qtile g = r1_a16_qtile_of(BR, k, v, seg, T, H, KVH, D);
+    const int t0 = g.t0, tend = g.tend, b = g.b, h = g.h;
+    const int64_t qs = g.qs, ks = g.ks, hoff = g.hoff;
+    const int32_t *sg = g.sg;
     r1_a16_stage<DP>(sq, q + hoff, qs, t0, tend - t0, BR, D);
     r1_a16_stage<DP>(sg16, dout + hoff, qs, t0, tend - t0, BR, D);
     r1_a16_seg(sqsg, sg, t0, BR, T, -1);
@@ -321,8 +344,8 @@ __global__ void r1_att16_bwd_q(float *dq, float *di, const float *dout, const fl
 
     for (int s0 = first < 0 ? tend : first / BC * BC; s0 < tend; s0 += BC) {
         __syncthreads();
-        r1_a16_stage<DP>(sk, kb, ks, s0, min(BC, T - s0), BC, D);
-        r1_a16_stage<DP>(sv, vb, ks, s0, min(BC, T - s0), BC, D);
+        r1_a16_stage<DP>(sk, g.kb, ks, s0, min(BC, T - s0), BC, D);
+        r1_a16_stage<DP>(sv, g.vb, ks, s0, min(BC, T - s0), BC, D);
         r1_a16_seg(ssg, sg, s0, BC, T, -2);
         __syncthreads();
         r1_a16_abt<DP, BC / 16>(ssw, BC, sqw, sk);  /* S = Q·Kᵀ */
