@@ -79,8 +79,11 @@ struct r1_backend_ops {
      * dbias (N) += Σ_m dout                  [+=, skipped when dbias is NULL] */
     void (*matmul_backward)(void *ctx, float *din, float *dw, float *dbias, const float *dout,
                             const float *in, const float *w, int M, int K, int N);
-    /* OPTIONAL (generation in bf16, core/kvcache.c): out (M,N) = in (M,K) · w (N,K)ᵀ + bias (N)
-     * with w in bf16 (uint16_t bit patterns, the top half of an f32); bias may be NULL.
+    /* OPTIONAL (generation in bf16, core/kvcache.c):
+     * out (M,N) = bf16(in) (M,K) · w (N,K)ᵀ + bias (N), sums in f32, with w in bf16 (uint16_t
+     * bit patterns, the top half of an f32) and in rounded to bf16 (nearest even) as read,
+     * as the training forward in bf16 rounds it (products are exact in f32, so backends
+     * differ only in summation order; a GPU may use tensor cores); bias may be NULL.
      * Each out element is a function of its input row, its w row and bias alone: the
      * summation order does not depend on M, so a sequence's logits do not depend on how
      * many other tokens share the step. */

@@ -42,9 +42,11 @@ struct r1_gen_config {
      * generator's cache holds, converted (round to nearest even) from the model's current
      * weights at the start of every r1_generate call, so weights a stage changed between
      * calls are seen.  bf16 halves the bytes a decode step streams (batch-1 decoding is
-     * bound by them); activations and sums stay f32, and a row's logits still do not
-     * depend on the other sequences in the step or on the slot count.  Logits differ from
-     * f32 by about the bf16 rounding of the weights (relative 2^-9 per weight). */
+     * bound by them) and lets a GPU run the matmuls on tensor cores: a matmul's input is
+     * rounded to bf16 too, as the training forward in precision bf16 rounds it, and sums
+     * and the other activations stay f32; a row's logits still do not depend on the
+     * other sequences in the step or on the slot count.  Logits differ from f32 by about
+     * the bf16 rounding of weights and inputs (relative 2^-9 each). */
     enum r1_dtype weights;
 };
 

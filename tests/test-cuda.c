@@ -102,7 +102,8 @@ static const struct tol tols[TOL_COUNT] = {
     [TOL_MATMUL_BWD] = {"matmul_backward", 1e-10,
                         "din/dw are f32 GEMMs like forward; dbias sums M rows in another order"},
     [TOL_MATMUL_BF16] = {"matmul_forward_bf16", 1e-10,
-                         "same bf16 weights on both sides, only the f32 sum order differs"},
+                         "same bf16 weights and bf16-rounded inputs on both sides, only the "
+                         "f32 sum order differs (tensor-core MMAs vs AVX2 lanes)"},
     [TOL_MATMUL16] = {"matmul16_forward/backward", 1e-10,
                       "bf16 operands (exact in f32) on both sides; only the f32 sum order "
                       "differs (tensor-core tiles vs SGEMM)"},
@@ -602,15 +603,18 @@ static void test_convert_bf16(void **state)
     }
 }
 
-/* against the CPU bf16 op on the same bf16 weights; and on the DUT a row's output
- * does not depend on M (bitwise), as the contract requires */
+/* against the CPU bf16 op on the same bf16 weights and bf16-rounded inputs; and on the
+ * DUT a row's output does not depend on M (bitwise), as the contract requires */
 static void test_matmul_forward_bf16(void **state)
 {
     (void)state;
     SKIP_WITHOUT(have_bf16(), "bf16 ops");
     rng_seed(104);
-    const int shapes[][3] = {{1, 13, 9},    {7, 13, 9},     {32, 77, 37},  {3, 5, 1},
-                             {1, 576, 520}, {33, 250, 330}, {2, 576, 4099}};
+    /* M picks the CUDA tile (16, 32 or 64 rows; a row alone is always the 16-row one), K
+     * % 8 its loads; K, M and N off the 16-wide steps */
+    const int shapes[][3] = {{1, 13, 9},     {7, 13, 9},     {32, 77, 37},  {3, 5, 1},
+                             {20, 40, 50},   {1, 576, 520},  {33, 250, 330}, {2, 576, 4099},
+                             {100, 64, 70},  {70, 33, 45}};
     for (int si = 0; si < (int)(sizeof(shapes) / sizeof(shapes[0])); si++) {
         int M = shapes[si][0], K = shapes[si][1], N = shapes[si][2];
         float *wh = host_rand((int64_t)N * K, -1, 1);
@@ -1078,6 +1082,68 @@ static void test_attention_cached(void **state)
             }
             pb_free(&sl), pb_free(&ps), pb_free(&k), pb_free(&v), pb_free(&q), pb_free(&out);
         }
+        pb_free(&kc), pb_free(&vc), pb_free(&kc16), pb_free(&vc16);
+    }
+}
+
+/* Decoding over long caches: tokens whose positions take one split, several splits and
+ * partial tiles (np = 1, 131, 256, 512, 600 against the CUDA kernel's 128-position tiles
+ * and 256-position splits), GQA groups of 1 to 18 query heads (more than one block's 8),
+ * head dims with and without 16-byte loads and up to 256; f32 and bf16 caches of finite
+ * garbage.  Against the CPU op, and on the DUT each token alone gives its bits in the
+ * batch (a token's attention must not depend on the other tokens of the step). */
+static void test_attention_decode_long(void **state)
+{
+    (void)state;
+    rng_seed(112);
+    const int shapes[][3] = {{14, 2, 64}, {18, 1, 36}, {4, 2, 256}, {3, 3, 128}, {2, 1, 20}};
+    const int S = 3, L = 600, N = 6;
+    const int32_t slot[6] = {0, 1, 2, 2, 0, 1}, pos[6] = {599, 255, 0, 130, 511, 599};
+    int have16 = OPS(REF)->attention_cached16 && OPS(DUT)->attention_cached16;
+    for (int si = 0; si < (int)(sizeof(shapes) / sizeof(shapes[0])); si++) {
+        int H = shapes[si][0], KVH = shapes[si][1], D = shapes[si][2];
+        int64_t ncache = (int64_t)S * L * KVH * D, nq = (int64_t)N * H * D;
+        struct pbuf kc = pb_rand(ncache, -2, 2), vc = pb_rand(ncache, -2, 2);
+        uint16_t *k16 = malloc(sizeof(uint16_t) * ncache), *v16 = malloc(sizeof(uint16_t) * ncache);
+        float *gk = malloc(sizeof(float) * ncache), *gv = malloc(sizeof(float) * ncache);
+        pb_download(&kc, REF, gk);
+        pb_download(&vc, REF, gv);
+        for (int64_t i = 0; i < ncache; i++)
+            k16[i] = r1_f32_to_bf16(gk[i]), v16[i] = r1_f32_to_bf16(gv[i]);
+        struct pbuf kc16 = pb_host(k16, sizeof(uint16_t) * ncache);
+        struct pbuf vc16 = pb_host(v16, sizeof(uint16_t) * ncache);
+        free(k16), free(v16), free(gk), free(gv);
+        struct pbuf sl = pb_i32(slot, N), ps = pb_i32(pos, N);
+        struct pbuf q = pb_rand(nq, -1.5f, 1.5f), out = pb_nan(nq), one = pb_nan((int64_t)H * D);
+        for (int e = 0; e < 1 + have16; e++) {
+            pb_set_nan(&out);
+            for (int s = 0; s < 2; s++) {
+                if (e)
+                    OPS(s)->attention_cached16(CTX(s), fp(&out, s), fp(&q, s), hp(&kc16, s),
+                                               hp(&vc16, s), ip(&sl, s), ip(&ps, s), N, H, KVH,
+                                               D, L);
+                else
+                    OPS(s)->attention_cached(CTX(s), fp(&out, s), fp(&q, s), fp(&kc, s),
+                                             fp(&vc, s), ip(&sl, s), ip(&ps, s), N, H, KVH, D, L);
+            }
+            check_f32(&out, nq, TOL_ATT_CACHED, "attention_cached%s long N=%d H=%d KVH=%d D=%d",
+                      e ? "16" : "", N, H, KVH, D);
+            for (int n = 0; n < N; n++) {
+                const float *qn = fp(&q, DUT) + (size_t)n * H * D;
+                if (e)
+                    OPS(DUT)->attention_cached16(CTX(DUT), fp(&one, DUT), qn, hp(&kc16, DUT),
+                                                 hp(&vc16, DUT), ip(&sl, DUT) + n,
+                                                 ip(&ps, DUT) + n, 1, H, KVH, D, L);
+                else
+                    OPS(DUT)->attention_cached(CTX(DUT), fp(&one, DUT), qn, fp(&kc, DUT),
+                                               fp(&vc, DUT), ip(&sl, DUT) + n, ip(&ps, DUT) + n,
+                                               1, H, KVH, D, L);
+                check_same_run(fp(&one, DUT), fp(&out, DUT) + (size_t)n * H * D,
+                               (size_t)H * D * sizeof(float),
+                               "attention_cached: a token alone vs in a batch");
+            }
+        }
+        pb_free(&sl), pb_free(&ps), pb_free(&q), pb_free(&out), pb_free(&one);
         pb_free(&kc), pb_free(&vc), pb_free(&kc16), pb_free(&vc16);
     }
 }
@@ -2029,6 +2095,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_attention_backward),
         cmocka_unit_test(test_attention16),
         cmocka_unit_test(test_attention_cached),
+        cmocka_unit_test(test_attention_decode_long),
         cmocka_unit_test(test_swiglu),
         cmocka_unit_test(test_add_scale),
         cmocka_unit_test(test_sumsq),

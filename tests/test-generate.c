@@ -186,14 +186,14 @@ static void cache_logits(enum r1_dtype dt, const int32_t *ids, int n, float *log
     r1_kv_cache_free(c);
 }
 
-/* bf16 logits against f32 logits of the same weights.  Each weight is rounded to 8
- * significant bits (relative error <= 2^-9), which perturbs a matmul's output by at most
- * 2^-9 of its scale; a logit passes through 7 matmuls per layer and the head, and the
- * RMSNorms keep the scale from growing, so to first order a logit moves by at most
- * (7·layers + 1)·2^-9 of the logits' scale (max |logit|).  That is the tolerance (3.8%
- * for the tiny model's 2 layers; measured 1.6%).  Some change is required, or bf16 did
- * not run.  (Greedy agreement is not checked here: this model's top logits are within
- * 1e-4 of each other, far below any bf16 tolerance.) */
+/* bf16 logits against f32 logits of the same weights.  Each weight and each matmul input
+ * is rounded to 8 significant bits (relative error <= 2^-9 each), which perturbs a
+ * matmul's output by at most 2·2^-9 of its scale; a logit passes through 7 matmuls per
+ * layer and the head, and the RMSNorms keep the scale from growing, so to first order a
+ * logit moves by at most (7·layers + 1)·2^-8 of the logits' scale (max |logit|).  That is
+ * the tolerance (7.8% for the tiny model's 2 layers; measured 1.2%).  Some change is
+ * required, or bf16 did not run.  (Greedy agreement is not checked here: this model's top
+ * logits are within 1e-4 of each other, far below any bf16 tolerance.) */
 static void test_bf16_logits_close(void **state)
 {
     (void)state;
@@ -209,7 +209,9 @@ static void test_bf16_logits_close(void **state)
         maxabs = fmax(maxabs, fabs(lf[i]));
         maxdiff = fmax(maxdiff, fabs((double)lf[i] - lb[i]));
     }
-    double tol = (7.0 * m->cfg.n_layers + 1) * 0x1p-9 * maxabs;
+    double tol = (7.0 * m->cfg.n_layers + 1) * 0x1p-8 * maxabs;
+    print_message("bf16 logits: within %.3g of f32's (max |logit| %.3g: %.2f%%)\n", maxdiff,
+                  maxabs, 100 * maxdiff / maxabs);
     if (!(maxdiff <= tol && maxdiff > 0))
         fail_msg("bf16 logits differ from f32 by %g (max |logit| %g, tolerance %g)", maxdiff,
                  maxabs, tol);

@@ -250,10 +250,12 @@ static void test_matmul_forward_bf16(void **state)
 {
     (void)state;
     rng_seed(22);
-    /* M = 1 (decode), 7 (a partial tile), 32; K below, at and off the 8-lane width;
-     * the last shapes are above the parallel thresholds */
-    const int shapes[][3] = {{1, 13, 9},  {7, 13, 9},    {32, 77, 37},   {7, 8, 5},     {3, 5, 1},
-                             {4, 16, 17}, {1, 576, 520}, {32, 601, 150}, {33, 250, 330}};
+    /* M = 1 (decode), 7 (a partial tile), 32, 258 (two passes of rounded input rows); K
+     * below, at and off the 8-lane width; the last shapes are above the parallel
+     * thresholds */
+    const int shapes[][3] = {{1, 13, 9},     {7, 13, 9},    {32, 77, 37},  {7, 8, 5},
+                             {3, 5, 1},      {4, 16, 17},   {258, 24, 19}, {1, 576, 520},
+                             {32, 601, 150}, {33, 250, 330}};
     for (size_t si = 0; si < sizeof(shapes) / sizeof(shapes[0]); si++) {
         int M = shapes[si][0], K = shapes[si][1], N = shapes[si][2];
         float *in = frand((int64_t)M * K, -1, 1), *w = frand((int64_t)N * K, -1, 1);
@@ -265,14 +267,15 @@ static void test_matmul_forward_bf16(void **state)
                 for (int n = 0; n < N; n++) {
                     double sum = with_bias ? bias[n] : 0.0, sabs = fabs(sum);
                     for (int k = 0; k < K; k++) {
-                        double t =
-                            (double)in[(size_t)m * K + k] * r1_bf16_to_f32(wb[(size_t)n * K + k]);
+                        double x = r1_bf16_to_f32(r1_f32_to_bf16(in[(size_t)m * K + k]));
+                        double t = x * r1_bf16_to_f32(wb[(size_t)n * K + k]);
                         sum += t;
                         sabs += fabs(t);
                     }
-                    /* the reference uses the same bf16 weights, so only the f32 sum's
-                     * rounding remains: at most (K+1) · 2^-24 · Σ|terms| (the classical
-                     * bound for a sum of K+1 terms in any order) */
+                    /* the reference rounds the input to bf16 and uses the same bf16
+                     * weights, so only the f32 sum's rounding remains: at most
+                     * (K+1) · 2^-24 · Σ|terms| (the classical bound for a sum of K+1 terms
+                     * in any order) */
                     double got = out[(size_t)m * N + n];
                     double tol = 1e-7 + (K + 1) * 0x1p-24 * sabs;
                     if (!(fabs(got - sum) <= tol))

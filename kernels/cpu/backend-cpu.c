@@ -122,6 +122,10 @@ static int cpu_reserve(void *ctx, const struct r1_op_sizes *s, size_t *held)
         per = max_sz(per, r1_cpu_matmul_bf16_scratch(s->width > s->hidden ? s->width : s->hidden));
     if (per && !r1_cpu_scratch(cpu, per))
         return R1_ENOMEM;
+    /* matmul_forward_bf16's bf16-rounded input rows */
+    int64_t k_max = s->width > s->hidden ? s->width : s->hidden;
+    if (s->bf16_weights && !r1_cpu_wide(cpu, 0, r1_cpu_matmul_bf16_rows(s->rows, k_max)))
+        return R1_ENOMEM;
     if (s->bf16) { /* matmul16's widened operands: inputs, weights, output gradients */
         size_t rows = (size_t)s->rows, width = (size_t)s->width, c = (size_t)s->hidden;
         size_t heads = (size_t)s->head_rows * (size_t)s->vocab;

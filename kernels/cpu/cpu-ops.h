@@ -99,6 +99,8 @@ void r1_cpu_embedding_backward(void *ctx, float *dwte, const float *dout, const 
 /* linear-bf16.c */
 /* floats of per-thread scratch matmul_forward_bf16 needs for inputs of K columns */
 size_t r1_cpu_matmul_bf16_scratch(int64_t K);
+/* floats of the r1_cpu_wide slot 0 buffer it rounds M input rows of K columns into */
+size_t r1_cpu_matmul_bf16_rows(int64_t M, int64_t K);
 void r1_cpu_matmul_forward_bf16(void *ctx, float *out, const float *in, const uint16_t *w,
                                 const float *bias, int M, int K, int N);
 void r1_cpu_convert_bf16(void *ctx, uint16_t *dst, const float *src, int64_t n);

@@ -1,17 +1,20 @@
 /* linear-bf16.c - matmuls with bf16 operands and f32 -> bf16 conversion, CPU reference.
  *
- * Two families.  matmul_forward_bf16: f32 inputs times bf16 weights, for generation (below).
- * matmul16_forward / matmul16_backward: both operands bf16, for training in bf16
- * (core/model.c r1_model_set_precision).  Those widen their operands to f32 (exact) in
- * whole-operand buffers and run the f32 matmuls of linear.c on them, so their results are
- * bit for bit the f32 ops' on the bf16-rounded operands: the reference any bf16 GEMM with
- * f32 accumulation (cuBLAS on tensor cores) must match up to the summation order.
+ * Two families.  matmul_forward_bf16: f32 inputs rounded to bf16 times bf16 weights, for
+ * generation (below).  matmul16_forward / matmul16_backward: both operands bf16, for
+ * training in bf16 (core/model.c r1_model_set_precision).  Those widen their operands to
+ * f32 (exact) in whole-operand buffers and run the f32 matmuls of linear.c on them, so
+ * their results are bit for bit the f32 ops' on the bf16-rounded operands: the reference
+ * any bf16 GEMM with f32 accumulation (cuBLAS on tensor cores) must match up to the
+ * summation order.
  *
  * Used by generation (core/kvcache.c) when the generator decodes with bf16 copies of
  * the weights: batch-1 decoding streams every weight once per token, so halving the
- * bytes nearly halves its time.  Activations, accumulators and outputs stay f32.
+ * bytes nearly halves its time.  The input rows are rounded to bf16 (nearest even) into
+ * a whole-operand buffer first, as the training forward in bf16 rounds them, so a GPU
+ * can run the products on tensor cores; accumulators and outputs stay f32.
  *
- * out (M,N) = in (M,K) · w (N,K)ᵀ + bias (N), w as bf16 bit patterns (uint16_t).
+ * out (M,N) = bf16(in) (M,K) · w (N,K)ᵀ + bias (N), w as bf16 bit patterns (uint16_t).
  *
  * Summation order (the contract in backend.h: independent of M and of the thread
  * count): out[m][n] = (hsum(lanes) then + in·w for the K % 8 tail k in order) + bias,
@@ -42,6 +45,7 @@
 
 #define BLOCK_N 24 /* weight rows per task and per f32 conversion block (a multiple of 8, 4, 3) */
 #define MR 4       /* input rows per tile */
+#define ROW_BLOCK 256 /* input rows rounded to bf16 per pass (the size of that buffer) */
 /* weight rows per tile: 8, 4, 3, 3 for 1, 2, 3, 4 input rows (8 or more independent
  * accumulators hide the FMA latency) */
 #define NR_MAX 8
@@ -239,6 +243,11 @@ size_t r1_cpu_matmul_bf16_scratch(int64_t K)
     return (size_t)BLOCK_N * (size_t)K;
 }
 
+size_t r1_cpu_matmul_bf16_rows(int64_t M, int64_t K)
+{
+    return (size_t)(M < ROW_BLOCK ? M : ROW_BLOCK) * (size_t)K;
+}
+
 void r1_cpu_matmul_forward_bf16(void *ctx, float *out /* (M,N) */, const float *in /* (M,K) */,
                                 const uint16_t *w /* (N,K) bf16 */,
                                 const float *bias /* (N) or NULL */, int M, int K, int N)
@@ -250,22 +259,32 @@ void r1_cpu_matmul_forward_bf16(void *ctx, float *out /* (M,N) */, const float *
     int T = (int64_t)N * K >= R1_CPU_PAR_MIN * 8 || (int64_t)M * N * K >= R1_CPU_PAR_MIN * 64
                 ? cpu->threads
                 : 1;
-    float *scratch = NULL;
-    if (M >= MR && K > 0 && !(scratch = r1_cpu_scratch(cpu, r1_cpu_matmul_bf16_scratch(K)))) {
+    size_t cap = r1_cpu_matmul_bf16_rows(M, K > 0 ? K : 0);
+    float *scratch = NULL, *x16 = r1_cpu_wide(cpu, 0, cap ? cap : 1);
+    if (!x16 ||
+        (M >= MR && K > 0 && !(scratch = r1_cpu_scratch(cpu, r1_cpu_matmul_bf16_scratch(K))))) {
         r1_cpu_poison(out, (int64_t)M * N);
         return;
     }
     int nblocks = (N + BLOCK_N - 1) / BLOCK_N;
+    for (int m0 = 0; m0 < M; m0 += ROW_BLOCK) { /* rows are independent: blocks change no bits */
+        int mb = M - m0 < ROW_BLOCK ? M - m0 : ROW_BLOCK;
+        const float *src = in + (size_t)m0 * K;
+        int64_t n_in = (int64_t)mb * K;
 #pragma omp parallel num_threads(T)
-    {
-        int t = omp_get_thread_num(), nt = omp_get_num_threads();
-        int per = (nblocks + nt - 1) / nt;
-        int b0 = t * per * BLOCK_N, b1 = (t + 1) * per * BLOCK_N;
-        if (b1 > N)
-            b1 = N;
-        if (b0 < b1)
-            rows_task(avx2, out, in, w, bias, M, K, N, b0, b1,
-                      scratch ? scratch + (size_t)t * cpu->scratch_stride : NULL);
+        {
+#pragma omp for schedule(static)
+            for (int64_t i = 0; i < n_in; i++)
+                x16[i] = r1_cpu_round_bf16(src[i]);
+            int t = omp_get_thread_num(), nt = omp_get_num_threads();
+            int per = (nblocks + nt - 1) / nt;
+            int b0 = t * per * BLOCK_N, b1 = (t + 1) * per * BLOCK_N;
+            if (b1 > N)
+                b1 = N;
+            if (b0 < b1)
+                rows_task(avx2, out + (size_t)m0 * N, x16, w, bias, mb, K, N, b0, b1,
+                          scratch ? scratch + (size_t)t * cpu->scratch_stride : NULL);
+        }
     }
 }
 

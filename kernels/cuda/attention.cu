@@ -13,7 +13,8 @@
  *    (b, kv head, s) walks the queries that see key s (every head of its group, t in
  *    order) for dk = Σ dS·q and dv = Σ P·dout.  Each gradient element is summed by one
  *    lane in a fixed order: no atomics;
- *  - cached: a warp per (token, head) over positions 0..pos[n] of its slot.
+ *  - cached (decoding): r1_att_dec below, a block per (token, kv head, split of the
+ *    positions) for every query head of the kv head's group.
  * Dot products are the butterfly warp sum of reduce.cuh.
  *
  * Tiling (training kernels): a block of R1_ATT_WARPS warps takes R1_ATT_QT consecutive
@@ -353,46 +354,234 @@ __global__ void r1_att_bwd_kv(float *dk, float *dv, const float *di, const float
     }
 }
 
-/* E: the caches' element, float or uint16_t (bf16 bits) */
-template <int DPL, class E>
-__global__ void r1_att_cached(float *out, const float *q, const E *kc, const E *vc,
-                              const int32_t *slot, const int32_t *pos, int N, int H, int KVH,
-                              int D, int L, float scale)
+/* ---- decode attention over the KV cache -------------------------------------------- */
+
+#define R1_DEC_THREADS 128 /* threads per block; also the positions of a tile, one each */
+#define R1_DEC_SPLIT 256   /* positions per block (split): longer contexts use several */
+#define R1_DEC_GMAX 8      /* query heads of one kv head per block */
+
+/* heads of the GQA group G a block takes: chunks of at most R1_DEC_GMAX, balanced */
+__device__ __host__ __forceinline__ int r1_dec_chunks(int G)
 {
-    int64_t w = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
-    int lane = threadIdx.x & 31;
-    if (w >= (int64_t)N * H)
+    return (G + R1_DEC_GMAX - 1) / R1_DEC_GMAX;
+}
+
+/* 8 elements of a cache row from d (16-byte aligned) as f32 */
+__device__ __forceinline__ void r1_dec_load8(float (&f)[8], const float *p)
+{
+    float4 a = *(const float4 *)p, b = *(const float4 *)(p + 4);
+    f[0] = a.x, f[1] = a.y, f[2] = a.z, f[3] = a.w, f[4] = b.x, f[5] = b.y, f[6] = b.z,
+    f[7] = b.w;
+}
+__device__ __forceinline__ void r1_dec_load8(float (&f)[8], const uint16_t *p)
+{
+    uint4 u = *(const uint4 *)p;
+    uint32_t w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        f[2 * i] = __uint_as_float(w[i] << 16);
+        f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+    }
+}
+
+/* A block per (split s = blockIdx.x, kv head and head chunk = blockIdx.y, token n0 +
+ * blockIdx.z): positions [s·SPLIT, min(np, (s+1)·SPLIT)) of the token's slot, for the up
+ * to R1_DEC_GMAX query heads of its chunk, which share every key and value the block
+ * reads (GQA: the cache is read once per kv head, not once per query head).  Tiles of 128
+ * positions, one per thread: the thread computes its position's scores for the heads
+ * (q in shared memory, the key row from global, d in order), the block's online softmax
+ * takes the tile's max and sum per head (warp butterflies, then the four warps in
+ * order), and for P·V thread (set, col) adds its set's positions of the tile for
+ * dims col (+128): a set per 128/W' threads' share of the tile, summed in set order at
+ * the end.  A token whose positions fit one split writes out; else each split writes
+ * (max, sum, unnormalised output) to the workspace and r1_dec_combine merges them in
+ * split order.  Nothing depends on the other tokens of the call: a token's bits are
+ * the same alone or in any batch. */
+template <int DPL, class E, bool VEC>
+__global__ void __launch_bounds__(R1_DEC_THREADS)
+    r1_att_dec(float *out, const float *q, const E *kc, const E *vc, const int32_t *slot,
+               const int32_t *pos, int n0, int H, int KVH, int D, int L, float scale,
+               float *po /* (items, H, MS, D) */, float *pml /* (items, H, MS, 2) */, int MS)
+{
+    constexpr int W = 32 * DPL;                                /* padded head dim */
+    constexpr int WP = W < R1_DEC_THREADS ? W : R1_DEC_THREADS; /* dim columns */
+    constexpr int SETS = R1_DEC_THREADS / WP, DT = W / WP;      /* position sets, dims/thread */
+    constexpr int RS = R1_DEC_THREADS / SETS;                   /* positions per set */
+    __shared__ float qs[R1_DEC_GMAX * W];
+    __shared__ float ps[R1_DEC_GMAX * R1_DEC_THREADS];
+    __shared__ float rmax[R1_DEC_THREADS / 32][R1_DEC_GMAX];
+    __shared__ float rsum[R1_DEC_THREADS / 32][R1_DEC_GMAX];
+    __shared__ float cs[SETS > 1 ? (SETS - 1) * R1_DEC_GMAX * WP : 1];
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int nl = blockIdx.z, n = n0 + nl, sp = blockIdx.x;
+    const int np = pos[n] + 1, j0 = sp * R1_DEC_SPLIT; /* np >= 1: r1_model_decode checks */
+    if (j0 >= np)
+        return; /* the whole block: past the token's positions */
+    const int jend = min(np, j0 + R1_DEC_SPLIT), ns = (np + R1_DEC_SPLIT - 1) / R1_DEC_SPLIT;
+    const int G = H / KVH, chunks = r1_dec_chunks(G), gc = (G + chunks - 1) / chunks;
+    const int kvh = blockIdx.y / chunks, g0 = (blockIdx.y % chunks) * gc;
+    const int gn = min(gc, G - g0), h0 = kvh * G + g0;
+    if (gn <= 0)
         return;
-    int n = (int)(w / H), h = (int)(w % H), kvh = h / (H / KVH);
-    int64_t row = (int64_t)KVH * D;
-    int np = pos[n] + 1; /* >= 1: r1_model_decode checks positions */
+    const int64_t row = (int64_t)KVH * D;
     const E *kb = kc + (int64_t)slot[n] * L * row + (int64_t)kvh * D;
     const E *vb = vc + (int64_t)slot[n] * L * row + (int64_t)kvh * D;
-    float qv[DPL], o[DPL];
-    r1_att_load(qv, q + ((int64_t)n * H + h) * D, lane, D);
-#pragma unroll
-    for (int i = 0; i < DPL; i++)
-        o[i] = 0.0f;
-    float m = -INFINITY, l = 0.0f;
-    for (int j = 0; j < np; j++) {
-        float x = r1_att_dot(qv, kb + j * row, lane, D) * scale;
-        float mn = fmaxf(m, x);
-        float corr = expf(m - mn);
-        float e = expf(x - mn);
-        l = l * corr + e;
-        const E *vr = vb + j * row;
-#pragma unroll
-        for (int i = 0; i < DPL; i++) {
-            int d = lane + 32 * i;
-            o[i] = o[i] * corr + (d < D ? e * r1_att_f(vr[d]) : 0.0f);
-        }
-        m = mn;
+    for (int i = tid; i < gn * W; i += R1_DEC_THREADS) {
+        int g = i / W, d = i % W;
+        qs[i] = d < D ? q[((int64_t)n * H + h0 + g) * D + d] : 0.0f;
     }
-    float inv = 1.0f / l;
+    const int set = tid / WP, col = tid % WP;
+    float m[R1_DEC_GMAX], l[R1_DEC_GMAX], acc[R1_DEC_GMAX][DT];
 #pragma unroll
-    for (int i = 0; i < DPL; i++)
-        o[i] *= inv;
-    r1_att_store(out + ((int64_t)n * H + h) * D, o, lane, D);
+    for (int g = 0; g < R1_DEC_GMAX; g++) {
+        m[g] = -INFINITY, l[g] = 0.0f;
+#pragma unroll
+        for (int i = 0; i < DT; i++)
+            acc[g][i] = 0.0f;
+    }
+    __syncthreads();
+    for (int t0 = j0; t0 < jend; t0 += R1_DEC_THREADS) {
+        const int j = t0 + tid, nt = min(R1_DEC_THREADS, jend - t0);
+        float sc[R1_DEC_GMAX];
+#pragma unroll
+        for (int g = 0; g < R1_DEC_GMAX; g++)
+            sc[g] = 0.0f;
+        if (j < jend) {
+            const E *kr = kb + (int64_t)j * row;
+            if (VEC) {
+                for (int d = 0; d < D; d += 8) {
+                    float kf[8];
+                    r1_dec_load8(kf, kr + d);
+#pragma unroll
+                    for (int g = 0; g < R1_DEC_GMAX; g++)
+                        if (g < gn)
+#pragma unroll
+                            for (int e = 0; e < 8; e++)
+                                sc[g] = fmaf(qs[g * W + d + e], kf[e], sc[g]);
+                }
+            } else {
+                for (int d = 0; d < D; d++) {
+                    float kf = r1_att_f(kr[d]);
+#pragma unroll
+                    for (int g = 0; g < R1_DEC_GMAX; g++)
+                        if (g < gn)
+                            sc[g] = fmaf(qs[g * W + d], kf, sc[g]);
+                }
+            }
+        }
+        float corr[R1_DEC_GMAX];
+#pragma unroll
+        for (int g = 0; g < R1_DEC_GMAX; g++) {
+            if (g >= gn)
+                break;
+            float x = j < jend ? sc[g] * scale : -INFINITY;
+            sc[g] = x;
+            x = r1_warp_max(x);
+            if (lane == 0)
+                rmax[warp][g] = x;
+        }
+        __syncthreads();
+#pragma unroll
+        for (int g = 0; g < R1_DEC_GMAX; g++) {
+            if (g >= gn)
+                break;
+            float tm = fmaxf(fmaxf(rmax[0][g], rmax[1][g]), fmaxf(rmax[2][g], rmax[3][g]));
+            float mn = fmaxf(m[g], tm); /* finite: the tile has a position */
+            corr[g] = expf(m[g] - mn);
+            m[g] = mn;
+            float p = j < jend ? expf(sc[g] - mn) : 0.0f;
+            ps[g * R1_DEC_THREADS + tid] = p;
+            p = r1_warp_sum(p);
+            if (lane == 0)
+                rsum[warp][g] = p;
+        }
+        __syncthreads();
+#pragma unroll
+        for (int g = 0; g < R1_DEC_GMAX; g++) {
+            if (g >= gn)
+                break;
+            l[g] = l[g] * corr[g] + ((rsum[0][g] + rsum[1][g]) + (rsum[2][g] + rsum[3][g]));
+#pragma unroll
+            for (int i = 0; i < DT; i++)
+                acc[g][i] *= corr[g];
+        }
+        const int rend = min(RS, nt - set * RS);
+        for (int r = 0; r < rend; r++) {
+            const int pr = set * RS + r;
+            const E *vr = vb + (int64_t)(t0 + pr) * row;
+#pragma unroll
+            for (int i = 0; i < DT; i++) {
+                int d = col + WP * i;
+                float v = d < D ? r1_att_f(vr[d]) : 0.0f;
+#pragma unroll
+                for (int g = 0; g < R1_DEC_GMAX; g++)
+                    if (g < gn)
+                        acc[g][i] = fmaf(ps[g * R1_DEC_THREADS + pr], v, acc[g][i]);
+            }
+        }
+        __syncthreads(); /* ps, rmax and rsum are rewritten by the next tile */
+    }
+    if (SETS > 1) { /* the sets' partial outputs, added in set order */
+        if (set > 0)
+#pragma unroll
+            for (int g = 0; g < R1_DEC_GMAX; g++)
+                if (g < gn)
+                    cs[((set - 1) * R1_DEC_GMAX + g) * WP + col] = acc[g][0];
+        __syncthreads();
+        if (set > 0)
+            return;
+#pragma unroll
+        for (int g = 0; g < R1_DEC_GMAX; g++)
+            if (g < gn)
+                for (int k = 1; k < SETS; k++)
+                    acc[g][0] += cs[((k - 1) * R1_DEC_GMAX + g) * WP + col];
+    }
+#pragma unroll
+    for (int g = 0; g < R1_DEC_GMAX; g++) {
+        if (g >= gn)
+            break;
+        int64_t hn = (int64_t)nl * H + h0 + g;
+        for (int i = 0; i < DT; i++) {
+            int d = col + WP * i;
+            if (d >= D)
+                continue;
+            if (ns == 1)
+                out[((int64_t)n * H + h0 + g) * D + d] = acc[g][i] / l[g];
+            else
+                po[(hn * MS + sp) * D + d] = acc[g][i];
+        }
+        if (ns > 1 && tid == 0) {
+            pml[(hn * MS + sp) * 2] = m[g];
+            pml[(hn * MS + sp) * 2 + 1] = l[g];
+        }
+    }
+}
+
+/* out for the tokens whose positions took several splits: the splits' sums rescaled to
+ * their common max and added in split order; a thread per (token, head, dim) */
+__global__ void r1_dec_combine(float *out, const int32_t *pos, const float *po,
+                               const float *pml, int n0, int items, int H, int D, int MS)
+{
+    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (int64_t)items * H * D)
+        return;
+    int d = (int)(i % D);
+    int64_t hn = i / D; /* (token - n0) · H + head */
+    int n = n0 + (int)(hn / H);
+    int ns = (pos[n] + 1 + R1_DEC_SPLIT - 1) / R1_DEC_SPLIT;
+    if (ns == 1)
+        return; /* r1_att_dec wrote it */
+    const float *ml = pml + hn * MS * 2;
+    float mx = -INFINITY;
+    for (int s = 0; s < ns; s++)
+        mx = fmaxf(mx, ml[2 * s]);
+    float num = 0.0f, den = 0.0f;
+    for (int s = 0; s < ns; s++) {
+        float c = expf(ml[2 * s] - mx);
+        den = fmaf(c, ml[2 * s + 1], den);
+        num = fmaf(c, po[(hn * MS + s) * D + d], num);
+    }
+    out[(int64_t)n * H * D + (hn % H) * D + d] = num / den;
 }
 
 __device__ __forceinline__ void r1_att_put(float *dst, float x) { *dst = x; }
@@ -411,12 +600,6 @@ __global__ void r1_kv_store_kernel(E *kc, E *vc, const float *k, const float *v,
     int64_t at = ((int64_t)slot[n] * L + pos[n]) * row + r;
     r1_att_put(kc + at, k[i]);
     r1_att_put(vc + at, v[i]);
-}
-
-/* blocks for one warp per item */
-static unsigned warp_blocks(int64_t items)
-{
-    return (unsigned)((items + R1_ATT_WARPS - 1) / R1_ATT_WARPS);
 }
 
 /* blocks of the tiled kernels: rows (b, head) of T rows each, R1_ATT_QT-row tiles */
@@ -515,6 +698,51 @@ extern "C" void r1_cuda_kv_store16(void *ctx, uint16_t *kc, uint16_t *vc, const 
     kv_store((struct r1_cuda *)ctx, kc, vc, k, v, slot, pos, N, KVH, D, L);
 }
 
+/* the workspace of one decode launch: tokens per launch, and the bytes (0: one split) */
+#define R1_DEC_WS_CAP ((size_t)64 << 20)
+static int dec_items(int N, int H, int D, int L, size_t *bytes)
+{
+    int MS = (L + R1_DEC_SPLIT - 1) / R1_DEC_SPLIT;
+    int items = N < 65535 ? N : 65535; /* gridDim.z */
+    size_t per = (size_t)H * MS * ((size_t)D + 2) * sizeof(float);
+    if (MS > 1 && (size_t)items * per > R1_DEC_WS_CAP)
+        items = (int)(R1_DEC_WS_CAP / per) > 1 ? (int)(R1_DEC_WS_CAP / per) : 1;
+    *bytes = MS > 1 ? (size_t)items * per : 0;
+    return items;
+}
+
+extern "C" size_t r1_cuda_decode_workspace(int N, int H, int D, int L)
+{
+    size_t bytes = 0;
+    if (N > 0 && H > 0 && D > 0 && L > 0)
+        dec_items(N, H, D, L, &bytes);
+    return bytes;
+}
+
+template <int DPL, class E, bool VEC>
+static void dec_launch(struct r1_cuda *cu, float *out, const float *q, const E *kc, const E *vc,
+                       const int32_t *slot, const int32_t *pos, int n0, int items, int H,
+                       int KVH, int D, int L, float *po, float *pml, int MS)
+{
+    dim3 grid((unsigned)MS, (unsigned)(KVH * r1_dec_chunks(H / KVH)), (unsigned)items);
+    float scale = 1.0f / sqrtf((float)D);
+    R1_LAUNCH((r1_att_dec<DPL, E, VEC>), grid, R1_DEC_THREADS, cu->stream)(
+        out, q, kc, vc, slot, pos, n0, H, KVH, D, L, scale, po, pml, MS);
+}
+
+template <int DPL, class E>
+static void dec_launch(struct r1_cuda *cu, bool vec, float *out, const float *q, const E *kc,
+                       const E *vc, const int32_t *slot, const int32_t *pos, int n0, int items,
+                       int H, int KVH, int D, int L, float *po, float *pml, int MS)
+{
+    if (vec)
+        dec_launch<DPL, E, true>(cu, out, q, kc, vc, slot, pos, n0, items, H, KVH, D, L, po, pml,
+                                 MS);
+    else
+        dec_launch<DPL, E, false>(cu, out, q, kc, vc, slot, pos, n0, items, H, KVH, D, L, po,
+                                  pml, MS);
+}
+
 template <class E>
 static void attention_cached(struct r1_cuda *cu, float *out, const float *q, const E *kc,
                              const E *vc, const int32_t *slot, const int32_t *pos, int N, int H,
@@ -523,19 +751,36 @@ static void attention_cached(struct r1_cuda *cu, float *out, const float *q, con
     R1_CUDA_BEGIN(cu);
     if (N <= 0 || H <= 0 || D <= 0 || L <= 0 || !att_check(cu, D, H, KVH))
         return;
-    float scale = 1.0f / sqrtf((float)D);
-    unsigned grid = warp_blocks((int64_t)N * H);
-    switch (att_dpl(D)) {
-    case 1: R1_LAUNCH((r1_att_cached<1, E>), grid, R1_ATT_THREADS, cu->stream)(
-                out, q, kc, vc, slot, pos, N, H, KVH, D, L, scale); break;
-    case 2: R1_LAUNCH((r1_att_cached<2, E>), grid, R1_ATT_THREADS, cu->stream)(
-                out, q, kc, vc, slot, pos, N, H, KVH, D, L, scale); break;
-    case 4: R1_LAUNCH((r1_att_cached<4, E>), grid, R1_ATT_THREADS, cu->stream)(
-                out, q, kc, vc, slot, pos, N, H, KVH, D, L, scale); break;
-    default: R1_LAUNCH((r1_att_cached<8, E>), grid, R1_ATT_THREADS, cu->stream)(
-                out, q, kc, vc, slot, pos, N, H, KVH, D, L, scale); break;
+    size_t bytes;
+    int items = dec_items(N, H, D, L, &bytes), MS = (L + R1_DEC_SPLIT - 1) / R1_DEC_SPLIT;
+    if (KVH * r1_dec_chunks(H / KVH) > 65535) {
+        r1_cuda_fail(cu, "r1_att_dec", "more than 65535 kv heads", __FILE__, __LINE__);
+        return;
     }
-    R1_CUDA_LAUNCHED(cu, "r1_att_cached");
+    float *po = NULL, *pml = NULL;
+    if (bytes) {
+        if (!(po = (float *)r1_cuda_workspace(cu, bytes)))
+            return;
+        pml = po + (size_t)items * H * MS * D;
+    }
+    bool vec = D % 8 == 0 && ((uintptr_t)kc & 15) == 0 && ((uintptr_t)vc & 15) == 0;
+    for (int n0 = 0; n0 < N; n0 += items) {
+        int it = N - n0 < items ? N - n0 : items;
+        switch (att_dpl(D)) {
+        case 1: dec_launch<1, E>(cu, vec, out, q, kc, vc, slot, pos, n0, it, H, KVH, D, L, po,
+                                 pml, MS); break;
+        case 2: dec_launch<2, E>(cu, vec, out, q, kc, vc, slot, pos, n0, it, H, KVH, D, L, po,
+                                 pml, MS); break;
+        case 4: dec_launch<4, E>(cu, vec, out, q, kc, vc, slot, pos, n0, it, H, KVH, D, L, po,
+                                 pml, MS); break;
+        default: dec_launch<8, E>(cu, vec, out, q, kc, vc, slot, pos, n0, it, H, KVH, D, L, po,
+                                  pml, MS); break;
+        }
+        if (MS > 1)
+            R1_LAUNCH(r1_dec_combine, r1_cuda_blocks((int64_t)it * H * D, 256), 256,
+                      cu->stream)(out, pos, po, pml, n0, it, H, D, MS);
+    }
+    R1_CUDA_LAUNCHED(cu, "r1_att_dec");
 }
 
 extern "C" void r1_cuda_attention_cached(void *ctx, float *out, const float *q, const float *kc,

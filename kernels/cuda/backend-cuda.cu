@@ -15,6 +15,7 @@
 #include "kernels/cuda/reduce.cuh"
 
 #include <dlfcn.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,8 +66,17 @@ extern "C" void *r1_cuda_workspace(struct r1_cuda *cu, size_t bytes)
         return cu->ws;
     size_t want = bytes < ((size_t)1 << 20) ? ((size_t)1 << 20) : bytes + bytes / 4;
     CU_TRY(cu, cudaStreamSynchronize(cu->stream));
-    if (cu->ws)
+    if (cu->ws && cu->graphs > 0) { /* a graph may replay it: keep it until none lives */
+        void **old = (void **)realloc(cu->ws_old, (size_t)(cu->n_ws_old + 1) * sizeof(void *));
+        if (!old) {
+            r1_cuda_fail(cu, "r1_cuda_workspace", "out of host memory", __FILE__, __LINE__);
+            return NULL;
+        }
+        cu->ws_old = old;
+        cu->ws_old[cu->n_ws_old++] = cu->ws;
+    } else if (cu->ws) {
         CU_TRY(cu, cudaFree(cu->ws));
+    }
     cu->ws = NULL;
     cu->ws_bytes = 0;
     if (cu->failed)
@@ -177,6 +187,9 @@ static void cuda_release(void *ctx)
     cudaStreamSynchronize(cu->stream);
     if (cu->ws)
         cudaFree(cu->ws);
+    for (int i = 0; i < cu->n_ws_old; i++)
+        cudaFree(cu->ws_old[i]);
+    free(cu->ws_old);
     if (cu->host_parts)
         cudaFreeHost(cu->host_parts);
     if (cu->blas)
@@ -189,7 +202,8 @@ static void cuda_release(void *ctx)
 }
 
 /* the workspace the ops will need for calls up to *s (reduce.cuh's column sums, the
- * attention backward's Di, sumsq's partial sums), allocated now */
+ * attention backward's Di, sumsq's partial sums, the decode attention's splits), allocated
+ * now */
 static int cuda_reserve(void *ctx, const struct r1_op_sizes *s, size_t *held)
 {
     struct r1_cuda *cu = (struct r1_cuda *)ctx;
@@ -199,8 +213,12 @@ static int cuda_reserve(void *ctx, const struct r1_op_sizes *s, size_t *held)
     size_t chunks = (size_t)((s->rows + R1_CUDA_COL_CHUNK - 1) / R1_CUDA_COL_CHUNK);
     size_t colsum = chunks * width * sizeof(double);
     size_t di = s->T > 0 ? (size_t)s->rows * (size_t)s->H * sizeof(float) : 0;
+    size_t dec = s->cache_len > 0 && s->rows <= INT_MAX
+                     ? r1_cuda_decode_workspace((int)s->rows, s->H, s->D, s->cache_len)
+                     : 0;
     need = need > colsum ? need : colsum;
     need = need > di ? need : di;
+    need = need > dec ? need : dec;
     if (s->rows > 0 && !r1_cuda_workspace(cu, need))
         return r1_cuda_check(cu);
     *held = cu->ws_bytes;
@@ -237,6 +255,7 @@ static void *cuda_graph_end(void *ctx)
         cudaGraphExecDestroy(x);
         x = NULL;
     }
+    cu->graphs += x != NULL;
     return (void *)x;
 }
 
@@ -255,6 +274,11 @@ static void cuda_graph_free(void *ctx, void *graph)
     if (!cu->failed)
         CU_TRY(cu, cudaStreamSynchronize(cu->stream)); /* a launch of it may still run */
     cudaGraphExecDestroy((cudaGraphExec_t)graph);
+    if (--cu->graphs == 0) { /* no graph can replay the replaced workspaces now */
+        for (int i = 0; i < cu->n_ws_old; i++)
+            cudaFree(cu->ws_old[i]);
+        cu->n_ws_old = 0;
+    }
 }
 
 static void *cuda_queue(void *ctx, int *device)

@@ -61,6 +61,11 @@ struct r1_cuda {
     struct r1_cublas cb;
     void *ws;          /* workspace (r1_cuda_workspace), grown on demand, never shrunk */
     size_t ws_bytes;
+    /* workspaces replaced while graphs lived: a graph replays the pointers it recorded, so
+     * an old workspace stays allocated until the last graph is freed */
+    void **ws_old;
+    int n_ws_old;
+    int graphs;        /* graphs instantiated and not yet freed */
     double *host_parts; /* pinned host buffer for sumsq's partial sums */
     int failed;        /* an error was met: ops are skipped from then on */
     int capturing;     /* between graph_begin and graph_end: the stream captures */
@@ -139,6 +144,8 @@ void r1_cuda_kv_store16(void *ctx, uint16_t *kc, uint16_t *vc, const float *k, c
 void r1_cuda_attention_cached16(void *ctx, float *out, const float *q, const uint16_t *kc,
                                 const uint16_t *vc, const int32_t *slot, const int32_t *pos,
                                 int N, int H, int KVH, int D, int L);
+/* workspace bytes attention_cached needs for N tokens (0: caches of one split) */
+size_t r1_cuda_decode_workspace(int N, int H, int D, int L);
 
 /* pointwise.cu */
 void r1_cuda_swiglu_forward(void *ctx, float *out, const float *gate, const float *up, int64_t n);

@@ -128,6 +128,7 @@ template <class F> cudaError_t cudaFuncGetAttributes(cudaFuncAttributes *a, F *)
 #define __host__
 #define __forceinline__ inline
 #define __restrict__ __restrict
+#define __launch_bounds__(...) /* a hint for the register allocator */
 /* one block runs at a time, so one static instance per declaration is the block's */
 #define __shared__ static
 /* as the toolkit's; `__shared__ __align__(32) T a[n]` aligns the (function-local static) a */
@@ -148,6 +149,17 @@ struct float4 {
 struct uint4 {
     unsigned x, y, z, w;
 };
+struct uint2 {
+    unsigned x, y;
+};
+inline uint2 make_uint2(unsigned x, unsigned y)
+{
+    return uint2{x, y};
+}
+inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w)
+{
+    return uint4{x, y, z, w};
+}
 
 /* the running fiber's coordinates (emu.cc sets them before it resumes a fiber) */
 extern uint3 threadIdx, blockIdx;
