@@ -407,6 +407,7 @@ __global__ void __launch_bounds__(R1_DEC_THREADS)
     constexpr int WP = W < R1_DEC_THREADS ? W : R1_DEC_THREADS; /* dim columns */
     constexpr int SETS = R1_DEC_THREADS / WP, DT = W / WP;      /* position sets, dims/thread */
     constexpr int RS = R1_DEC_THREADS / SETS;                   /* positions per set */
+    static_assert(R1_DEC_THREADS == 128, "the tile's max and sum add four warps");
     __shared__ float qs[R1_DEC_GMAX * W];
     __shared__ float ps[R1_DEC_GMAX * R1_DEC_THREADS];
     __shared__ float rmax[R1_DEC_THREADS / 32][R1_DEC_GMAX];
