@@ -11,8 +11,8 @@
  * Used by generation (core/kvcache.c) when the generator decodes with bf16 copies of
  * the weights: batch-1 decoding streams every weight once per token, so halving the
  * bytes nearly halves its time.  The input rows are rounded to bf16 (nearest even) into
- * a whole-operand buffer first, as the training forward in bf16 rounds them, so a GPU
- * can run the products on tensor cores; accumulators and outputs stay f32.
+ * a buffer first, ROW_BLOCK rows a pass, as the training forward in bf16 rounds them, so
+ * a GPU can run the products on tensor cores; accumulators and outputs stay f32.
  *
  * out (M,N) = bf16(in) (M,K) · w (N,K)ᵀ + bias (N), w as bf16 bit patterns (uint16_t).
  *

@@ -360,6 +360,12 @@ __global__ void r1_att_bwd_kv(float *dk, float *dv, const float *di, const float
 #define R1_DEC_SPLIT 256   /* positions per block (split): longer contexts use several */
 #define R1_DEC_GMAX 8      /* query heads of one kv head per block */
 
+/* splits of a context of n positions */
+__device__ __host__ __forceinline__ int r1_dec_splits(int n)
+{
+    return (n + R1_DEC_SPLIT - 1) / R1_DEC_SPLIT;
+}
+
 /* heads of the GQA group G a block takes: chunks of at most R1_DEC_GMAX, balanced */
 __device__ __host__ __forceinline__ int r1_dec_chunks(int G)
 {
@@ -418,7 +424,7 @@ __global__ void __launch_bounds__(R1_DEC_THREADS)
     const int np = pos[n] + 1, j0 = sp * R1_DEC_SPLIT; /* np >= 1: r1_model_decode checks */
     if (j0 >= np)
         return; /* the whole block: past the token's positions */
-    const int jend = min(np, j0 + R1_DEC_SPLIT), ns = (np + R1_DEC_SPLIT - 1) / R1_DEC_SPLIT;
+    const int jend = min(np, j0 + R1_DEC_SPLIT), ns = r1_dec_splits(np);
     const int G = H / KVH, chunks = r1_dec_chunks(G), gc = (G + chunks - 1) / chunks;
     const int kvh = blockIdx.y / chunks, g0 = (blockIdx.y % chunks) * gc;
     const int gn = min(gc, G - g0), h0 = kvh * G + g0;
@@ -569,7 +575,7 @@ __global__ void r1_dec_combine(float *out, const int32_t *pos, const float *po,
     int d = (int)(i % D);
     int64_t hn = i / D; /* (token - n0) · H + head */
     int n = n0 + (int)(hn / H);
-    int ns = (pos[n] + 1 + R1_DEC_SPLIT - 1) / R1_DEC_SPLIT;
+    int ns = r1_dec_splits(pos[n] + 1);
     if (ns == 1)
         return; /* r1_att_dec wrote it */
     const float *ml = pml + hn * MS * 2;
@@ -703,7 +709,7 @@ extern "C" void r1_cuda_kv_store16(void *ctx, uint16_t *kc, uint16_t *vc, const 
 #define R1_DEC_WS_CAP ((size_t)64 << 20)
 static int dec_items(int N, int H, int D, int L, size_t *bytes)
 {
-    int MS = (L + R1_DEC_SPLIT - 1) / R1_DEC_SPLIT;
+    int MS = r1_dec_splits(L);
     int items = N < 65535 ? N : 65535; /* gridDim.z */
     size_t per = (size_t)H * MS * ((size_t)D + 2) * sizeof(float);
     if (MS > 1 && (size_t)items * per > R1_DEC_WS_CAP)
@@ -753,7 +759,7 @@ static void attention_cached(struct r1_cuda *cu, float *out, const float *q, con
     if (N <= 0 || H <= 0 || D <= 0 || L <= 0 || !att_check(cu, D, H, KVH))
         return;
     size_t bytes;
-    int items = dec_items(N, H, D, L, &bytes), MS = (L + R1_DEC_SPLIT - 1) / R1_DEC_SPLIT;
+    int items = dec_items(N, H, D, L, &bytes), MS = r1_dec_splits(L);
     if (KVH * r1_dec_chunks(H / KVH) > 65535) {
         r1_cuda_fail(cu, "r1_att_dec", "more than 65535 kv heads", __FILE__, __LINE__);
         return;
