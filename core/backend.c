@@ -22,7 +22,7 @@ int r1_backend_create_on(struct r1_backend **out, enum r1_backend_kind kind, int
     switch (kind) {
     case R1_BACKEND_AUTO:
 #ifdef R1_CUDA
-        /* a GPU r1 cannot use (no cuBLAS, an architecture this build lacks) leaves the CPU;
+        /* a GPU r1 cannot use (no cuBLASLt, an architecture this build lacks) leaves the CPU;
          * the run header names the backend taken, and backend: cuda shows why */
         if (r1_backend_cuda_available() && r1_backend_cuda_create(out, threads, device) == 0)
             return 0;

@@ -684,6 +684,52 @@ static void test_matmul16(void **state)
     }
 }
 
+/* The bias outside the GEMM: where cuBLASLt has no algorithm with the bias epilogue for a
+ * shape, the CUDA backend fills the bias into the output and runs the GEMM with beta 1.
+ * The emulator's cuBLASLt has none under R1_EMU_LT_NO_BIAS=1 (a real one ignores the
+ * variable, and the fused path is checked again).  A fresh backend, so no plan made
+ * before is reused; K = 0 (no products: the bias alone, or zeros) too. */
+static void test_matmul_bias_unfused(void **state)
+{
+    (void)state;
+    static const int shapes[][3] = {{1, 64, 64}, {7, 13, 9}, {130, 576, 257}, {5, 0, 33}};
+    struct r1_backend *dut = bes[DUT];
+    setenv("R1_EMU_LT_NO_BIAS", "1", 1);
+    if (r1_backend_create(&bes[DUT], R1_BACKEND_CUDA, 0)) {
+        bes[DUT] = dut;
+        unsetenv("R1_EMU_LT_NO_BIAS");
+        fail_msg("a second CUDA backend: %s", r1_err_last());
+    }
+    rng_seed(103);
+    for (int si = 0; si < (int)(sizeof(shapes) / sizeof(shapes[0])); si++) {
+        int M = shapes[si][0], K = shapes[si][1], N = shapes[si][2];
+        struct pbuf in = pb_rand((int64_t)M * K, -1, 1), w = pb_rand((int64_t)N * K, -1, 1);
+        struct pbuf in16 = pb_rand16((int64_t)M * K), w16 = pb_rand16((int64_t)N * K);
+        struct pbuf bias = pb_rand(N, -1, 1), out = pb_nan((int64_t)M * N);
+        for (int wb = 0; wb < 2; wb++) {
+            const float *b[2] = {wb ? fp(&bias, REF) : NULL, wb ? fp(&bias, DUT) : NULL};
+            pb_set_nan(&out);
+            for (int s = 0; s < 2; s++)
+                OPS(s)->matmul_forward(CTX(s), fp(&out, s), fp(&in, s), fp(&w, s), b[s], M, K,
+                                       N);
+            check_f32(&out, (int64_t)M * N, TOL_MATMUL,
+                      "matmul_forward, bias unfused, M=%d K=%d N=%d bias=%d", M, K, N, wb);
+            if (!have_matmul16())
+                continue;
+            pb_set_nan(&out);
+            for (int s = 0; s < 2; s++)
+                OPS(s)->matmul16_forward(CTX(s), fp(&out, s), hp(&in16, s), hp(&w16, s), b[s],
+                                         M, K, N);
+            check_f32(&out, (int64_t)M * N, TOL_MATMUL16,
+                      "matmul16_forward, bias unfused, M=%d K=%d N=%d bias=%d", M, K, N, wb);
+        }
+        pb_free(&in), pb_free(&w), pb_free(&in16), pb_free(&w16), pb_free(&bias), pb_free(&out);
+    }
+    r1_backend_free(bes[DUT]);
+    bes[DUT] = dut;
+    unsetenv("R1_EMU_LT_NO_BIAS");
+}
+
 /* ---- embedding ----------------------------------------------------------------------- */
 
 static void test_embedding(void **state)
@@ -2094,6 +2140,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_convert_bf16),
         cmocka_unit_test(test_matmul_forward_bf16),
         cmocka_unit_test(test_matmul16),
+        cmocka_unit_test(test_matmul_bias_unfused),
         cmocka_unit_test(test_embedding),
         cmocka_unit_test(test_rmsnorm),
         cmocka_unit_test(test_rope),

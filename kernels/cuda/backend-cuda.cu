@@ -1,10 +1,10 @@
 /* backend-cuda.cu - the CUDA backend: ops table, ctx, memory, errors.
  *
  * One device (number `device` of those CUDA_VISIBLE_DEVICES shows, modulo their count: a
- * job's ranks pass their local rank), one stream and one cuBLAS handle per backend;
- * libcublas is opened at creation (struct r1_cublas; R1_CUBLAS names another library file,
- * e.g. the CUDA emulator's).  Memory comes from cudaMalloc (256-byte aligned) and is
- * zeroed on allocation, as the contract asks.  upload and download synchronise the stream,
+ * job's ranks pass their local rank), one stream, one cuBLASLt handle and GEMM workspace
+ * per backend; libcublasLt is opened at creation (struct r1_cublaslt; R1_CUBLASLT names
+ * another library file, e.g. the CUDA emulator's).  Memory comes from cudaMalloc
+ * (256-byte aligned) and is zeroed on allocation, as the contract asks.  upload and download synchronise the stream,
  * so host buffers can be reused on return and downloads see every op queued before them.
  *
  * r1_backend_cuda_create fails with R1_EIO (and a message naming the CUDA error) when no
@@ -192,10 +192,15 @@ static void cuda_release(void *ctx)
     free(cu->ws_old);
     if (cu->host_parts)
         cudaFreeHost(cu->host_parts);
-    if (cu->blas)
-        cu->cb.destroy(cu->blas);
-    if (cu->cb.lib)
-        dlclose(cu->cb.lib);
+    r1_cuda_gemm_release(cu);
+    if (cu->lt_pref)
+        cu->lb.pref_destroy(cu->lt_pref);
+    if (cu->lt)
+        cu->lb.destroy(cu->lt);
+    if (cu->gemm_ws)
+        cudaFree(cu->gemm_ws);
+    if (cu->lb.lib)
+        dlclose(cu->lb.lib);
     if (cu->stream)
         cudaStreamDestroy(cu->stream);
     free(cu);
@@ -203,11 +208,11 @@ static void cuda_release(void *ctx)
 
 /* the workspace the ops will need for calls up to *s (reduce.cuh's column sums, the
  * attention backward's Di, sumsq's partial sums, the decode attention's splits), allocated
- * now */
+ * now; *held counts cuBLASLt's workspace too */
 static int cuda_reserve(void *ctx, const struct r1_op_sizes *s, size_t *held)
 {
     struct r1_cuda *cu = (struct r1_cuda *)ctx;
-    *held = cu->ws_bytes;
+    *held = cu->ws_bytes + cu->gemm_ws_bytes;
     size_t need = R1_CUDA_SUMSQ_PARTS * sizeof(double);
     size_t width = (size_t)(s->width > s->hidden ? s->width : s->hidden);
     size_t chunks = (size_t)((s->rows + R1_CUDA_COL_CHUNK - 1) / R1_CUDA_COL_CHUNK);
@@ -221,7 +226,7 @@ static int cuda_reserve(void *ctx, const struct r1_op_sizes *s, size_t *held)
     need = need > dec ? need : dec;
     if (s->rows > 0 && !r1_cuda_workspace(cu, need))
         return r1_cuda_check(cu);
-    *held = cu->ws_bytes;
+    *held = cu->ws_bytes + cu->gemm_ws_bytes;
     return 0;
 }
 
@@ -348,38 +353,44 @@ static struct r1_backend_ops cuda_ops_table(void)
 
 static const struct r1_backend_ops cuda_ops = cuda_ops_table();
 
-/* Opens libcublas (the file R1_CUBLAS names, else the soname of the toolkit r1 was built
- * with, then the unversioned name) and looks up the entry points of struct r1_cublas. */
-static int cublas_open(struct r1_cublas *cb)
+/* Opens libcublasLt (the file R1_CUBLASLT names, else the soname of the toolkit r1 was
+ * built with, then the unversioned name) and looks up the entry points of struct
+ * r1_cublaslt. */
+static int cublaslt_open(struct r1_cublaslt *lb)
 {
     char soname[512];
-    const char *env = getenv("R1_CUBLAS");
+    const char *env = getenv("R1_CUBLASLT");
     if (env && *env)
         snprintf(soname, sizeof(soname), "%s", env);
     else
-        snprintf(soname, sizeof(soname), "libcublas.so.%d", (int)CUBLAS_VER_MAJOR);
-    cb->lib = dlopen(soname, RTLD_NOW | RTLD_LOCAL);
-    if (!cb->lib && !(env && *env))
-        cb->lib = dlopen("libcublas.so", RTLD_NOW | RTLD_LOCAL);
-    if (!cb->lib)
+        snprintf(soname, sizeof(soname), "libcublasLt.so.%d", (int)CUBLAS_VER_MAJOR);
+    lb->lib = dlopen(soname, RTLD_NOW | RTLD_LOCAL);
+    if (!lb->lib && !(env && *env))
+        lb->lib = dlopen("libcublasLt.so", RTLD_NOW | RTLD_LOCAL);
+    if (!lb->lib)
         return r1_err_set(R1_EIO, "backend-cuda: cannot load %s (%s); put the CUDA toolkit's "
                           "lib64 directory on LD_LIBRARY_PATH", soname, dlerror());
-#define R1_CUBLAS_SYM(field, name)                                                                 \
+#define R1_LT_SYM(field, name)                                                                     \
     do {                                                                                           \
-        *(void **)&cb->field = dlsym(cb->lib, name);                                               \
-        if (!cb->field)                                                                            \
+        *(void **)&lb->field = dlsym(lb->lib, name);                                               \
+        if (!lb->field)                                                                            \
             return r1_err_set(R1_EIO, "backend-cuda: %s has no %s; r1 was built with "            \
                               "cuBLAS %d", soname, name, (int)CUBLAS_VER_MAJOR);                  \
     } while (0)
-    R1_CUBLAS_SYM(create, "cublasCreate_v2");
-    R1_CUBLAS_SYM(destroy, "cublasDestroy_v2");
-    R1_CUBLAS_SYM(set_stream, "cublasSetStream_v2");
-    R1_CUBLAS_SYM(set_math_mode, "cublasSetMathMode");
-    R1_CUBLAS_SYM(set_pointer_mode, "cublasSetPointerMode_v2");
-    R1_CUBLAS_SYM(sgemm, "cublasSgemm_v2");
-    R1_CUBLAS_SYM(gemm_ex, "cublasGemmEx");
-    R1_CUBLAS_SYM(status_string, "cublasGetStatusString");
-#undef R1_CUBLAS_SYM
+    R1_LT_SYM(create, "cublasLtCreate");
+    R1_LT_SYM(destroy, "cublasLtDestroy");
+    R1_LT_SYM(desc_create, "cublasLtMatmulDescCreate");
+    R1_LT_SYM(desc_destroy, "cublasLtMatmulDescDestroy");
+    R1_LT_SYM(desc_set, "cublasLtMatmulDescSetAttribute");
+    R1_LT_SYM(layout_create, "cublasLtMatrixLayoutCreate");
+    R1_LT_SYM(layout_destroy, "cublasLtMatrixLayoutDestroy");
+    R1_LT_SYM(pref_create, "cublasLtMatmulPreferenceCreate");
+    R1_LT_SYM(pref_destroy, "cublasLtMatmulPreferenceDestroy");
+    R1_LT_SYM(pref_set, "cublasLtMatmulPreferenceSetAttribute");
+    R1_LT_SYM(heuristic, "cublasLtMatmulAlgoGetHeuristic");
+    R1_LT_SYM(matmul, "cublasLtMatmul");
+    R1_LT_SYM(status_string, "cublasLtGetStatusString");
+#undef R1_LT_SYM
     return 0;
 }
 
@@ -436,14 +447,21 @@ extern "C" int r1_backend_cuda_create(struct r1_backend **out, int threads, int 
             goto fail;
         }
     }
-    if ((rc = cublas_open(&cu->cb)))
+    if ((rc = cublaslt_open(&cu->lb)))
         goto fail;
-    if (cu->cb.create(&cu->blas) != CUBLAS_STATUS_SUCCESS ||
-        cu->cb.set_stream(cu->blas, cu->stream) != CUBLAS_STATUS_SUCCESS ||
-        cu->cb.set_math_mode(cu->blas, CUBLAS_DEFAULT_MATH) != CUBLAS_STATUS_SUCCESS ||
-        cu->cb.set_pointer_mode(cu->blas, CUBLAS_POINTER_MODE_HOST) != CUBLAS_STATUS_SUCCESS) {
-        rc = r1_err_set(R1_EIO, "backend-cuda: cannot create a cuBLAS handle on %s",
+    if (cu->lb.create(&cu->lt) != CUBLAS_STATUS_SUCCESS ||
+        cu->lb.pref_create(&cu->lt_pref) != CUBLAS_STATUS_SUCCESS) {
+        rc = r1_err_set(R1_EIO, "backend-cuda: cannot create a cuBLASLt handle on %s",
                         cu->device_name);
+        goto fail;
+    }
+    /* cuBLAS's advice for its workspace: 32 MiB on Hopper and later, 4 MiB before */
+    cu->gemm_ws_bytes = (size_t)(prop.major >= 9 ? 32 : 4) << 20;
+    if ((e = cudaMalloc(&cu->gemm_ws, cu->gemm_ws_bytes)) != cudaSuccess) {
+        cu->gemm_ws = NULL;
+        rc = r1_err_set(R1_EIO, "backend-cuda: cannot allocate %zu MiB of GEMM workspace on "
+                        "%s: %s", cu->gemm_ws_bytes >> 20, cu->device_name,
+                        cudaGetErrorString(e));
         goto fail;
     }
     be->ops = &cuda_ops;

@@ -4,14 +4,15 @@
  * contract: shapes, += for parameter gradients and = for activation gradients, and the
  * same bits on every call.  No kernel uses atomics: every sum is taken by one thread, or
  * by a warp or block in a fixed tree (reduce.cuh), over a split of the work that depends
- * on the shapes alone, never on the GPU or on timing.  cuBLAS GEMMs are bitwise
- * reproducible on one GPU model and toolkit (its documented guarantee, default math mode:
- * no TF32, one stream).
+ * on the shapes alone, never on the GPU or on timing.  GEMMs run on cuBLASLt (gemm.cu)
+ * with r1's own workspace and, for each shape, the algorithm its heuristic picks (a model
+ * of the GPU, not a timing): bitwise reproducible on one GPU model and toolkit (cuBLAS's
+ * documented guarantee; f32 compute, no TF32).
  *
  * ctx is always a struct r1_cuda.  All work is queued on ctx->stream; upload and download
  * return when the copy is done (the host buffer may be reused at once).
  *
- * Errors: the ops return void, so the first CUDA or cuBLAS failure is recorded in ctx
+ * Errors: the ops return void, so the first CUDA or cuBLASLt failure is recorded in ctx
  * (r1_cuda_fail) and every later op does nothing; downloads then fill the host buffer
  * with NaN bytes.  r1_cuda_check (the ops table's `check`) reports it as R1_EIO through
  * r1_err_set, naming the call, the file and line and the device.
@@ -23,7 +24,7 @@
 #include <stdint.h>
 
 #ifdef __cplusplus
-#include <cublas_v2.h>
+#include <cublasLt.h>
 #include <cuda_runtime.h>
 extern "C" {
 #endif
@@ -33,32 +34,40 @@ extern "C" {
 #define R1_CUDA_SUMSQ_PARTS 1024
 
 #ifdef __cplusplus
-/* The cuBLAS entry points r1 uses, from libcublas opened with dlopen when the backend is
- * created: linking it would make every r1 process (CPU runs, `r1 --help`) map ~200 MB and
- * spend ~50 ms in its start-up. */
-struct r1_cublas {
+/* The cuBLASLt entry points r1 uses, from libcublasLt opened with dlopen when the backend
+ * is created: linking it would make every r1 process (CPU runs, `r1 --help`) map several
+ * hundred MB and spend tens of ms in its start-up. */
+struct r1_cublaslt {
     void *lib;
-    decltype(&cublasCreate_v2) create;
-    decltype(&cublasDestroy_v2) destroy;
-    decltype(&cublasSetStream_v2) set_stream;
-    decltype(&cublasSetMathMode) set_math_mode;
-    decltype(&cublasSetPointerMode_v2) set_pointer_mode;
-    decltype(&cublasSgemm_v2) sgemm;
-    /* the library's cublasGemmEx (the header overloads the name for C++) */
-    cublasStatus_t (*gemm_ex)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int,
-                              int, const void *, const void *, cudaDataType, int, const void *,
-                              cudaDataType, int, const void *, void *, cudaDataType, int,
-                              cublasComputeType_t, cublasGemmAlgo_t);
-    decltype(&cublasGetStatusString) status_string;
+    decltype(&cublasLtCreate) create;
+    decltype(&cublasLtDestroy) destroy;
+    decltype(&cublasLtMatmulDescCreate) desc_create;
+    decltype(&cublasLtMatmulDescDestroy) desc_destroy;
+    decltype(&cublasLtMatmulDescSetAttribute) desc_set;
+    decltype(&cublasLtMatrixLayoutCreate) layout_create;
+    decltype(&cublasLtMatrixLayoutDestroy) layout_destroy;
+    decltype(&cublasLtMatmulPreferenceCreate) pref_create;
+    decltype(&cublasLtMatmulPreferenceDestroy) pref_destroy;
+    decltype(&cublasLtMatmulPreferenceSetAttribute) pref_set;
+    decltype(&cublasLtMatmulAlgoGetHeuristic) heuristic;
+    decltype(&cublasLtMatmul) matmul;
+    decltype(&cublasLtGetStatusString) status_string;
 };
+
+struct r1_gemm_plan; /* gemm.cu */
 
 struct r1_cuda {
     int device;
     char device_name[256];
     int sm_count;
     cudaStream_t stream;
-    cublasHandle_t blas;
-    struct r1_cublas cb;
+    cublasLtHandle_t lt;
+    struct r1_cublaslt lb;
+    cublasLtMatmulPreference_t lt_pref;
+    void *gemm_ws;     /* cuBLASLt's workspace, allocated with the backend (graphs replay it) */
+    size_t gemm_ws_bytes;
+    struct r1_gemm_plan *plans; /* gemm.cu's cache of descriptors and algorithms by shape */
+    int n_plans;
     void *ws;          /* workspace (r1_cuda_workspace), grown on demand, never shrunk */
     size_t ws_bytes;
     /* workspaces replaced while graphs lived: a graph replays the pointers it recorded, so
@@ -82,6 +91,25 @@ void *r1_cuda_workspace(struct r1_cuda *cu, size_t bytes);
 
 /* backend-cuda.cu */
 int r1_cuda_check(void *ctx);
+
+#ifdef __cplusplus
+/* gemm.cu: column-major D (m,n) = op(A) (m,k) · op(B) (k,n) + beta·D [+ bias (m) in every
+ * column; then ldd == m], on cuBLASLt: A and B of type ab (CUDA_R_32F or CUDA_R_16BF), D
+ * f32, f32 compute and scale (no TF32).  k > 0; beta is 0 or 1; what names the call. */
+void r1_cuda_gemm(struct r1_cuda *cu, bool ta, bool tb, int m, int n, int k, const void *A,
+                  int lda, const void *B, int ldb, cudaDataType ab, float beta, float *D,
+                  int ldd, const float *bias, const char *what);
+/* The matmul ops' GEMMs on operands of type ab (backend.h matmul_forward / _backward):
+ * out (M,N) = in (M,K) · w (N,K)ᵀ + bias (any K >= 0); din (M,K) = dout · w [=] and
+ * dw (N,K) += doutᵀ · in, each skipped when NULL (the bias gradient is the caller's). */
+void r1_cuda_linear(struct r1_cuda *cu, float *out, const void *in, const void *w,
+                    cudaDataType ab, const float *bias, int M, int K, int N, const char *what);
+void r1_cuda_linear_backward(struct r1_cuda *cu, float *din, float *dw, const void *dout,
+                             const void *in, const void *w, cudaDataType ab, int M, int K, int N,
+                             const char *what_din, const char *what_dw);
+/* frees the plans (backend release) */
+void r1_cuda_gemm_release(struct r1_cuda *cu);
+#endif
 
 /* linear.cu */
 void r1_cuda_matmul_forward(void *ctx, float *out, const float *in, const float *w,

@@ -1,10 +1,10 @@
 /* linear-bf16.cu - matmuls with bf16 operands and f32 -> bf16 conversion, CUDA.
  *
  * Training in bf16 (matmul16_forward / matmul16_backward): both operands bf16, f32 results,
- * one cublasGemmEx each (CUDA_R_16BF in, CUDA_R_32F out, CUBLAS_COMPUTE_32F: tensor cores,
- * f32 accumulation), laid out as linear.cu's SGEMMs; dbias by reduce.cuh's column sum over
- * the bf16 gradient.  The CPU reference widens the same operands to f32 and runs SGEMM,
- * so the two differ only in summation order.
+ * one cuBLASLt GEMM each (gemm.cu: CUDA_R_16BF in, CUDA_R_32F out, CUBLAS_COMPUTE_32F:
+ * tensor cores, f32 accumulation, the bias in the epilogue), laid out as linear.cu's;
+ * dbias by reduce.cuh's column sum over the bf16 gradient.  The CPU reference widens the
+ * same operands to f32 and runs SGEMM, so the two differ only in summation order.
  *
  * Generation's matmul (core/kvcache.c): out (M,N) = bf16(in) (M,K) · w (N,K)ᵀ + bias (N),
  * w as bf16 bit patterns, in f32 rounded to bf16 as it is staged, on tensor cores (WMMA
@@ -199,24 +199,6 @@ extern "C" void r1_cuda_convert_bf16(void *ctx, uint16_t *dst, const float *src,
 
 /* ---- both operands bf16 (training) --------------------------------------------- */
 
-static void gemm16_fail(struct r1_cuda *cu, cublasStatus_t st, const char *what)
-{
-    if (st != CUBLAS_STATUS_SUCCESS)
-        r1_cuda_fail(cu, what, cu->cb.status_string(st), __FILE__, __LINE__);
-}
-
-/* column-major C (m,n) = op(A) · op(B) + beta C: A, B bf16, C f32, f32 accumulation */
-static void gemm16(struct r1_cuda *cu, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
-                   int k, const uint16_t *A, int lda, const uint16_t *B, int ldb, float beta,
-                   float *C, int ldc, const char *what)
-{
-    const float one = 1.0f;
-    gemm16_fail(cu, cu->cb.gemm_ex(cu->blas, ta, tb, m, n, k, &one, A, CUDA_R_16BF, lda, B,
-                                   CUDA_R_16BF, ldb, &beta, C, CUDA_R_32F, ldc,
-                                   CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-                what);
-}
-
 extern "C" void r1_cuda_matmul16_forward(void *ctx, float *out /* (M,N) */,
                                          const uint16_t *in /* (M,K) */,
                                          const uint16_t *w /* (N,K) */,
@@ -224,14 +206,8 @@ extern "C" void r1_cuda_matmul16_forward(void *ctx, float *out /* (M,N) */,
 {
     struct r1_cuda *cu = (struct r1_cuda *)ctx;
     R1_CUDA_BEGIN(cu);
-    if (M <= 0 || N <= 0)
-        return;
-    float beta = r1_cuda_matmul_prologue(cu, out, bias, M, K, N);
-    if (beta < 0)
-        return;
-    /* outᵀ (N,M) = w (N,K) · inᵀ (K,M), as linear.cu's SGEMM */
-    gemm16(cu, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, w, K, in, K, beta, out, N,
-           "cublasGemmEx (bf16 matmul forward)");
+    r1_cuda_linear(cu, out, in, w, CUDA_R_16BF, bias, M, K, N,
+                   "cuBLASLt (bf16 matmul forward)");
 }
 
 struct r1_col_bf16 {
@@ -252,17 +228,9 @@ extern "C" void r1_cuda_matmul16_backward(void *ctx, float *din /* (M,K) or NULL
 {
     struct r1_cuda *cu = (struct r1_cuda *)ctx;
     R1_CUDA_BEGIN(cu);
-    if (din && M > 0 && K > 0) {
-        if (N > 0) /* dinᵀ (K,M) = wᵀ (K,N) · doutᵀ (N,M) */
-            gemm16(cu, CUBLAS_OP_N, CUBLAS_OP_N, K, M, N, w, K, dout, N, 0.0f, din, K,
-                   "cublasGemmEx (bf16 matmul backward, din)");
-        else if (cudaMemsetAsync(din, 0, (size_t)M * K * sizeof(float), cu->stream) != cudaSuccess)
-            r1_cuda_fail(cu, "cudaMemsetAsync", cudaGetErrorString(cudaGetLastError()), __FILE__,
-                         __LINE__);
-    }
-    if (dw && M > 0 && N > 0 && K > 0) /* dwᵀ (K,N) += inᵀ (K,M) · dout (M,N) */
-        gemm16(cu, CUBLAS_OP_N, CUBLAS_OP_T, K, N, M, in, K, dout, N, 1.0f, dw, K,
-               "cublasGemmEx (bf16 matmul backward, dw)");
+    r1_cuda_linear_backward(cu, din, dw, dout, in, w, CUDA_R_16BF, M, K, N,
+                            "cuBLASLt (bf16 matmul backward, din)",
+                            "cuBLASLt (bf16 matmul backward, dw)");
     if (dbias && M > 0 && N > 0)
         r1_cuda_colsum(cu, dbias, r1_col_bf16{dout, N}, M, N);
 }

@@ -1,8 +1,7 @@
-/* linear.cu - matmul (cuBLAS SGEMM) and token embedding, CUDA.
+/* linear.cu - matmul (f32 GEMMs on cuBLASLt, gemm.cu) and token embedding, CUDA.
  *
- * Row-major (M,K)·(N,K)ᵀ is the column-major product outᵀ (N,M) = w (N,K) · inᵀ, so every
- * GEMM below is one cublasSgemm on the same pointers, with no copies.  f32 in, f32 out,
- * CUBLAS_DEFAULT_MATH (no TF32): the reference precision of the CPU backend.
+ * f32 in, f32 out, f32 compute (no TF32): the reference precision of the CPU backend; the
+ * bias is the GEMM's epilogue.
  *
  * dbias and the embedding gradient are reductions over tokens, taken without atomics:
  * dbias by the chunked column sum of reduce.cuh; dwte by blocks that walk the tokens in
@@ -14,27 +13,13 @@
 
 #define R1_EMB_GROUPS 64 /* token-id classes (t mod 64) of the embedding backward's blocks */
 
-static void blas_fail(struct r1_cuda *cu, cublasStatus_t st, const char *what)
-{
-    if (st != CUBLAS_STATUS_SUCCESS)
-        r1_cuda_fail(cu, what, cu->cb.status_string(st), __FILE__, __LINE__);
-}
-
 extern "C" void r1_cuda_matmul_forward(void *ctx, float *out /* (M,N) */,
                                        const float *in /* (M,K) */, const float *w /* (N,K) */,
                                        const float *bias /* (N) or NULL */, int M, int K, int N)
 {
     struct r1_cuda *cu = (struct r1_cuda *)ctx;
     R1_CUDA_BEGIN(cu);
-    if (M <= 0 || N <= 0)
-        return;
-    float beta = r1_cuda_matmul_prologue(cu, out, bias, M, K, N);
-    if (beta < 0)
-        return;
-    const float one = 1.0f;
-    blas_fail(cu, cu->cb.sgemm(cu->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, w, K, in, K,
-                              &beta, out, N),
-              "cublasSgemm (matmul forward)");
+    r1_cuda_linear(cu, out, in, w, CUDA_R_32F, bias, M, K, N, "cuBLASLt (matmul forward)");
 }
 
 struct r1_col_plain {
@@ -52,22 +37,8 @@ extern "C" void r1_cuda_matmul_backward(void *ctx, float *din /* (M,K) or NULL *
 {
     struct r1_cuda *cu = (struct r1_cuda *)ctx;
     R1_CUDA_BEGIN(cu);
-    const float one = 1.0f, zero = 0.0f;
-    if (din && M > 0 && K > 0) {
-        if (N > 0)
-            /* dinᵀ (K,M) = wᵀ (K,N) · doutᵀ (N,M) */
-            blas_fail(cu, cu->cb.sgemm(cu->blas, CUBLAS_OP_N, CUBLAS_OP_N, K, M, N, &one, w, K,
-                                      dout, N, &zero, din, K),
-                      "cublasSgemm (matmul backward, din)");
-        else if (cudaMemsetAsync(din, 0, (size_t)M * K * sizeof(float), cu->stream) != cudaSuccess)
-            r1_cuda_fail(cu, "cudaMemsetAsync", cudaGetErrorString(cudaGetLastError()), __FILE__,
-                         __LINE__);
-    }
-    if (dw && M > 0 && N > 0 && K > 0)
-        /* dwᵀ (K,N) += inᵀ (K,M) · dout (M,N) */
-        blas_fail(cu, cu->cb.sgemm(cu->blas, CUBLAS_OP_N, CUBLAS_OP_T, K, N, M, &one, in, K, dout,
-                                  N, &one, dw, K),
-                  "cublasSgemm (matmul backward, dw)");
+    r1_cuda_linear_backward(cu, din, dw, dout, in, w, CUDA_R_32F, M, K, N,
+                            "cuBLASLt (matmul backward, din)", "cuBLASLt (matmul backward, dw)");
     if (dbias && M > 0 && N > 0)
         r1_cuda_colsum(cu, dbias, r1_col_plain{dout, N}, M, N);
 }

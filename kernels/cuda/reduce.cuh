@@ -142,39 +142,9 @@ template <class F> void r1_cuda_colsum(struct r1_cuda *cu, float *dst, F f, int 
     R1_CUDA_LAUNCHED(cu, "column sum");
 }
 
-/* out (M,N) = bias (N) in every row (a matmul's output before a beta = 1 GEMM) */
-static __global__ void r1_bias_fill(float *out /* (M,N) */, const float *bias /* (N) */,
-                                    int64_t total, int N)
-{
-    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < total)
-        out[i] = bias[i % N];
-}
-
 static inline unsigned r1_cuda_blocks(int64_t n, int threads)
 {
     return (unsigned)((n + threads - 1) / threads);
-}
-
-/* A matmul's output before its GEMM: out (M,N) = bias in every row, or 0 when K = 0 and
- * there is no bias.  Returns the GEMM's beta (1 after a bias fill, else 0), or -1 when
- * K = 0 leaves no GEMM to run. */
-static inline float r1_cuda_matmul_prologue(struct r1_cuda *cu, float *out, const float *bias,
-                                            int M, int K, int N)
-{
-    float beta = 0.0f;
-    if (bias) {
-        int64_t total = (int64_t)M * N;
-        R1_LAUNCH(r1_bias_fill, r1_cuda_blocks(total, 256), 256, cu->stream)(out, bias, total, N);
-        R1_CUDA_LAUNCHED(cu, "bias fill");
-        beta = 1.0f;
-    }
-    if (K > 0)
-        return beta;
-    if (!bias && cudaMemsetAsync(out, 0, (size_t)M * N * sizeof(float), cu->stream) != cudaSuccess)
-        r1_cuda_fail(cu, "cudaMemsetAsync", cudaGetErrorString(cudaGetLastError()), __FILE__,
-                     __LINE__);
-    return -1.0f;
 }
 
 #endif

@@ -13,8 +13,8 @@
  * deadlock and aborts), the WMMA calls' arguments, launch limits (block size, grid
  * dimensions).  What it cannot: timing, warp-synchronous code without barriers, real
  * races between blocks (they never overlap here), the GPU's floating-point details
- * (FMA contraction, expf ulps, tensor-core sums) and anything of cuBLAS (emulated by
- * cublas-emu.cc).  Only what r1's kernels use is here; the tensor-core API (nvcuda::wmma)
+ * (FMA contraction, expf ulps, tensor-core sums) and anything of cuBLASLt (emulated by
+ * cublaslt-emu.cc).  Only what r1's kernels use is here; the tensor-core API (nvcuda::wmma)
  * and bf16 are mma.h and cuda_bf16.h beside this header. */
 #ifndef R1_CUDA_EMU_RUNTIME_H
 #define R1_CUDA_EMU_RUNTIME_H
@@ -61,7 +61,7 @@ struct r1_emu_stream {
     std::vector<std::function<void()>> *capture;
     bool invalid;
 };
-/* runs work now, or records it when s captures (libcublas-emu's GEMMs go through it too) */
+/* runs work now, or records it when s captures (libcublaslt-emu's GEMMs go through it too) */
 static inline void r1_emu_enqueue(cudaStream_t s, std::function<void()> work)
 {
     if (s && s->capture)

@@ -16,7 +16,8 @@ src=$(cd "$(dirname "$0")/.." && pwd)  # tests/
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fail=0
-[ -n "${R1_CUBLAS:-}" ] || { echo "FAIL: R1_CUBLAS (the emulator's cuBLAS) is not set"; exit 1; }
+[ -n "${R1_CUBLASLT:-}" ] ||
+  { echo "FAIL: R1_CUBLASLT (the emulator's cuBLASLt) is not set"; exit 1; }
 cp "$src"/recipes/sft/chat.yaml "$src"/recipes/sft/chat.jsonl "$src"/recipes/emu/grpo.yaml "$tmp"/
 
 # 1. sft on the emulated GPU against the CPU
