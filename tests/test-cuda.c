@@ -18,7 +18,8 @@
  *
  * Also: bitwise determinism of GPU ops run twice; whole-model parity (forward logp and
  * entropy, the gradients of one cross-entropy step per tensor, the loss curve of 5
- * AdamW steps, KV-cache decode logits in f32 and bf16, greedy generation tokens).
+ * AdamW steps, KV-cache decode logits in f32 and bf16, greedy generation tokens, and the
+ * real SmolLM2-135M's greedy tokens where its GGUF has been downloaded).
  *
  * Built twice: test-cuda against the real backend, and test-cuda-emu against the CUDA
  * emulator (tests/cuda-emu: the same kernels compiled for the CPU), which runs in CI.
@@ -41,11 +42,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/backend.h"
 #include "core/err.h"
 #include "core/generate.h"
 #include "core/model.h"
+#include "core/modelfile.h"
 #include "core/optim.h"
 #include "core/rng.h"
 #include "core/sample.h"
@@ -2107,6 +2110,115 @@ static void print_summary(void)
                     tols[t].nmse, worst_where[t]);
 }
 
+/* The real SmolLM2-135M-Instruct (the GGUF of tools/fetch-model smollm2, found as
+ * test-gguf-smollm2 finds it; the test is skipped without it): greedy generation on the
+ * GPU gives the CPU's tokens, with f32 and with bf16 generation weights (f32 only on the
+ * emulator), three prompts of 20 new tokens.  The backends sum in other orders, so a token may differ where the
+ * model's two best were all but tied: a divergence is accepted only where the two
+ * sides' chosen tokens had log-probs within tie_tol (then the rest of that sequence is
+ * not compared; none is expected and any is printed); elsewhere the log-probs agree
+ * within lp_tol. */
+static void test_generate_smollm2(void **state)
+{
+    (void)state;
+    char path[4096];
+    const char *cache = getenv("R1_CACHE"), *home = getenv("HOME");
+    if (cache && *cache)
+        snprintf(path, sizeof(path), "%s/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", cache);
+    else
+        snprintf(path, sizeof(path), "%s/.cache/r1/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+                 home ? home : "");
+    if (access(path, R_OK) != 0) {
+        fprintf(stderr, "test_generate_smollm2: skipped: %s is missing (tools/fetch-model "
+                "smollm2)\n", path);
+        skip();
+    }
+    struct r1_model *m[2] = {NULL, NULL};
+    struct r1_tokenizer *tok[2] = {NULL, NULL};
+    for (int s = 0; s < 2; s++)
+        if (r1_model_open(&m[s], &tok[s], bes[s], path))
+            fail_msg("%s on %s: %s", path, side_name(s), r1_err_last());
+    static const char *prompts[3] = {"The capital of France is",
+                                     "def add(a, b):\n    return",
+                                     "Question: what is 12 + 30?\nAnswer:"};
+    enum { NP = 3, NEW = 20, MAXLEN = 64 };
+    int32_t *ids[NP];
+    int len[NP];
+    struct r1_gen_request rq[NP];
+    for (int i = 0; i < NP; i++) {
+        assert_int_equal(r1_tokenizer_encode(tok[REF], prompts[i], strlen(prompts[i]), &ids[i],
+                                             &len[i]),
+                         0);
+        assert_true(len[i] + NEW <= MAXLEN);
+        rq[i] = (struct r1_gen_request){ids[i], len[i], (uint64_t)i};
+    }
+#ifdef R1_TEST_CUDA_EMU
+    int n_weights = 1; /* bf16 weights take the emulator ~3.5 min (its WMMA); f32 ~12 s */
+#else
+    int n_weights = 2;
+#endif
+    for (int wi = 0; wi < n_weights; wi++) {
+        enum r1_dtype wt = wi ? R1_BF16 : R1_F32;
+        /* f32: log-probs within 7.6e-6 on the emulator.  bf16: both sides round the same
+         * operands, but an input that lands on the other side of a bf16 rounding boundary
+         * moves by 2^-8 relative, and such flips compound over 30 layers and the tokens
+         * before (on the emulator, 0.04 apart after 16 tokens of prompt 1) */
+        double lp_tol = wi ? 0.15 : 1e-3, tie_tol = wi ? 0.15 : 1e-3;
+        int32_t out[2][NP][NEW];
+        float lp[2][NP][NEW];
+        int n[2][NP];
+        struct r1_gen_config gc = {{0.0f, 0, 1.0f, 0.0f}, NEW, 1, NULL, 0, NULL, 0, wt};
+        for (int s = 0; s < 2; s++) {
+            struct r1_generator *g = NULL;
+            struct r1_gen_result rs[NP];
+            for (int i = 0; i < NP; i++)
+                rs[i] = (struct r1_gen_result){out[s][i], lp[s][i], 0, 0};
+            if (r1_generator_create(&g, m[s], tok[REF], NP, MAXLEN, 32) ||
+                r1_generate(g, &gc, rq, NP, rs, NULL, NULL))
+                fail_msg("SmolLM2 generate on %s: %s", side_name(s), r1_err_last());
+            for (int i = 0; i < NP; i++)
+                n[s][i] = rs[i].n;
+            r1_generator_free(g);
+        }
+        double worst = 0;
+        for (int i = 0; i < NP; i++) {
+            int t = 0, diverged = 0;
+            for (; t < n[REF][i] && t < n[DUT][i]; t++) {
+                double d = fabs((double)lp[REF][i][t] - lp[DUT][i][t]);
+                if (out[REF][i][t] != out[DUT][i][t]) {
+                    fprintf(stderr, "test_generate_smollm2: %s weights, prompt %d: token %d is "
+                            "%d on the cpu (log-prob %.6f), %d on the gpu (%.6f)\n",
+                            wi ? "bf16" : "f32", i, t, out[REF][i][t], lp[REF][i][t],
+                            out[DUT][i][t], lp[DUT][i][t]);
+                    if (d > tie_tol)
+                        fail_msg("SmolLM2 greedy, %s weights, prompt %d: the gpu's token %d "
+                                 "is no near tie (log-probs %.6f vs %.6f)", wi ? "bf16" : "f32",
+                                 i, t, lp[REF][i][t], lp[DUT][i][t]);
+                    diverged = 1;
+                    break;
+                }
+                if (!(d <= lp_tol))
+                    fail_msg("SmolLM2 greedy, %s weights, prompt %d, token %d: log-prob %.6f "
+                             "on the gpu vs %.6f on the cpu", wi ? "bf16" : "f32", i, t,
+                             lp[DUT][i][t], lp[REF][i][t]);
+                worst = fmax(worst, d);
+            }
+            if (!diverged && n[REF][i] != n[DUT][i])
+                fail_msg("SmolLM2 greedy, %s weights, prompt %d: %d tokens on the cpu, %d on "
+                         "the gpu", wi ? "bf16" : "f32", i, n[REF][i], n[DUT][i]);
+        }
+        if (verbose)
+            fprintf(stderr, "  SmolLM2 greedy, %s weights: %d+%d+%d tokens, log-probs within "
+                    "%.3g\n", wi ? "bf16" : "f32", n[REF][0], n[REF][1], n[REF][2], worst);
+    }
+    for (int i = 0; i < NP; i++)
+        free(ids[i]);
+    for (int s = 0; s < 2; s++) {
+        r1_model_free(m[s]);
+        r1_tokenizer_free(tok[s]);
+    }
+}
+
 /* test-cuda [pattern]: runs the tests whose name matches the glob pattern */
 int main(int argc, char **argv)
 {
@@ -2161,6 +2273,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_model_decode),
         cmocka_unit_test(test_decode_graph),
         cmocka_unit_test(test_generate),
+        cmocka_unit_test(test_generate_smollm2),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     if (verbose)
