@@ -2113,11 +2113,11 @@ static void print_summary(void)
 /* The real SmolLM2-135M-Instruct (the GGUF of tools/fetch-model smollm2, found as
  * test-gguf-smollm2 finds it; the test is skipped without it): greedy generation on the
  * GPU gives the CPU's tokens, with f32 and with bf16 generation weights (f32 only on the
- * emulator), three prompts of 20 new tokens.  The backends sum in other orders, so a token may differ where the
- * model's two best were all but tied: a divergence is accepted only where the two
- * sides' chosen tokens had log-probs within tie_tol (then the rest of that sequence is
- * not compared; none is expected and any is printed); elsewhere the log-probs agree
- * within lp_tol. */
+ * emulator), three prompts of 20 new tokens.  The backends sum in other orders, so a
+ * token may differ where the model's two best were all but tied: a divergence is
+ * accepted only where the two sides' chosen tokens had log-probs within tie_tol (then
+ * the rest of that sequence is not compared; none is expected and any is printed);
+ * elsewhere the log-probs agree within lp_tol. */
 static void test_generate_smollm2(void **state)
 {
     (void)state;

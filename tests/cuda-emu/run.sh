@@ -8,7 +8,10 @@
 #     uninterrupted run on the emulated GPU, and r1 verify passes;
 #  3. a GRPO stage (KL with a resetting reference, old log-probs, sampling; precision bf16,
 #     tests/recipes/emu/grpo.yaml) runs on the emulated GPU and resumes bit-identical after
-#     kill -9.
+#     kill -9;
+#  4. the other stage kinds (tests/recipes/emu/stages.yaml: pretraining, a pairwise and a
+#     pointwise reward model, rejection sampling, align scored by both): the deterministic
+#     ones match the CPU's losses within 1e-4, and align resumes bit-identical after kill -9.
 set -u
 emu=$(realpath "$1")
 r1=$(realpath "$2")
@@ -18,7 +21,8 @@ trap 'rm -rf "$tmp"' EXIT
 fail=0
 [ -n "${R1_CUBLASLT:-}" ] ||
   { echo "FAIL: R1_CUBLASLT (the emulator's cuBLASLt) is not set"; exit 1; }
-cp "$src"/recipes/sft/chat.yaml "$src"/recipes/sft/chat.jsonl "$src"/recipes/emu/grpo.yaml "$tmp"/
+cp "$src"/recipes/sft/chat.yaml "$src"/recipes/sft/chat.jsonl "$src"/recipes/emu/grpo.yaml \
+   "$src"/recipes/emu/stages.yaml "$tmp"/
 
 # 1. sft on the emulated GPU against the CPU
 final() {
@@ -84,6 +88,47 @@ elif [ "$(gfinal "$d")" != "$want" ]; then
   echo "FAIL: the resumed grpo run differs from the uninterrupted one"; fail=1
 else
   echo "ok: GRPO (KL, old log-probs, sampling) in bf16 on the emulated GPU resumes bit-identical"
+fi
+# 4. pretrain, reward_model (pairwise, pointwise), rejection_sft, align
+afinal() {
+  local c=$1/checkpoints/align/00000002
+  sha256sum "$c"/model.safetensors "$c"/optimizer.safetensors "$c"/trainer_state.json \
+            2>/dev/null | awk '{print $1}'
+  grep '"stage":"align"' "$1"/metrics.jsonl |
+    grep -o '"\(loss\|grad_norm\|reward\|rewards/[a-z]*\|kl\|entropy\)":[0-9.e+-]*'
+}
+"$r1" run "$tmp/stages.yaml" --run-dir "$tmp/scpu" >"$tmp/scpu.log" 2>&1 ||
+  { echo "FAIL: the stages recipe on the cpu: $(tail -3 "$tmp/scpu.log")"; exit 1; }
+if ! "$emu" run "$tmp/stages.yaml" --run-dir "$tmp/s" --set backend=cuda >"$tmp/s.log" 2>&1; then
+  echo "FAIL: the stages recipe on the emulated gpu: $(tail -3 "$tmp/s.log")"; fail=1
+else
+  for st in base rm safety; do
+    if [ "$(losses "$tmp/s" $st | wc -l)" -lt 1 ] ||
+       [ "$(losses "$tmp/s" $st | wc -l)" -ne "$(losses "$tmp/scpu" $st | wc -l)" ] ||
+       ! paste <(losses "$tmp/s" $st) <(losses "$tmp/scpu" $st) |
+         awk '{ if (!($1 == $1 + 0 && ($1 - $2) ^ 2 <= (1e-4 * $2) ^ 2)) bad = 1 } END { exit bad }'
+    then
+      echo "FAIL: $st losses on the emulated gpu $(losses "$tmp/s" $st | tr '\n' ' ')" \
+           "vs cpu $(losses "$tmp/scpu" $st | tr '\n' ' ')"; fail=1
+    fi
+  done
+  want=$(afinal "$tmp/s")
+  d=$tmp/scrash
+  (R1_TEST_CRASH=align:1:before-commit exec "$emu" run "$tmp/stages.yaml" --run-dir "$d" \
+    --set backend=cuda >/dev/null 2>&1)
+  rc=$?
+  if [ "$(echo "$want" | head -3 | grep -c .)" -ne 3 ]; then
+    echo "FAIL: the align stage lacks its files"; fail=1
+  elif [ $rc -ne 137 ]; then
+    echo "FAIL: expected a kill (137) at align step 1, got $rc"; fail=1
+  elif ! "$emu" resume "$d" >/dev/null 2>"$tmp/err"; then
+    echo "FAIL: align resume on the emulated gpu: $(cat "$tmp/err")"; fail=1
+  elif [ "$(afinal "$d")" != "$want" ]; then
+    echo "FAIL: the resumed align run differs from the uninterrupted one"; fail=1
+  else
+    echo "ok: pretrain, reward models, rejection sampling and align on the emulated GPU" \
+         "(losses as the cpu's; align resumes bit-identical)"
+  fi
 fi
 [ $fail -eq 0 ] && echo "all emulated-GPU run checks passed"
 exit $fail
