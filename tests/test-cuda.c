@@ -733,6 +733,29 @@ static void test_matmul_bias_unfused(void **state)
     unsetenv("R1_EMU_LT_NO_BIAS");
 }
 
+/* More shapes than the CUDA backend's GEMM plan cache holds (gemm.cu: 256 slots, emptied
+ * at 192): every M from 1 to 400, twice (the second round meets plans made again after
+ * the cache emptied), with and without bias, each against the CPU. */
+static void test_matmul_plan_cache(void **state)
+{
+    (void)state;
+    enum { MMAX = 400, K = 24, N = 40 };
+    rng_seed(107);
+    struct pbuf in = pb_rand((int64_t)MMAX * K, -1, 1), w = pb_rand((int64_t)N * K, -1, 1);
+    struct pbuf bias = pb_rand(N, -1, 1), out = pb_nan((int64_t)MMAX * N);
+    for (int round = 0; round < 2; round++)
+        for (int M = 1; M <= MMAX; M++) {
+            int wb = (M + round) % 2;
+            pb_set_nan(&out);
+            for (int s = 0; s < 2; s++)
+                OPS(s)->matmul_forward(CTX(s), fp(&out, s), fp(&in, s), fp(&w, s),
+                                       wb ? fp(&bias, s) : NULL, M, K, N);
+            check_f32(&out, (int64_t)M * N, TOL_MATMUL, "matmul_forward round %d M=%d bias=%d",
+                      round, M, wb);
+        }
+    pb_free(&in), pb_free(&w), pb_free(&bias), pb_free(&out);
+}
+
 /* ---- embedding ----------------------------------------------------------------------- */
 
 static void test_embedding(void **state)
@@ -2253,6 +2276,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_matmul_forward_bf16),
         cmocka_unit_test(test_matmul16),
         cmocka_unit_test(test_matmul_bias_unfused),
+        cmocka_unit_test(test_matmul_plan_cache),
         cmocka_unit_test(test_embedding),
         cmocka_unit_test(test_rmsnorm),
         cmocka_unit_test(test_rope),
