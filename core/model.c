@@ -22,6 +22,11 @@ struct r1_layer_acts {
     float *h;           /* (N,C) residual after attention */
     float *n2, *rstd2;  /* (N,C), (N) */
     float *gate, *up, *act; /* (N,F) */
+    /* precision bf16, training: the bf16 images of the matmul inputs n1, att, n2, act,
+     * made in the forward and read again by the backward; n1, n2 and act themselves are
+     * then one buffer shared by every layer (only their conversion reads them).  NULL in
+     * f32 and for a frozen model (its images go to a->x16). */
+    uint16_t *n1_16, *att16, *n2_16, *act16;
 };
 
 struct r1_model_acts {
@@ -449,6 +454,9 @@ static void layout_acts(struct r1_model *m, struct r1_model_acts *a, int B, int 
 #define F32(n) ((float *)r1_arena_take_bytes(ar, (size_t)(n) * sizeof(float)))
 #define I32(n) ((int32_t *)r1_arena_take_bytes(ar, (size_t)(n) * sizeof(int32_t)))
     bool recompute = m->recompute && !m->frozen;
+    bool half = m->precision == R1_BF16 && !m->frozen;
+    float *scratch = half ? F32(N * (C > F ? C : F)) : NULL; /* bf16: n1, n2, act */
+#define BF16(n) ((uint16_t *)r1_arena_take_bytes(ar, (size_t)(n) * sizeof(uint16_t)))
     for (int l = 0; l < c->n_layers; l++) {
         struct r1_layer_acts *L = &a->l[l];
         if (m->frozen && l >= 2) { /* forward only: layer l reuses layer l-2's buffers, so */
@@ -461,7 +469,7 @@ static void layout_acts(struct r1_model *m, struct r1_model_acts *a, int B, int 
             continue;
         }
         L->x = F32(N * C);
-        L->n1 = F32(N * C);
+        L->n1 = half ? scratch : F32(N * C);
         L->rstd1 = F32(N);
         L->q = F32(N * HD);
         L->k = F32(N * KD);
@@ -469,12 +477,19 @@ static void layout_acts(struct r1_model *m, struct r1_model_acts *a, int B, int 
         L->att = F32(N * HD);
         L->lse = F32((int64_t)B * c->n_heads * T);
         L->h = F32(N * C);
-        L->n2 = F32(N * C);
+        L->n2 = half ? scratch : F32(N * C);
         L->rstd2 = F32(N);
         L->gate = F32(N * F);
         L->up = F32(N * F);
-        L->act = F32(N * F);
+        L->act = half ? scratch : F32(N * F);
+        if (half) {
+            L->n1_16 = BF16(N * C);
+            L->att16 = BF16(N * HD);
+            L->n2_16 = BF16(N * C);
+            L->act16 = BF16(N * F);
+        }
     }
+#undef BF16
     a->xout = F32(N * C);
     a->nf = F32(N * C);
     a->rstdf = F32(N);
@@ -654,14 +669,20 @@ static int check_batch(const struct r1_model *m, const struct r1_batch *b)
 
 /* ---- matmuls in the model's precision ---------------------------------------- */
 
-/* In bf16, the bf16 image of x (n floats) in a->x16, for the matmuls that read x next
- * (made again where the backward needs it: same input, same bits); NULL in f32. */
-static const uint16_t *half_input(struct r1_model *m, const float *x, int64_t n)
+/* In bf16, the bf16 image of x (n floats) in dst, or in a->x16 when dst is NULL, for the
+ * matmuls that read x next; NULL in f32. */
+static const uint16_t *half_into(struct r1_model *m, uint16_t *dst, const float *x, int64_t n)
 {
     if (m->precision != R1_BF16)
         return NULL;
-    m->be->ops->convert_bf16(m->be->ctx, m->a->x16, x, n);
-    return m->a->x16;
+    dst = dst ? dst : m->a->x16;
+    m->be->ops->convert_bf16(m->be->ctx, dst, x, n);
+    return dst;
+}
+
+static const uint16_t *half_input(struct r1_model *m, const float *x, int64_t n)
+{
+    return half_into(m, NULL, x, n);
 }
 
 uint16_t *r1_model_param16(const struct r1_model *m, const float *w)
@@ -708,7 +729,7 @@ static void layer_forward(struct r1_model *m, int l, int B, int T, float *xnext)
     struct r1_layer_acts *L = &a->l[l];
     const uint16_t *h16;
     op->rmsnorm_forward(cx, L->n1, L->rstd1, L->x, W->attn_norm, N, C, c->rms_eps);
-    h16 = half_input(m, L->n1, (int64_t)N * C);
+    h16 = half_into(m, L->n1_16, L->n1, (int64_t)N * C);
     mm_forward(m, L->q, L->n1, h16, W->wq, W->bq, N, C, HD);
     mm_forward(m, L->k, L->n1, h16, W->wk, W->bk, N, C, KD);
     mm_forward(m, L->v, L->n1, h16, W->wv, W->bv, N, C, KD);
@@ -716,15 +737,15 @@ static void layer_forward(struct r1_model *m, int l, int B, int T, float *xnext)
     op->rope_forward(cx, L->k, a->pos, m->rope_cos, m->rope_sin, N, KVH, D);
     (m->precision == R1_BF16 ? op->attention16_forward : op->attention_forward)(
         cx, L->att, L->lse, L->q, L->k, L->v, a->seg, B, T, H, KVH, D);
-    h16 = half_input(m, L->att, (int64_t)N * HD);
+    h16 = half_into(m, L->att16, L->att, (int64_t)N * HD);
     mm_forward(m, L->h, L->att, h16, W->wo, NULL, N, HD, C);
     op->add(cx, L->h, L->h, L->x, (int64_t)N * C);
     op->rmsnorm_forward(cx, L->n2, L->rstd2, L->h, W->mlp_norm, N, C, c->rms_eps);
-    h16 = half_input(m, L->n2, (int64_t)N * C);
+    h16 = half_into(m, L->n2_16, L->n2, (int64_t)N * C);
     mm_forward(m, L->gate, L->n2, h16, W->wgate, NULL, N, C, F);
     mm_forward(m, L->up, L->n2, h16, W->wup, NULL, N, C, F);
     op->swiglu_forward(cx, L->act, L->gate, L->up, (int64_t)N * F);
-    h16 = half_input(m, L->act, (int64_t)N * F);
+    h16 = half_into(m, L->act16, L->act, (int64_t)N * F);
     mm_forward(m, xnext, L->act, h16, W->wdown, NULL, N, F, C);
     op->add(cx, xnext, xnext, L->h, (int64_t)N * C);
 }
@@ -975,24 +996,25 @@ static void backward_trunk(struct r1_model *m, float *dh)
         if (m->recompute) /* the shared buffers again hold layer l (its output is not needed:
                            * dtmp is free at the top of each layer) */
             layer_forward(m, l, B, T, a->dtmp);
-        /* dres = dL/d(layer output) */
-        const uint16_t *h16 = half_input(m, L->act, (int64_t)N * F);
+        /* dres = dL/d(layer output); in bf16 the matmuls' inputs are the forward's images
+         * (then their f32 source, a shared buffer, is not read) */
+        const uint16_t *h16 = L->act16;
         mm_backward(m, a->dact, dW->wdown, NULL, a->dres, L->act, h16, W->wdown, N, F, C);
         op->swiglu_backward(cx, a->dgate, a->dup, a->dact, L->gate, L->up, (int64_t)N * F);
-        h16 = half_input(m, L->n2, (int64_t)N * C);
+        h16 = L->n2_16;
         mm_backward(m, a->dn, dW->wgate, NULL, a->dgate, L->n2, h16, W->wgate, N, C, F);
         mm_backward(m, a->dtmp, dW->wup, NULL, a->dup, L->n2, h16, W->wup, N, C, F);
         op->add(cx, a->dn, a->dn, a->dtmp, (int64_t)N * C);
         op->rmsnorm_backward(cx, a->dtmp, dW->mlp_norm, a->dn, L->h, W->mlp_norm, L->rstd2, N, C);
         op->add(cx, a->dres, a->dres, a->dtmp, (int64_t)N * C); /* now dL/dh */
-        h16 = half_input(m, L->att, (int64_t)N * HD);
+        h16 = L->att16;
         mm_backward(m, a->datt, dW->wo, NULL, a->dres, L->att, h16, W->wo, N, HD, C);
         (m->precision == R1_BF16 ? op->attention16_backward : op->attention_backward)(
             cx, a->dq, a->dk, a->dv, a->datt, L->att, L->lse, L->q, L->k, L->v, a->seg, B, T, H,
             KVH, D);
         op->rope_backward(cx, a->dq, a->pos, m->rope_cos, m->rope_sin, N, H, D);
         op->rope_backward(cx, a->dk, a->pos, m->rope_cos, m->rope_sin, N, KVH, D);
-        h16 = half_input(m, L->n1, (int64_t)N * C);
+        h16 = L->n1_16;
         mm_backward(m, a->dn, dW->wq, dW->bq, a->dq, L->n1, h16, W->wq, N, C, HD);
         mm_backward(m, a->dtmp, dW->wk, dW->bk, a->dk, L->n1, h16, W->wk, N, C, KD);
         op->add(cx, a->dn, a->dn, a->dtmp, (int64_t)N * C);
