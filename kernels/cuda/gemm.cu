@@ -50,6 +50,14 @@ static __global__ void r1_bias_fill(float *out /* (M,N) */, const float *bias /*
         out[i] = bias[i % N];
 }
 
+/* out (M,N) = bias in every row, on the stream */
+static void bias_fill(struct r1_cuda *cu, float *out, const float *bias, int64_t M, int N)
+{
+    int64_t total = M * N;
+    R1_LAUNCH(r1_bias_fill, r1_cuda_blocks(total, 256), 256, cu->stream)(out, bias, total, N);
+    R1_CUDA_LAUNCHED(cu, "bias fill");
+}
+
 static int32_t align_of(const void *p)
 {
     uintptr_t a = (uintptr_t)p;
@@ -247,9 +255,7 @@ extern "C" void r1_cuda_gemm(struct r1_cuda *cu, bool ta, bool tb, int m, int n,
                     "cublasLtMatmulDescSetAttribute", __LINE__))
             return;
     } else if (bias) {
-        int64_t total = (int64_t)m * n; /* D is (n rows of m) with ldd == m */
-        R1_LAUNCH(r1_bias_fill, r1_cuda_blocks(total, 256), 256, cu->stream)(D, bias, total, m);
-        R1_CUDA_LAUNCHED(cu, "bias fill");
+        bias_fill(cu, D, bias, n, m); /* D is n rows of m (ldd == m) */
         beta = 1.0f;
     }
     const float one = 1.0f;
@@ -265,12 +271,9 @@ extern "C" void r1_cuda_linear(struct r1_cuda *cu, float *out, const void *in, c
     if (M <= 0 || N <= 0)
         return;
     if (K <= 0) { /* no products: out = bias in every row, or 0 */
-        int64_t total = (int64_t)M * N;
         if (bias) {
-            R1_LAUNCH(r1_bias_fill, r1_cuda_blocks(total, 256), 256, cu->stream)(out, bias,
-                                                                                  total, N);
-            R1_CUDA_LAUNCHED(cu, "bias fill");
-        } else if (cudaMemsetAsync(out, 0, (size_t)total * sizeof(float), cu->stream) !=
+            bias_fill(cu, out, bias, M, N);
+        } else if (cudaMemsetAsync(out, 0, (size_t)M * N * sizeof(float), cu->stream) !=
                    cudaSuccess) {
             r1_cuda_fail(cu, "cudaMemsetAsync", cudaGetErrorString(cudaGetLastError()),
                          __FILE__, __LINE__);

@@ -31,15 +31,19 @@ final() {
     awk '{print $1}'
 }
 losses() { grep "\"stage\":\"$2\"" "$1/metrics.jsonl" | grep -o '"loss":[0-9.e+-]*' | cut -d: -f2; }
+# same_losses GPU CPU STAGE: as many losses, each within 1e-4 (relative) of the cpu's
+same_losses() {
+  [ "$(losses "$1" "$3" | wc -l)" -eq "$(losses "$2" "$3" | wc -l)" ] &&
+    paste <(losses "$1" "$3") <(losses "$2" "$3") |
+    awk '{ if (!($1 == $1 + 0 && ($1 - $2) ^ 2 <= (1e-4 * $2) ^ 2)) bad = 1 } END { exit bad }'
+}
 "$r1" run "$tmp/chat.yaml" --run-dir "$tmp/cpu" --set backend=cpu >"$tmp/cpu.log" 2>&1 ||
   { echo "FAIL: cpu run: $(tail -3 "$tmp/cpu.log")"; exit 1; }
 "$emu" run "$tmp/chat.yaml" --run-dir "$tmp/gpu" --set backend=cuda >"$tmp/gpu.log" 2>&1 ||
   { echo "FAIL: emulated gpu run: $(tail -3 "$tmp/gpu.log")"; exit 1; }
 if ! grep -q "backend cuda (r1 CUDA emulator (CPU))" "$tmp/gpu.log"; then
   echo "FAIL: the run header does not name the emulated GPU: $(head -2 "$tmp/gpu.log")"; fail=1
-elif [ "$(losses "$tmp/gpu" sft | wc -l)" -ne 8 ] ||
-     ! paste <(losses "$tmp/gpu" sft) <(losses "$tmp/cpu" sft) |
-       awk '{ if (!($1 == $1 + 0 && ($1 - $2) ^ 2 <= (1e-4 * $2) ^ 2)) bad = 1 } END { exit bad }'; then
+elif [ "$(losses "$tmp/gpu" sft | wc -l)" -ne 8 ] || ! same_losses "$tmp/gpu" "$tmp/cpu" sft; then
   echo "FAIL: losses on the emulated gpu $(losses "$tmp/gpu" sft | tr '\n' ' ')" \
        "vs cpu $(losses "$tmp/cpu" sft | tr '\n' ' ')"; fail=1
 else
@@ -103,11 +107,7 @@ if ! "$emu" run "$tmp/stages.yaml" --run-dir "$tmp/s" --set backend=cuda >"$tmp/
   echo "FAIL: the stages recipe on the emulated gpu: $(tail -3 "$tmp/s.log")"; fail=1
 else
   for st in base rm safety; do
-    if [ "$(losses "$tmp/s" $st | wc -l)" -lt 1 ] ||
-       [ "$(losses "$tmp/s" $st | wc -l)" -ne "$(losses "$tmp/scpu" $st | wc -l)" ] ||
-       ! paste <(losses "$tmp/s" $st) <(losses "$tmp/scpu" $st) |
-         awk '{ if (!($1 == $1 + 0 && ($1 - $2) ^ 2 <= (1e-4 * $2) ^ 2)) bad = 1 } END { exit bad }'
-    then
+    if [ "$(losses "$tmp/s" $st | wc -l)" -lt 1 ] || ! same_losses "$tmp/s" "$tmp/scpu" $st; then
       echo "FAIL: $st losses on the emulated gpu $(losses "$tmp/s" $st | tr '\n' ' ')" \
            "vs cpu $(losses "$tmp/scpu" $st | tr '\n' ' ')"; fail=1
     fi
