@@ -114,9 +114,11 @@ struct r1_backend_ops {
                                int N, int C);
 
     /* --- RMSNorm ----------------------------------------------------------- */
-    /* out (N,C) = in · rstd · w (C), rstd (N) = 1/sqrt(mean(in²) + eps) saved for backward */
-    void (*rmsnorm_forward)(void *ctx, float *out, float *rstd, const float *in, const float *w,
-                            int N, int C, float eps);
+    /* out (N,C) = in · rstd · w (C), rstd (N) = 1/sqrt(mean(in²) + eps) saved for backward;
+     * out16 (N,C), when not NULL, gets bf16(out) (convert_bf16's rounding) for the bf16
+     * matmuls that read it next; out may be NULL when out16 is not */
+    void (*rmsnorm_forward)(void *ctx, float *out, uint16_t *out16, float *rstd, const float *in,
+                            const float *w, int N, int C, float eps);
     /* din (N,C) = ...  [=];  dw (C) += ...  [+=] */
     void (*rmsnorm_backward)(void *ctx, float *din, float *dw, const float *dout, const float *in,
                              const float *w, const float *rstd, int N, int C);
@@ -181,8 +183,10 @@ struct r1_backend_ops {
                                int H, int KVH, int D, int L);
 
     /* --- pointwise ------------------------------------------------------------ */
-    /* out (n) = silu(gate) · up */
-    void (*swiglu_forward)(void *ctx, float *out, const float *gate, const float *up, int64_t n);
+    /* out (n) = silu(gate) · up; out16 (n), when not NULL, gets bf16(out) (as convert_bf16
+     * rounds); out may be NULL when out16 is not */
+    void (*swiglu_forward)(void *ctx, float *out, uint16_t *out16, const float *gate,
+                           const float *up, int64_t n);
     /* dgate, dup (n)  [=] */
     void (*swiglu_backward)(void *ctx, float *dgate, float *dup, const float *dout,
                             const float *gate, const float *up, int64_t n);
@@ -199,19 +203,25 @@ struct r1_backend_ops {
      * entropy may be NULL. */
     void (*logprobs_forward)(void *ctx, float *logp, float *entropy, float *lse,
                              const float *logits, const int32_t *targets, int N, int V);
-    /* dlogits (N,V) [=] = dlogp[n]·(onehot(t) - p) + dentropy[n]·(-p·(log p + H));
-     * dentropy (and entropy) may be NULL; rows with t < 0 get only the entropy term. */
-    void (*logprobs_backward)(void *ctx, float *dlogits, const float *logits, const float *lse,
-                              const float *entropy, const int32_t *targets, const float *dlogp,
-                              const float *dentropy, int N, int V);
+    /* dlogits (N,V) [=] = scale·(dlogp[n]·(onehot(t) - p) + dentropy[n]·(-p·(log p + H)))
+     * (the bracket rounded to f32, then multiplied by scale: the logits' own scale, as in
+     * d(s·z)/dz); dentropy (and entropy) may be NULL; rows with t < 0 get only the entropy
+     * term.  Exactly one of dlogits (f32) and dlogits16 (bf16(dlogits), convert_bf16's
+     * rounding, for a bf16 matmul backward) is not NULL. */
+    void (*logprobs_backward)(void *ctx, float *dlogits, uint16_t *dlogits16,
+                              const float *logits, const float *lse, const float *entropy,
+                              const int32_t *targets, const float *dlogp, const float *dentropy,
+                              float scale, int N, int V);
 
     /* --- optimizer ---------------------------------------------------------------- */
     /* AdamW on n elements, step >= 1 (bias correction), g = grad · grad_scale:
      * m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g²;
-     * param -= lr · (m/(1-b1^step) / (sqrt(v/(1-b2^step)) + eps) + wd · param) */
-    void (*adamw_update)(void *ctx, float *param, const float *grad, float *m, float *v,
-                         int64_t n, float lr, float beta1, float beta2, float eps,
-                         float weight_decay, float grad_scale, int64_t step);
+     * param -= lr · (m/(1-b1^step) / (sqrt(v/(1-b2^step)) + eps) + wd · param);
+     * param16 (n), when not NULL, gets bf16 of the updated param (convert_bf16's rounding):
+     * the bf16 working copy of a model training in bf16, kept current in the same pass */
+    void (*adamw_update)(void *ctx, float *param, uint16_t *param16, const float *grad,
+                         float *m, float *v, int64_t n, float lr, float beta1, float beta2,
+                         float eps, float weight_decay, float grad_scale, int64_t step);
 
     /* --- sampling (generation) ---------------------------------------------------- */
     /* OPTIONAL (a device backend, so that a decode step downloads a token per sequence

@@ -270,6 +270,7 @@ int r1_gguf_load_weights(struct r1_model *m, const struct r1_gguf *g)
             goto out;
     }
     m->be->ops->upload(m->be->ctx, m->param_mem, host, m->params.cap);
+    r1_model_params_changed(m);
 out:
     free(tmp);
     free(host);

@@ -281,6 +281,7 @@ static int load_params(struct r1_model *m, const char *what, struct r1_st_file *
             goto out;
     }
     m->be->ops->upload(m->be->ctx, m->param_mem, host, m->params.cap);
+    r1_model_params_changed(m);
 out:
     free(host);
     return rc;

@@ -142,7 +142,7 @@ static void drop_graphs(struct r1_kv_cache *c, int d)
         }
 }
 
-int r1_kv_cache_set_weights(struct r1_kv_cache *c, const struct r1_model *m, enum r1_dtype dt)
+int r1_kv_cache_set_weights(struct r1_kv_cache *c, struct r1_model *m, enum r1_dtype dt)
 {
     const struct r1_model_config *cfg = &m->cfg;
     const struct r1_backend_ops *op = c->be->ops;
@@ -198,8 +198,8 @@ int r1_kv_cache_set_weights(struct r1_kv_cache *c, const struct r1_model *m, enu
     if (before && before != c->lm_head16)
         drop_graphs(c, 1);
     c->wdtype = R1_BF16;
-    if (lent) { /* refreshed from the current weights, as the model's next forward would */
-        op->convert_bf16(cx, m->w16_mem, m->param_mem, (int64_t)(m->params.cap / sizeof(float)));
+    if (lent) { /* made current, as the model's next forward would */
+        r1_model_sync16(m);
         return 0;
     }
     for (int l = 0; l < c->n_layers; l++) {
@@ -272,7 +272,7 @@ static void decode_ops(struct r1_model *m, struct r1_kv_cache *c, int N, int n_o
     for (int l = 0; l < cfg->n_layers; l++) {
         const struct r1_layer *W = &m->layers[l];
         const struct r1_kv_layer_bf16 *B = c->wl ? &c->wl[l] : &none;
-        op->rmsnorm_forward(cx, c->n, c->rstd, c->x, W->attn_norm, N, C, cfg->rms_eps);
+        op->rmsnorm_forward(cx, c->n, NULL, c->rstd, c->x, W->attn_norm, N, C, cfg->rms_eps);
         matmul(c, c->q, c->n, W->wq, B->wq, W->bq, N, C, HD);
         matmul(c, c->kn, c->n, W->wk, B->wk, W->bk, N, C, KD);
         matmul(c, c->vn, c->n, W->wv, B->wv, W->bv, N, C, KD);
@@ -289,10 +289,10 @@ static void decode_ops(struct r1_model *m, struct r1_kv_cache *c, int N, int n_o
         }
         matmul(c, c->tmp, c->att, W->wo, B->wo, NULL, N, HD, C);
         op->add(cx, c->x, c->x, c->tmp, (int64_t)N * C);
-        op->rmsnorm_forward(cx, c->n, c->rstd, c->x, W->mlp_norm, N, C, cfg->rms_eps);
+        op->rmsnorm_forward(cx, c->n, NULL, c->rstd, c->x, W->mlp_norm, N, C, cfg->rms_eps);
         matmul(c, c->gate, c->n, W->wgate, B->wgate, NULL, N, C, F);
         matmul(c, c->up, c->n, W->wup, B->wup, NULL, N, C, F);
-        op->swiglu_forward(cx, c->act, c->gate, c->up, (int64_t)N * F);
+        op->swiglu_forward(cx, c->act, NULL, c->gate, c->up, (int64_t)N * F);
         matmul(c, c->tmp, c->act, W->wdown, B->wdown, NULL, N, F, C);
         op->add(cx, c->x, c->x, c->tmp, (int64_t)N * C);
     }
@@ -306,7 +306,7 @@ static void decode_ops(struct r1_model *m, struct r1_kv_cache *c, int N, int n_o
                      rb);
         last = c->tmp;
     }
-    op->rmsnorm_forward(cx, c->rows, c->rstd, last, m->final_norm, n_out, C, cfg->rms_eps);
+    op->rmsnorm_forward(cx, c->rows, NULL, c->rstd, last, m->final_norm, n_out, C, cfg->rms_eps);
     if (n_out <= c->logit_rows)
         decode_head(m, c, 0, n_out);
 }

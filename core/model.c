@@ -23,9 +23,9 @@ struct r1_layer_acts {
     float *n2, *rstd2;  /* (N,C), (N) */
     float *gate, *up, *act; /* (N,F) */
     /* precision bf16, training: the bf16 images of the matmul inputs n1, att, n2, act,
-     * made in the forward and read again by the backward; n1, n2 and act themselves are
-     * then one buffer shared by every layer (only their conversion reads them).  NULL in
-     * f32 and for a frozen model (its images go to a->x16). */
+     * made in the forward and read again by the backward; the norms and SwiGLU write
+     * only these (n1, n2 and act are NULL in bf16).  NULL in f32 and for a frozen model
+     * (its images go to a->x16). */
     uint16_t *n1_16, *att16, *n2_16, *act16;
 };
 
@@ -351,6 +351,22 @@ void r1_model_upload_param(struct r1_model *m, int i, const float *host)
 {
     const struct r1_param *p = &m->tensors[i];
     m->be->ops->upload(m->be->ctx, p->w.data, host, r1_tensor_nbytes(&p->w));
+    r1_model_params_changed(m);
+}
+
+void r1_model_params_changed(struct r1_model *m)
+{
+    m->w16_fresh = false;
+}
+
+void r1_model_sync16(struct r1_model *m)
+{
+    if (m->precision != R1_BF16 || m->w16_fresh)
+        return;
+    /* the whole arena, gaps included: one pass */
+    m->be->ops->convert_bf16(m->be->ctx, m->w16_mem, m->param_mem,
+                             (int64_t)(m->params.cap / sizeof(float)));
+    m->w16_fresh = true;
 }
 
 /* Initialises tensor k (the rules of r1_model_init_weights). */
@@ -454,8 +470,7 @@ static void layout_acts(struct r1_model *m, struct r1_model_acts *a, int B, int 
 #define F32(n) ((float *)r1_arena_take_bytes(ar, (size_t)(n) * sizeof(float)))
 #define I32(n) ((int32_t *)r1_arena_take_bytes(ar, (size_t)(n) * sizeof(int32_t)))
     bool recompute = m->recompute && !m->frozen;
-    bool half = m->precision == R1_BF16 && !m->frozen;
-    float *scratch = half ? F32(N * (C > F ? C : F)) : NULL; /* bf16: n1, n2, act */
+    bool bf16 = m->precision == R1_BF16, half = bf16 && !m->frozen;
 #define BF16(n) ((uint16_t *)r1_arena_take_bytes(ar, (size_t)(n) * sizeof(uint16_t)))
     for (int l = 0; l < c->n_layers; l++) {
         struct r1_layer_acts *L = &a->l[l];
@@ -469,7 +484,7 @@ static void layout_acts(struct r1_model *m, struct r1_model_acts *a, int B, int 
             continue;
         }
         L->x = F32(N * C);
-        L->n1 = half ? scratch : F32(N * C);
+        L->n1 = bf16 ? NULL : F32(N * C); /* bf16: only its image (n1_16 or x16) */
         L->rstd1 = F32(N);
         L->q = F32(N * HD);
         L->k = F32(N * KD);
@@ -477,11 +492,11 @@ static void layout_acts(struct r1_model *m, struct r1_model_acts *a, int B, int 
         L->att = F32(N * HD);
         L->lse = F32((int64_t)B * c->n_heads * T);
         L->h = F32(N * C);
-        L->n2 = half ? scratch : F32(N * C);
+        L->n2 = bf16 ? NULL : F32(N * C);
         L->rstd2 = F32(N);
         L->gate = F32(N * F);
         L->up = F32(N * F);
-        L->act = half ? scratch : F32(N * F);
+        L->act = bf16 ? NULL : F32(N * F);
         if (half) {
             L->n1_16 = BF16(N * C);
             L->att16 = BF16(N * HD);
@@ -514,7 +529,7 @@ static void layout_acts(struct r1_model *m, struct r1_model_acts *a, int B, int 
                                              sizeof(uint16_t));
     a->dlogp = F32(N);
     a->dent = F32(N);
-    a->dlogits = F32(CH * V);
+    a->dlogits = bf16 ? NULL : F32(CH * V); /* bf16: the loss head writes d16 */
     a->dres = F32(N * C);
     a->dn = F32(N * C);
     a->dtmp = F32(N * C);
@@ -563,6 +578,7 @@ int r1_model_set_precision(struct r1_model *m, enum r1_dtype dt)
         m->w16_mem = r1_arena_take_bytes(&m->w16, m->params.cap / sizeof(float) *
                                                       sizeof(uint16_t));
     }
+    m->w16_fresh = false;
     m->precision = dt;
     free_acts(m);
     m->max_B = m->max_T = 0;
@@ -671,7 +687,7 @@ static int check_batch(const struct r1_model *m, const struct r1_batch *b)
 
 /* In bf16, the bf16 image of x (n floats) in dst, or in a->x16 when dst is NULL, for the
  * matmuls that read x next; NULL in f32. */
-static const uint16_t *half_into(struct r1_model *m, uint16_t *dst, const float *x, int64_t n)
+static uint16_t *half_into(struct r1_model *m, uint16_t *dst, const float *x, int64_t n)
 {
     if (m->precision != R1_BF16)
         return NULL;
@@ -701,10 +717,11 @@ static void mm_forward(struct r1_model *m, float *out, const float *in, const ui
         op->matmul_forward(m->be->ctx, out, in, w, bias, M, K, N);
 }
 
-/* Its backward (backend.h matmul_backward); in bf16 dout is rounded into a->d16 first. */
+/* Its backward (backend.h matmul_backward); in bf16 dout is rounded into a->d16 first,
+ * unless the op that made it wrote its bf16 image there (dout NULL, dout16 a->d16). */
 static void mm_backward(struct r1_model *m, float *din, float *dw, float *dbias,
-                        const float *dout, const float *in, const uint16_t *in16, const float *w,
-                        int M, int K, int N)
+                        const float *dout, const uint16_t *dout16, const float *in,
+                        const uint16_t *in16, const float *w, int M, int K, int N)
 {
     const struct r1_backend_ops *op = m->be->ops;
     void *cx = m->be->ctx;
@@ -712,8 +729,18 @@ static void mm_backward(struct r1_model *m, float *din, float *dw, float *dbias,
         op->matmul_backward(cx, din, dw, dbias, dout, in, w, M, K, N);
         return;
     }
-    op->convert_bf16(cx, m->a->d16, dout, (int64_t)M * N);
-    op->matmul16_backward(cx, din, dw, dbias, m->a->d16, in16, r1_model_param16(m, w), M, K, N);
+    if (!dout16) {
+        op->convert_bf16(cx, m->a->d16, dout, (int64_t)M * N);
+        dout16 = m->a->d16;
+    }
+    op->matmul16_backward(cx, din, dw, dbias, dout16, in16, r1_model_param16(m, w), M, K, N);
+}
+
+/* In bf16, where the forward's op writes the bf16 image of a matmul input: the layer's own
+ * (training) or a->x16 (a frozen model's); NULL in f32. */
+static uint16_t *image16(const struct r1_model *m, uint16_t *own)
+{
+    return m->precision != R1_BF16 ? NULL : own ? own : m->a->x16;
 }
 
 /* Layer l of the batch shape (B,T) from a->l[l].x to xnext (N,C). */
@@ -727,9 +754,10 @@ static void layer_forward(struct r1_model *m, int l, int B, int T, float *xnext)
     int D = c->head_dim, HD = H * D, KD = KVH * D, F = c->ffn_size;
     struct r1_layer *W = &m->layers[l];
     struct r1_layer_acts *L = &a->l[l];
-    const uint16_t *h16;
-    op->rmsnorm_forward(cx, L->n1, L->rstd1, L->x, W->attn_norm, N, C, c->rms_eps);
-    h16 = half_into(m, L->n1_16, L->n1, (int64_t)N * C);
+    uint16_t *h16;
+    /* in bf16 the norms and SwiGLU write only the bf16 images their matmuls read */
+    h16 = image16(m, L->n1_16);
+    op->rmsnorm_forward(cx, L->n1, h16, L->rstd1, L->x, W->attn_norm, N, C, c->rms_eps);
     mm_forward(m, L->q, L->n1, h16, W->wq, W->bq, N, C, HD);
     mm_forward(m, L->k, L->n1, h16, W->wk, W->bk, N, C, KD);
     mm_forward(m, L->v, L->n1, h16, W->wv, W->bv, N, C, KD);
@@ -740,12 +768,12 @@ static void layer_forward(struct r1_model *m, int l, int B, int T, float *xnext)
     h16 = half_into(m, L->att16, L->att, (int64_t)N * HD);
     mm_forward(m, L->h, L->att, h16, W->wo, NULL, N, HD, C);
     op->add(cx, L->h, L->h, L->x, (int64_t)N * C);
-    op->rmsnorm_forward(cx, L->n2, L->rstd2, L->h, W->mlp_norm, N, C, c->rms_eps);
-    h16 = half_into(m, L->n2_16, L->n2, (int64_t)N * C);
+    h16 = image16(m, L->n2_16);
+    op->rmsnorm_forward(cx, L->n2, h16, L->rstd2, L->h, W->mlp_norm, N, C, c->rms_eps);
     mm_forward(m, L->gate, L->n2, h16, W->wgate, NULL, N, C, F);
     mm_forward(m, L->up, L->n2, h16, W->wup, NULL, N, C, F);
-    op->swiglu_forward(cx, L->act, L->gate, L->up, (int64_t)N * F);
-    h16 = half_into(m, L->act16, L->act, (int64_t)N * F);
+    h16 = image16(m, L->act16);
+    op->swiglu_forward(cx, L->act, h16, L->gate, L->up, (int64_t)N * F);
     mm_forward(m, xnext, L->act, h16, W->wdown, NULL, N, F, C);
     op->add(cx, xnext, xnext, L->h, (int64_t)N * C);
 }
@@ -762,13 +790,12 @@ static void forward_trunk(struct r1_model *m, const struct r1_batch *b)
     op->upload(cx, a->tokens, b->tokens, (size_t)N * sizeof(int32_t));
     op->upload(cx, a->pos, b->pos, (size_t)N * sizeof(int32_t));
     op->upload(cx, a->seg, b->seg, (size_t)N * sizeof(int32_t));
-    if (m->precision == R1_BF16) /* the bf16 copy of the current weights (gaps included) */
-        op->convert_bf16(cx, m->w16_mem, m->param_mem, (int64_t)(m->params.cap / sizeof(float)));
+    r1_model_sync16(m);
 
     op->embedding_forward(cx, a->l[0].x, a->tokens, m->embed, N, C);
     for (int l = 0; l < c->n_layers; l++)
         layer_forward(m, l, b->B, b->T, l + 1 < c->n_layers ? a->l[l + 1].x : a->xout);
-    op->rmsnorm_forward(cx, a->nf, a->rstdf, a->xout, m->final_norm, N, C, c->rms_eps);
+    op->rmsnorm_forward(cx, a->nf, NULL, a->rstdf, a->xout, m->final_norm, N, C, c->rms_eps);
 }
 
 /* Copies rows between the full (N,C) layout and the compacted (n_rows,C) layout
@@ -936,12 +963,13 @@ int r1_model_backward(struct r1_model *m, const float *dlogp, const float *dentr
         mm_forward(m, a->logits, hr, h16, m->lm_head, NULL, n, C, V);
         if (m->logit_scale != 1.0f)
             op->scale(cx, a->logits, m->logit_scale, (int64_t)n * V);
-        op->logprobs_backward(cx, a->dlogits, a->logits, a->lsev + r, a->ent + r,
-                              a->htargets + r, a->dlogp + r, dentropy ? a->dent + r : NULL, n, V);
-        if (m->logit_scale != 1.0f) /* d(s·z)/dz = s */
-            op->scale(cx, a->dlogits, m->logit_scale, (int64_t)n * V);
-        mm_backward(m, dh + (size_t)r * C, m->dlm_head, NULL, a->dlogits, hr, h16, m->lm_head, n,
-                    C, V);
+        /* d(s·z)/dz = s; in bf16 straight to the bf16 image the matmul backward reads */
+        uint16_t *dz16 = h16 ? a->d16 : NULL;
+        op->logprobs_backward(cx, a->dlogits, dz16, a->logits, a->lsev + r, a->ent + r,
+                              a->htargets + r, a->dlogp + r, dentropy ? a->dent + r : NULL,
+                              m->logit_scale, n, V);
+        mm_backward(m, dh + (size_t)r * C, m->dlm_head, NULL, a->dlogits, dz16, hr, h16,
+                    m->lm_head, n, C, V);
     }
     backward_trunk(m, dh);
     m->have_forward = false;
@@ -999,26 +1027,26 @@ static void backward_trunk(struct r1_model *m, float *dh)
         /* dres = dL/d(layer output); in bf16 the matmuls' inputs are the forward's images
          * (then their f32 source, a shared buffer, is not read) */
         const uint16_t *h16 = L->act16;
-        mm_backward(m, a->dact, dW->wdown, NULL, a->dres, L->act, h16, W->wdown, N, F, C);
+        mm_backward(m, a->dact, dW->wdown, NULL, a->dres, NULL, L->act, h16, W->wdown, N, F, C);
         op->swiglu_backward(cx, a->dgate, a->dup, a->dact, L->gate, L->up, (int64_t)N * F);
         h16 = L->n2_16;
-        mm_backward(m, a->dn, dW->wgate, NULL, a->dgate, L->n2, h16, W->wgate, N, C, F);
-        mm_backward(m, a->dtmp, dW->wup, NULL, a->dup, L->n2, h16, W->wup, N, C, F);
+        mm_backward(m, a->dn, dW->wgate, NULL, a->dgate, NULL, L->n2, h16, W->wgate, N, C, F);
+        mm_backward(m, a->dtmp, dW->wup, NULL, a->dup, NULL, L->n2, h16, W->wup, N, C, F);
         op->add(cx, a->dn, a->dn, a->dtmp, (int64_t)N * C);
         op->rmsnorm_backward(cx, a->dtmp, dW->mlp_norm, a->dn, L->h, W->mlp_norm, L->rstd2, N, C);
         op->add(cx, a->dres, a->dres, a->dtmp, (int64_t)N * C); /* now dL/dh */
         h16 = L->att16;
-        mm_backward(m, a->datt, dW->wo, NULL, a->dres, L->att, h16, W->wo, N, HD, C);
+        mm_backward(m, a->datt, dW->wo, NULL, a->dres, NULL, L->att, h16, W->wo, N, HD, C);
         (m->precision == R1_BF16 ? op->attention16_backward : op->attention_backward)(
             cx, a->dq, a->dk, a->dv, a->datt, L->att, L->lse, L->q, L->k, L->v, a->seg, B, T, H,
             KVH, D);
         op->rope_backward(cx, a->dq, a->pos, m->rope_cos, m->rope_sin, N, H, D);
         op->rope_backward(cx, a->dk, a->pos, m->rope_cos, m->rope_sin, N, KVH, D);
         h16 = L->n1_16;
-        mm_backward(m, a->dn, dW->wq, dW->bq, a->dq, L->n1, h16, W->wq, N, C, HD);
-        mm_backward(m, a->dtmp, dW->wk, dW->bk, a->dk, L->n1, h16, W->wk, N, C, KD);
+        mm_backward(m, a->dn, dW->wq, dW->bq, a->dq, NULL, L->n1, h16, W->wq, N, C, HD);
+        mm_backward(m, a->dtmp, dW->wk, dW->bk, a->dk, NULL, L->n1, h16, W->wk, N, C, KD);
         op->add(cx, a->dn, a->dn, a->dtmp, (int64_t)N * C);
-        mm_backward(m, a->dtmp, dW->wv, dW->bv, a->dv, L->n1, h16, W->wv, N, C, KD);
+        mm_backward(m, a->dtmp, dW->wv, dW->bv, a->dv, NULL, L->n1, h16, W->wv, N, C, KD);
         op->add(cx, a->dn, a->dn, a->dtmp, (int64_t)N * C);
         op->rmsnorm_backward(cx, a->dtmp, dW->attn_norm, a->dn, L->x, W->attn_norm, L->rstd1, N,
                              C);

@@ -99,11 +99,12 @@ struct r1_model {
     bool frozen;      /* r1_model_create_frozen: forward passes only */
     bool recompute;   /* r1_model_set_recompute: activations recomputed in the backward */
     /* r1_model_set_precision: R1_F32 or R1_BF16.  In bf16, w16 mirrors the parameter
-     * arena in bf16 (element i of w16_mem is bf16(param_mem[i])), remade at the start of
-     * every forward; the matmuls read it */
+     * arena in bf16 (element i of w16_mem is bf16(param_mem[i])); the matmuls read it.
+     * w16_fresh: it matches the parameters (r1_model_sync16, r1_model_params_changed) */
     enum r1_dtype precision;
     struct r1_arena w16;
     uint16_t *w16_mem;
+    bool w16_fresh;
     /* r1_model_set_grad_hook */
     void (*grad_hook)(void *arg, int64_t lo);
     void *grad_hook_arg;
@@ -154,10 +155,13 @@ void r1_model_set_recompute(struct r1_model *m, bool on);
  * matmul takes bf16 roundings (nearest even) of its input and of the weights, and in the
  * backward of its output gradient, and sums their products in f32 into f32 results.  The
  * parameters stay f32 (the master weights the optimizer updates and checkpoints save);
- * their bf16 copy is remade from them at the start of every forward, so code that writes
- * the parameters need not know.  Attention rounds q, k, v, dout and its probabilities
- * and dS where they enter products (backend.h attention16_*); its softmax, norms, SwiGLU,
- * the loss heads and every gradient sum stay f32.  Costs a copy of the parameters in bf16 and one bf16 buffer per
+ * their bf16 copy is written by r1_optim_step with them (in the same pass) and remade
+ * from them before a forward or a generation when anything else wrote them (the model's
+ * loaders and r1_model_upload_param say so; other code calls r1_model_params_changed).
+ * Attention rounds q, k, v, dout and its probabilities and dS where they enter products
+ * (backend.h attention16_*); its softmax, norms, SwiGLU, the loss heads and every gradient
+ * sum stay f32 (the norms and SwiGLU write only the bf16 images of their results, which
+ * the matmuls read).  Costs a copy of the parameters in bf16 and one bf16 buffer per
  * operand in the activations; buys tensor-core GEMMs on a GPU (on the CPU the bf16
  * operands are widened to f32 for SGEMM: the reference, not faster).  R1_EINVAL for
  * another dtype or a backend without the bf16 ops, R1_ENOMEM when the copy does not fit.
@@ -255,10 +259,11 @@ void r1_kv_cache_free(struct r1_kv_cache *c);
 /* Picks the precision of the weight matrices the next decodes use: R1_F32 (the model's
  * own) or R1_BF16, whose copies (q/k/v/o, gate/up/down, lm_head; embeddings, norms and
  * biases stay f32) are converted now from the model's current weights, round to nearest
- * even (a model in precision bf16 lends its own copy, refreshed now: no second one).  Call
- * again after the weights or the model's precision change.  R1_EINVAL for another dtype or a backend
- * without the bf16 ops; R1_ENOMEM when the copies do not fit. */
-int r1_kv_cache_set_weights(struct r1_kv_cache *c, const struct r1_model *m, enum r1_dtype dt);
+ * even (a model in precision bf16 lends its own copy, made current now, r1_model_sync16:
+ * no second one).  Call again after the weights or the model's precision change.  R1_EINVAL
+ * for another dtype or a backend without the bf16 ops; R1_ENOMEM when the copies do not
+ * fit. */
+int r1_kv_cache_set_weights(struct r1_kv_cache *c, struct r1_model *m, enum r1_dtype dt);
 /* on: decode-only steps replay recorded graphs (the default where the backend has the graph
  * ops; the same bits as running the ops one by one); 0: never.  R1_EINVAL for on without. */
 int r1_kv_cache_set_graphs(struct r1_kv_cache *c, int on);
@@ -280,5 +285,14 @@ int r1_kv_cache_sample(struct r1_kv_cache *c, const struct r1_sampling *s, int n
 /* Copies parameters to/from host f32 arrays in tensor order (for I/O). */
 void r1_model_download_param(const struct r1_model *m, int i, float *host);
 void r1_model_upload_param(struct r1_model *m, int i, const float *host);
+/* Code that writes the parameter arena other than through the model's functions (a copy
+ * between models, a test's direct writes, a gather of shards) calls this after: in
+ * precision bf16 the bf16 copy is then remade before the next forward or generation.  The
+ * model's loaders, r1_model_init_*, r1_model_copy_weights, r1_model_upload_param and
+ * r1_optim_step need no call. */
+void r1_model_params_changed(struct r1_model *m);
+/* In precision bf16, makes the bf16 copy match the parameters (one conversion pass when
+ * they changed since it was made); nothing otherwise.  The forward passes call it. */
+void r1_model_sync16(struct r1_model *m);
 
 #endif

@@ -230,6 +230,9 @@ int r1_optim_step(struct r1_optim *o)
     float lr = r1_optim_lr(&o->cfg, o->step);
     o->last_lr = lr;
     int64_t t = o->step + 1;
+    /* in bf16 the update writes the bf16 working copy too: current after the step, unless
+     * other ranks' shards arrive by the gather below (then it is remade from them) */
+    bool fused16 = m->precision == R1_BF16 && m->w16_mem;
     for (int i = 0; i < m->n_tensors; i++) {
         struct r1_param *p = &m->tensors[i];
         int64_t off = (int64_t)moment_offset(m, i), n = r1_tensor_numel(&p->w);
@@ -241,14 +244,20 @@ int r1_optim_step(struct r1_optim *o)
         }
         if (a >= b)
             continue;
-        op->adamw_update(m->be->ctx, (float *)p->w.data + (a - off), (float *)p->g.data + (a - off),
-                         o->mom + (a - base), o->var + (a - base), b - a, lr, o->cfg.beta1,
-                         o->cfg.beta2, o->cfg.eps, p->decay ? o->cfg.weight_decay : 0.0f, scale,
-                         t);
+        float *w = (float *)p->w.data + (a - off);
+        op->adamw_update(m->be->ctx, w, fused16 ? r1_model_param16(m, w) : NULL,
+                         (float *)p->g.data + (a - off), o->mom + (a - base), o->var + (a - base),
+                         b - a, lr, o->cfg.beta1, o->cfg.beta2, o->cfg.eps,
+                         p->decay ? o->cfg.weight_decay : 0.0f, scale, t);
     }
-    if (o->dist && (rc = r1_dist_gather_ranges(o->dist, m->be, m->param_mem, o->shard_los,
-                                               o->shard_his)))
-        return rc;
+    if (o->dist) {
+        if ((rc = r1_dist_gather_ranges(o->dist, m->be, m->param_mem, o->shard_los,
+                                        o->shard_his)))
+            return rc;
+        r1_model_params_changed(m);
+    } else if (fused16) {
+        m->w16_fresh = true;
+    }
     r1_model_zero_grad(m);
     o->step = t;
     return 0;

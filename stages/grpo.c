@@ -349,8 +349,8 @@ static int grpo_init(void **state, const struct r1_stage_env *env)
             (rc = r1_model_reserve(s->ref, s->micro, s->T_max)))
             goto fail;
         s->ref->logit_scale = s->m->logit_scale;
-        s->be->ops->copy(s->be->ctx, s->ref->param_mem, s->m->param_mem,
-                         (size_t)s->m->n_params * sizeof(float));
+        s->be->ops->copy(s->be->ctx, s->ref->param_mem, s->m->param_mem, s->m->params.cap);
+        r1_model_params_changed(s->ref);
     }
     *state = s;
     return 0;
@@ -816,8 +816,8 @@ static int grpo_step(void *state, struct r1_stage_metrics *out)
     double t_end = now_s();
     s->step++;
     if (s->ref && g->ref_reset_every > 0 && s->step % g->ref_reset_every == 0) {
-        s->be->ops->copy(s->be->ctx, s->ref->param_mem, s->m->param_mem,
-                         (size_t)s->m->n_params * sizeof(float));
+        s->be->ops->copy(s->be->ctx, s->ref->param_mem, s->m->param_mem, s->m->params.cap);
+        r1_model_params_changed(s->ref);
         s->ref_version = s->step;
     }
     free(s->samples);

@@ -402,6 +402,45 @@ static void check_bits(const struct pbuf *b, const char *fmt, ...)
     free(hc), free(hg);
 }
 
+/* an op's bf16 output (n elements of img, both sides) is, bit for bit, the bf16 rounding
+ * of its f32 output f (the same side's), as convert_bf16 would make it; with again (not
+ * NULL), a second call's image on each side, the same bits (out NULL there) */
+static void check_image16(const struct pbuf *img, const struct pbuf *f, const struct pbuf *again,
+                          int64_t n, const char *what)
+{
+    uint16_t *h16 = malloc((size_t)(n > 0 ? n : 1) * 2), *h2 = malloc((size_t)(n > 0 ? n : 1) * 2);
+    float *h = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+    for (int s = 0; s < 2; s++) {
+        OPS(s)->download(CTX(s), h16, img->p[s], (size_t)n * 2);
+        OPS(s)->download(CTX(s), h, f->p[s], (size_t)n * sizeof(float));
+        if (again)
+            OPS(s)->download(CTX(s), h2, again->p[s], (size_t)n * 2);
+        for (int64_t i = 0; i < n; i++) {
+            if (h16[i] != r1_f32_to_bf16(h[i]))
+                fail_msg("%s (%s): bf16 image[%lld] = 0x%04x, bf16 of the f32 result %g is "
+                         "0x%04x", what, side_name(s), (long long)i, h16[i], (double)h[i],
+                         r1_f32_to_bf16(h[i]));
+            if (again && h2[i] != h16[i])
+                fail_msg("%s (%s): the image alone [%lld] = 0x%04x, with the f32 result 0x%04x",
+                         what, side_name(s), (long long)i, h2[i], h16[i]);
+        }
+    }
+    if (verbose)
+        print_message("  %-64s bf16 image exact\n", what);
+    free(h16), free(h2), free(h);
+}
+
+static struct pbuf pb_nan16(int64_t n)
+{
+    struct pbuf b = pb_alloc((size_t)n * 2);
+    uint16_t *h = malloc((size_t)(n > 0 ? n : 1) * 2);
+    for (int64_t i = 0; i < n; i++)
+        h[i] = 0x7fc1;
+    pb_upload(&b, h);
+    free(h);
+    return b;
+}
+
 static void check_tiny(const struct pbuf *b, int64_t n, double bound, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
@@ -801,11 +840,17 @@ static void test_rmsnorm(void **state)
         int N = shapes[si].N, C = shapes[si].C;
         struct pbuf in = pb_rand((int64_t)N * C, -2, 2), w = pb_rand(C, 0.5f, 1.5f);
         struct pbuf out = pb_nan((int64_t)N * C), rstd = pb_nan(N);
-        for (int s = 0; s < 2; s++)
-            OPS(s)->rmsnorm_forward(CTX(s), fp(&out, s), fp(&rstd, s), fp(&in, s), fp(&w, s), N, C,
-                                    shapes[si].eps);
+        struct pbuf o16 = pb_nan16((int64_t)N * C), o16b = pb_nan16((int64_t)N * C);
+        for (int s = 0; s < 2; s++) {
+            OPS(s)->rmsnorm_forward(CTX(s), fp(&out, s), hp(&o16, s), fp(&rstd, s), fp(&in, s),
+                                    fp(&w, s), N, C, shapes[si].eps);
+            OPS(s)->rmsnorm_forward(CTX(s), NULL, hp(&o16b, s), fp(&rstd, s), fp(&in, s),
+                                    fp(&w, s), N, C, shapes[si].eps);
+        }
         check_f32(&out, (int64_t)N * C, TOL_RMSNORM, "rmsnorm_forward out N=%d C=%d", N, C);
         check_f32(&rstd, N, TOL_RMSNORM, "rmsnorm_forward rstd N=%d C=%d", N, C);
+        check_image16(&o16, &out, &o16b, (int64_t)N * C, "rmsnorm_forward out16");
+        pb_free(&o16), pb_free(&o16b);
         pb_share_ref(&rstd);
         struct pbuf dout = pb_rand((int64_t)N * C, -1, 1), din = pb_nan((int64_t)N * C);
         struct pbuf dw = pb_rand(C, -1, 1); /* += */
@@ -1236,12 +1281,16 @@ static void test_swiglu(void **state)
             g[0] = -90.0f, g[1] = 90.0f; /* exp overflow on either side */
         struct pbuf gate = pb_host(g, (size_t)n * sizeof(float)), up = pb_rand(n, -2, 2);
         struct pbuf out = pb_nan(n), dout = pb_rand(n, -1, 1), dg = pb_nan(n), du = pb_nan(n);
+        struct pbuf o16 = pb_nan16(n), o16b = pb_nan16(n);
         for (int s = 0; s < 2; s++) {
-            OPS(s)->swiglu_forward(CTX(s), fp(&out, s), fp(&gate, s), fp(&up, s), n);
+            OPS(s)->swiglu_forward(CTX(s), fp(&out, s), hp(&o16, s), fp(&gate, s), fp(&up, s), n);
+            OPS(s)->swiglu_forward(CTX(s), NULL, hp(&o16b, s), fp(&gate, s), fp(&up, s), n);
             OPS(s)->swiglu_backward(CTX(s), fp(&dg, s), fp(&du, s), fp(&dout, s), fp(&gate, s),
                                     fp(&up, s), n);
         }
         check_f32(&out, n, TOL_SWIGLU, "swiglu_forward n=%lld", (long long)n);
+        check_image16(&o16, &out, &o16b, n, "swiglu_forward out16");
+        pb_free(&o16), pb_free(&o16b);
         check_f32(&dg, n, TOL_SWIGLU, "swiglu_backward dgate n=%lld", (long long)n);
         check_f32(&du, n, TOL_SWIGLU, "swiglu_backward dup n=%lld", (long long)n);
         free(g);
@@ -1349,18 +1398,28 @@ static void test_logprobs(void **state)
         pb_share_ref(&lse);
         pb_share_ref(&ent);
         struct pbuf dlogp = pb_rand(N, -1, 1), dent = pb_rand(N, -1, 1);
-        struct pbuf dz = pb_nan((int64_t)N * V);
-        for (int combo = 0; combo < 4; combo++) {
-            int use_ent = combo & 1, use_dent = combo & 2;
+        struct pbuf dz = pb_nan((int64_t)N * V), dz16 = pb_nan16((int64_t)N * V);
+        for (int combo = 0; combo < 6; combo++) {
+            /* 4, 5: a scale (the logits' own, 1/temperature), f32 and the bf16 image */
+            int use_ent = combo & 1, use_dent = combo & 2 || combo >= 4;
+            float scale = combo >= 4 ? 1.0f / 0.7f : 1.0f;
             pb_set_nan(&dz);
             for (int s = 0; s < 2; s++)
-                OPS(s)->logprobs_backward(CTX(s), fp(&dz, s), fp(&logits, s), fp(&lse, s),
+                OPS(s)->logprobs_backward(CTX(s), fp(&dz, s), NULL, fp(&logits, s), fp(&lse, s),
                                           use_ent ? fp(&ent, s) : NULL, ip(&t, s), fp(&dlogp, s),
-                                          use_dent ? fp(&dent, s) : NULL, N, V);
+                                          use_dent ? fp(&dent, s) : NULL, scale, N, V);
             check_f32(&dz, (int64_t)N * V, TOL_LOGPROBS_BWD,
-                      "logprobs_backward N=%d V=%d entropy=%d dentropy=%d", N, V, use_ent,
-                      use_dent ? 1 : 0);
+                      "logprobs_backward N=%d V=%d entropy=%d dentropy=%d scale=%g", N, V,
+                      use_ent, use_dent ? 1 : 0, (double)scale);
+            if (combo < 4)
+                continue;
+            for (int s = 0; s < 2; s++)
+                OPS(s)->logprobs_backward(CTX(s), NULL, hp(&dz16, s), fp(&logits, s),
+                                          fp(&lse, s), use_ent ? fp(&ent, s) : NULL, ip(&t, s),
+                                          fp(&dlogp, s), fp(&dent, s), scale, N, V);
+            check_image16(&dz16, &dz, NULL, (int64_t)N * V, "logprobs_backward dlogits16");
         }
+        pb_free(&dz16);
         free(z), free(tgt);
         pb_free(&logits), pb_free(&t), pb_free(&logp), pb_free(&ent), pb_free(&lse),
             pb_free(&dlogp), pb_free(&dent), pb_free(&dz);
@@ -1388,11 +1447,14 @@ static void test_adamw(void **state)
         float *zero = calloc((size_t)n, sizeof(float));
         pb_upload(&m, zero), pb_upload(&v, zero);
         for (int k = 0; k < 4; k++) {
-            struct pbuf g = pb_rand(n, -1, 1);
-            for (int s = 0; s < 2; s++)
-                OPS(s)->adamw_update(CTX(s), fp(&p, s), fp(&g, s), fp(&m, s), fp(&v, s), n,
-                                     steps[k].lr, 0.9f, 0.95f, 1e-8f, steps[k].wd, steps[k].gs,
-                                     steps[k].step);
+            struct pbuf g = pb_rand(n, -1, 1), p16 = pb_nan16(n);
+            for (int s = 0; s < 2; s++) /* odd updates write the bf16 copy too */
+                OPS(s)->adamw_update(CTX(s), fp(&p, s), k & 1 ? hp(&p16, s) : NULL, fp(&g, s),
+                                     fp(&m, s), fp(&v, s), n, steps[k].lr, 0.9f, 0.95f, 1e-8f,
+                                     steps[k].wd, steps[k].gs, steps[k].step);
+            if (k & 1)
+                check_image16(&p16, &p, NULL, n, "adamw_update param16");
+            pb_free(&p16);
             check_f32(&p, n, TOL_ADAMW, "adamw_update param n=%lld step %lld", (long long)n,
                       (long long)steps[k].step);
             check_f32(&m, n, TOL_ADAMW, "adamw_update m n=%lld step %lld", (long long)n,
@@ -1502,14 +1564,15 @@ static void test_determinism(void **state)
         er[run][0] = dut_rand((int64_t)13 * C, 0, 0);
         o->embedding_backward(c, er[run][0], edout, tk, NE, C);
         er[run][1] = dut_rand((int64_t)NE * C, 0, 0), er[run][2] = dut_rand(NE, 0, 0);
-        o->rmsnorm_forward(c, er[run][1], er[run][2], x, nw, NE, C, 1e-5f);
+        o->rmsnorm_forward(c, er[run][1], NULL, er[run][2], x, nw, NE, C, 1e-5f);
         er[run][3] = dut_rand(C, 0, 0);
         o->rmsnorm_backward(c, er[run][1], er[run][3], edout, x, nw, er[run][2], NE, C);
         er[run][4] = dut_rand(NT, 0, 0), er[run][5] = dut_rand(NT, 0, 0);
         float *lse = dut_rand(NT, 0, 0);
         o->logprobs_forward(c, er[run][4], er[run][5], lse, logits, tk, NT, V);
         er[run][6] = dut_rand((int64_t)NT * V, 0, 0);
-        o->logprobs_backward(c, er[run][6], logits, lse, er[run][5], tk, dl, dl, NT, V);
+        o->logprobs_backward(c, er[run][6], NULL, logits, lse, er[run][5], tk, dl, dl, 1.0f, NT,
+                             V);
         dut_free(lse);
         o->sumsq(c, &ss[run], x, (int64_t)NE * C);
     }

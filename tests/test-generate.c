@@ -349,9 +349,11 @@ static void test_bf16_shared_copy(void **state)
     const int32_t pos[6] = {0, 1, 2, 3, 4, 5}, idx[6] = {0, 1, 2, 3, 4, 5};
     for (int round = 0; round < 2; round++) {
         for (int k = 0; k < 2; k++) {
-            if (round == 1) /* the same change to both models' weights */
+            if (round == 1) { /* the same change to both models' weights, written directly */
                 for (int i = 0; i < C; i++)
                     pm[k]->lm_head[(size_t)7 * C + i] += 0.25f;
+                r1_model_params_changed(pm[k]);
+            }
             assert_int_equal(r1_kv_cache_set_weights(c[k], pm[k], R1_BF16), 0);
             assert_int_equal(r1_model_decode(pm[k], c[k], 6, tok, slot, pos, 6, idx, lg[k]), 0);
         }

@@ -383,12 +383,17 @@ static void test_bf16(void **state)
         assert_memory_equal(e2, eh, sizeof(eh));
         assert_int_equal(r1_model_forward(h, &b, l2, e2), 0);
         assert_memory_equal(l2, lh, sizeof(lh));
-        /* the copy follows the weights: a changed weight changes the bf16 forward */
+        /* the copy follows the weights: a changed weight (a direct write, told with
+         * r1_model_params_changed) changes the bf16 forward, and back */
         float *w0 = h->layers[0].wq, old = w0[0];
         w0[0] = old + 0.5f;
+        r1_model_params_changed(h);
         assert_int_equal(r1_model_forward(h, &b, l2, e2), 0);
         assert_true(memcmp(l2, lh, sizeof(lh)) != 0);
         w0[0] = old;
+        r1_model_params_changed(h);
+        assert_int_equal(r1_model_forward(h, &b, l2, e2), 0);
+        assert_memory_equal(l2, lh, sizeof(lh));
         /* back to f32: f32's bits */
         assert_int_equal(r1_model_set_precision(h, R1_F32), 0);
         assert_int_equal(h->w16.cap, 0);

@@ -485,7 +485,7 @@ struct rms_state {
 static void rms_forward(void *p)
 {
     struct rms_state *s = p;
-    be->ops->rmsnorm_forward(be->ctx, s->out, s->rstd, s->in, s->w, s->N, s->C, s->eps);
+    be->ops->rmsnorm_forward(be->ctx, s->out, NULL, s->rstd, s->in, s->w, s->N, s->C, s->eps);
 }
 
 static void test_rmsnorm(void **state)
@@ -967,7 +967,7 @@ struct swiglu_state {
 static void swiglu_fwd(void *p)
 {
     struct swiglu_state *s = p;
-    be->ops->swiglu_forward(be->ctx, s->out, s->gate, s->up, s->n);
+    be->ops->swiglu_forward(be->ctx, s->out, NULL, s->gate, s->up, s->n);
 }
 
 static void test_swiglu(void **state)
@@ -1085,7 +1085,8 @@ static void test_logprobs(void **state)
     lp_forward(&s);
 
     float *r1 = frand(N, -1, 1), *r2 = frand(N, -1, 1), *dz = falloc(N * V);
-    be->ops->logprobs_backward(be->ctx, dz, s.logits, s.lse, s.ent, s.tgt, r1, r2, N, V);
+    be->ops->logprobs_backward(be->ctx, dz, NULL,
+                               s.logits, s.lse, s.ent, s.tgt, r1, r2, 1.0f, N, V);
     struct gradcheck gc = {lp_forward, &s, s.logp, r1, N, s.ent, r2, N};
     /* logits ~3 (one row at ~1000): logp is formed in double and the entropy
      * from max-subtracted sums, so L has noise ~1e-6 → ≤ 5e-4 in the quotient;
@@ -1104,9 +1105,11 @@ static void test_logprobs(void **state)
 
     /* entropy NULL in backward (recomputed) and dentropy NULL */
     float *dz2 = falloc(N * V), *dz3 = falloc(N * V);
-    be->ops->logprobs_backward(be->ctx, dz2, s.logits, s.lse, NULL, s.tgt, r1, r2, N, V);
+    be->ops->logprobs_backward(be->ctx, dz2, NULL,
+                               s.logits, s.lse, NULL, s.tgt, r1, r2, 1.0f, N, V);
     assert_memory_equal(dz2, dz, sizeof(float) * N * V); /* recomputed as forward does */
-    be->ops->logprobs_backward(be->ctx, dz3, s.logits, s.lse, s.ent, s.tgt, r1, NULL, N, V);
+    be->ops->logprobs_backward(be->ctx, dz3, NULL,
+                               s.logits, s.lse, s.ent, s.tgt, r1, NULL, 1.0f, N, V);
     for (int n = 0; n < N; n++)
         for (int j = 0; j < V; j++) {
             double p = exp(s.logits[n * V + j] - wlse[n]);
@@ -1117,7 +1120,8 @@ static void test_logprobs(void **state)
         }
     /* = rule */
     float *dz1 = fdup(dz, N * V);
-    be->ops->logprobs_backward(be->ctx, dz, s.logits, s.lse, s.ent, s.tgt, r1, r2, N, V);
+    be->ops->logprobs_backward(be->ctx, dz, NULL,
+                               s.logits, s.lse, s.ent, s.tgt, r1, r2, 1.0f, N, V);
     assert_memory_equal(dz, dz1, sizeof(float) * N * V);
     ffree(s.logp), ffree(s.ent), ffree(s.lse), ffree(s.logits), ffree(s.tgt), ffree(lp1),
         ffree(ls1), ffree(r1), ffree(r2), ffree(dz), ffree(dz2), ffree(dz3), ffree(dz1);
@@ -1144,18 +1148,110 @@ static void test_adamw(void **state)
     float *p = falloc(3), *g = falloc(3), *m = falloc(3), *v = falloc(3);
     p[0] = 1.0f, p[1] = 1.0f, p[2] = -2.0f;
     g[0] = 0.5f, g[1] = 0.0f, g[2] = 0.5f;
-    be->ops->adamw_update(be->ctx, p, g, m, v, 3, 0.1f, 0.9f, 0.999f, 1e-8f, 0.01f, 2.0f, 1);
+    be->ops->adamw_update(be->ctx, p, NULL, g, m, v, 3, 0.1f, 0.9f, 0.999f, 1e-8f, 0.01f, 2.0f, 1);
     assert_float_equal(m[0], 0.100000024f, 1e-8);
     assert_float_equal(v[0], 0.000999987125f, 1e-11);
     assert_float_equal(p[0], 0.899f, 2e-7);
     /* zero grad: only weight decay, p = 1 − 0.1·0.01 */
     assert_float_equal(p[1], 0.999f, 2e-7);
     g[0] = -0.25f;
-    be->ops->adamw_update(be->ctx, p, g, m, v, 3, 0.1f, 0.9f, 0.999f, 1e-8f, 0.01f, 2.0f, 2);
+    be->ops->adamw_update(be->ctx, p, NULL, g, m, v, 3, 0.1f, 0.9f, 0.999f, 1e-8f, 0.01f, 2.0f, 2);
     assert_float_equal(m[0], 0.0400000066f, 1e-9);
     assert_float_equal(v[0], 0.0012489839f, 1e-11);
     assert_float_equal(p[0], 0.8714673f, 3e-7);
     ffree(p), ffree(g), ffree(m), ffree(v);
+}
+
+/* ---- bf16 images ------------------------------------------------------------------------ */
+
+/* img (n) is the bf16 rounding of x (n) element for element (r1_f32_to_bf16) */
+static void assert_image16(const uint16_t *img, const float *x, int64_t n, const char *what)
+{
+    for (int64_t i = 0; i < n; i++)
+        if (img[i] != r1_f32_to_bf16(x[i]))
+            fail_msg("%s[%lld]: bf16 image 0x%04x, bf16 of the f32 result %g is 0x%04x", what,
+                     (long long)i, img[i], (double)x[i], r1_f32_to_bf16(x[i]));
+}
+
+static uint16_t *halloc(int64_t n)
+{
+    uint16_t *p = be->ops->alloc(be->ctx, (size_t)(n > 0 ? n : 1) * sizeof(uint16_t));
+    assert_non_null(p);
+    memset(p, 0xff, (size_t)n * sizeof(uint16_t)); /* NaN patterns: must be overwritten */
+    return p;
+}
+
+/* The ops that feed a bf16 matmul write its operand's bf16 image themselves (rmsnorm,
+ * SwiGLU, the loss head's backward; AdamW the weights' copy): the rounding of the f32
+ * result they would write, alone or next to it, and the f32 results unchanged by it.  The
+ * loss head's scale multiplies the rounded bracket (the logits' scale, d(s·z)/dz = s). */
+static void test_bf16_images(void **state)
+{
+    (void)state;
+    rng_seed(31);
+    int N = 5, C = 77, V = 91;
+    int64_t n = (int64_t)N * C;
+    float *x = frand(n, -3, 3), *w = frand(C, 0.5f, 1.5f), *u = frand(n, -2, 2);
+    float *out = falloc(n), *out2 = falloc(n), *rstd = falloc(N), *rstd2 = falloc(N);
+    uint16_t *img = halloc(n), *img2 = halloc(n);
+    be->ops->rmsnorm_forward(be->ctx, out, NULL, rstd, x, w, N, C, 1e-5f);
+    be->ops->rmsnorm_forward(be->ctx, out2, img, rstd2, x, w, N, C, 1e-5f);
+    be->ops->rmsnorm_forward(be->ctx, NULL, img2, rstd2, x, w, N, C, 1e-5f);
+    assert_memory_equal(out, out2, (size_t)n * sizeof(float));
+    assert_memory_equal(rstd, rstd2, (size_t)N * sizeof(float));
+    assert_image16(img, out, n, "rmsnorm_forward out16");
+    assert_memory_equal(img, img2, (size_t)n * sizeof(uint16_t));
+
+    x[0] = -90.0f, x[1] = 90.0f; /* silu's exp overflowing on either side */
+    memset(img, 0xff, (size_t)n * 2), memset(img2, 0xff, (size_t)n * 2);
+    be->ops->swiglu_forward(be->ctx, out, NULL, x, u, n);
+    be->ops->swiglu_forward(be->ctx, out2, img, x, u, n);
+    be->ops->swiglu_forward(be->ctx, NULL, img2, x, u, n);
+    assert_memory_equal(out, out2, (size_t)n * sizeof(float));
+    assert_image16(img, out, n, "swiglu_forward out16");
+    assert_memory_equal(img, img2, (size_t)n * sizeof(uint16_t));
+
+    /* loss head: logits ~N·V, targets with a -1 row, both gradient terms */
+    float *z = frand((int64_t)N * V, -4, 4), *lp = falloc(N), *ent = falloc(N), *lse = falloc(N);
+    int32_t *t = ialloc(N);
+    for (int i = 0; i < N; i++)
+        t[i] = i == 2 ? -1 : (i * 37) % V;
+    float *dlp = frand(N, -1, 1), *dent = frand(N, -1, 1);
+    float *d1 = falloc((int64_t)N * V), *ds = falloc((int64_t)N * V);
+    uint16_t *d16 = halloc((int64_t)N * V);
+    const float s = 1.0f / 0.7f;
+    be->ops->logprobs_forward(be->ctx, lp, ent, lse, z, t, N, V);
+    be->ops->logprobs_backward(be->ctx, d1, NULL, z, lse, ent, t, dlp, dent, 1.0f, N, V);
+    be->ops->logprobs_backward(be->ctx, ds, NULL, z, lse, ent, t, dlp, dent, s, N, V);
+    be->ops->logprobs_backward(be->ctx, NULL, d16, z, lse, ent, t, dlp, dent, s, N, V);
+    for (int64_t i = 0; i < (int64_t)N * V; i++) {
+        float want = d1[i] * s;
+        if (memcmp(&ds[i], &want, sizeof(float)) != 0)
+            fail_msg("logprobs_backward scale %g [%lld]: %g, not %g = %g·scale", (double)s,
+                     (long long)i, (double)ds[i], (double)want, (double)d1[i]);
+    }
+    assert_image16(d16, ds, (int64_t)N * V, "logprobs_backward dlogits16");
+
+    /* AdamW: the same update with and without the copy, the copy the new weights' rounding */
+    float *p1 = frand(n, -1, 1), *p2 = fdup(p1, n), *g = frand(n, -1, 1);
+    float *m1 = falloc(n), *v1 = falloc(n), *m2 = falloc(n), *v2 = falloc(n);
+    memset(m1, 0, (size_t)n * 4), memset(v1, 0, (size_t)n * 4);
+    memset(m2, 0, (size_t)n * 4), memset(v2, 0, (size_t)n * 4);
+    for (int64_t step = 1; step <= 2; step++) {
+        memset(img, 0xff, (size_t)n * 2);
+        be->ops->adamw_update(be->ctx, p1, NULL, g, m1, v1, n, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f,
+                              0.5f, step);
+        be->ops->adamw_update(be->ctx, p2, img, g, m2, v2, n, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f,
+                              0.5f, step);
+        assert_memory_equal(p1, p2, (size_t)n * 4);
+        assert_memory_equal(m1, m2, (size_t)n * 4);
+        assert_memory_equal(v1, v2, (size_t)n * 4);
+        assert_image16(img, p2, n, "adamw_update param16");
+    }
+    ffree(x), ffree(w), ffree(u), ffree(out), ffree(out2), ffree(rstd), ffree(rstd2);
+    ffree(img), ffree(img2), ffree(z), ffree(lp), ffree(ent), ffree(lse), ffree(t), ffree(dlp);
+    ffree(dent), ffree(d1), ffree(ds), ffree(d16), ffree(p1), ffree(p2), ffree(g), ffree(m1);
+    ffree(v1), ffree(m2), ffree(v2);
 }
 
 /* ---- determinism ------------------------------------------------------------------------ */
@@ -1199,7 +1295,7 @@ static void test_determinism(void **state)
         o->attention_backward(c, R[2], R[3], R[4], r, R[0], R[1], s.q, s.k, s.v, s.seg, B, T, H,
                               KVH, D);
         R[5] = falloc((int64_t)N * C), R[6] = falloc(N);
-        o->rmsnorm_forward(c, R[5], R[6], x, nw, N, C, 1e-5f);
+        o->rmsnorm_forward(c, R[5], NULL, R[6], x, nw, N, C, 1e-5f);
         R[7] = falloc((int64_t)N * C), R[8] = falloc(C);
         o->rmsnorm_backward(c, R[7], R[8], x, x, nw, R[6], N, C);
         R[9] = falloc((int64_t)V * C);
@@ -1209,7 +1305,7 @@ static void test_determinism(void **state)
         R[11] = falloc(N), R[12] = falloc(N), R[13] = falloc(N);
         o->logprobs_forward(c, R[11], R[12], R[13], logits, tok, N, V);
         R[14] = falloc((int64_t)N * V);
-        o->logprobs_backward(c, R[14], logits, R[13], R[12], tok, rl, rl, N, V);
+        o->logprobs_backward(c, R[14], NULL, logits, R[13], R[12], tok, rl, rl, 1.0f, N, V);
         R[15] = fdup(s.q, nq);
         o->rope_forward(c, R[15], pos, cs, sn, N, H, D);
         o->sumsq(c, &ss[run], x, (int64_t)N * C);
@@ -1232,8 +1328,8 @@ static void test_determinism(void **state)
     be->ops->matmul_backward(be->ctx, m2, dw2, NULL, x, x, w, N, C, C);
     assert_memory_equal(m1, m2, sizeof(float) * N * C);
     assert_memory_equal(dw1, dw2, sizeof(float) * C * C);
-    be->ops->swiglu_forward(be->ctx, m1, x, x, (int64_t)N * C);
-    be->ops->swiglu_forward(be->ctx, m2, x, x, (int64_t)N * C);
+    be->ops->swiglu_forward(be->ctx, m1, NULL, x, x, (int64_t)N * C);
+    be->ops->swiglu_forward(be->ctx, m2, NULL, x, x, (int64_t)N * C);
     assert_memory_equal(m1, m2, sizeof(float) * N * C);
     be->ops->swiglu_backward(be->ctx, m1, dw1, x, x, x, (int64_t)N * C < C * C ? N * C : C * C);
     be->ops->swiglu_backward(be->ctx, m2, dw2, x, x, x, (int64_t)N * C < C * C ? N * C : C * C);
@@ -1316,6 +1412,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_add_scale_sumsq),
         cmocka_unit_test(test_logprobs),
         cmocka_unit_test(test_adamw),
+        cmocka_unit_test(test_bf16_images),
         cmocka_unit_test(test_determinism),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

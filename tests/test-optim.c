@@ -249,6 +249,55 @@ static void test_load_mismatch(void **state)
     free_rig(&r);
 }
 
+/* Precision bf16: every update writes the bf16 working copy with the f32 master weights
+ * (element for element their rounding), so the forward that follows converts nothing, and
+ * it gives the bits of a model that made its copy from the same weights itself. */
+static void test_bf16_working_copy(void **state)
+{
+    (void)state;
+    struct rig a = make_rig(7);
+    assert_int_equal(r1_model_set_precision(a.m, R1_BF16), 0);
+    assert_int_equal(r1_model_reserve(a.m, 2, 16), 0);
+    struct r1_rng da = r1_rng_make(7, R1_STREAM_DATA);
+    size_t nf = a.m->params.cap / sizeof(float);
+    float *p = malloc(a.m->params.cap);
+    uint16_t *w16 = malloc(nf * sizeof(uint16_t));
+    for (int s = 0; s < 3; s++) {
+        train_step(&a, &da);
+        assert_true(a.m->w16_fresh);
+        a.m->be->ops->download(a.m->be->ctx, p, a.m->param_mem, a.m->params.cap);
+        a.m->be->ops->download(a.m->be->ctx, w16, a.m->w16_mem, nf * sizeof(uint16_t));
+        for (int k = 0; k < a.m->n_tensors; k++) {
+            int64_t off = (float *)a.m->tensors[k].w.data - a.m->param_mem;
+            int64_t n = r1_tensor_numel(&a.m->tensors[k].w);
+            for (int64_t i = off; i < off + n; i++)
+                if (w16[i] != r1_f32_to_bf16(p[i]))
+                    fail_msg("after update %d, %s[%lld]: bf16 copy 0x%04x, bf16 of the weight "
+                             "0x%04x", s + 1, a.m->tensors[k].name, (long long)(i - off),
+                             w16[i], r1_f32_to_bf16(p[i]));
+        }
+    }
+    /* a fresh model given the weights makes its own copy: the same forward */
+    struct rig b = make_rig(99);
+    assert_int_equal(r1_model_set_precision(b.m, R1_BF16), 0);
+    assert_int_equal(r1_model_reserve(b.m, 2, 16), 0);
+    b.m->be->ops->upload(b.m->be->ctx, b.m->param_mem, p, b.m->params.cap);
+    r1_model_params_changed(b.m);
+    assert_false(b.m->w16_fresh);
+    enum { B = 2, T = 16 };
+    int32_t tok[B * T], pos[B * T], seg[B * T];
+    for (int i = 0; i < B * T; i++)
+        tok[i] = (unsigned char)corpus[i], pos[i] = i % T, seg[i] = 0;
+    struct r1_batch bt = {B, T, tok, pos, seg, tok};
+    float la[B * T], lb[B * T];
+    assert_int_equal(r1_model_forward(a.m, &bt, la, NULL), 0);
+    assert_int_equal(r1_model_forward(b.m, &bt, lb, NULL), 0);
+    assert_true(b.m->w16_fresh);
+    assert_memory_equal(la, lb, sizeof(la));
+    free(p), free(w16);
+    free_rig(&a), free_rig(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -258,6 +307,7 @@ int main(void)
         cmocka_unit_test(test_clipping),
         cmocka_unit_test(test_nonfinite_gradient),
         cmocka_unit_test(test_load_mismatch),
+        cmocka_unit_test(test_bf16_working_copy),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -7,15 +7,17 @@
  *   param −= lr · ( (m / bc1) / (sqrt(v / bc2) + eps) + wd · param )
  * The bias corrections bc1 = 1 − b1^step, bc2 = 1 − b2^step are computed once
  * in double (b^step loses digits in float for large steps) and rounded to
- * float; the per-element math is float.
+ * float; the per-element math is float.  A model training in bf16 passes param16, its
+ * bf16 working copy, written in the same pass.
  */
 #include "kernels/cpu/cpu-ops.h"
 
 #include <math.h>
 
-void r1_cpu_adamw_update(void *ctx, float *param /* (n) */, const float *grad /* (n) */,
-                         float *m /* (n) */, float *v /* (n) */, int64_t n, float lr, float beta1,
-                         float beta2, float eps, float weight_decay, float grad_scale, int64_t step)
+void r1_cpu_adamw_update(void *ctx, float *param /* (n) */, uint16_t *param16 /* (n) or NULL */,
+                         const float *grad /* (n) */, float *m /* (n) */, float *v /* (n) */,
+                         int64_t n, float lr, float beta1, float beta2, float eps,
+                         float weight_decay, float grad_scale, int64_t step)
 {
     struct r1_cpu *cpu = ctx;
     float bc1 = (float)(1.0 - pow((double)beta1, (double)step));
@@ -24,6 +26,7 @@ void r1_cpu_adamw_update(void *ctx, float *param /* (n) */, const float *grad /*
     const float *restrict gr = grad;
     float *restrict mm = m;
     float *restrict vv = v;
+    uint16_t *restrict p16 = param16;
 #pragma omp parallel for num_threads(cpu->threads) schedule(static) if (n >= R1_CPU_PAR_MIN)
     for (int64_t i = 0; i < n; i++) {
         float g = gr[i] * grad_scale;
@@ -34,5 +37,7 @@ void r1_cpu_adamw_update(void *ctx, float *param /* (n) */, const float *grad /*
         float mhat = mi / bc1;
         float vhat = vi / bc2;
         p[i] -= lr * (mhat / (sqrtf(vhat) + eps) + weight_decay * p[i]);
+        if (p16)
+            p16[i] = r1_cpu_f32_bf16(p[i]);
     }
 }

@@ -111,8 +111,8 @@ void r1_cpu_matmul16_backward(void *ctx, float *din, float *dw, float *dbias,
                               int K, int N);
 
 /* norm.c */
-void r1_cpu_rmsnorm_forward(void *ctx, float *out, float *rstd, const float *in, const float *w,
-                            int N, int C, float eps);
+void r1_cpu_rmsnorm_forward(void *ctx, float *out, uint16_t *out16, float *rstd, const float *in,
+                            const float *w, int N, int C, float eps);
 void r1_cpu_rmsnorm_backward(void *ctx, float *din, float *dw, const float *dout, const float *in,
                              const float *w, const float *rstd, int N, int C);
 
@@ -153,7 +153,8 @@ void r1_cpu_attention_cached16(void *ctx, float *out, const float *q, const uint
                                int H, int KVH, int D, int L);
 
 /* pointwise.c */
-void r1_cpu_swiglu_forward(void *ctx, float *out, const float *gate, const float *up, int64_t n);
+void r1_cpu_swiglu_forward(void *ctx, float *out, uint16_t *out16, const float *gate,
+                           const float *up, int64_t n);
 void r1_cpu_swiglu_backward(void *ctx, float *dgate, float *dup, const float *dout,
                             const float *gate, const float *up, int64_t n);
 void r1_cpu_add(void *ctx, float *out, const float *a, const float *b, int64_t n);
@@ -163,13 +164,14 @@ void r1_cpu_sumsq(void *ctx, double *host_out, const float *x, int64_t n);
 /* logprobs.c */
 void r1_cpu_logprobs_forward(void *ctx, float *logp, float *entropy, float *lse,
                              const float *logits, const int32_t *targets, int N, int V);
-void r1_cpu_logprobs_backward(void *ctx, float *dlogits, const float *logits, const float *lse,
-                              const float *entropy, const int32_t *targets, const float *dlogp,
-                              const float *dentropy, int N, int V);
+void r1_cpu_logprobs_backward(void *ctx, float *dlogits, uint16_t *dlogits16, const float *logits,
+                              const float *lse, const float *entropy, const int32_t *targets,
+                              const float *dlogp, const float *dentropy, float scale, int N,
+                              int V);
 
 /* adamw.c */
-void r1_cpu_adamw_update(void *ctx, float *param, const float *grad, float *m, float *v, int64_t n,
-                         float lr, float beta1, float beta2, float eps, float weight_decay,
-                         float grad_scale, int64_t step);
+void r1_cpu_adamw_update(void *ctx, float *param, uint16_t *param16, const float *grad, float *m,
+                         float *v, int64_t n, float lr, float beta1, float beta2, float eps,
+                         float weight_decay, float grad_scale, int64_t step);
 
 #endif

@@ -3,8 +3,8 @@
  * Per row n of logits (N,V), with m = max(z):
  *   s = Σ e^(z−m),  lse = m + log s,  logp = z[t] − lse (0 when t < 0),
  *   H = −Σ p log p = log s − Σ e^(z−m)·(z−m) / s     (one stable pass).
- * Backward (dlogits written, =):
- *   dz_j = dlogp·(1[j=t] − p_j) + dentropy·(−p_j·(log p_j + H)).
+ * Backward (dlogits written, =, in f32 or as its bf16 image):
+ *   dz_j = scale·(dlogp·(1[j=t] − p_j) + dentropy·(−p_j·(log p_j + H))).
  * Sums are in double over 8 fixed lanes; rows are independent and parallel.
  * Logits of −inf (masked tokens) give p = 0 and contribute nothing (no NaN).
  */
@@ -63,18 +63,18 @@ void r1_cpu_logprobs_forward(void *ctx, float *logp /* (N) */, float *entropy /*
     }
 }
 
-void r1_cpu_logprobs_backward(void *ctx, float *dlogits /* (N,V) */,
+void r1_cpu_logprobs_backward(void *ctx, float *dlogits /* (N,V) or NULL */,
+                              uint16_t *dlogits16 /* (N,V) or NULL */,
                               const float *logits /* (N,V) */, const float *lse /* (N) */,
                               const float *entropy /* (N) or NULL */,
                               const int32_t *targets /* (N) */, const float *dlogp /* (N) */,
-                              const float *dentropy /* (N) or NULL */, int N, int V)
+                              const float *dentropy /* (N) or NULL */, float scale, int N, int V)
 {
     struct r1_cpu *cpu = ctx;
 #pragma omp parallel for num_threads(cpu->threads)                                                 \
     schedule(static) if ((int64_t)N * V >= R1_CPU_PAR_MIN)
     for (int n = 0; n < N; n++) {
         const float *restrict z = logits + (size_t)n * V;
-        float *restrict dz = dlogits + (size_t)n * V;
         float l = lse[n];
         int t = targets[n];
         float gl = (dlogp && t >= 0) ? dlogp[n] : 0.0f;
@@ -90,13 +90,20 @@ void r1_cpu_logprobs_backward(void *ctx, float *dlogits /* (N,V) */,
                 h = (float)(log(s) - sx / s);
             }
         }
+        float *restrict dz = dlogits ? dlogits + (size_t)n * V : NULL;
+        uint16_t *restrict dz16 = dlogits16 ? dlogits16 + (size_t)n * V : NULL;
         for (int j = 0; j < V; j++) {
             float lp = z[j] - l;
             float p = expf(lp);
             float te = p > 0.0f ? -p * (lp + h) : 0.0f;
-            dz[j] = -gl * p + ge * te;
+            float d = -gl * p + ge * te;
+            if (j == t)
+                d += gl;
+            d *= scale;
+            if (dz)
+                dz[j] = d;
+            else
+                dz16[j] = r1_cpu_f32_bf16(d);
         }
-        if (t >= 0)
-            dz[t] += gl;
     }
 }

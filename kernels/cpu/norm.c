@@ -25,7 +25,8 @@ static double dot_f64(const float *restrict a, const float *restrict b, int n)
            ((lane[4] + lane[5]) + (lane[6] + lane[7]));
 }
 
-void r1_cpu_rmsnorm_forward(void *ctx, float *out /* (N,C) */, float *rstd /* (N) */,
+void r1_cpu_rmsnorm_forward(void *ctx, float *out /* (N,C) or NULL */,
+                            uint16_t *out16 /* (N,C) or NULL */, float *rstd /* (N) */,
                             const float *in /* (N,C) */, const float *w /* (C) */, int N, int C,
                             float eps)
 {
@@ -34,12 +35,19 @@ void r1_cpu_rmsnorm_forward(void *ctx, float *out /* (N,C) */, float *rstd /* (N
     schedule(static) if ((int64_t)N * C >= R1_CPU_PAR_MIN)
     for (int n = 0; n < N; n++) {
         const float *restrict x = in + (size_t)n * C;
-        float *restrict o = out + (size_t)n * C;
         double ms = C > 0 ? dot_f64(x, x, C) / C : 0.0;
         float r = (float)(1.0 / sqrt(ms + (double)eps));
         rstd[n] = r;
-        for (int c = 0; c < C; c++)
-            o[c] = x[c] * r * w[c];
+        if (out) {
+            float *restrict o = out + (size_t)n * C;
+            for (int c = 0; c < C; c++)
+                o[c] = x[c] * r * w[c];
+        }
+        if (out16) {
+            uint16_t *restrict o16 = out16 + (size_t)n * C;
+            for (int c = 0; c < C; c++)
+                o16[c] = r1_cpu_f32_bf16(x[c] * r * w[c]);
+        }
     }
 }
 

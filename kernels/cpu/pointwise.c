@@ -13,17 +13,23 @@
  * depend on the thread count) */
 #define R1_CPU_SUMSQ_PARTS 256
 
-void r1_cpu_swiglu_forward(void *ctx, float *out /* (n) */, const float *gate /* (n) */,
+void r1_cpu_swiglu_forward(void *ctx, float *out /* (n) or NULL */,
+                           uint16_t *out16 /* (n) or NULL */, const float *gate /* (n) */,
                            const float *up /* (n) */, int64_t n)
 {
     struct r1_cpu *cpu = ctx;
     float *restrict o = out;
+    uint16_t *restrict o16 = out16;
     const float *restrict g = gate;
     const float *restrict u = up;
 #pragma omp parallel for num_threads(cpu->threads) schedule(static) if (n >= R1_CPU_PAR_MIN)
     for (int64_t i = 0; i < n; i++) {
         float sig = 1.0f / (1.0f + expf(-g[i]));
-        o[i] = g[i] * sig * u[i];
+        float y = g[i] * sig * u[i];
+        if (o)
+            o[i] = y;
+        if (o16)
+            o16[i] = r1_cpu_f32_bf16(y);
     }
 }
 

@@ -132,8 +132,8 @@ void r1_cuda_matmul16_backward(void *ctx, float *din, float *dw, float *dbias,
                                int K, int N);
 
 /* norm.cu */
-void r1_cuda_rmsnorm_forward(void *ctx, float *out, float *rstd, const float *in, const float *w,
-                             int N, int C, float eps);
+void r1_cuda_rmsnorm_forward(void *ctx, float *out, uint16_t *out16, float *rstd,
+                             const float *in, const float *w, int N, int C, float eps);
 void r1_cuda_rmsnorm_backward(void *ctx, float *din, float *dw, const float *dout,
                               const float *in, const float *w, const float *rstd, int N, int C);
 
@@ -176,7 +176,8 @@ void r1_cuda_attention_cached16(void *ctx, float *out, const float *q, const uin
 size_t r1_cuda_decode_workspace(int N, int H, int D, int L);
 
 /* pointwise.cu */
-void r1_cuda_swiglu_forward(void *ctx, float *out, const float *gate, const float *up, int64_t n);
+void r1_cuda_swiglu_forward(void *ctx, float *out, uint16_t *out16, const float *gate,
+                            const float *up, int64_t n);
 void r1_cuda_swiglu_backward(void *ctx, float *dgate, float *dup, const float *dout,
                              const float *gate, const float *up, int64_t n);
 void r1_cuda_add(void *ctx, float *out, const float *a, const float *b, int64_t n);
@@ -186,14 +187,15 @@ void r1_cuda_sumsq(void *ctx, double *host_out, const float *x, int64_t n);
 /* logprobs.cu */
 void r1_cuda_logprobs_forward(void *ctx, float *logp, float *entropy, float *lse,
                               const float *logits, const int32_t *targets, int N, int V);
-void r1_cuda_logprobs_backward(void *ctx, float *dlogits, const float *logits, const float *lse,
-                               const float *entropy, const int32_t *targets, const float *dlogp,
-                               const float *dentropy, int N, int V);
+void r1_cuda_logprobs_backward(void *ctx, float *dlogits, uint16_t *dlogits16,
+                               const float *logits, const float *lse, const float *entropy,
+                               const int32_t *targets, const float *dlogp, const float *dentropy,
+                               float scale, int N, int V);
 
 /* adamw.cu */
-void r1_cuda_adamw_update(void *ctx, float *param, const float *grad, float *m, float *v,
-                          int64_t n, float lr, float beta1, float beta2, float eps,
-                          float weight_decay, float grad_scale, int64_t step);
+void r1_cuda_adamw_update(void *ctx, float *param, uint16_t *param16, const float *grad,
+                          float *m, float *v, int64_t n, float lr, float beta1, float beta2,
+                          float eps, float weight_decay, float grad_scale, int64_t step);
 
 /* sample.cu */
 struct r1_sampling;

@@ -3,7 +3,8 @@
  * One block per row of logits (N,V), the CPU's one-pass formulas:
  *   m = max z,  s = Σ e^(z−m),  sx = Σ e^(z−m)·(z−m)  (double, fixed block tree),
  *   lse = m + log s,  logp = z[t] − lse (0 when t < 0),  H = log s − sx/s;
- *   dz_j = dlogp·(1[j=t] − p_j) + dentropy·(−p_j·(log p_j + H))   (written, =).
+ *   dz_j = scale·(dlogp·(1[j=t] − p_j) + dentropy·(−p_j·(log p_j + H)))   (written, =),
+ * in f32 or as its bf16 image (the input of a bf16 matmul backward).
  * Logits of −inf give p = 0 and contribute nothing.  Only one chunk of rows of logits
  * exists at a time (core/model.c), so V-wide rows are read from global memory in passes.
  */
@@ -66,13 +67,12 @@ extern "C" void r1_cuda_logprobs_forward(void *ctx, float *logp, float *entropy,
     R1_CUDA_LAUNCHED(cu, "logprobs forward");
 }
 
-__global__ void r1_logprobs_bwd(float *dlogits, const float *logits, const float *lse,
-                                const float *entropy, const int32_t *targets, const float *dlogp,
-                                const float *dentropy, int V)
+__global__ void r1_logprobs_bwd(float *dlogits, uint16_t *dlogits16, const float *logits,
+                                const float *lse, const float *entropy, const int32_t *targets,
+                                const float *dlogp, const float *dentropy, float scale, int V)
 {
     int64_t n = blockIdx.x;
     const float *z = logits + n * V;
-    float *dz = dlogits + n * V;
     float l = lse[n];
     int t = targets[n];
     float gl = (dlogp && t >= 0) ? dlogp[n] : 0.0f;
@@ -95,20 +95,25 @@ __global__ void r1_logprobs_bwd(float *dlogits, const float *logits, const float
         float d = -gl * p + ge * te;
         if (j == t)
             d += gl;
-        dz[j] = d;
+        d *= scale;
+        if (dlogits)
+            dlogits[n * V + j] = d;
+        else
+            dlogits16[n * V + j] = r1_bf16_bits(d);
     }
 }
 
-extern "C" void r1_cuda_logprobs_backward(void *ctx, float *dlogits, const float *logits,
-                                          const float *lse, const float *entropy,
-                                          const int32_t *targets, const float *dlogp,
-                                          const float *dentropy, int N, int V)
+extern "C" void r1_cuda_logprobs_backward(void *ctx, float *dlogits, uint16_t *dlogits16,
+                                          const float *logits, const float *lse,
+                                          const float *entropy, const int32_t *targets,
+                                          const float *dlogp, const float *dentropy, float scale,
+                                          int N, int V)
 {
     struct r1_cuda *cu = (struct r1_cuda *)ctx;
     R1_CUDA_BEGIN(cu);
     if (N <= 0 || V <= 0)
         return;
     R1_LAUNCH(r1_logprobs_bwd, (unsigned)N, R1_LP_THREADS, cu->stream)(
-        dlogits, logits, lse, entropy, targets, dlogp, dentropy, V);
+        dlogits, dlogits16, logits, lse, entropy, targets, dlogp, dentropy, scale, V);
     R1_CUDA_LAUNCHED(cu, "logprobs backward");
 }

@@ -2,7 +2,7 @@
  *
  * One block per row for the forward and for din: Σ in² (and Σ dout·w·in) in double, in
  * the fixed block tree of reduce.cuh, with the CPU's formulas:
- *   rstd = 1/sqrt(mean(in²) + eps),  out = in · rstd · w,
+ *   rstd = 1/sqrt(mean(in²) + eps),  out = in · rstd · w (and/or its bf16 image),
  *   din = rstd · (dout·w − in · rstd² · Σ(dout·w·in) / C).
  * dw (+=) is the chunked column sum of dout · in · rstd (reduce.cuh), in double.
  */
@@ -11,14 +11,13 @@
 
 #define R1_NORM_THREADS 256
 
-__global__ void r1_rmsnorm_fwd(float *out /* (N,C) */, float *rstd /* (N) */,
-                               const float *in /* (N,C) */, const float *w /* (C) */, int C,
-                               float eps)
+__global__ void r1_rmsnorm_fwd(float *out /* (N,C) or NULL */, uint16_t *out16 /* or NULL */,
+                               float *rstd /* (N) */, const float *in /* (N,C) */,
+                               const float *w /* (C) */, int C, float eps)
 {
     __shared__ double sh[32];
     int64_t n = blockIdx.x;
     const float *x = in + n * C;
-    float *o = out + n * C;
     double s = 0.0;
     for (int c = threadIdx.x; c < C; c += blockDim.x)
         s += (double)x[c] * (double)x[c];
@@ -26,18 +25,24 @@ __global__ void r1_rmsnorm_fwd(float *out /* (N,C) */, float *rstd /* (N) */,
     float r = (float)(1.0 / sqrt(s / C + (double)eps));
     if (threadIdx.x == 0)
         rstd[n] = r;
-    for (int c = threadIdx.x; c < C; c += blockDim.x)
-        o[c] = x[c] * r * w[c];
+    for (int c = threadIdx.x; c < C; c += blockDim.x) {
+        float y = x[c] * r * w[c];
+        if (out)
+            out[n * C + c] = y;
+        if (out16)
+            out16[n * C + c] = r1_bf16_bits(y);
+    }
 }
 
-extern "C" void r1_cuda_rmsnorm_forward(void *ctx, float *out, float *rstd, const float *in,
-                                        const float *w, int N, int C, float eps)
+extern "C" void r1_cuda_rmsnorm_forward(void *ctx, float *out, uint16_t *out16, float *rstd,
+                                        const float *in, const float *w, int N, int C, float eps)
 {
     struct r1_cuda *cu = (struct r1_cuda *)ctx;
     R1_CUDA_BEGIN(cu);
     if (N <= 0 || C <= 0)
         return;
-    R1_LAUNCH(r1_rmsnorm_fwd, (unsigned)N, R1_NORM_THREADS, cu->stream)(out, rstd, in, w, C, eps);
+    R1_LAUNCH(r1_rmsnorm_fwd, (unsigned)N, R1_NORM_THREADS, cu->stream)(out, out16, rstd, in, w,
+                                                                    C, eps);
     R1_CUDA_LAUNCHED(cu, "rmsnorm forward");
 }
 

@@ -8,14 +8,19 @@
 #include "kernels/cuda/cuda-ops.h"
 #include "kernels/cuda/reduce.cuh"
 
-__global__ void r1_swiglu_fwd(float *out, const float *gate, const float *up, int64_t n)
+__global__ void r1_swiglu_fwd(float *out, uint16_t *out16, const float *gate, const float *up,
+                              int64_t n)
 {
     int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n)
         return;
     float g = gate[i];
     float sig = 1.0f / (1.0f + expf(-g));
-    out[i] = g * sig * up[i];
+    float y = g * sig * up[i];
+    if (out)
+        out[i] = y;
+    if (out16)
+        out16[i] = r1_bf16_bits(y);
 }
 
 __global__ void r1_swiglu_bwd(float *dgate, float *dup, const float *dout, const float *gate,
@@ -65,11 +70,11 @@ __global__ void r1_sumsq_parts(double *part /* (parts) */, const float *x, int64
         R1_CUDA_LAUNCHED(cu, #kernel);                                                             \
     } while (0)
 
-extern "C" void r1_cuda_swiglu_forward(void *ctx, float *out, const float *gate, const float *up,
-                                       int64_t n)
+extern "C" void r1_cuda_swiglu_forward(void *ctx, float *out, uint16_t *out16, const float *gate,
+                                       const float *up, int64_t n)
 {
     struct r1_cuda *cu = (struct r1_cuda *)ctx;
-    R1_POINTWISE(cu, r1_swiglu_fwd, n, out, gate, up, n);
+    R1_POINTWISE(cu, r1_swiglu_fwd, n, out, out16, gate, up, n);
 }
 
 extern "C" void r1_cuda_swiglu_backward(void *ctx, float *dgate, float *dup, const float *dout,
