@@ -187,9 +187,11 @@ struct r1_backend_ops {
      * rounds); out may be NULL when out16 is not */
     void (*swiglu_forward)(void *ctx, float *out, uint16_t *out16, const float *gate,
                            const float *up, int64_t n);
-    /* dgate, dup (n)  [=] */
-    void (*swiglu_backward)(void *ctx, float *dgate, float *dup, const float *dout,
-                            const float *gate, const float *up, int64_t n);
+    /* dgate, dup (n)  [=]; dgate16, dup16 (n), when not NULL, get their bf16 images (as
+     * convert_bf16 rounds); dgate and dup may be NULL when the images are not */
+    void (*swiglu_backward)(void *ctx, float *dgate, float *dup, uint16_t *dgate16,
+                            uint16_t *dup16, const float *dout, const float *gate,
+                            const float *up, int64_t n);
     /* out (n) = a + b (out may alias a or b) */
     void (*add)(void *ctx, float *out, const float *a, const float *b, int64_t n);
     /* x (n) *= s */

@@ -43,16 +43,17 @@ struct r1_model_acts {
     float *dlogp, *dent;     /* (N) */
     float *logits, *dlogits; /* (CHUNK,V) */
     float *host_buf;         /* (N) host scratch for compaction */
-    float *host_logp, *host_dlogp; /* (N) host, for r1_model_ce_step */
+    float *host_logp;        /* (N) host, for r1_model_ce_step */
     int32_t *host_ibuf;      /* (N) host */
     /* backward scratch */
     float *dres, *dn, *dtmp; /* (N,C) */
-    float *dgate, *dup, *dact; /* (N,F) */
+    float *dgate, *dup, *dact; /* (N,F); dgate, dup NULL in bf16 (dgate16, dup16) */
     float *datt, *dq;        /* (N,H·D) */
     float *dk, *dv;          /* (N,KVH·D) */
     /* precision bf16: the bf16 image of a matmul's input (N·max(C, H·D, F)) and of its
-     * output gradient (the larger of N·max(C, H·D, F) and CHUNK·V); NULL in f32 */
-    uint16_t *x16, *d16;
+     * output gradient (the larger of N·max(C, H·D, F) and CHUNK·V), the images of SwiGLU's
+     * input gradients (N,F); NULL in f32 */
+    uint16_t *x16, *d16, *dgate16, *dup16;
 };
 
 /* ------------------------------------------------------------------------- */
@@ -308,7 +309,6 @@ static void free_acts(struct r1_model *m)
         free(m->a->host_buf);
         free(m->a->host_ibuf);
         free(m->a->host_logp);
-        free(m->a->host_dlogp);
         free(m->a);
         m->a = NULL;
     }
@@ -533,8 +533,13 @@ static void layout_acts(struct r1_model *m, struct r1_model_acts *a, int B, int 
     a->dres = F32(N * C);
     a->dn = F32(N * C);
     a->dtmp = F32(N * C);
-    a->dgate = F32(N * F);
-    a->dup = F32(N * F);
+    if (bf16) { /* SwiGLU's backward writes only the images its two matmuls read */
+        a->dgate16 = r1_arena_take_bytes(ar, (size_t)(N * F) * sizeof(uint16_t));
+        a->dup16 = r1_arena_take_bytes(ar, (size_t)(N * F) * sizeof(uint16_t));
+    } else {
+        a->dgate = F32(N * F);
+        a->dup = F32(N * F);
+    }
     a->dact = F32(N * F);
     a->datt = F32(N * HD);
     a->dq = F32(N * HD);
@@ -632,10 +637,8 @@ int r1_model_reserve(struct r1_model *m, int B, int T)
     a->host_buf = malloc(N * sizeof(float));
     a->host_ibuf = malloc(N * sizeof(int32_t));
     a->host_logp = malloc(N * sizeof(float));
-    a->host_dlogp = malloc(N * sizeof(float));
     m->a = a;
-    if (!a->l || !a->rows_host || !a->host_buf || !a->host_ibuf || !a->host_logp ||
-        !a->host_dlogp) {
+    if (!a->l || !a->rows_host || !a->host_buf || !a->host_ibuf || !a->host_logp) {
         free_acts(m);
         return r1_err_set(R1_ENOMEM, "model: out of host memory");
     }
@@ -718,7 +721,7 @@ static void mm_forward(struct r1_model *m, float *out, const float *in, const ui
 }
 
 /* Its backward (backend.h matmul_backward); in bf16 dout is rounded into a->d16 first,
- * unless the op that made it wrote its bf16 image there (dout NULL, dout16 a->d16). */
+ * unless the op that made dout wrote its bf16 image (dout16, not NULL) itself. */
 static void mm_backward(struct r1_model *m, float *din, float *dw, float *dbias,
                         const float *dout, const uint16_t *dout16, const float *in,
                         const uint16_t *in16, const float *w, int M, int K, int N)
@@ -816,20 +819,12 @@ static void move_rows(struct r1_model *m, float *compact, float *full, bool gath
     }
 }
 
-int r1_model_forward(struct r1_model *m, const struct r1_batch *b, float *logp, float *entropy)
+/* Compacts the scored rows of batch b (target >= 0) into a->rows_host (their indices),
+ * a->htargets (their targets) and a->hrows (their final-norm rows, from a->nf). */
+static void gather_scored(struct r1_model *m, const struct r1_batch *b)
 {
-    int rc = check_batch(m, b);
-    if (rc)
-        return rc;
-    const struct r1_model_config *c = &m->cfg;
-    const struct r1_backend_ops *op = m->be->ops;
-    void *cx = m->be->ctx;
     struct r1_model_acts *a = m->a;
-    int N = b->B * b->T, C = c->hidden_size, V = c->vocab_size;
-
-    forward_trunk(m, b);
-
-    /* compact the scored rows (target >= 0) */
+    int N = b->B * b->T;
     a->n_rows = 0;
     for (int i = 0; i < N; i++)
         if (b->targets[i] >= 0) {
@@ -837,31 +832,68 @@ int r1_model_forward(struct r1_model *m, const struct r1_batch *b, float *logp, 
             a->host_ibuf[a->n_rows] = b->targets[i];
             a->n_rows++;
         }
-    op->upload(cx, a->htargets, a->host_ibuf, (size_t)a->n_rows * sizeof(int32_t));
+    m->be->ops->upload(m->be->ctx, a->htargets, a->host_ibuf,
+                       (size_t)a->n_rows * sizeof(int32_t));
     move_rows(m, a->hrows, a->nf, true);
-    for (int r = 0; r < a->n_rows; r += R1_MODEL_HEAD_CHUNK) {
-        int n = a->n_rows - r < R1_MODEL_HEAD_CHUNK ? a->n_rows - r : R1_MODEL_HEAD_CHUNK;
-        const float *hr = a->hrows + (size_t)r * C;
-        mm_forward(m, a->logits, hr, half_input(m, hr, (int64_t)n * C), m->lm_head, NULL, n, C,
-                   V);
-        if (m->logit_scale != 1.0f)
-            op->scale(cx, a->logits, m->logit_scale, (int64_t)n * V);
+}
+
+/* The compacted per-row values src (a->n_rows, backend) to host (N) in batch order, 0 on
+ * the unscored rows. */
+static void scatter_scored(struct r1_model *m, float *host, const float *src, int N)
+{
+    struct r1_model_acts *a = m->a;
+    memset(host, 0, (size_t)N * sizeof(float));
+    m->be->ops->download(m->be->ctx, a->host_buf, src, (size_t)a->n_rows * sizeof(float));
+    for (int i = 0; i < a->n_rows; i++)
+        host[a->rows_host[i]] = a->host_buf[i];
+}
+
+/* Rows [r, r + CHUNK) of the compacted scored rows (a->hrows) through the LM head: their
+ * logits (a->logits), then with fwd their log-probs, entropies and lse (a->logp, a->ent,
+ * a->lsev), then with dh (not NULL) the gradient from a->dlogp (and a->dent with dent):
+ * dlogits, the head's weight gradient (+=) and the rows' gradient into dh's rows (=). */
+static void head_chunk(struct r1_model *m, int r, bool fwd, float *dh, bool dent)
+{
+    const struct r1_backend_ops *op = m->be->ops;
+    void *cx = m->be->ctx;
+    struct r1_model_acts *a = m->a;
+    int C = m->cfg.hidden_size, V = m->cfg.vocab_size;
+    int n = a->n_rows - r < R1_MODEL_HEAD_CHUNK ? a->n_rows - r : R1_MODEL_HEAD_CHUNK;
+    const float *hr = a->hrows + (size_t)r * C;
+    const uint16_t *h16 = half_input(m, hr, (int64_t)n * C);
+    mm_forward(m, a->logits, hr, h16, m->lm_head, NULL, n, C, V);
+    if (m->logit_scale != 1.0f)
+        op->scale(cx, a->logits, m->logit_scale, (int64_t)n * V);
+    if (fwd)
         op->logprobs_forward(cx, a->logp + r, a->ent + r, a->lsev + r, a->logits,
                              a->htargets + r, n, V);
-    }
-    /* scatter to host (B,T) */
-    if (logp) {
-        memset(logp, 0, (size_t)N * sizeof(float));
-        op->download(cx, a->host_buf, a->logp, (size_t)a->n_rows * sizeof(float));
-        for (int i = 0; i < a->n_rows; i++)
-            logp[a->rows_host[i]] = a->host_buf[i];
-    }
-    if (entropy) {
-        memset(entropy, 0, (size_t)N * sizeof(float));
-        op->download(cx, a->host_buf, a->ent, (size_t)a->n_rows * sizeof(float));
-        for (int i = 0; i < a->n_rows; i++)
-            entropy[a->rows_host[i]] = a->host_buf[i];
-    }
+    if (!dh)
+        return;
+    /* d(s·z)/dz = s; in bf16 straight to the bf16 image the matmul backward reads */
+    uint16_t *dz16 = h16 ? a->d16 : NULL;
+    op->logprobs_backward(cx, a->dlogits, dz16, a->logits, a->lsev + r, a->ent + r,
+                          a->htargets + r, a->dlogp + r, dent ? a->dent + r : NULL,
+                          m->logit_scale, n, V);
+    mm_backward(m, dh + (size_t)r * C, m->dlm_head, NULL, a->dlogits, dz16, hr, h16, m->lm_head,
+                n, C, V);
+}
+
+int r1_model_forward(struct r1_model *m, const struct r1_batch *b, float *logp, float *entropy)
+{
+    int rc = check_batch(m, b);
+    if (rc)
+        return rc;
+    struct r1_model_acts *a = m->a;
+    int N = b->B * b->T;
+
+    forward_trunk(m, b);
+    gather_scored(m, b);
+    for (int r = 0; r < a->n_rows; r += R1_MODEL_HEAD_CHUNK)
+        head_chunk(m, r, true, NULL, false);
+    if (logp)
+        scatter_scored(m, logp, a->logp, N);
+    if (entropy)
+        scatter_scored(m, entropy, a->ent, N);
     m->cur_B = b->B;
     m->cur_T = b->T;
     m->have_forward = true;
@@ -940,11 +972,9 @@ int r1_model_backward(struct r1_model *m, const float *dlogp, const float *dentr
         return r1_err_set(R1_ESTATE, "model: backward on a frozen (forward-only) model");
     if (!m->have_forward || m->fwd_score)
         return r1_err_set(R1_ESTATE, "model: backward without a matching forward");
-    const struct r1_model_config *c = &m->cfg;
     const struct r1_backend_ops *op = m->be->ops;
     void *cx = m->be->ctx;
     struct r1_model_acts *a = m->a;
-    int C = c->hidden_size, V = c->vocab_size;
 
     /* head: per-token gradients to the compacted rows, logits recomputed per chunk */
     for (int i = 0; i < a->n_rows; i++)
@@ -956,21 +986,8 @@ int r1_model_backward(struct r1_model *m, const float *dlogp, const float *dentr
         op->upload(cx, a->dent, a->host_buf, (size_t)a->n_rows * sizeof(float));
     }
     float *dh = a->dtmp; /* (n_rows, C) gradient of the gathered rows */
-    for (int r = 0; r < a->n_rows; r += R1_MODEL_HEAD_CHUNK) {
-        int n = a->n_rows - r < R1_MODEL_HEAD_CHUNK ? a->n_rows - r : R1_MODEL_HEAD_CHUNK;
-        const float *hr = a->hrows + (size_t)r * C;
-        const uint16_t *h16 = half_input(m, hr, (int64_t)n * C);
-        mm_forward(m, a->logits, hr, h16, m->lm_head, NULL, n, C, V);
-        if (m->logit_scale != 1.0f)
-            op->scale(cx, a->logits, m->logit_scale, (int64_t)n * V);
-        /* d(s·z)/dz = s; in bf16 straight to the bf16 image the matmul backward reads */
-        uint16_t *dz16 = h16 ? a->d16 : NULL;
-        op->logprobs_backward(cx, a->dlogits, dz16, a->logits, a->lsev + r, a->ent + r,
-                              a->htargets + r, a->dlogp + r, dentropy ? a->dent + r : NULL,
-                              m->logit_scale, n, V);
-        mm_backward(m, dh + (size_t)r * C, m->dlm_head, NULL, a->dlogits, dz16, hr, h16,
-                    m->lm_head, n, C, V);
-    }
+    for (int r = 0; r < a->n_rows; r += R1_MODEL_HEAD_CHUNK) /* logits recomputed */
+        head_chunk(m, r, false, dh, dentropy != NULL);
     backward_trunk(m, dh);
     m->have_forward = false;
     return r1_backend_check(m->be);
@@ -1028,10 +1045,12 @@ static void backward_trunk(struct r1_model *m, float *dh)
          * (then their f32 source, a shared buffer, is not read) */
         const uint16_t *h16 = L->act16;
         mm_backward(m, a->dact, dW->wdown, NULL, a->dres, NULL, L->act, h16, W->wdown, N, F, C);
-        op->swiglu_backward(cx, a->dgate, a->dup, a->dact, L->gate, L->up, (int64_t)N * F);
+        op->swiglu_backward(cx, a->dgate, a->dup, a->dgate16, a->dup16, a->dact, L->gate, L->up,
+                            (int64_t)N * F);
         h16 = L->n2_16;
-        mm_backward(m, a->dn, dW->wgate, NULL, a->dgate, NULL, L->n2, h16, W->wgate, N, C, F);
-        mm_backward(m, a->dtmp, dW->wup, NULL, a->dup, NULL, L->n2, h16, W->wup, N, C, F);
+        mm_backward(m, a->dn, dW->wgate, NULL, a->dgate, a->dgate16, L->n2, h16, W->wgate, N, C,
+                    F);
+        mm_backward(m, a->dtmp, dW->wup, NULL, a->dup, a->dup16, L->n2, h16, W->wup, N, C, F);
         op->add(cx, a->dn, a->dn, a->dtmp, (int64_t)N * C);
         op->rmsnorm_backward(cx, a->dtmp, dW->mlp_norm, a->dn, L->h, W->mlp_norm, L->rstd2, N, C);
         op->add(cx, a->dres, a->dres, a->dtmp, (int64_t)N * C); /* now dL/dh */
@@ -1075,19 +1094,38 @@ int r1_model_ce_step(struct r1_model *m, const struct r1_batch *b, const float *
 {
     if (!(denom > 0))
         return r1_err_set(R1_EINVAL, "model: cross-entropy denominator must be positive");
-    int rc = r1_model_forward(m, b, m->a ? m->a->host_logp : NULL, NULL);
+    if (m->frozen)
+        return r1_err_set(R1_ESTATE, "model: backward on a frozen (forward-only) model");
+    int rc = check_batch(m, b);
     if (rc)
         return rc;
+    struct r1_model_acts *a = m->a;
     int N = b->B * b->T;
-    float *logp = m->a->host_logp, *dlogp = m->a->host_dlogp;
+    /* dL/dlogp = -w/denom is known before the forward, so each chunk of logits goes
+     * through the head's forward and backward at once instead of being recomputed by a
+     * backward: one GEMM of the head less per step, the bits of forward then backward */
+    forward_trunk(m, b);
+    gather_scored(m, b);
+    for (int i = 0; i < a->n_rows; i++)
+        a->host_buf[i] = (float)(-(double)w[a->rows_host[i]] / denom);
+    m->be->ops->upload(m->be->ctx, a->dlogp, a->host_buf, (size_t)a->n_rows * sizeof(float));
+    float *dh = a->dtmp; /* (n_rows, C) gradient of the gathered rows */
+    for (int r = 0; r < a->n_rows; r += R1_MODEL_HEAD_CHUNK)
+        head_chunk(m, r, true, dh, false);
+    float *logp = a->host_logp;
+    scatter_scored(m, logp, a->logp, N);
     double sum = 0;
-    for (int i = 0; i < N; i++) {
-        float wi = b->targets[i] >= 0 ? w[i] : 0.0f;
-        sum -= (double)wi * logp[i];
-        dlogp[i] = (float)(-(double)wi / denom);
-    }
+    for (int i = 0; i < N; i++)
+        sum -= (double)(b->targets[i] >= 0 ? w[i] : 0.0f) * logp[i];
     *loss = sum / denom;
-    if (!isfinite(*loss))
+    m->cur_B = b->B;
+    m->cur_T = b->T;
+    m->have_forward = false;
+    m->fwd_score = false;
+    if ((rc = r1_backend_check(m->be)))
+        return rc;
+    if (!isfinite(*loss)) /* the head's gradient is in; the caller drops the step */
         return r1_err_set(R1_ENUMERIC, "model: cross-entropy loss is %g", *loss);
-    return r1_model_backward(m, dlogp, NULL);
+    backward_trunk(m, dh);
+    return r1_backend_check(m->be);
 }

@@ -12,7 +12,9 @@
  * per-token entropy; the backward takes dL/dlogp and dL/dentropy per token, so
  * cross-entropy (dlogp = -w/denominator) and policy-gradient losses share one
  * path.  Logits are computed in chunks of R1_MODEL_HEAD_CHUNK rows and recomputed
- * in the backward: at most one chunk of (rows × V) logits exists at a time.
+ * in the backward: at most one chunk of (rows × V) logits exists at a time.  Cross-entropy
+ * (r1_model_ce_step), whose dL/dlogp is known before the forward, takes each chunk through
+ * the head's forward and backward at once and recomputes none.
  *
  * Score head (num_labels = 1, a reward model as transformers'
  * *ForSequenceClassification): one more parameter "score.weight" (1, C) and a
@@ -192,7 +194,10 @@ void r1_model_set_grad_hook(struct r1_model *m, void (*hook)(void *arg, int64_t 
 
 /* Masked cross-entropy: loss = -Σ w·logp / denom (w (B,T) host per-token weights;
  * denom > 0, e.g. the weight sum of the whole accumulated batch).  Runs forward and
- * backward (grads +=) and returns the loss in *loss.  NaN/Inf → R1_ENUMERIC. */
+ * backward (grads +=) and returns the loss in *loss: bitwise r1_model_forward then
+ * r1_model_backward with dlogp = -w/denom, without recomputing the logits (the head's
+ * backward runs with its forward, chunk by chunk).  NaN/Inf → R1_ENUMERIC, with the head's
+ * gradient already added (drop the step). */
 int r1_model_ce_step(struct r1_model *m, const struct r1_batch *b, const float *w, double denom,
                      double *loss);
 

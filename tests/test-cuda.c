@@ -1282,12 +1282,18 @@ static void test_swiglu(void **state)
         struct pbuf gate = pb_host(g, (size_t)n * sizeof(float)), up = pb_rand(n, -2, 2);
         struct pbuf out = pb_nan(n), dout = pb_rand(n, -1, 1), dg = pb_nan(n), du = pb_nan(n);
         struct pbuf o16 = pb_nan16(n), o16b = pb_nan16(n);
+        struct pbuf g16 = pb_nan16(n), u16 = pb_nan16(n), g16b = pb_nan16(n), u16b = pb_nan16(n);
         for (int s = 0; s < 2; s++) {
             OPS(s)->swiglu_forward(CTX(s), fp(&out, s), hp(&o16, s), fp(&gate, s), fp(&up, s), n);
             OPS(s)->swiglu_forward(CTX(s), NULL, hp(&o16b, s), fp(&gate, s), fp(&up, s), n);
-            OPS(s)->swiglu_backward(CTX(s), fp(&dg, s), fp(&du, s), fp(&dout, s), fp(&gate, s),
-                                    fp(&up, s), n);
+            OPS(s)->swiglu_backward(CTX(s), fp(&dg, s), fp(&du, s), hp(&g16, s), hp(&u16, s),
+                                    fp(&dout, s), fp(&gate, s), fp(&up, s), n);
+            OPS(s)->swiglu_backward(CTX(s), NULL, NULL, hp(&g16b, s), hp(&u16b, s),
+                                    fp(&dout, s), fp(&gate, s), fp(&up, s), n);
         }
+        check_image16(&g16, &dg, &g16b, n, "swiglu_backward dgate16");
+        check_image16(&u16, &du, &u16b, n, "swiglu_backward dup16");
+        pb_free(&g16), pb_free(&u16), pb_free(&g16b), pb_free(&u16b);
         check_f32(&out, n, TOL_SWIGLU, "swiglu_forward n=%lld", (long long)n);
         check_image16(&o16, &out, &o16b, n, "swiglu_forward out16");
         pb_free(&o16), pb_free(&o16b);

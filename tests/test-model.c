@@ -410,6 +410,69 @@ static void test_bf16(void **state)
         fail_msg("bf16 overfit loss %g not below 0.05", loss);
 }
 
+/* r1_model_ce_step runs the head's forward and backward per chunk of logits at once (its
+ * dL/dlogp is known before the forward): the loss and every gradient bit for bit those of
+ * r1_model_forward then r1_model_backward with dlogp = -w/denom, over more scored rows than
+ * one chunk (rows skipped, weights varied), f32 and bf16, tied and untied, a logit scale,
+ * with recomputation; and a non-finite loss is refused. */
+static void test_ce_step_fused(void **state)
+{
+    (void)state;
+    enum { B = 20, T = 16, N = B * T };
+    static int32_t tok[N], pos[N], seg[N], tgt[N];
+    static float w[N], logp[N], dlogp[N];
+    for (int i = 0; i < N; i++) {
+        tok[i] = (int32_t)(r1_rng_normal_at(11, 1, i) * 1000.0f + 1e6f) % 37;
+        tgt[i] = i % 7 == 3 ? -1 : (int32_t)(r1_rng_normal_at(11, 2, i) * 1000.0f + 1e6f) % 37;
+        pos[i] = i % T;
+        seg[i] = 0;
+        w[i] = 0.5f + (float)(i % 5) * 0.25f;
+    }
+    struct r1_batch b = {B, T, tok, pos, seg, tgt};
+    for (int v = 0; v < 8; v++) {
+        int tie = v & 1, bf16 = v >> 1 & 1, other = v >> 2 & 1;
+        struct r1_model_config cfg = micro_config(tie, !tie);
+        struct r1_model *m[2] = {NULL, NULL};
+        for (int k = 0; k < 2; k++) {
+            assert_int_equal(r1_model_create(&m[k], &cfg, be), 0);
+            big_weights(m[k]);
+            assert_int_equal(r1_model_set_precision(m[k], bf16 ? R1_BF16 : R1_F32), 0);
+            r1_model_set_recompute(m[k], other);
+            m[k]->logit_scale = other ? 1.0f / 0.7f : 1.0f;
+            assert_int_equal(r1_model_reserve(m[k], B, T), 0);
+            r1_model_zero_grad(m[k]);
+        }
+        const double denom = 123.0;
+        double fused = 0, sum = 0;
+        assert_int_equal(r1_model_ce_step(m[0], &b, w, denom, &fused), 0);
+        assert_int_equal(r1_model_forward(m[1], &b, logp, NULL), 0);
+        for (int i = 0; i < N; i++) {
+            float wi = tgt[i] >= 0 ? w[i] : 0.0f;
+            sum -= (double)wi * logp[i];
+            dlogp[i] = (float)(-(double)wi / denom);
+        }
+        assert_int_equal(r1_model_backward(m[1], dlogp, NULL), 0);
+        if (fused != sum / denom)
+            fail_msg("variant %d: fused loss %.17g, forward-then-backward %.17g", v, fused,
+                     sum / denom);
+        assert_memory_equal(m[0]->grad_mem, m[1]->grad_mem, m[0]->grads.cap);
+        assert_int_equal(r1_model_backward(m[0], dlogp, NULL), R1_ESTATE); /* nothing kept */
+        r1_model_free(m[0]), r1_model_free(m[1]);
+    }
+    /* a NaN weight: refused, as the loss it makes */
+    struct r1_model_config cfg = micro_config(0, 1);
+    struct r1_model *m = NULL;
+    assert_int_equal(r1_model_create(&m, &cfg, be), 0);
+    big_weights(m);
+    assert_int_equal(r1_model_reserve(m, B, T), 0);
+    double loss;
+    w[5] = NAN;
+    assert_int_equal(r1_model_ce_step(m, &b, w, 10.0, &loss), R1_ENUMERIC);
+    w[5] = 1.0f;
+    assert_int_equal(r1_model_ce_step(m, &b, w, 0.0, &loss), R1_EINVAL);
+    r1_model_free(m);
+}
+
 /* r1_model_reserve and r1_kv_cache_create reserve the backend's scratch for their largest
  * calls: training steps (f32 and bf16) and decode steps then allocate none. */
 static size_t scratch_held(void)
@@ -858,6 +921,7 @@ int main(void)
         cmocka_unit_test(test_frozen),
         cmocka_unit_test(test_recompute),
         cmocka_unit_test(test_bf16),
+        cmocka_unit_test(test_ce_step_fused),
         cmocka_unit_test(test_scratch_reserved),
         cmocka_unit_test(test_grad_hook),
         cmocka_unit_test(test_hfdir_roundtrip),

@@ -987,7 +987,7 @@ static void test_swiglu(void **state)
     /* expf and a float divide: a few ulps */
     assert_close(s.out, want, n, 1e-6, 1e-6, "swiglu out");
     float *r = frand(n, -1, 1), *dg = falloc(n), *du = falloc(n);
-    be->ops->swiglu_backward(be->ctx, dg, du, r, s.gate, s.up, n);
+    be->ops->swiglu_backward(be->ctx, dg, du, NULL, NULL, r, s.gate, s.up, n);
     assert_finite(dg, n, "dgate");
     struct gradcheck gc = {swiglu_fwd, &s, s.out, r, n, NULL, NULL, 0};
     /* smooth; outputs up to ~8 so noise ≤ 1e-5 in L → ≤ 5e-3; truncation
@@ -1182,9 +1182,10 @@ static uint16_t *halloc(int64_t n)
 }
 
 /* The ops that feed a bf16 matmul write its operand's bf16 image themselves (rmsnorm,
- * SwiGLU, the loss head's backward; AdamW the weights' copy): the rounding of the f32
- * result they would write, alone or next to it, and the f32 results unchanged by it.  The
- * loss head's scale multiplies the rounded bracket (the logits' scale, d(s·z)/dz = s). */
+ * SwiGLU and its backward, the loss head's backward; AdamW the weights' copy): the
+ * rounding of the f32 result they would write, alone or next to it, and the f32 results
+ * unchanged by it.  The loss head's scale multiplies the rounded bracket (the logits'
+ * scale, d(s·z)/dz = s). */
 static void test_bf16_images(void **state)
 {
     (void)state;
@@ -1210,6 +1211,21 @@ static void test_bf16_images(void **state)
     assert_memory_equal(out, out2, (size_t)n * sizeof(float));
     assert_image16(img, out, n, "swiglu_forward out16");
     assert_memory_equal(img, img2, (size_t)n * sizeof(uint16_t));
+    /* its backward: the images of dgate and dup, with or without them in f32 */
+    float *dy = frand(n, -1, 1), *dg = falloc(n), *du = falloc(n), *dg2 = falloc(n);
+    float *du2 = falloc(n);
+    uint16_t *ig = halloc(n), *iu = halloc(n), *ig2 = halloc(n), *iu2 = halloc(n);
+    be->ops->swiglu_backward(be->ctx, dg, du, NULL, NULL, dy, x, u, n);
+    be->ops->swiglu_backward(be->ctx, dg2, du2, ig, iu, dy, x, u, n);
+    be->ops->swiglu_backward(be->ctx, NULL, NULL, ig2, iu2, dy, x, u, n);
+    assert_memory_equal(dg, dg2, (size_t)n * sizeof(float));
+    assert_memory_equal(du, du2, (size_t)n * sizeof(float));
+    assert_image16(ig, dg, n, "swiglu_backward dgate16");
+    assert_image16(iu, du, n, "swiglu_backward dup16");
+    assert_memory_equal(ig, ig2, (size_t)n * sizeof(uint16_t));
+    assert_memory_equal(iu, iu2, (size_t)n * sizeof(uint16_t));
+    ffree(dy), ffree(dg), ffree(du), ffree(dg2), ffree(du2), ffree(ig), ffree(iu), ffree(ig2);
+    ffree(iu2);
 
     /* loss head: logits ~N·V, targets with a -1 row, both gradient terms */
     float *z = frand((int64_t)N * V, -4, 4), *lp = falloc(N), *ent = falloc(N), *lse = falloc(N);
@@ -1331,8 +1347,10 @@ static void test_determinism(void **state)
     be->ops->swiglu_forward(be->ctx, m1, NULL, x, x, (int64_t)N * C);
     be->ops->swiglu_forward(be->ctx, m2, NULL, x, x, (int64_t)N * C);
     assert_memory_equal(m1, m2, sizeof(float) * N * C);
-    be->ops->swiglu_backward(be->ctx, m1, dw1, x, x, x, (int64_t)N * C < C * C ? N * C : C * C);
-    be->ops->swiglu_backward(be->ctx, m2, dw2, x, x, x, (int64_t)N * C < C * C ? N * C : C * C);
+    be->ops->swiglu_backward(be->ctx, m1, dw1, NULL, NULL, x, x, x,
+                             (int64_t)N * C < C * C ? N * C : C * C);
+    be->ops->swiglu_backward(be->ctx, m2, dw2, NULL, NULL, x, x, x,
+                             (int64_t)N * C < C * C ? N * C : C * C);
     assert_memory_equal(m1, m2, sizeof(float) * N * C);
     assert_memory_equal(dw1, dw2, sizeof(float) * C * C);
 

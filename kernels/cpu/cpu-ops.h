@@ -155,8 +155,9 @@ void r1_cpu_attention_cached16(void *ctx, float *out, const float *q, const uint
 /* pointwise.c */
 void r1_cpu_swiglu_forward(void *ctx, float *out, uint16_t *out16, const float *gate,
                            const float *up, int64_t n);
-void r1_cpu_swiglu_backward(void *ctx, float *dgate, float *dup, const float *dout,
-                            const float *gate, const float *up, int64_t n);
+void r1_cpu_swiglu_backward(void *ctx, float *dgate, float *dup, uint16_t *dgate16,
+                            uint16_t *dup16, const float *dout, const float *gate,
+                            const float *up, int64_t n);
 void r1_cpu_add(void *ctx, float *out, const float *a, const float *b, int64_t n);
 void r1_cpu_scale(void *ctx, float *x, float s, int64_t n);
 void r1_cpu_sumsq(void *ctx, double *host_out, const float *x, int64_t n);

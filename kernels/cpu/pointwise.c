@@ -33,13 +33,16 @@ void r1_cpu_swiglu_forward(void *ctx, float *out /* (n) or NULL */,
     }
 }
 
-void r1_cpu_swiglu_backward(void *ctx, float *dgate /* (n) */, float *dup /* (n) */,
+void r1_cpu_swiglu_backward(void *ctx, float *dgate /* (n) or NULL */, float *dup /* (n) or NULL */,
+                            uint16_t *dgate16 /* (n) or NULL */, uint16_t *dup16 /* (n) or NULL */,
                             const float *dout /* (n) */, const float *gate /* (n) */,
                             const float *up /* (n) */, int64_t n)
 {
     struct r1_cpu *cpu = ctx;
     float *restrict dg = dgate;
     float *restrict du = dup;
+    uint16_t *restrict dg16 = dgate16;
+    uint16_t *restrict du16 = dup16;
     const float *restrict d = dout;
     const float *restrict g = gate;
     const float *restrict u = up;
@@ -47,8 +50,12 @@ void r1_cpu_swiglu_backward(void *ctx, float *dgate /* (n) */, float *dup /* (n)
 #pragma omp parallel for num_threads(cpu->threads) schedule(static) if (n >= R1_CPU_PAR_MIN)
     for (int64_t i = 0; i < n; i++) {
         float sig = 1.0f / (1.0f + expf(-g[i]));
-        dg[i] = d[i] * u[i] * sig * (1.0f + g[i] * (1.0f - sig));
-        du[i] = d[i] * g[i] * sig;
+        float a = d[i] * u[i] * sig * (1.0f + g[i] * (1.0f - sig));
+        float b = d[i] * g[i] * sig;
+        if (dg)
+            dg[i] = a, du[i] = b;
+        if (dg16)
+            dg16[i] = r1_cpu_f32_bf16(a), du16[i] = r1_cpu_f32_bf16(b);
     }
 }
 

@@ -178,8 +178,9 @@ size_t r1_cuda_decode_workspace(int N, int H, int D, int L);
 /* pointwise.cu */
 void r1_cuda_swiglu_forward(void *ctx, float *out, uint16_t *out16, const float *gate,
                             const float *up, int64_t n);
-void r1_cuda_swiglu_backward(void *ctx, float *dgate, float *dup, const float *dout,
-                             const float *gate, const float *up, int64_t n);
+void r1_cuda_swiglu_backward(void *ctx, float *dgate, float *dup, uint16_t *dgate16,
+                             uint16_t *dup16, const float *dout, const float *gate,
+                             const float *up, int64_t n);
 void r1_cuda_add(void *ctx, float *out, const float *a, const float *b, int64_t n);
 void r1_cuda_scale(void *ctx, float *x, float s, int64_t n);
 void r1_cuda_sumsq(void *ctx, double *host_out, const float *x, int64_t n);

@@ -23,16 +23,19 @@ __global__ void r1_swiglu_fwd(float *out, uint16_t *out16, const float *gate, co
         out16[i] = r1_bf16_bits(y);
 }
 
-__global__ void r1_swiglu_bwd(float *dgate, float *dup, const float *dout, const float *gate,
-                              const float *up, int64_t n)
+__global__ void r1_swiglu_bwd(float *dgate, float *dup, uint16_t *dgate16, uint16_t *dup16,
+                              const float *dout, const float *gate, const float *up, int64_t n)
 {
     int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n)
         return;
     float g = gate[i], u = up[i], d = dout[i];
     float sig = 1.0f / (1.0f + expf(-g));
-    dgate[i] = d * u * sig * (1.0f + g * (1.0f - sig));
-    dup[i] = d * g * sig;
+    float a = d * u * sig * (1.0f + g * (1.0f - sig)), b = d * g * sig;
+    if (dgate)
+        dgate[i] = a, dup[i] = b;
+    if (dgate16)
+        dgate16[i] = r1_bf16_bits(a), dup16[i] = r1_bf16_bits(b);
 }
 
 __global__ void r1_add_kernel(float *out, const float *a, const float *b, int64_t n)
@@ -77,11 +80,12 @@ extern "C" void r1_cuda_swiglu_forward(void *ctx, float *out, uint16_t *out16, c
     R1_POINTWISE(cu, r1_swiglu_fwd, n, out, out16, gate, up, n);
 }
 
-extern "C" void r1_cuda_swiglu_backward(void *ctx, float *dgate, float *dup, const float *dout,
-                                        const float *gate, const float *up, int64_t n)
+extern "C" void r1_cuda_swiglu_backward(void *ctx, float *dgate, float *dup, uint16_t *dgate16,
+                                        uint16_t *dup16, const float *dout, const float *gate,
+                                        const float *up, int64_t n)
 {
     struct r1_cuda *cu = (struct r1_cuda *)ctx;
-    R1_POINTWISE(cu, r1_swiglu_bwd, n, dgate, dup, dout, gate, up, n);
+    R1_POINTWISE(cu, r1_swiglu_bwd, n, dgate, dup, dgate16, dup16, dout, gate, up, n);
 }
 
 extern "C" void r1_cuda_add(void *ctx, float *out, const float *a, const float *b, int64_t n)
