@@ -22,6 +22,14 @@
 
 struct r1_sampling; /* core/sample.h */
 
+/* One range of an AdamW update (r1_backend_ops.adamw_update): n elements of the
+ * parameters, their bf16 copy and their gradients from offset off (in elements from the
+ * pointers given), of the two moments from moff, with weight decay wd. */
+struct r1_adamw_range {
+    int64_t off, moff, n;
+    float wd;
+};
+
 /* The largest calls a model will make, for r1_backend_ops.reserve (core/model.c fills it in
  * r1_model_reserve and r1_kv_cache_create). */
 struct r1_op_sizes {
@@ -216,14 +224,18 @@ struct r1_backend_ops {
                               float scale, int N, int V);
 
     /* --- optimizer ---------------------------------------------------------------- */
-    /* AdamW on n elements, step >= 1 (bias correction), g = grad · grad_scale:
+    /* AdamW over the n_ranges ranges r (host memory; ranges do not overlap), all in one
+     * call (every tensor of a model: a GPU launches a kernel per batch of ranges, not per
+     * tensor), step >= 1 (bias correction), g = grad · grad_scale, per element:
      * m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g²;
-     * param -= lr · (m/(1-b1^step) / (sqrt(v/(1-b2^step)) + eps) + wd · param);
-     * param16 (n), when not NULL, gets bf16 of the updated param (convert_bf16's rounding):
-     * the bf16 working copy of a model training in bf16, kept current in the same pass */
+     * param -= lr · (m/(1-b1^step) / (sqrt(v/(1-b2^step)) + eps) + wd · param)
+     * with the range's wd; elements outside the ranges are not touched.  param16, when not
+     * NULL, gets bf16 of the updated param (convert_bf16's rounding): the bf16 working copy
+     * of a model training in bf16, kept current in the same pass */
     void (*adamw_update)(void *ctx, float *param, uint16_t *param16, const float *grad,
-                         float *m, float *v, int64_t n, float lr, float beta1, float beta2,
-                         float eps, float weight_decay, float grad_scale, int64_t step);
+                         float *m, float *v, const struct r1_adamw_range *r, int n_ranges,
+                         float lr, float beta1, float beta2, float eps, float grad_scale,
+                         int64_t step);
 
     /* --- sampling (generation) ---------------------------------------------------- */
     /* OPTIONAL (a device backend, so that a decode step downloads a token per sequence

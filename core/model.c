@@ -878,26 +878,38 @@ static void head_chunk(struct r1_model *m, int r, bool fwd, float *dh, bool dent
                 n, C, V);
 }
 
+/* Batch b through the layers and the LM head (a->logp, a->ent, a->lsev of its scored rows);
+ * with w, cross-entropy's weights over denom (r1_model_ce_step), the head's backward too,
+ * chunk by chunk as the logits are made: the rows' gradient in a->dtmp, the head's added. */
+static void lm_pass(struct r1_model *m, const struct r1_batch *b, const float *w, double denom)
+{
+    struct r1_model_acts *a = m->a;
+    forward_trunk(m, b);
+    gather_scored(m, b);
+    if (w) { /* dL/dlogp = -w/denom, known before the forward */
+        for (int i = 0; i < a->n_rows; i++)
+            a->host_buf[i] = (float)(-(double)w[a->rows_host[i]] / denom);
+        m->be->ops->upload(m->be->ctx, a->dlogp, a->host_buf,
+                           (size_t)a->n_rows * sizeof(float));
+    }
+    for (int r = 0; r < a->n_rows; r += R1_MODEL_HEAD_CHUNK)
+        head_chunk(m, r, true, w ? a->dtmp : NULL, false);
+    m->cur_B = b->B;
+    m->cur_T = b->T;
+    m->fwd_score = false;
+}
+
 int r1_model_forward(struct r1_model *m, const struct r1_batch *b, float *logp, float *entropy)
 {
     int rc = check_batch(m, b);
     if (rc)
         return rc;
-    struct r1_model_acts *a = m->a;
-    int N = b->B * b->T;
-
-    forward_trunk(m, b);
-    gather_scored(m, b);
-    for (int r = 0; r < a->n_rows; r += R1_MODEL_HEAD_CHUNK)
-        head_chunk(m, r, true, NULL, false);
+    lm_pass(m, b, NULL, 0);
     if (logp)
-        scatter_scored(m, logp, a->logp, N);
+        scatter_scored(m, logp, m->a->logp, b->B * b->T);
     if (entropy)
-        scatter_scored(m, entropy, a->ent, N);
-    m->cur_B = b->B;
-    m->cur_T = b->T;
+        scatter_scored(m, entropy, m->a->ent, b->B * b->T);
     m->have_forward = true;
-    m->fwd_score = false;
     return r1_backend_check(m->be);
 }
 
@@ -1099,33 +1111,22 @@ int r1_model_ce_step(struct r1_model *m, const struct r1_batch *b, const float *
     int rc = check_batch(m, b);
     if (rc)
         return rc;
-    struct r1_model_acts *a = m->a;
     int N = b->B * b->T;
-    /* dL/dlogp = -w/denom is known before the forward, so each chunk of logits goes
-     * through the head's forward and backward at once instead of being recomputed by a
-     * backward: one GEMM of the head less per step, the bits of forward then backward */
-    forward_trunk(m, b);
-    gather_scored(m, b);
-    for (int i = 0; i < a->n_rows; i++)
-        a->host_buf[i] = (float)(-(double)w[a->rows_host[i]] / denom);
-    m->be->ops->upload(m->be->ctx, a->dlogp, a->host_buf, (size_t)a->n_rows * sizeof(float));
-    float *dh = a->dtmp; /* (n_rows, C) gradient of the gathered rows */
-    for (int r = 0; r < a->n_rows; r += R1_MODEL_HEAD_CHUNK)
-        head_chunk(m, r, true, dh, false);
-    float *logp = a->host_logp;
-    scatter_scored(m, logp, a->logp, N);
+    /* each chunk of logits goes through the head's forward and backward at once instead
+     * of being recomputed by a backward: one GEMM of the head less per step, the bits of
+     * forward then backward */
+    lm_pass(m, b, w, denom);
+    float *logp = m->a->host_logp;
+    scatter_scored(m, logp, m->a->logp, N);
     double sum = 0;
     for (int i = 0; i < N; i++)
         sum -= (double)(b->targets[i] >= 0 ? w[i] : 0.0f) * logp[i];
     *loss = sum / denom;
-    m->cur_B = b->B;
-    m->cur_T = b->T;
     m->have_forward = false;
-    m->fwd_score = false;
     if ((rc = r1_backend_check(m->be)))
         return rc;
     if (!isfinite(*loss)) /* the head's gradient is in; the caller drops the step */
         return r1_err_set(R1_ENUMERIC, "model: cross-entropy loss is %g", *loss);
-    backward_trunk(m, dh);
+    backward_trunk(m, m->a->dtmp);
     return r1_backend_check(m->be);
 }

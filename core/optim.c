@@ -97,11 +97,24 @@ int r1_optim_create(struct r1_optim **out, struct r1_model *m, const struct r1_o
         return r1_err_set(R1_ENOMEM, "optimizer: out of host memory");
     o->cfg = *c;
     o->m = m;
+    for (int i = 0; i < m->n_tensors; i++) /* one offset per tensor, in both arenas */
+        if ((float *)m->tensors[i].w.data - m->param_mem !=
+            (float *)m->tensors[i].g.data - m->grad_mem) {
+            free(o);
+            return r1_err_set(R1_ESTATE, "optimizer: parameter and gradient arenas differ in "
+                              "layout at %s", m->tensors[i].name);
+        }
+    if (!(o->ranges = malloc((size_t)(m->n_tensors > 0 ? m->n_tensors : 1) *
+                             sizeof(*o->ranges)))) {
+        free(o);
+        return r1_err_set(R1_ENOMEM, "optimizer: out of host memory");
+    }
     /* moments mirror the gradient arena byte for byte, so offsets carry over */
     size_t bytes = m->grads.cap;
     r1_arena_take_bytes(&o->state, bytes);
     r1_arena_take_bytes(&o->state, bytes);
     if ((rc = r1_arena_commit(&o->state, m->be))) {
+        free(o->ranges);
         free(o);
         return r1_err_wrap(rc, "optimizer state (%zu bytes)", 2 * bytes);
     }
@@ -119,6 +132,7 @@ void r1_optim_free(struct r1_optim *o)
     r1_grad_sync_free(o->sync);
     r1_arena_release(&o->state);
     free(o->shard_los);
+    free(o->ranges);
     free(o);
 }
 
@@ -156,12 +170,8 @@ int r1_optim_join(struct r1_optim *o, struct r1_dist *d)
 
 static int optim_shard(struct r1_optim *o, struct r1_dist *d)
 {
-    const struct r1_model *m = o->m;
-    for (int i = 0; i < m->n_tensors; i++) /* the gather works on the parameter arena */
-        if ((float *)m->tensors[i].w.data - m->param_mem !=
-            (float *)m->tensors[i].g.data - m->grad_mem)
-            return r1_err_set(R1_ESTATE, "optimizer: parameter and gradient arenas differ in "
-                              "layout at %s", m->tensors[i].name);
+    const struct r1_model *m = o->m; /* the gather works on the parameter arena, whose
+                                       * layout is the gradients' (r1_optim_create) */
     int64_t n = (int64_t)(m->grads.cap / sizeof(float)), W = d->world;
     int64_t per = (n + W - 1) / W;
     o->shard_los = malloc(2 * (size_t)W * sizeof(int64_t));
@@ -233,10 +243,11 @@ int r1_optim_step(struct r1_optim *o)
     /* in bf16 the update writes the bf16 working copy too: current after the step, unless
      * other ranks' shards arrive by the gather below (then it is remade from them) */
     bool fused16 = m->precision == R1_BF16 && m->w16_mem;
+    int nr = 0; /* every tensor's part this optimizer updates, in one call */
     for (int i = 0; i < m->n_tensors; i++) {
-        struct r1_param *p = &m->tensors[i];
+        const struct r1_param *p = &m->tensors[i];
         int64_t off = (int64_t)moment_offset(m, i), n = r1_tensor_numel(&p->w);
-        int64_t a = off, b = off + n, base = 0; /* the part this optimizer updates */
+        int64_t a = off, b = off + n, base = 0;
         if (o->dist) {
             a = a > o->shard_lo ? a : o->shard_lo;
             b = b < o->shard_hi ? b : o->shard_hi;
@@ -244,12 +255,11 @@ int r1_optim_step(struct r1_optim *o)
         }
         if (a >= b)
             continue;
-        float *w = (float *)p->w.data + (a - off);
-        op->adamw_update(m->be->ctx, w, fused16 ? r1_model_param16(m, w) : NULL,
-                         (float *)p->g.data + (a - off), o->mom + (a - base), o->var + (a - base),
-                         b - a, lr, o->cfg.beta1, o->cfg.beta2, o->cfg.eps,
-                         p->decay ? o->cfg.weight_decay : 0.0f, scale, t);
+        o->ranges[nr++] = (struct r1_adamw_range){a, a - base, b - a,
+                                                  p->decay ? o->cfg.weight_decay : 0.0f};
     }
+    op->adamw_update(m->be->ctx, m->param_mem, fused16 ? m->w16_mem : NULL, m->grad_mem, o->mom,
+                     o->var, o->ranges, nr, lr, o->cfg.beta1, o->cfg.beta2, o->cfg.eps, scale, t);
     if (o->dist) {
         if ((rc = r1_dist_gather_ranges(o->dist, m->be, m->param_mem, o->shard_los,
                                         o->shard_his)))

@@ -51,6 +51,7 @@ struct r1_optim {
     int64_t shard_lo, shard_hi;
     int64_t *shard_los, *shard_his; /* (world) every rank's range */
     char shard_file[64];
+    struct r1_adamw_range *ranges; /* (model tensors) r1_optim_step's, for one adamw call */
 };
 
 /* Defaults: lr 3e-4, betas 0.9/0.95, eps 1e-8, wd 0.1, clip 1.0, constant. */

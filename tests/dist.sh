@@ -26,7 +26,9 @@
 # 10. ZeRO-1 (optimizer.zero 1): the same bytes as without it, half the optimizer memory
 #     per rank, rank 1's shard in every checkpoint (r1 verify passes), and a kill of rank 1
 #     mid-SFT resumes bit-identical from the shards;
-# 11. gradient buckets (optimizer.grad_bucket_mb) of any size, or none, give the same bytes.
+# 11. gradient buckets (optimizer.grad_bucket_mb) of any size, or none, give the same bytes;
+# 12. ZeRO-1 in precision bf16 gives the bytes of bf16 without it (the bf16 weights' copy is
+#     remade after the gather of the other ranks' shards).
 # Exits 77 when mpirun is missing or r1 was built without MPI.
 set -u
 r1=$(realpath "$1")
@@ -242,4 +244,17 @@ for mb in 0.01 0; do
     echo "FAIL: grad_bucket_mb $mb changes the weights"; fail=1
   fi
 done
+# 12. ZeRO-1 in precision bf16: each rank's AdamW writes the bf16 working copy of its own
+#     shard only, so after the gather the copy is remade from the gathered weights: the
+#     bytes of the same bf16 job without ZeRO-1
+hset=(--set stages.pretrain.precision=bf16 --set stages.sft.precision=bf16)
+mpi "$r1" run "$recipe" --run-dir "$tmp/h" --threads 1 -q "${hset[@]}" >"$tmp/h.log" 2>&1 &&
+mpi "$r1" run "$recipe" --run-dir "$tmp/hz" --threads 1 -q "${hset[@]}" "${zset[@]}" \
+  >"$tmp/hz.log" 2>&1 ||
+  { echo "FAIL: bf16 runs: $(tail -3 "$tmp/h.log" "$tmp/hz.log")"; fail=1; }
+if cmp -s "$tmp/h/$final" "$tmp/hz/$final" && ! cmp -s "$tmp/two/$final" "$tmp/h/$final"; then
+  echo "ok: ZeRO-1 in bf16 gives the bytes of bf16 without it"
+else
+  echo "FAIL: ZeRO-1 in bf16 differs from bf16 without it"; fail=1
+fi
 exit $fail

@@ -1454,10 +1454,11 @@ static void test_adamw(void **state)
         pb_upload(&m, zero), pb_upload(&v, zero);
         for (int k = 0; k < 4; k++) {
             struct pbuf g = pb_rand(n, -1, 1), p16 = pb_nan16(n);
+            const struct r1_adamw_range all = {0, 0, n, steps[k].wd};
             for (int s = 0; s < 2; s++) /* odd updates write the bf16 copy too */
                 OPS(s)->adamw_update(CTX(s), fp(&p, s), k & 1 ? hp(&p16, s) : NULL, fp(&g, s),
-                                     fp(&m, s), fp(&v, s), n, steps[k].lr, 0.9f, 0.95f, 1e-8f,
-                                     steps[k].wd, steps[k].gs, steps[k].step);
+                                     fp(&m, s), fp(&v, s), &all, 1, steps[k].lr, 0.9f, 0.95f,
+                                     1e-8f, steps[k].gs, steps[k].step);
             if (k & 1)
                 check_image16(&p16, &p, NULL, n, "adamw_update param16");
             pb_free(&p16);
@@ -1474,6 +1475,74 @@ static void test_adamw(void **state)
         free(zero);
         pb_free(&p), pb_free(&m), pb_free(&v);
     }
+}
+
+/* Every tensor of a model in one call: 130 ranges (several of the GPU's batches of ranges)
+ * of 0 to ~3000 elements with gaps between them, the moments at another offset (as a
+ * ZeRO-1 shard has them), each range's own weight decay, the bf16 copy written: the CPU's
+ * results, and the gaps (NaN-filled) left as they were. */
+static void test_adamw_ranges(void **state)
+{
+    (void)state;
+    rng_seed(116);
+    enum { NR = 130 };
+    struct r1_adamw_range r[NR];
+    int64_t at = 0;
+    for (int i = 0; i < NR; i++) {
+        int64_t n = i % 17 == 5 ? 0 : (int64_t)(rng_u32() % 3000) + (i % 3 == 0);
+        at += (int64_t)(rng_u32() % 40); /* a gap */
+        r[i] = (struct r1_adamw_range){at, at - 7, n, i % 4 == 1 ? 0.0f : 0.1f};
+        at += n;
+    }
+    int64_t np = at + 16, nm = np;
+    float *h = malloc((size_t)np * sizeof(float));
+    for (int64_t i = 0; i < np; i++)
+        h[i] = NAN;
+    for (int i = 0; i < NR; i++)
+        for (int64_t k = 0; k < r[i].n; k++)
+            h[r[i].off + k] = rng_uniform(-1, 1);
+    struct pbuf p = pb_host(h, (size_t)np * 4), g = pb_rand(np, -1, 1), p16 = pb_nan16(np);
+    struct pbuf m = pb_alloc((size_t)nm * 4), v = pb_alloc((size_t)nm * 4);
+    float *mv = malloc((size_t)nm * sizeof(float));
+    for (int64_t i = 0; i < nm; i++)
+        mv[i] = NAN;
+    for (int i = 0; i < NR; i++)
+        for (int64_t k = 0; k < r[i].n; k++)
+            mv[r[i].moff + k] = 0.0f;
+    pb_upload(&m, mv), pb_upload(&v, mv);
+    for (int64_t step = 1; step <= 2; step++) {
+        for (int s = 0; s < 2; s++)
+            OPS(s)->adamw_update(CTX(s), fp(&p, s), hp(&p16, s), fp(&g, s), fp(&m, s),
+                                 fp(&v, s), r, NR, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.5f, step);
+        float *hp32 = malloc((size_t)np * 4), *hm = malloc((size_t)nm * 4);
+        float *cp = malloc((size_t)np * 4), *cm = malloc((size_t)nm * 4);
+        pb_download(&p, DUT, hp32), pb_download(&m, DUT, hm);
+        pb_download(&p, REF, cp), pb_download(&m, REF, cm);
+        /* the gaps: NaN on both sides, never written */
+        for (int64_t i = 0; i < np; i++)
+            if (isnan(h[i]) != isnan(hp32[i]))
+                fail_msg("adamw_update ranges: parameter %lld is %g, inside a range %d",
+                         (long long)i, (double)hp32[i], !isnan(h[i]));
+        for (int64_t i = 0; i < nm; i++)
+            if (isnan(mv[i]) != isnan(hm[i]))
+                fail_msg("adamw_update ranges: moment %lld is %g", (long long)i, (double)hm[i]);
+        /* inside: the CPU's results (NaN where the CPU's gaps are) */
+        char what[80];
+        snprintf(what, sizeof(what), "adamw_update ranges param step %lld", (long long)step);
+        check_host(hp32, cp, np, TOL_ADAMW, what);
+        snprintf(what, sizeof(what), "adamw_update ranges m step %lld", (long long)step);
+        check_host(hm, cm, nm, TOL_ADAMW, what);
+        free(hp32), free(hm), free(cp), free(cm);
+        pb_share_ref(&p), pb_share_ref(&m), pb_share_ref(&v);
+    }
+    uint16_t *h16 = malloc((size_t)np * 2);
+    pb_download(&p16, DUT, h16);
+    for (int64_t i = 0; i < np; i++)
+        if (isnan(h[i]) && h16[i] != 0x7fc1)
+            fail_msg("adamw_update ranges: the bf16 copy of gap element %lld was written",
+                     (long long)i);
+    free(h16), free(h), free(mv);
+    pb_free(&p), pb_free(&g), pb_free(&p16), pb_free(&m), pb_free(&v);
 }
 
 /* ---- determinism ---------------------------------------------------------------------- */
@@ -2359,6 +2428,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_sumsq),
         cmocka_unit_test(test_logprobs),
         cmocka_unit_test(test_adamw),
+        cmocka_unit_test(test_adamw_ranges),
         cmocka_unit_test(test_determinism),
         cmocka_unit_test(test_sample),
         cmocka_unit_test(test_model),

@@ -95,6 +95,14 @@ static void ffree(void *p)
     be->ops->free(be->ctx, p);
 }
 
+static uint16_t *halloc(int64_t n)
+{
+    uint16_t *p = be->ops->alloc(be->ctx, (size_t)(n > 0 ? n : 1) * sizeof(uint16_t));
+    assert_non_null(p);
+    memset(p, 0xff, (size_t)n * sizeof(uint16_t)); /* NaN patterns: must be overwritten */
+    return p;
+}
+
 static void assert_finite(const float *x, int64_t n, const char *what)
 {
     for (int64_t i = 0; i < n; i++)
@@ -1148,18 +1156,72 @@ static void test_adamw(void **state)
     float *p = falloc(3), *g = falloc(3), *m = falloc(3), *v = falloc(3);
     p[0] = 1.0f, p[1] = 1.0f, p[2] = -2.0f;
     g[0] = 0.5f, g[1] = 0.0f, g[2] = 0.5f;
-    be->ops->adamw_update(be->ctx, p, NULL, g, m, v, 3, 0.1f, 0.9f, 0.999f, 1e-8f, 0.01f, 2.0f, 1);
+    const struct r1_adamw_range all = {0, 0, 3, 0.01f};
+    be->ops->adamw_update(be->ctx, p, NULL, g, m, v, &all, 1, 0.1f, 0.9f, 0.999f, 1e-8f, 2.0f, 1);
     assert_float_equal(m[0], 0.100000024f, 1e-8);
     assert_float_equal(v[0], 0.000999987125f, 1e-11);
     assert_float_equal(p[0], 0.899f, 2e-7);
     /* zero grad: only weight decay, p = 1 − 0.1·0.01 */
     assert_float_equal(p[1], 0.999f, 2e-7);
     g[0] = -0.25f;
-    be->ops->adamw_update(be->ctx, p, NULL, g, m, v, 3, 0.1f, 0.9f, 0.999f, 1e-8f, 0.01f, 2.0f, 2);
+    be->ops->adamw_update(be->ctx, p, NULL, g, m, v, &all, 1, 0.1f, 0.9f, 0.999f, 1e-8f, 2.0f, 2);
     assert_float_equal(m[0], 0.0400000066f, 1e-9);
     assert_float_equal(v[0], 0.0012489839f, 1e-11);
     assert_float_equal(p[0], 0.8714673f, 3e-7);
     ffree(p), ffree(g), ffree(m), ffree(v);
+}
+
+/* Several ranges in one call (every tensor of a model: gaps between them, the moments at
+ * another offset as a ZeRO-1 shard has them, each range's own weight decay): each range
+ * bit for bit its own one-range call, and nothing outside the ranges written. */
+static void test_adamw_ranges(void **state)
+{
+    (void)state;
+    rng_seed(37);
+    enum { NP = 4000, NM = 3000, NR = 9 };
+    const struct r1_adamw_range r[NR] = {
+        {0, 0, 576, 0.0f},        {600, 600, 1, 0.1f},      {640, 640, 700, 0.1f},
+        {1344, 1344, 0, 0.1f},    {1344, 1344, 64, 0.0f},   {1500, 1500, 999, 0.05f},
+        {2560, 2560, 100, 0.1f},  {2700, 2700, 300, 0.0f},  {3100, 10, 500, 0.1f}};
+    float *p[2], *m[2], *v[2];
+    uint16_t *p16[2];
+    float *g = frand(NP, -1, 1), *p0 = frand(NP, -1, 1);
+    for (int k = 0; k < 2; k++) {
+        p[k] = fdup(p0, NP), m[k] = falloc(NM), v[k] = falloc(NM), p16[k] = halloc(NP);
+        for (int i = 0; i < NM; i++)
+            m[k][i] = 0.01f * (float)(i % 13), v[k][i] = 0.001f * (float)(i % 7);
+    }
+    float *pold = fdup(p0, NP), *mold = fdup(m[0], NM);
+    for (int64_t step = 1; step <= 3; step++) {
+        be->ops->adamw_update(be->ctx, p[0], p16[0], g, m[0], v[0], r, NR, 1e-2f, 0.9f, 0.95f,
+                              1e-8f, 0.5f, step);
+        for (int i = 0; i < NR; i++)
+            be->ops->adamw_update(be->ctx, p[1], p16[1], g, m[1], v[1], &r[i], 1, 1e-2f, 0.9f,
+                                  0.95f, 1e-8f, 0.5f, step);
+    }
+    assert_memory_equal(p[0], p[1], NP * sizeof(float));
+    assert_memory_equal(m[0], m[1], NM * sizeof(float));
+    assert_memory_equal(v[0], v[1], NM * sizeof(float));
+    assert_memory_equal(p16[0], p16[1], NP * sizeof(uint16_t));
+    for (int i = 0; i < NP; i++) { /* outside every range: untouched */
+        int in = 0;
+        for (int k = 0; k < NR; k++)
+            in |= i >= r[k].off && i < r[k].off + r[k].n;
+        if (!in && (p[0][i] != pold[i] || p16[0][i] != 0xffff))
+            fail_msg("adamw_update wrote element %d, outside its ranges", i);
+        if (in && p[0][i] == pold[i])
+            fail_msg("adamw_update left element %d of a range unchanged", i);
+    }
+    for (int i = 0; i < NM; i++) {
+        int in = 0;
+        for (int k = 0; k < NR; k++)
+            in |= i >= r[k].moff && i < r[k].moff + r[k].n;
+        if (!in && m[0][i] != mold[i])
+            fail_msg("adamw_update wrote moment %d, outside its ranges", i);
+    }
+    for (int k = 0; k < 2; k++)
+        ffree(p[k]), ffree(m[k]), ffree(v[k]), ffree(p16[k]);
+    ffree(g), ffree(p0), ffree(pold), ffree(mold);
 }
 
 /* ---- bf16 images ------------------------------------------------------------------------ */
@@ -1171,14 +1233,6 @@ static void assert_image16(const uint16_t *img, const float *x, int64_t n, const
         if (img[i] != r1_f32_to_bf16(x[i]))
             fail_msg("%s[%lld]: bf16 image 0x%04x, bf16 of the f32 result %g is 0x%04x", what,
                      (long long)i, img[i], (double)x[i], r1_f32_to_bf16(x[i]));
-}
-
-static uint16_t *halloc(int64_t n)
-{
-    uint16_t *p = be->ops->alloc(be->ctx, (size_t)(n > 0 ? n : 1) * sizeof(uint16_t));
-    assert_non_null(p);
-    memset(p, 0xff, (size_t)n * sizeof(uint16_t)); /* NaN patterns: must be overwritten */
-    return p;
 }
 
 /* The ops that feed a bf16 matmul write its operand's bf16 image themselves (rmsnorm,
@@ -1253,11 +1307,12 @@ static void test_bf16_images(void **state)
     float *m1 = falloc(n), *v1 = falloc(n), *m2 = falloc(n), *v2 = falloc(n);
     memset(m1, 0, (size_t)n * 4), memset(v1, 0, (size_t)n * 4);
     memset(m2, 0, (size_t)n * 4), memset(v2, 0, (size_t)n * 4);
+    const struct r1_adamw_range all = {0, 0, n, 0.1f};
     for (int64_t step = 1; step <= 2; step++) {
         memset(img, 0xff, (size_t)n * 2);
-        be->ops->adamw_update(be->ctx, p1, NULL, g, m1, v1, n, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f,
+        be->ops->adamw_update(be->ctx, p1, NULL, g, m1, v1, &all, 1, 1e-2f, 0.9f, 0.95f, 1e-8f,
                               0.5f, step);
-        be->ops->adamw_update(be->ctx, p2, img, g, m2, v2, n, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f,
+        be->ops->adamw_update(be->ctx, p2, img, g, m2, v2, &all, 1, 1e-2f, 0.9f, 0.95f, 1e-8f,
                               0.5f, step);
         assert_memory_equal(p1, p2, (size_t)n * 4);
         assert_memory_equal(m1, m2, (size_t)n * 4);
@@ -1430,6 +1485,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_add_scale_sumsq),
         cmocka_unit_test(test_logprobs),
         cmocka_unit_test(test_adamw),
+        cmocka_unit_test(test_adamw_ranges),
         cmocka_unit_test(test_bf16_images),
         cmocka_unit_test(test_determinism),
     };

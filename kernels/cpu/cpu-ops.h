@@ -171,8 +171,9 @@ void r1_cpu_logprobs_backward(void *ctx, float *dlogits, uint16_t *dlogits16, co
                               int V);
 
 /* adamw.c */
+struct r1_adamw_range; /* core/backend.h */
 void r1_cpu_adamw_update(void *ctx, float *param, uint16_t *param16, const float *grad, float *m,
-                         float *v, int64_t n, float lr, float beta1, float beta2, float eps,
-                         float weight_decay, float grad_scale, int64_t step);
+                         float *v, const struct r1_adamw_range *r, int n_ranges, float lr,
+                         float beta1, float beta2, float eps, float grad_scale, int64_t step);
 
 #endif

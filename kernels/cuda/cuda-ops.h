@@ -194,9 +194,11 @@ void r1_cuda_logprobs_backward(void *ctx, float *dlogits, uint16_t *dlogits16,
                                float scale, int N, int V);
 
 /* adamw.cu */
+struct r1_adamw_range; /* core/backend.h */
 void r1_cuda_adamw_update(void *ctx, float *param, uint16_t *param16, const float *grad,
-                          float *m, float *v, int64_t n, float lr, float beta1, float beta2,
-                          float eps, float weight_decay, float grad_scale, int64_t step);
+                          float *m, float *v, const struct r1_adamw_range *r, int n_ranges,
+                          float lr, float beta1, float beta2, float eps, float grad_scale,
+                          int64_t step);
 
 /* sample.cu */
 struct r1_sampling;
