@@ -136,9 +136,11 @@ struct r1_backend_ops {
      * with P > max(pos): angle(p, i) = p · theta^(-2i/D) */
     void (*rope_forward)(void *ctx, float *x, const int32_t *pos, const float *cos,
                          const float *sin, int N, int H, int D);
-    /* dx (N,H,D) rotated in place by the negative angle (the transpose) */
-    void (*rope_backward)(void *ctx, float *dx, const int32_t *pos, const float *cos,
-                          const float *sin, int N, int H, int D);
+    /* dx (N,H,D) rotated in place by the negative angle (the transpose); with dx16 (not
+     * NULL) the rotated dx goes there as its bf16 image (convert_bf16's rounding), for the
+     * bf16 matmul backward that reads it, and dx is only read */
+    void (*rope_backward)(void *ctx, float *dx, uint16_t *dx16, const int32_t *pos,
+                          const float *cos, const float *sin, int N, int H, int D);
 
     /* --- attention (training / scoring) ------------------------------------- */
     /* q (B,T,H,D), k, v (B,T,KVH,D), seg (B,T).  Query t attends key s of the same

@@ -52,8 +52,8 @@ struct r1_model_acts {
     float *dk, *dv;          /* (N,KVH·D) */
     /* precision bf16: the bf16 image of a matmul's input (N·max(C, H·D, F)) and of its
      * output gradient (the larger of N·max(C, H·D, F) and CHUNK·V), the images of SwiGLU's
-     * input gradients (N,F); NULL in f32 */
-    uint16_t *x16, *d16, *dgate16, *dup16;
+     * input gradients (N,F) and of RoPE's (N,H·D), (N,KVH·D); NULL in f32 */
+    uint16_t *x16, *d16, *dgate16, *dup16, *dq16, *dk16;
 };
 
 /* ------------------------------------------------------------------------- */
@@ -536,6 +536,8 @@ static void layout_acts(struct r1_model *m, struct r1_model_acts *a, int B, int 
     if (bf16) { /* SwiGLU's backward writes only the images its two matmuls read */
         a->dgate16 = r1_arena_take_bytes(ar, (size_t)(N * F) * sizeof(uint16_t));
         a->dup16 = r1_arena_take_bytes(ar, (size_t)(N * F) * sizeof(uint16_t));
+        a->dq16 = r1_arena_take_bytes(ar, (size_t)(N * HD) * sizeof(uint16_t));
+        a->dk16 = r1_arena_take_bytes(ar, (size_t)(N * KD) * sizeof(uint16_t));
     } else {
         a->dgate = F32(N * F);
         a->dup = F32(N * F);
@@ -1071,11 +1073,12 @@ static void backward_trunk(struct r1_model *m, float *dh)
         (m->precision == R1_BF16 ? op->attention16_backward : op->attention_backward)(
             cx, a->dq, a->dk, a->dv, a->datt, L->att, L->lse, L->q, L->k, L->v, a->seg, B, T, H,
             KVH, D);
-        op->rope_backward(cx, a->dq, a->pos, m->rope_cos, m->rope_sin, N, H, D);
-        op->rope_backward(cx, a->dk, a->pos, m->rope_cos, m->rope_sin, N, KVH, D);
+        /* in bf16 the rotation writes only the images the matmuls read */
+        op->rope_backward(cx, a->dq, a->dq16, a->pos, m->rope_cos, m->rope_sin, N, H, D);
+        op->rope_backward(cx, a->dk, a->dk16, a->pos, m->rope_cos, m->rope_sin, N, KVH, D);
         h16 = L->n1_16;
-        mm_backward(m, a->dn, dW->wq, dW->bq, a->dq, NULL, L->n1, h16, W->wq, N, C, HD);
-        mm_backward(m, a->dtmp, dW->wk, dW->bk, a->dk, NULL, L->n1, h16, W->wk, N, C, KD);
+        mm_backward(m, a->dn, dW->wq, dW->bq, a->dq, a->dq16, L->n1, h16, W->wq, N, C, HD);
+        mm_backward(m, a->dtmp, dW->wk, dW->bk, a->dk, a->dk16, L->n1, h16, W->wk, N, C, KD);
         op->add(cx, a->dn, a->dn, a->dtmp, (int64_t)N * C);
         mm_backward(m, a->dtmp, dW->wv, dW->bv, a->dv, NULL, L->n1, h16, W->wv, N, C, KD);
         op->add(cx, a->dn, a->dn, a->dtmp, (int64_t)N * C);

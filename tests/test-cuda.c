@@ -893,13 +893,19 @@ static void test_rope(void **state)
             pos[i] = i == 0 ? P - 1 : (i == 1 ? 0 : (int32_t)(rng_u32() % P));
         struct pbuf c = pb_host(cs, sizeof(float) * P * (D / 2));
         struct pbuf sb = pb_host(sn, sizeof(float) * P * (D / 2)), ps = pb_i32(pos, N);
-        struct pbuf x = pb_rand(n, -1, 1), dx = pb_rand(n, -1, 1);
+        struct pbuf x = pb_rand(n, -1, 1), dx = pb_rand(n, -1, 1), dx16 = pb_nan16(n);
+        for (int s = 0; s < 2; s++) /* the image from the same input first, then in place */
+            OPS(s)->rope_backward(CTX(s), fp(&dx, s), hp(&dx16, s), ip(&ps, s), fp(&c, s),
+                                  fp(&sb, s), N, H, D);
         for (int s = 0; s < 2; s++) {
             OPS(s)->rope_forward(CTX(s), fp(&x, s), ip(&ps, s), fp(&c, s), fp(&sb, s), N, H, D);
-            OPS(s)->rope_backward(CTX(s), fp(&dx, s), ip(&ps, s), fp(&c, s), fp(&sb, s), N, H, D);
+            OPS(s)->rope_backward(CTX(s), fp(&dx, s), NULL, ip(&ps, s), fp(&c, s), fp(&sb, s),
+                                  N, H, D);
         }
         check_f32(&x, n, TOL_ROPE, "rope_forward N=%d H=%d D=%d", N, H, D);
         check_f32(&dx, n, TOL_ROPE, "rope_backward N=%d H=%d D=%d", N, H, D);
+        check_image16(&dx16, &dx, NULL, n, "rope_backward dx16");
+        pb_free(&dx16);
         free(cs), free(sn), free(pos);
         pb_free(&c), pb_free(&sb), pb_free(&ps), pb_free(&x), pb_free(&dx);
     }

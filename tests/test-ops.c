@@ -95,6 +95,15 @@ static void ffree(void *p)
     be->ops->free(be->ctx, p);
 }
 
+/* img (n) is the bf16 rounding of x (n) element for element (r1_f32_to_bf16) */
+static void assert_image16(const uint16_t *img, const float *x, int64_t n, const char *what)
+{
+    for (int64_t i = 0; i < n; i++)
+        if (img[i] != r1_f32_to_bf16(x[i]))
+            fail_msg("%s[%lld]: bf16 image 0x%04x, bf16 of the f32 result %g is 0x%04x", what,
+                     (long long)i, img[i], (double)x[i], r1_f32_to_bf16(x[i]));
+}
+
 static uint16_t *halloc(int64_t n)
 {
     uint16_t *p = be->ops->alloc(be->ctx, (size_t)(n > 0 ? n : 1) * sizeof(uint16_t));
@@ -594,15 +603,21 @@ static void test_rope(void **state)
 
     /* backward rotates by −angle: backward(forward(x)) == x */
     float *y = fdup(s.out, N * H * D);
-    be->ops->rope_backward(be->ctx, y, s.pos, s.cs, s.sn, N, H, D);
+    be->ops->rope_backward(be->ctx, y, NULL, s.pos, s.cs, s.sn, N, H, D);
     double *xd = malloc(sizeof(double) * N * H * D);
     for (int i = 0; i < N * H * D; i++)
         xd[i] = s.x[i];
     /* cos²+sin² of float tables is 1 within ~1e-7 */
     assert_close(y, xd, N * H * D, 5e-7, 5e-7, "rope inverse");
 
-    float *r = frand(N * H * D, -1, 1), *dx = fdup(r, N * H * D);
-    be->ops->rope_backward(be->ctx, dx, s.pos, s.cs, s.sn, N, H, D);
+    float *r = frand(N * H * D, -1, 1), *dx = fdup(r, N * H * D), *dx2 = fdup(r, N * H * D);
+    uint16_t *dx16 = halloc(N * H * D);
+    be->ops->rope_backward(be->ctx, dx, NULL, s.pos, s.cs, s.sn, N, H, D);
+    /* with an image: the rotated gradient's bf16 rounding, its f32 input left as it was */
+    be->ops->rope_backward(be->ctx, dx2, dx16, s.pos, s.cs, s.sn, N, H, D);
+    assert_memory_equal(dx2, r, sizeof(float) * N * H * D);
+    assert_image16(dx16, dx, N * H * D, "rope_backward dx16");
+    ffree(dx2), ffree(dx16);
     struct gradcheck gc = {rope_fwd_copy, &s, s.out, r, N * H * D, NULL, NULL, 0};
     /* linear op, 150 outputs: noise only */
     gc_check(&gc, "rope dx", s.x, N * H * D, dx, 1, 2e-3, 1e-3);
@@ -1225,15 +1240,6 @@ static void test_adamw_ranges(void **state)
 }
 
 /* ---- bf16 images ------------------------------------------------------------------------ */
-
-/* img (n) is the bf16 rounding of x (n) element for element (r1_f32_to_bf16) */
-static void assert_image16(const uint16_t *img, const float *x, int64_t n, const char *what)
-{
-    for (int64_t i = 0; i < n; i++)
-        if (img[i] != r1_f32_to_bf16(x[i]))
-            fail_msg("%s[%lld]: bf16 image 0x%04x, bf16 of the f32 result %g is 0x%04x", what,
-                     (long long)i, img[i], (double)x[i], r1_f32_to_bf16(x[i]));
-}
 
 /* The ops that feed a bf16 matmul write its operand's bf16 image themselves (rmsnorm,
  * SwiGLU and its backward, the loss head's backward; AdamW the weights' copy): the

@@ -119,8 +119,8 @@ void r1_cpu_rmsnorm_backward(void *ctx, float *din, float *dw, const float *dout
 /* rope.c */
 void r1_cpu_rope_forward(void *ctx, float *x, const int32_t *pos, const float *cos,
                          const float *sin, int N, int H, int D);
-void r1_cpu_rope_backward(void *ctx, float *dx, const int32_t *pos, const float *cos,
-                          const float *sin, int N, int H, int D);
+void r1_cpu_rope_backward(void *ctx, float *dx, uint16_t *dx16, const int32_t *pos,
+                          const float *cos, const float *sin, int N, int H, int D);
 
 /* attention.c */
 /* floats of per-thread scratch the training attention ops need for T positions, head dim D */

@@ -4,12 +4,13 @@
  * angle(pos[n], i), read from cos/sin tables (P,D/2):
  *   x'[i]       = x[i] cos − x[i+D/2] sin
  *   x'[i+D/2]   = x[i+D/2] cos + x[i] sin
- * Backward applies the transpose (the rotation by −angle).  In place.
+ * Backward applies the transpose (the rotation by −angle).  In place, or (backward in
+ * bf16 training) into the result's bf16 image.
  */
 #include "kernels/cpu/cpu-ops.h"
 
-static void rope_apply(int threads, float *x, const int32_t *pos, const float *cos,
-                       const float *sin, int N, int H, int D, float sign)
+static void rope_apply(int threads, float *x, uint16_t *x16, const int32_t *pos,
+                       const float *cos, const float *sin, int N, int H, int D, float sign)
 {
     int half = D / 2;
     int64_t rows = (int64_t)N * H;
@@ -20,6 +21,16 @@ static void rope_apply(int threads, float *x, const int32_t *pos, const float *c
         const float *restrict s = sin + (size_t)pos[n] * half;
         float *restrict a = x + (size_t)r * D;
         float *restrict b = a + half;
+        if (x16) { /* the rotated row's bf16 image; x only read */
+            uint16_t *restrict a16 = x16 + (size_t)r * D, *restrict b16 = a16 + half;
+            for (int i = 0; i < half; i++) {
+                float si = sign * s[i];
+                float x0 = a[i], x1 = b[i];
+                a16[i] = r1_cpu_f32_bf16(x0 * c[i] - x1 * si);
+                b16[i] = r1_cpu_f32_bf16(x1 * c[i] + x0 * si);
+            }
+            continue;
+        }
         for (int i = 0; i < half; i++) {
             float si = sign * s[i];
             float x0 = a[i], x1 = b[i];
@@ -34,13 +45,13 @@ void r1_cpu_rope_forward(void *ctx, float *x /* (N,H,D) */, const int32_t *pos /
                          int H, int D)
 {
     struct r1_cpu *cpu = ctx;
-    rope_apply(cpu->threads, x, pos, cos, sin, N, H, D, 1.0f);
+    rope_apply(cpu->threads, x, NULL, pos, cos, sin, N, H, D, 1.0f);
 }
 
-void r1_cpu_rope_backward(void *ctx, float *dx /* (N,H,D) */, const int32_t *pos /* (N) */,
-                          const float *cos /* (P,D/2) */, const float *sin /* (P,D/2) */, int N,
-                          int H, int D)
+void r1_cpu_rope_backward(void *ctx, float *dx /* (N,H,D) */, uint16_t *dx16 /* or NULL */,
+                          const int32_t *pos /* (N) */, const float *cos /* (P,D/2) */,
+                          const float *sin /* (P,D/2) */, int N, int H, int D)
 {
     struct r1_cpu *cpu = ctx;
-    rope_apply(cpu->threads, dx, pos, cos, sin, N, H, D, -1.0f);
+    rope_apply(cpu->threads, dx, dx16, pos, cos, sin, N, H, D, -1.0f);
 }

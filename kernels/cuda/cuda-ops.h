@@ -140,8 +140,8 @@ void r1_cuda_rmsnorm_backward(void *ctx, float *din, float *dw, const float *dou
 /* rope.cu */
 void r1_cuda_rope_forward(void *ctx, float *x, const int32_t *pos, const float *cos,
                           const float *sin, int N, int H, int D);
-void r1_cuda_rope_backward(void *ctx, float *dx, const int32_t *pos, const float *cos,
-                           const float *sin, int N, int H, int D);
+void r1_cuda_rope_backward(void *ctx, float *dx, uint16_t *dx16, const int32_t *pos,
+                           const float *cos, const float *sin, int N, int H, int D);
 
 /* attention.cu */
 void r1_cuda_attention_forward(void *ctx, float *out, float *lse, const float *q, const float *k,
