@@ -504,7 +504,6 @@ static void layout_acts(struct r1_model *m, struct r1_model_acts *a, int B, int 
             L->act16 = BF16(N * F);
         }
     }
-#undef BF16
     a->xout = F32(N * C);
     a->nf = F32(N * C);
     a->rstdf = F32(N);
@@ -520,13 +519,12 @@ static void layout_acts(struct r1_model *m, struct r1_model_acts *a, int B, int 
     a->logits = F32(CH * V);
     int64_t widest = C > HD ? C : HD;
     widest = widest > F ? widest : F;
-    if (m->precision == R1_BF16)
-        a->x16 = r1_arena_take_bytes(ar, (size_t)(N * widest) * sizeof(uint16_t));
+    if (bf16)
+        a->x16 = BF16(N * widest);
     if (m->frozen) /* no backward: no gradient buffers */
         return;
-    if (m->precision == R1_BF16)
-        a->d16 = r1_arena_take_bytes(ar, (size_t)(N * widest > CH * V ? N * widest : CH * V) *
-                                             sizeof(uint16_t));
+    if (bf16)
+        a->d16 = BF16(N * widest > CH * V ? N * widest : CH * V);
     a->dlogp = F32(N);
     a->dent = F32(N);
     a->dlogits = bf16 ? NULL : F32(CH * V); /* bf16: the loss head writes d16 */
@@ -534,10 +532,10 @@ static void layout_acts(struct r1_model *m, struct r1_model_acts *a, int B, int 
     a->dn = F32(N * C);
     a->dtmp = F32(N * C);
     if (bf16) { /* SwiGLU's backward writes only the images its two matmuls read */
-        a->dgate16 = r1_arena_take_bytes(ar, (size_t)(N * F) * sizeof(uint16_t));
-        a->dup16 = r1_arena_take_bytes(ar, (size_t)(N * F) * sizeof(uint16_t));
-        a->dq16 = r1_arena_take_bytes(ar, (size_t)(N * HD) * sizeof(uint16_t));
-        a->dk16 = r1_arena_take_bytes(ar, (size_t)(N * KD) * sizeof(uint16_t));
+        a->dgate16 = BF16(N * F);
+        a->dup16 = BF16(N * F);
+        a->dq16 = BF16(N * HD);
+        a->dk16 = BF16(N * KD);
     } else {
         a->dgate = F32(N * F);
         a->dup = F32(N * F);
@@ -549,6 +547,7 @@ static void layout_acts(struct r1_model *m, struct r1_model_acts *a, int B, int 
     a->dv = F32(N * KD);
 #undef F32
 #undef I32
+#undef BF16
 }
 
 void r1_model_set_recompute(struct r1_model *m, bool on)
@@ -1056,7 +1055,7 @@ static void backward_trunk(struct r1_model *m, float *dh)
                            * dtmp is free at the top of each layer) */
             layer_forward(m, l, B, T, a->dtmp);
         /* dres = dL/d(layer output); in bf16 the matmuls' inputs are the forward's images
-         * (then their f32 source, a shared buffer, is not read) */
+         * (their f32 sources are NULL there) */
         const uint16_t *h16 = L->act16;
         mm_backward(m, a->dact, dW->wdown, NULL, a->dres, NULL, L->act, h16, W->wdown, N, F, C);
         op->swiglu_backward(cx, a->dgate, a->dup, a->dgate16, a->dup16, a->dact, L->gate, L->up,
