@@ -1,6 +1,11 @@
 /* bench-train.c - training tokens/s (forward + backward + AdamW) on a backend.
- * usage: r1-bench-train PRESET B T STEPS [THREADS [BACKEND [PRECISION]]]
+ * usage: r1-bench-train PRESET B T STEPS [THREADS [BACKEND [PRECISION [LOSS]]]]
  *   BACKEND: cpu (default), cuda; PRECISION: f32 (default), bf16 (r1_model_set_precision)
+ *   LOSS: ce (default: cross-entropy, r1_model_ce_step); pg (GRPO's clipped policy-gradient
+ *   loss with old and reference log-probs and an entropy bonus, r1_model_pg_step, the loss
+ *   made with the head's forward); pg-unfused (the same loss the way r1 made it before:
+ *   r1_model_forward, the loss on the host (the CPU op), r1_model_backward recomputing the
+ *   head's logits) - the peer of pg, same model, batch and numbers
  * Prints one line: "r1 train PRESET BACKEND PRECISION B=.. T=.. tok/s=.. ms/step=.." and, on CUDA,
  * the model FLOP utilisation the way llm.c counts it: (6·params + 12·layers·heads·head_dim·T)
  * FLOPs per token over the GPU's dense bf16 peak (known for A100, H100, H200; else from
@@ -26,7 +31,8 @@ static double now(void)
 int main(int argc, char **argv)
 {
     if (argc < 5) {
-        fprintf(stderr, "usage: %s PRESET B T STEPS [THREADS [cpu|cuda [f32|bf16]]]\n", argv[0]);
+        fprintf(stderr, "usage: %s PRESET B T STEPS [THREADS [cpu|cuda [f32|bf16 "
+                "[ce|pg|pg-unfused]]]]\n", argv[0]);
         return 2;
     }
     const char *preset = argv[1];
@@ -44,6 +50,12 @@ int main(int argc, char **argv)
         return 2;
     }
     enum r1_dtype prec = strcmp(pname, "bf16") == 0 ? R1_BF16 : R1_F32;
+    const char *lname = argc > 8 ? argv[8] : "ce";
+    int pg = strcmp(lname, "pg") == 0 ? 1 : strcmp(lname, "pg-unfused") == 0 ? 2 : 0;
+    if (!pg && strcmp(lname, "ce") != 0) {
+        fprintf(stderr, "r1-bench-train: loss '%s' is not ce, pg or pg-unfused\n", lname);
+        return 2;
+    }
     struct r1_model_config cfg;
     struct r1_backend *be = NULL;
     struct r1_model *m = NULL;
@@ -60,27 +72,62 @@ int main(int argc, char **argv)
     int32_t *tok = malloc(sizeof(int32_t) * N), *pos = malloc(sizeof(int32_t) * N);
     int32_t *seg = malloc(sizeof(int32_t) * N), *tgt = malloc(sizeof(int32_t) * N);
     float *w = malloc(sizeof(float) * N);
+    /* the policy-gradient loss's per-token inputs, and the unfused path's host buffers */
+    float *adv = malloc(sizeof(float) * N), *old = malloc(sizeof(float) * N);
+    float *ref = malloc(sizeof(float) * N), *lp = malloc(sizeof(float) * N);
+    float *ent = malloc(sizeof(float) * N), *dlp = malloc(sizeof(float) * N);
+    float *dent = malloc(sizeof(float) * N);
     struct r1_rng r = r1_rng_make(1, R1_STREAM_DATA);
     for (int i = 0; i < N; i++) {
         tok[i] = (int32_t)r1_rng_below(&r, (uint64_t)cfg.vocab_size);
         tgt[i] = (int32_t)r1_rng_below(&r, (uint64_t)cfg.vocab_size);
         pos[i] = i % T;
         seg[i] = 0;
-        w[i] = 1.0f;
+        w[i] = pg ? 1.0f / N : 1.0f;
+        adv[i] = r1_rng_uniform(&r) * 2.0f - 1.0f;
     }
     struct r1_batch b = {B, T, tok, pos, seg, tgt};
+    struct r1_pg_cfg pc = {0.2f, 0.28f, 0.04f, 0.001f};
+    struct r1_backend *host = NULL; /* pg-unfused's loss: the CPU op on host memory */
+    if (pg) {
+        if (r1_backend_create(&host, R1_BACKEND_CPU, 1) || r1_model_forward(m, &b, lp, NULL)) {
+            fprintf(stderr, "r1-bench-train: %s\n", r1_err_last());
+            return 1;
+        }
+        for (int i = 0; i < N; i++) { /* old and reference log-probs near the policy's */
+            old[i] = lp[i] + 0.2f * (r1_rng_uniform(&r) - 0.5f);
+            ref[i] = lp[i] + 0.1f * (r1_rng_uniform(&r) - 0.5f);
+        }
+    }
+    struct r1_pg_tokens pt = {old, ref, adv, w};
     double loss = 0, t0 = 0;
     for (int s = 0; s < steps + 1; s++) {
         if (s == 1)
             t0 = now(); /* step 0 is warm-up */
-        if (r1_model_ce_step(m, &b, w, N, &loss) || r1_optim_step(o)) {
+        struct r1_pg_stats st = {0};
+        int rc = 0;
+        if (pg == 1) {
+            rc = r1_model_pg_step(m, &b, &pc, &pt, &st);
+        } else if (pg == 2) {
+            rc = r1_model_forward(m, &b, lp, ent);
+            if (!rc) {
+                host->ops->pg_loss(host->ctx, dlp, dent, &st, lp, old, ref, ent, adv, w, &pc, N);
+                rc = r1_model_backward(m, dlp, dent);
+            }
+        } else {
+            rc = r1_model_ce_step(m, &b, w, N, &loss);
+        }
+        if (pg)
+            loss = st.loss;
+        if (rc || r1_optim_step(o)) {
             fprintf(stderr, "r1-bench-train: %s\n", r1_err_last());
             return 1;
         }
     }
     double dt = (now() - t0) / steps;
-    printf("r1 train %s %s %s params=%lld B=%d T=%d tok/s=%.1f ms/step=%.1f loss=%.4f", preset,
-           be->ops->name, pname, (long long)m->n_params, B, T, N / dt, dt * 1e3, loss);
+    printf("r1 train %s %s %s %s params=%lld B=%d T=%d tok/s=%.1f ms/step=%.1f loss=%.4f",
+           preset, be->ops->name, pname, lname, (long long)m->n_params, B, T, N / dt, dt * 1e3,
+           loss);
     if (bk == R1_BACKEND_CUDA) {
         const char *dev = r1_backend_device(be);
         double peak = getenv("R1_PEAK_TFLOPS") ? atof(getenv("R1_PEAK_TFLOPS")) * 1e12
@@ -99,6 +146,9 @@ int main(int argc, char **argv)
     r1_optim_free(o);
     r1_model_free(m);
     r1_backend_free(be);
+    if (host)
+        r1_backend_free(host);
     free(tok), free(pos), free(seg), free(tgt), free(w);
+    free(adv), free(old), free(ref), free(lp), free(ent), free(dlp), free(dent);
     return 0;
 }

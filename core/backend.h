@@ -30,6 +30,23 @@ struct r1_adamw_range {
     float wd;
 };
 
+/* The clipped policy-gradient objective of GRPO and PPO (r1_backend_ops.pg_loss): the
+ * surrogate's clip range [1 - epsilon_low, 1 + epsilon_high], the k3 KL penalty's weight
+ * beta and the entropy bonus's coefficient. */
+struct r1_pg_cfg {
+    float epsilon_low, epsilon_high, beta, entropy_coef;
+};
+
+/* Sums of pg_loss over the tokens it scored (divide by n_tokens for means). */
+struct r1_pg_stats {
+    double loss;      /* Σ w·ℓ */
+    double n_tokens;  /* scored tokens (w != 0) */
+    double kl;        /* Σ k3 (with a reference) */
+    double entropy;   /* Σ H (with entropies) */
+    double clip_low;  /* tokens with ρ < 1 − ε_low and A < 0 */
+    double clip_high; /* tokens with ρ > 1 + ε_high and A > 0 */
+};
+
 /* The largest calls a model will make, for r1_backend_ops.reserve (core/model.c fills it in
  * r1_model_reserve and r1_kv_cache_create). */
 struct r1_op_sizes {
@@ -224,6 +241,21 @@ struct r1_backend_ops {
                               const float *logits, const float *lse, const float *entropy,
                               const int32_t *targets, const float *dlogp, const float *dentropy,
                               float scale, int N, int V);
+
+    /* Policy-gradient token loss, per token n with w[n] != 0, in double (to minimise):
+     *   ρ = exp(logp − old) (1 when old is NULL), ρc = clip(ρ, 1 − ε_low, 1 + ε_high),
+     *   ℓ = −min(ρ·A, ρc·A) + β·k3 − c·H,  k3 = exp(ref − logp) − (ref − logp) − 1,
+     *   dlogp = w·(−ρ·A when ρ·A <= ρc·A, else 0; + β·(1 − exp(ref − logp))),
+     *   dentropy = −w·c
+     * (cfg host: ε_low, ε_high, β, c; the β terms only with ref, H only with entropy;
+     * dentropy may be NULL); tokens with w = 0 get dlogp = dentropy = 0 and add nothing.
+     * *stats (one struct in backend memory) += the sums over the call's tokens: in token
+     * order, one after another, on the CPU; in a fixed order of the backend's elsewhere.
+     * All arrays (N). */
+    void (*pg_loss)(void *ctx, float *dlogp, float *dentropy, struct r1_pg_stats *stats,
+                    const float *logp, const float *old, const float *ref,
+                    const float *entropy, const float *adv, const float *w,
+                    const struct r1_pg_cfg *cfg, int N);
 
     /* --- optimizer ---------------------------------------------------------------- */
     /* AdamW over the n_ranges ranges r (host memory; ranges do not overlap), all in one

@@ -41,6 +41,9 @@ struct r1_model_acts {
     int32_t *htargets;       /* (N) */
     float *logp, *ent, *lsev;/* (N) */
     float *dlogp, *dent;     /* (N) */
+    /* r1_model_pg_step's per-row inputs (N) and its sums (one struct), NULL when frozen */
+    float *pg_old, *pg_ref, *pg_adv, *pg_w;
+    struct r1_pg_stats *pg_stats;
     float *logits, *dlogits; /* (CHUNK,V) */
     float *host_buf;         /* (N) host scratch for compaction */
     float *host_logp;        /* (N) host, for r1_model_ce_step */
@@ -527,6 +530,11 @@ static void layout_acts(struct r1_model *m, struct r1_model_acts *a, int B, int 
         a->d16 = BF16(N * widest > CH * V ? N * widest : CH * V);
     a->dlogp = F32(N);
     a->dent = F32(N);
+    a->pg_old = F32(N);
+    a->pg_ref = F32(N);
+    a->pg_adv = F32(N);
+    a->pg_w = F32(N);
+    a->pg_stats = r1_arena_take_bytes(ar, sizeof(struct r1_pg_stats));
     a->dlogits = bf16 ? NULL : F32(CH * V); /* bf16: the loss head writes d16 */
     a->dres = F32(N * C);
     a->dn = F32(N * C);
@@ -849,11 +857,23 @@ static void scatter_scored(struct r1_model *m, float *host, const float *src, in
         host[a->rows_host[i]] = a->host_buf[i];
 }
 
+/* What the LM head's pass computes with its forward, chunk by chunk: nothing more (a
+ * forward), cross-entropy's gradient (ce_w: its weights, host (B,T), over ce_denom) or the
+ * policy-gradient loss pg on the rows' a->pg_* (old and ref: whether those are given). */
+struct head_loss {
+    const float *ce_w;
+    double ce_denom;
+    const struct r1_pg_cfg *pg;
+    bool pg_old, pg_ref;
+};
+
 /* Rows [r, r + CHUNK) of the compacted scored rows (a->hrows) through the LM head: their
  * logits (a->logits), then with fwd their log-probs, entropies and lse (a->logp, a->ent,
- * a->lsev), then with dh (not NULL) the gradient from a->dlogp (and a->dent with dent):
- * dlogits, the head's weight gradient (+=) and the rows' gradient into dh's rows (=). */
-static void head_chunk(struct r1_model *m, int r, bool fwd, float *dh, bool dent)
+ * a->lsev), with hl->pg their loss's gradients (a->dlogp, a->dent), then with dh (not
+ * NULL) the gradient from a->dlogp (and a->dent with dent): dlogits, the head's weight
+ * gradient (+=) and the rows' gradient into dh's rows (=). */
+static void head_chunk(struct r1_model *m, int r, bool fwd, const struct head_loss *hl,
+                       float *dh, bool dent)
 {
     const struct r1_backend_ops *op = m->be->ops;
     void *cx = m->be->ctx;
@@ -868,6 +888,10 @@ static void head_chunk(struct r1_model *m, int r, bool fwd, float *dh, bool dent
     if (fwd)
         op->logprobs_forward(cx, a->logp + r, a->ent + r, a->lsev + r, a->logits,
                              a->htargets + r, n, V);
+    if (hl && hl->pg)
+        op->pg_loss(cx, a->dlogp + r, dent ? a->dent + r : NULL, a->pg_stats, a->logp + r,
+                    hl->pg_old ? a->pg_old + r : NULL, hl->pg_ref ? a->pg_ref + r : NULL,
+                    a->ent + r, a->pg_adv + r, a->pg_w + r, hl->pg, n);
     if (!dh)
         return;
     /* d(s·z)/dz = s; in bf16 straight to the bf16 image the matmul backward reads */
@@ -879,22 +903,36 @@ static void head_chunk(struct r1_model *m, int r, bool fwd, float *dh, bool dent
                 n, C, V);
 }
 
+/* The scored rows' values of host (B,T) to dst (a->n_rows, backend), compacted. */
+static void upload_scored(struct r1_model *m, float *dst, const float *host)
+{
+    struct r1_model_acts *a = m->a;
+    for (int i = 0; i < a->n_rows; i++)
+        a->host_buf[i] = host[a->rows_host[i]];
+    m->be->ops->upload(m->be->ctx, dst, a->host_buf, (size_t)a->n_rows * sizeof(float));
+}
+
 /* Batch b through the layers and the LM head (a->logp, a->ent, a->lsev of its scored rows);
- * with w, cross-entropy's weights over denom (r1_model_ce_step), the head's backward too,
- * chunk by chunk as the logits are made: the rows' gradient in a->dtmp, the head's added. */
-static void lm_pass(struct r1_model *m, const struct r1_batch *b, const float *w, double denom)
+ * with a loss hl, the head's backward too, chunk by chunk as the logits are made: the rows'
+ * gradient in a->dtmp, the head's added.  A policy-gradient loss finds its inputs in a->pg_*
+ * once the scored rows are known: upload(arg) puts them there. */
+static void lm_pass(struct r1_model *m, const struct r1_batch *b, const struct head_loss *hl,
+                    void (*upload)(struct r1_model *m, const void *arg), const void *arg)
 {
     struct r1_model_acts *a = m->a;
     forward_trunk(m, b);
     gather_scored(m, b);
-    if (w) { /* dL/dlogp = -w/denom, known before the forward */
+    if (hl && hl->ce_w) { /* dL/dlogp = -w/denom, known before the forward */
         for (int i = 0; i < a->n_rows; i++)
-            a->host_buf[i] = (float)(-(double)w[a->rows_host[i]] / denom);
+            a->host_buf[i] = (float)(-(double)hl->ce_w[a->rows_host[i]] / hl->ce_denom);
         m->be->ops->upload(m->be->ctx, a->dlogp, a->host_buf,
                            (size_t)a->n_rows * sizeof(float));
     }
+    if (upload)
+        upload(m, arg);
+    bool dent = hl && hl->pg && hl->pg->entropy_coef != 0.0f;
     for (int r = 0; r < a->n_rows; r += R1_MODEL_HEAD_CHUNK)
-        head_chunk(m, r, true, w ? a->dtmp : NULL, false);
+        head_chunk(m, r, true, hl, hl ? a->dtmp : NULL, dent);
     m->cur_B = b->B;
     m->cur_T = b->T;
     m->fwd_score = false;
@@ -905,7 +943,7 @@ int r1_model_forward(struct r1_model *m, const struct r1_batch *b, float *logp, 
     int rc = check_batch(m, b);
     if (rc)
         return rc;
-    lm_pass(m, b, NULL, 0);
+    lm_pass(m, b, NULL, NULL, NULL);
     if (logp)
         scatter_scored(m, logp, m->a->logp, b->B * b->T);
     if (entropy)
@@ -985,22 +1023,15 @@ int r1_model_backward(struct r1_model *m, const float *dlogp, const float *dentr
         return r1_err_set(R1_ESTATE, "model: backward on a frozen (forward-only) model");
     if (!m->have_forward || m->fwd_score)
         return r1_err_set(R1_ESTATE, "model: backward without a matching forward");
-    const struct r1_backend_ops *op = m->be->ops;
-    void *cx = m->be->ctx;
     struct r1_model_acts *a = m->a;
 
     /* head: per-token gradients to the compacted rows, logits recomputed per chunk */
-    for (int i = 0; i < a->n_rows; i++)
-        a->host_buf[i] = dlogp[a->rows_host[i]];
-    op->upload(cx, a->dlogp, a->host_buf, (size_t)a->n_rows * sizeof(float));
-    if (dentropy) {
-        for (int i = 0; i < a->n_rows; i++)
-            a->host_buf[i] = dentropy[a->rows_host[i]];
-        op->upload(cx, a->dent, a->host_buf, (size_t)a->n_rows * sizeof(float));
-    }
+    upload_scored(m, a->dlogp, dlogp);
+    if (dentropy)
+        upload_scored(m, a->dent, dentropy);
     float *dh = a->dtmp; /* (n_rows, C) gradient of the gathered rows */
     for (int r = 0; r < a->n_rows; r += R1_MODEL_HEAD_CHUNK) /* logits recomputed */
-        head_chunk(m, r, false, dh, dentropy != NULL);
+        head_chunk(m, r, false, NULL, dh, dentropy != NULL);
     backward_trunk(m, dh);
     m->have_forward = false;
     return r1_backend_check(m->be);
@@ -1117,7 +1148,8 @@ int r1_model_ce_step(struct r1_model *m, const struct r1_batch *b, const float *
     /* each chunk of logits goes through the head's forward and backward at once instead
      * of being recomputed by a backward: one GEMM of the head less per step, the bits of
      * forward then backward */
-    lm_pass(m, b, w, denom);
+    struct head_loss hl = {.ce_w = w, .ce_denom = denom};
+    lm_pass(m, b, &hl, NULL, NULL);
     float *logp = m->a->host_logp;
     scatter_scored(m, logp, m->a->logp, N);
     double sum = 0;
@@ -1129,6 +1161,50 @@ int r1_model_ce_step(struct r1_model *m, const struct r1_batch *b, const float *
         return rc;
     if (!isfinite(*loss)) /* the head's gradient is in; the caller drops the step */
         return r1_err_set(R1_ENUMERIC, "model: cross-entropy loss is %g", *loss);
+    backward_trunk(m, m->a->dtmp);
+    return r1_backend_check(m->be);
+}
+
+/* r1_model_pg_step's per-token inputs to the scored rows' a->pg_*, and its sums so far */
+struct pg_inputs {
+    const struct r1_pg_tokens *t;
+    const struct r1_pg_stats *st;
+};
+
+static void upload_pg(struct r1_model *m, const void *arg)
+{
+    const struct pg_inputs *in = arg;
+    struct r1_model_acts *a = m->a;
+    if (in->t->old_logp)
+        upload_scored(m, a->pg_old, in->t->old_logp);
+    if (in->t->ref_logp)
+        upload_scored(m, a->pg_ref, in->t->ref_logp);
+    upload_scored(m, a->pg_adv, in->t->adv);
+    upload_scored(m, a->pg_w, in->t->weight);
+    m->be->ops->upload(m->be->ctx, a->pg_stats, in->st, sizeof(*in->st));
+}
+
+int r1_model_pg_step(struct r1_model *m, const struct r1_batch *b, const struct r1_pg_cfg *cfg,
+                     const struct r1_pg_tokens *t, struct r1_pg_stats *st)
+{
+    if (m->frozen)
+        return r1_err_set(R1_ESTATE, "model: backward on a frozen (forward-only) model");
+    int rc = check_batch(m, b);
+    if (rc)
+        return rc;
+    /* the loss of each chunk's log-probs is made on the backend as they are, and its
+     * gradient goes through the head's backward at once: no logits recomputed, no
+     * log-probs to the host and gradients back; the bits of forward, loss, backward */
+    struct head_loss hl = {.pg = cfg, .pg_old = t->old_logp != NULL,
+                           .pg_ref = t->ref_logp != NULL};
+    struct pg_inputs in = {t, st};
+    lm_pass(m, b, &hl, upload_pg, &in);
+    m->be->ops->download(m->be->ctx, st, m->a->pg_stats, sizeof(*st));
+    m->have_forward = false;
+    if ((rc = r1_backend_check(m->be)))
+        return rc;
+    if (!isfinite(st->loss)) /* the head's gradient is in; the caller drops the step */
+        return r1_err_set(R1_ENUMERIC, "model: policy-gradient loss is %g", st->loss);
     backward_trunk(m, m->a->dtmp);
     return r1_backend_check(m->be);
 }

@@ -13,8 +13,9 @@
  * cross-entropy (dlogp = -w/denominator) and policy-gradient losses share one
  * path.  Logits are computed in chunks of R1_MODEL_HEAD_CHUNK rows and recomputed
  * in the backward: at most one chunk of (rows × V) logits exists at a time.  Cross-entropy
- * (r1_model_ce_step), whose dL/dlogp is known before the forward, takes each chunk through
- * the head's forward and backward at once and recomputes none.
+ * (r1_model_ce_step), whose dL/dlogp is known before the forward, and the policy-gradient
+ * loss (r1_model_pg_step), whose dL/dlogp of a token needs only that token's log-prob, take
+ * each chunk through the head's forward and backward at once and recompute none.
  *
  * Score head (num_labels = 1, a reward model as transformers'
  * *ForSequenceClassification): one more parameter "score.weight" (1, C) and a
@@ -200,6 +201,25 @@ void r1_model_set_grad_hook(struct r1_model *m, void (*hook)(void *arg, int64_t 
  * gradient already added (drop the step). */
 int r1_model_ce_step(struct r1_model *m, const struct r1_batch *b, const float *w, double denom,
                      double *loss);
+
+/* Per-token inputs of r1_model_pg_step, host (B,T) in batch order; only the scored
+ * positions (target >= 0) are read. */
+struct r1_pg_tokens {
+    const float *old_logp; /* under the policy that generated; NULL: on-policy (ρ = 1) */
+    const float *ref_logp; /* under the reference; NULL: no KL term */
+    const float *adv;      /* the token's advantage */
+    const float *weight;   /* the token's aggregation weight; 0: not in the loss */
+};
+
+/* Policy-gradient step (GRPO, PPO's clipped surrogate): the forward, the token loss of
+ * r1_backend_ops.pg_loss under cfg on each chunk of the head's log-probs and entropies as
+ * they are made, the head's backward with it, then the layers' (grads +=).  *st += the
+ * loss's sums over the scored positions in batch order.  Bitwise r1_model_forward, pg_loss
+ * on its log-probs and entropies, then r1_model_backward with its gradients (dentropy only
+ * when entropy_coef != 0), without recomputing the logits.  A non-finite st->loss →
+ * R1_ENUMERIC with the head's gradient already added (drop the step). */
+int r1_model_pg_step(struct r1_model *m, const struct r1_batch *b, const struct r1_pg_cfg *cfg,
+                     const struct r1_pg_tokens *t, struct r1_pg_stats *st);
 
 /* Score head forward: scores (B) host, scores[b] = score · final_norm(h)[b, last[b]];
  * last (B) host positions in [0, T) (the token each row is scored at).  b->targets

@@ -1,4 +1,4 @@
-/* grpo-loss.c - advantages, token losses and aggregation weights (see grpo-loss.h). */
+/* grpo-loss.c - advantages, aggregation weights, the overlong penalty (see grpo-loss.h). */
 #include "stages/grpo-loss.h"
 
 #include <math.h>
@@ -68,46 +68,6 @@ double r1_grpo_seq_weight(enum r1_grpo_loss type, const struct r1_grpo_norm *n)
         break;
     }
     return den > 0 ? 1.0 / den : 0.0;
-}
-
-void r1_grpo_token_loss(const struct r1_grpo_loss_cfg *cfg, const struct r1_grpo_tokens *t,
-                        float *dlogp, float *dentropy, struct r1_grpo_stats *st)
-{
-    const double lo = 1.0 - cfg->epsilon_low, hi = 1.0 + cfg->epsilon_high;
-    const double beta = cfg->beta, c = cfg->entropy_coef;
-    for (int64_t i = 0; i < t->N; i++) {
-        double w = t->weight[i];
-        if (w == 0.0) {
-            dlogp[i] = 0.0f;
-            if (dentropy)
-                dentropy[i] = 0.0f;
-            continue;
-        }
-        double lp = t->logp[i], A = t->adv[i];
-        double rho = t->old_logp ? exp(lp - t->old_logp[i]) : 1.0;
-        double rc = rho < lo ? lo : rho > hi ? hi : rho;
-        double un = rho * A, cl = rc * A;
-        double loss = -(un <= cl ? un : cl);
-        double g = un <= cl ? -rho * A : 0.0; /* the clipped term is constant in logp */
-        if (beta != 0.0 && t->ref_logp) {
-            double d = t->ref_logp[i] - lp, e = exp(d);
-            double k3 = e - d - 1.0;
-            loss += beta * k3;
-            g += beta * (1.0 - e);
-            st->kl += k3;
-        }
-        if (t->entropy) {
-            loss -= c * t->entropy[i];
-            st->entropy += t->entropy[i];
-        }
-        dlogp[i] = (float)(w * g);
-        if (dentropy)
-            dentropy[i] = (float)(-w * c);
-        st->loss += w * loss;
-        st->n_tokens += 1;
-        st->clip_low += rho < lo && A < 0;
-        st->clip_high += rho > hi && A > 0;
-    }
 }
 
 double r1_grpo_overlong_penalty(int64_t len, int64_t max_len, int64_t buffer, double penalty)

@@ -10,7 +10,8 @@
  *   3. log-probs of the batch under the generating policy (when later updates reuse
  *      it) and under the reference model (β > 0), once;
  *   4. μ iterations × `minibatches` optimizer updates over the batch, micro-batched,
- *      with the loss of stages/grpo-loss.h.
+ *      with the loss of stages/grpo-loss.h (made with each micro-batch's forward:
+ *      r1_model_pg_step).
  * Completions are sampled at grpo.temperature and the losses score the same
  * distribution (model->logit_scale = 1/temperature).
  *
@@ -80,7 +81,7 @@ struct grpo {
     float *old_lp, *ref_lp; /* (S, max_comp) */
     /* one micro-batch */
     int32_t *tok_b, *pos_b, *seg_b, *tgt_b; /* (micro, T_max) */
-    float *lp_b, *ent_b, *old_b, *ref_b, *adv_b, *w_b, *dlp_b, *dent_b;
+    float *lp_b, *old_b, *ref_b, *adv_b, *w_b;
 
     /* metric names, built once */
     char (*rw_keys)[64];
@@ -321,13 +322,10 @@ static int grpo_init(void **state, const struct r1_stage_env *env)
     ALLOC(s->seg_b, nb);
     ALLOC(s->tgt_b, nb);
     ALLOC(s->lp_b, nb);
-    ALLOC(s->ent_b, nb);
     ALLOC(s->old_b, nb);
     ALLOC(s->ref_b, nb);
     ALLOC(s->adv_b, nb);
     ALLOC(s->w_b, nb);
-    ALLOC(s->dlp_b, nb);
-    ALLOC(s->dent_b, nb);
     for (int i = 0; i < R; i++)
         s->res[i] = (struct r1_gen_result){s->comp + (size_t)i * s->max_comp,
                                            s->gen_lp + (size_t)i * s->max_comp, 0,
@@ -564,22 +562,22 @@ static int batch_logprobs(struct grpo *s, struct r1_model *m, float *out)
 }
 
 struct update_stats {
-    struct r1_grpo_stats st;
+    struct r1_pg_stats st;
     double loss_sum, grad_norm_sum;
     int64_t train_tokens, updates;
 };
 
 static int update_micro(struct grpo *s, int a, int mini, int n_micro, int64_t batch_tokens,
-                        bool use_old, const struct r1_grpo_loss_cfg *lc,
-                        struct r1_grpo_stats *stats, struct update_stats *us);
+                        bool use_old, const struct r1_pg_cfg *lc,
+                        struct r1_pg_stats *stats, struct update_stats *us);
 
 /* One optimizer update on kept rows [a0, a1): this rank's micro-batches, then the sums. */
 static int update(struct grpo *s, int a0, int a1, int64_t batch_tokens, bool use_old,
                   struct update_stats *us)
 {
     const struct r1_grpo_cfg *g = s->g;
-    struct r1_grpo_loss_cfg lc = {g->epsilon_low, g->epsilon_high, g->beta, g->entropy_coef};
-    struct r1_grpo_stats st = {0};
+    struct r1_pg_cfg lc = {g->epsilon_low, g->epsilon_high, g->beta, g->entropy_coef};
+    struct r1_pg_stats st = {0};
     int n_micro = (a1 - a0) / s->micro;
     r1_model_zero_grad(s->m);
     int rc = 0;
@@ -622,51 +620,48 @@ static int update(struct grpo *s, int a0, int a1, int64_t batch_tokens, bool use
 
 /* One micro-batch of an update, from kept row a: forward, the token loss, backward. */
 static int update_micro(struct grpo *s, int a, int mini, int n_micro, int64_t batch_tokens,
-                        bool use_old, const struct r1_grpo_loss_cfg *lc,
-                        struct r1_grpo_stats *stats, struct update_stats *us)
+                        bool use_old, const struct r1_pg_cfg *lc,
+                        struct r1_pg_stats *stats, struct update_stats *us)
 {
     const struct r1_grpo_cfg *g = s->g;
-    {
-        int b = a + s->micro, T = build_rows(s, a, b);
-        size_t N = (size_t)s->micro * T;
-        int64_t micro_tokens = 0;
-        for (int r = a; r < b; r++) {
-            int q = s->keep[r];
-            if (!(g->mask_truncated && s->res[q].finish == R1_FINISH_LENGTH))
-                micro_tokens += s->res[q].n;
-        }
-        struct r1_batch bt = {s->micro, T, s->tok_b, s->pos_b, s->seg_b, s->tgt_b};
-        int rc = r1_model_forward(s->m, &bt, s->lp_b, s->ent_b);
-        if (rc)
-            return rc;
-        memset(s->w_b, 0, N * sizeof(float));
-        for (int r = a; r < b; r++) {
-            int q = s->keep[r], n = s->res[q].n;
-            bool masked = g->mask_truncated && s->res[q].finish == R1_FINISH_LENGTH;
-            struct r1_grpo_norm nm = {masked ? 0 : n, mini, micro_tokens, n_micro,
-                                      batch_tokens, s->max_comp};
-            float w = masked ? 0.0f : (float)r1_grpo_seq_weight(g->loss_type, &nm);
-            for (int j = 0; j < n; j++) {
-                size_t k = slot_of(s, r, r - a, T, j);
-                s->w_b[k] = w;
-                s->adv_b[k] = s->adv_all[q];
-                s->old_b[k] = use_old ? s->old_lp[(size_t)r * s->max_comp + j] : s->lp_b[k];
-                s->ref_b[k] = s->ref ? s->ref_lp[(size_t)r * s->max_comp + j] : 0.0f;
-            }
-        }
-        struct r1_grpo_tokens t = {(int64_t)N, s->lp_b, use_old ? s->old_b : NULL,
-                                   s->ref ? s->ref_b : NULL, s->ent_b, s->adv_b, s->w_b};
-        bool ent = g->entropy_coef != 0.0f;
-        r1_grpo_token_loss(lc, &t, s->dlp_b, ent ? s->dent_b : NULL, stats);
-        if (!isfinite(stats->loss)) {
-            r1_model_zero_grad(s->m);
-            return r1_err_set(R1_ENUMERIC, "grpo: the loss is not finite at step %" PRId64,
-                              s->step + 1);
-        }
-        if ((rc = r1_model_backward(s->m, s->dlp_b, ent ? s->dent_b : NULL)))
-            return rc;
-        us->train_tokens += (int64_t)N;
+    int b = a + s->micro, T = build_rows(s, a, b);
+    size_t N = (size_t)s->micro * T;
+    int64_t micro_tokens = 0;
+    for (int r = a; r < b; r++) {
+        int q = s->keep[r];
+        if (!(g->mask_truncated && s->res[q].finish == R1_FINISH_LENGTH))
+            micro_tokens += s->res[q].n;
     }
+    memset(s->w_b, 0, N * sizeof(float));
+    for (int r = a; r < b; r++) {
+        int q = s->keep[r], n = s->res[q].n;
+        bool masked = g->mask_truncated && s->res[q].finish == R1_FINISH_LENGTH;
+        struct r1_grpo_norm nm = {masked ? 0 : n, mini, micro_tokens, n_micro, batch_tokens,
+                                  s->max_comp};
+        float w = masked ? 0.0f : (float)r1_grpo_seq_weight(g->loss_type, &nm);
+        for (int j = 0; j < n; j++) {
+            size_t k = slot_of(s, r, r - a, T, j);
+            s->w_b[k] = w;
+            s->adv_b[k] = s->adv_all[q];
+            if (use_old)
+                s->old_b[k] = s->old_lp[(size_t)r * s->max_comp + j];
+            if (s->ref)
+                s->ref_b[k] = s->ref_lp[(size_t)r * s->max_comp + j];
+        }
+    }
+    /* the loss and its gradient are made with the forward, chunk by chunk (core/model.h) */
+    struct r1_batch bt = {s->micro, T, s->tok_b, s->pos_b, s->seg_b, s->tgt_b};
+    struct r1_pg_tokens t = {use_old ? s->old_b : NULL, s->ref ? s->ref_b : NULL, s->adv_b,
+                             s->w_b};
+    int rc = r1_model_pg_step(s->m, &bt, lc, &t, stats);
+    if (rc == R1_ENUMERIC) {
+        r1_model_zero_grad(s->m);
+        return r1_err_set(R1_ENUMERIC, "grpo: the loss is not finite at step %" PRId64,
+                          s->step + 1);
+    }
+    if (rc)
+        return rc;
+    us->train_tokens += (int64_t)N;
     return 0;
 }
 
@@ -1042,13 +1037,10 @@ static void grpo_free(void *state)
     free(s->seg_b);
     free(s->tgt_b);
     free(s->lp_b);
-    free(s->ent_b);
     free(s->old_b);
     free(s->ref_b);
     free(s->adv_b);
     free(s->w_b);
-    free(s->dlp_b);
-    free(s->dent_b);
     free(s->samples);
     free(s);
 }

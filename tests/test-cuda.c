@@ -84,6 +84,7 @@ enum tol_id {
     TOL_SUMSQ,
     TOL_LOGPROBS,
     TOL_LOGPROBS_BWD,
+    TOL_PG_LOSS,
     TOL_ADAMW,
     TOL_MODEL_FWD,
     TOL_MODEL_GRAD,
@@ -138,6 +139,8 @@ static const struct tol tols[TOL_COUNT] = {
                       "a V-term exp sum (V up to 49152) in another order, ulp of lse ~ 1e-5"},
     [TOL_LOGPROBS_BWD] = {"logprobs_backward", 1e-10,
                           "p = exp(z − lse) per element, expf ulps, entropy term products"},
+    [TOL_PG_LOSS] = {"pg_loss", 1e-14,
+                     "double arithmetic, exp within an ulp; sums in another order"},
     [TOL_ADAMW] = {"adamw_update", 1e-10,
                    "an ulp or two per element of m, v (FMA, pow); n = 1 has no averaging"},
     [TOL_MODEL_FWD] = {"model forward", 1e-9,
@@ -1438,6 +1441,75 @@ static void test_logprobs(void **state)
     }
 }
 
+/* The policy-gradient token loss: dlogp, dentropy and the six sums (added to a struct in
+ * backend memory) at token counts below, at and above one block, with and without old and
+ * reference log-probs, entropies, their gradient, KL and entropy coefficients; weights of 0
+ * (unscored) give exactly 0 and count nothing; the counts equal the CPU's exactly. */
+static void test_pg_loss(void **state)
+{
+    (void)state;
+    rng_seed(115);
+    const int sizes[] = {1, 5, 256, 1000, 3001};
+    for (int si = 0; si < 5; si++) {
+        int N = sizes[si];
+        float *lp = host_rand(N, -4, 0), *old = host_rand(N, -0.6f, 0.6f);
+        float *ref = host_rand(N, -0.4f, 0.4f), *w = host_rand(N, 0, 0.01f);
+        for (int i = 0; i < N; i++) {
+            old[i] += lp[i];
+            ref[i] += lp[i];
+            if (i % 7 == 2)
+                w[i] = 0.0f;
+        }
+        struct pbuf logp = pb_host(lp, sizeof(float) * N), o = pb_host(old, sizeof(float) * N);
+        struct pbuf r = pb_host(ref, sizeof(float) * N), wt = pb_host(w, sizeof(float) * N);
+        struct pbuf ent = pb_rand(N, 0, 5), adv = pb_rand(N, -2, 2);
+        struct pbuf d = pb_nan(N), de = pb_nan(N);
+        for (int v = 0; v < 8; v++) {
+            int use_old = v & 1, use_ref = v >> 1 & 1, use_ent = v >> 2 & 1;
+            struct r1_pg_cfg cfg = {0.2f, 0.28f, use_ref ? 0.04f : 0.0f,
+                                    use_ent ? 0.01f : 0.0f};
+            const struct r1_pg_stats st0 = {-0.5, 10, 0.125, 3, 1, 2};
+            struct pbuf st = pb_host(&st0, sizeof(st0));
+            pb_set_nan(&d), pb_set_nan(&de);
+            for (int s = 0; s < 2; s++)
+                OPS(s)->pg_loss(CTX(s), fp(&d, s), use_ent ? fp(&de, s) : NULL, st.p[s],
+                                fp(&logp, s), use_old ? fp(&o, s) : NULL,
+                                use_ref ? fp(&r, s) : NULL, use_ent ? fp(&ent, s) : NULL,
+                                fp(&adv, s), fp(&wt, s), &cfg, N);
+            check_f32(&d, N, TOL_PG_LOSS, "pg_loss dlogp N=%d variant %d", N, v);
+            if (use_ent)
+                check_f32(&de, N, TOL_PG_LOSS, "pg_loss dentropy N=%d variant %d", N, v);
+            float *hd = malloc(sizeof(float) * N);
+            pb_download(&d, DUT, hd);
+            for (int i = 0; i < N; i++)
+                if (w[i] == 0.0f && hd[i] != 0.0f)
+                    fail_msg("pg_loss N=%d: token %d has weight 0 but dlogp %g", N, i,
+                             (double)hd[i]);
+            free(hd);
+            struct r1_pg_stats got[2];
+            for (int s = 0; s < 2; s++)
+                pb_download(&st, s, &got[s]);
+            const double *g = (const double *)&got[DUT], *c = (const double *)&got[REF];
+            for (int k = 0; k < 6; k++) {
+                double e = (g[k] - c[k]) * (g[k] - c[k]) / fmax(c[k] * c[k], 1e-30);
+                char what[80];
+                snprintf(what, sizeof(what), "pg_loss sum %d N=%d variant %d", k, N, v);
+                record(TOL_PG_LOSS, e, what);
+                bool count = k == 1 || k == 4 || k == 5; /* n_tokens, clip_low, clip_high */
+                if (count ? g[k] != c[k] : !(e <= tols[TOL_PG_LOSS].nmse))
+                    fail_msg("%s: gpu %.17g, cpu %.17g (%s)", what, g[k], c[k],
+                             tols[TOL_PG_LOSS].why);
+            }
+            if (use_old && N >= 256 && !(got[REF].clip_low > 1 && got[REF].clip_high > 2))
+                fail_msg("pg_loss N=%d: the test's ratios clip no token", N);
+            pb_free(&st);
+        }
+        free(lp), free(old), free(ref), free(w);
+        pb_free(&logp), pb_free(&o), pb_free(&r), pb_free(&wt), pb_free(&ent), pb_free(&adv),
+            pb_free(&d), pb_free(&de);
+    }
+}
+
 /* ---- adamw ------------------------------------------------------------------------------ */
 
 static void test_adamw(void **state)
@@ -1993,6 +2065,30 @@ static void model_parity(enum r1_dtype prec, uint64_t seed)
         fail_msg("ce_step%s: two runs on %s give different gradients", pn, OPS(DUT)->name);
     free(g1), free(g2);
 
+    /* one policy-gradient step (clipped ratios, KL, entropy bonus) from zero gradients */
+    static float old[MB * MT], ref[MB * MT], adv[MB * MT];
+    for (int i = 0; i < MB * MT; i++) {
+        old[i] = logp[REF][i] + rng_uniform(-0.5f, 0.5f);
+        ref[i] = logp[REF][i] + rng_uniform(-0.1f, 0.1f);
+        adv[i] = rng_uniform(0.2f, 1); /* one sign: the loss a sum without cancellation */
+    }
+    struct r1_pg_cfg pc = {0.2f, 0.28f, 0.04f, 0.01f};
+    struct r1_pg_tokens pt = {old, ref, adv, mb.w};
+    struct r1_pg_stats pst[2];
+    memset(pst, 0, sizeof(pst));
+    for (int s = 0; s < 2; s++) {
+        r1_model_zero_grad(m[s]);
+        if (r1_model_pg_step(m[s], &b, &pc, &pt, &pst[s]))
+            fail_msg("r1_model_pg_step%s on %s: %s", pn, side_name(s), r1_err_last());
+    }
+    if (!(fabs(pst[DUT].loss - pst[REF].loss) <= loss_rtol * fabs(pst[REF].loss)) ||
+        pst[DUT].n_tokens != pst[REF].n_tokens || !(pst[REF].clip_low + pst[REF].clip_high > 0))
+        fail_msg("pg_step%s: loss gpu %.9g cpu %.9g, tokens %g %g, clipped %g %g", pn,
+                 pst[DUT].loss, pst[REF].loss, pst[DUT].n_tokens, pst[REF].n_tokens,
+                 pst[REF].clip_low, pst[REF].clip_high);
+    snprintf(what, sizeof(what), "pg_step grad%s", pn);
+    check_grads(m, tgrad, what);
+
     /* 5 AdamW steps (clipping and weight decay on) */
     struct r1_optim_config oc;
     r1_optim_config_default(&oc);
@@ -2433,6 +2529,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_add_scale),
         cmocka_unit_test(test_sumsq),
         cmocka_unit_test(test_logprobs),
+        cmocka_unit_test(test_pg_loss),
         cmocka_unit_test(test_adamw),
         cmocka_unit_test(test_adamw_ranges),
         cmocka_unit_test(test_determinism),

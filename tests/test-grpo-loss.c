@@ -1,6 +1,7 @@
 /* test-grpo-loss.c - the GRPO objective against numbers worked out by hand (each case
  * says how), its gradient against finite differences, the four aggregation rules and
- * group advantages (all-equal groups give exactly 0, never NaN). */
+ * group advantages (all-equal groups give exactly 0, never NaN).  The token loss is the
+ * CPU backend's pg_loss op (the reference the CUDA op is tested against in test-cuda). */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -9,9 +10,25 @@
 
 #include <cmocka.h>
 
+#include "core/backend.h"
 #include "stages/grpo-loss.h"
 
 #define NEAR(a, b, tol) assert_true(fabs((double)(a) - (double)(b)) <= (tol))
+
+static struct r1_backend *cpu; /* its memory is host memory */
+
+/* N token slots */
+struct tokens {
+    int N;
+    const float *logp, *old_logp, *ref_logp, *entropy, *adv, *weight;
+};
+
+static void token_loss(const struct r1_pg_cfg *cfg, const struct tokens *t, float *dlogp,
+                       float *dentropy, struct r1_pg_stats *st)
+{
+    cpu->ops->pg_loss(cpu->ctx, dlogp, dentropy, st, t->logp, t->old_logp, t->ref_logp,
+                      t->entropy, t->adv, t->weight, cfg, t->N);
+}
 
 /* Five tokens, weight 1, ε_low = ε_high = 0.2, β = 0:
  *  a: ρ=1.5, A=+1: ρA=1.5, clip(ρ)A=1.2 → min 1.2 (clipped high): ℓ=-1.2, ∂ℓ/∂logp=0
@@ -27,11 +44,11 @@ static void test_clipping_both_sides(void **state)
     const float old[5] = {-logf(1.5f), -logf(0.5f), -logf(1.5f), -logf(0.5f), 0};
     const float adv[5] = {1, -1, -1, 2, 0.5f};
     const float w[5] = {1, 1, 1, 1, 1};
-    struct r1_grpo_loss_cfg cfg = {0.2f, 0.2f, 0.0f, 0.0f};
-    struct r1_grpo_tokens t = {5, logp, old, NULL, NULL, adv, w};
+    struct r1_pg_cfg cfg = {0.2f, 0.2f, 0.0f, 0.0f};
+    struct tokens t = {5, logp, old, NULL, NULL, adv, w};
     float d[5];
-    struct r1_grpo_stats st = {0};
-    r1_grpo_token_loss(&cfg, &t, d, NULL, &st);
+    struct r1_pg_stats st = {0};
+    token_loss(&cfg, &t, d, NULL, &st);
     NEAR(st.loss, -0.4, 1e-6);
     NEAR(d[0], 0, 0);
     NEAR(d[1], 0, 0);
@@ -43,8 +60,8 @@ static void test_clipping_both_sides(void **state)
     NEAR(st.n_tokens, 5, 0);
     /* asymmetric (DAPO clip-higher) ε_high = 0.6 lets token a through: ℓ=-1.5, grad -1.5 */
     cfg.epsilon_high = 0.6f;
-    st = (struct r1_grpo_stats){0};
-    r1_grpo_token_loss(&cfg, &t, d, NULL, &st);
+    st = (struct r1_pg_stats){0};
+    token_loss(&cfg, &t, d, NULL, &st);
     NEAR(st.loss, -0.7, 1e-6);
     NEAR(d[0], -1.5, 1e-6);
     NEAR(st.clip_high, 0, 0);
@@ -60,11 +77,11 @@ static void test_kl_k3(void **state)
     const float logp[2] = {-1.0f, -1.0f};
     const float ref[2] = {-1.0f + logf(2.0f), -1.0f - logf(2.0f)};
     const float adv[2] = {0, 0}, w[2] = {0.5f, 0.5f};
-    struct r1_grpo_loss_cfg cfg = {0.2f, 0.2f, 0.1f, 0.0f};
-    struct r1_grpo_tokens t = {2, logp, NULL, ref, NULL, adv, w};
+    struct r1_pg_cfg cfg = {0.2f, 0.2f, 0.1f, 0.0f};
+    struct tokens t = {2, logp, NULL, ref, NULL, adv, w};
     float d[2];
-    struct r1_grpo_stats st = {0};
-    r1_grpo_token_loss(&cfg, &t, d, NULL, &st);
+    struct r1_pg_stats st = {0};
+    token_loss(&cfg, &t, d, NULL, &st);
     NEAR(st.loss, 0.025, 1e-6);
     NEAR(d[0], -0.05, 1e-6);
     NEAR(d[1], 0.025, 1e-6);
@@ -72,8 +89,8 @@ static void test_kl_k3(void **state)
     /* k3 is 0 where the policy equals the reference */
     const float same[2] = {-1.0f, -1.0f};
     t.ref_logp = same;
-    st = (struct r1_grpo_stats){0};
-    r1_grpo_token_loss(&cfg, &t, d, NULL, &st);
+    st = (struct r1_pg_stats){0};
+    token_loss(&cfg, &t, d, NULL, &st);
     NEAR(st.kl, 0, 0);
     NEAR(d[0], 0, 0);
 }
@@ -83,11 +100,11 @@ static void test_entropy_bonus(void **state)
 {
     (void)state;
     const float logp[1] = {-0.5f}, H[1] = {2.0f}, adv[1] = {0}, w[1] = {1};
-    struct r1_grpo_loss_cfg cfg = {0.2f, 0.2f, 0.0f, 0.01f};
-    struct r1_grpo_tokens t = {1, logp, NULL, NULL, H, adv, w};
+    struct r1_pg_cfg cfg = {0.2f, 0.2f, 0.0f, 0.01f};
+    struct tokens t = {1, logp, NULL, NULL, H, adv, w};
     float d[1], dh[1];
-    struct r1_grpo_stats st = {0};
-    r1_grpo_token_loss(&cfg, &t, d, dh, &st);
+    struct r1_pg_stats st = {0};
+    token_loss(&cfg, &t, d, dh, &st);
     NEAR(st.loss, -0.02, 1e-7);
     NEAR(dh[0], -0.01, 1e-7);
     NEAR(st.entropy, 2.0, 0);
@@ -103,19 +120,19 @@ static void test_gradient_fd(void **state)
     const float ref[N] = {-0.9f, -0.8f, -1.5f, -0.7f, -0.3f, -3.5f};
     const float adv[N] = {0.7f, -1.3f, 0.4f, -0.6f, 1.1f, -0.2f};
     const float w[N] = {0.25f, 0.25f, 0.1f, 0.1f, 0.1f, 0.2f};
-    struct r1_grpo_loss_cfg cfg = {0.2f, 0.28f, 0.05f, 0.0f};
+    struct r1_pg_cfg cfg = {0.2f, 0.28f, 0.05f, 0.0f};
     float d[N], dd[N];
-    struct r1_grpo_tokens t = {N, logp, old, ref, NULL, adv, w};
-    struct r1_grpo_stats st = {0};
-    r1_grpo_token_loss(&cfg, &t, d, NULL, &st);
+    struct tokens t = {N, logp, old, ref, NULL, adv, w};
+    struct r1_pg_stats st = {0};
+    token_loss(&cfg, &t, d, NULL, &st);
     const float h = 1e-3f;
     for (int i = 0; i < N; i++) {
         float keep = logp[i];
-        struct r1_grpo_stats sp = {0}, sm = {0};
+        struct r1_pg_stats sp = {0}, sm = {0};
         logp[i] = keep + h;
-        r1_grpo_token_loss(&cfg, &t, dd, NULL, &sp);
+        token_loss(&cfg, &t, dd, NULL, &sp);
         logp[i] = keep - h;
-        r1_grpo_token_loss(&cfg, &t, dd, NULL, &sm);
+        token_loss(&cfg, &t, dd, NULL, &sm);
         logp[i] = keep;
         double fd = (sp.loss - sm.loss) / (2.0 * h);
         if (fabs(fd - d[i]) > 1e-3)
@@ -143,10 +160,10 @@ static void test_aggregation(void **state)
             struct r1_grpo_norm n = {i < 2 ? 2 : 4, 2, 6, 1, 12, 8};
             w[i] = (float)r1_grpo_seq_weight(types[k], &n);
         }
-        struct r1_grpo_loss_cfg cfg = {0.2f, 0.2f, 0, 0};
-        struct r1_grpo_tokens t = {6, logp, NULL, NULL, NULL, adv, w};
-        struct r1_grpo_stats st = {0};
-        r1_grpo_token_loss(&cfg, &t, d, NULL, &st);
+        struct r1_pg_cfg cfg = {0.2f, 0.2f, 0, 0};
+        struct tokens t = {6, logp, NULL, NULL, NULL, adv, w};
+        struct r1_pg_stats st = {0};
+        token_loss(&cfg, &t, d, NULL, &st);
         if (fabs(st.loss - want[k]) > 1e-6)
             fail_msg("loss type %d: %g, want %g", k, st.loss, want[k]);
     }
@@ -203,5 +220,9 @@ int main(void)
         cmocka_unit_test(test_aggregation),         cmocka_unit_test(test_advantages),
         cmocka_unit_test(test_overlong),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    if (r1_backend_create(&cpu, R1_BACKEND_CPU, 1))
+        return 1;
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    r1_backend_free(cpu);
+    return failed;
 }

@@ -473,6 +473,89 @@ static void test_ce_step_fused(void **state)
     r1_model_free(m);
 }
 
+/* r1_model_pg_step makes the policy-gradient loss of each chunk of log-probs as the head
+ * does and runs the head's backward at once: its sums and every gradient bit for bit those
+ * of r1_model_forward, the CPU's pg_loss over the scored positions, r1_model_backward, over
+ * more scored rows than one chunk, with and without old and reference log-probs and an
+ * entropy bonus, f32 and bf16, tied and untied, a logit scale, with recomputation; weights
+ * of unscored positions are not read; a non-finite loss is refused. */
+static void test_pg_step_fused(void **state)
+{
+    (void)state;
+    enum { B = 20, T = 16, N = B * T };
+    static int32_t tok[N], pos[N], seg[N], tgt[N];
+    static float w[N], wref[N], adv[N], old[N], ref[N], logp[N], ent[N], dlogp[N], dent[N];
+    for (int i = 0; i < N; i++) {
+        tok[i] = (int32_t)(r1_rng_normal_at(12, 1, i) * 1000.0f + 1e6f) % 37;
+        tgt[i] = i % 7 == 3 ? -1 : (int32_t)(r1_rng_normal_at(12, 2, i) * 1000.0f + 1e6f) % 37;
+        pos[i] = i % T;
+        seg[i] = 0;
+        w[i] = i % 11 == 4 ? 0.0f : 0.01f + (float)(i % 5) * 0.005f;
+        wref[i] = tgt[i] >= 0 ? w[i] : 0.0f;
+        adv[i] = r1_rng_normal_at(12, 3, i);
+    }
+    struct r1_batch b = {B, T, tok, pos, seg, tgt};
+    for (int v = 0; v < 32; v++) {
+        int tie = v & 1, bf16 = v >> 1 & 1, other = v >> 2 & 1, use_old = v >> 3 & 1;
+        int use_ref = v >> 4 & 1;
+        struct r1_pg_cfg pc = {0.2f, 0.28f, use_ref ? 0.05f : 0.0f, (v % 3) ? 0.01f : 0.0f};
+        struct r1_model_config cfg = micro_config(tie, !tie);
+        struct r1_model *m[2] = {NULL, NULL};
+        for (int k = 0; k < 2; k++) {
+            assert_int_equal(r1_model_create(&m[k], &cfg, be), 0);
+            big_weights(m[k]);
+            assert_int_equal(r1_model_set_precision(m[k], bf16 ? R1_BF16 : R1_F32), 0);
+            r1_model_set_recompute(m[k], other);
+            m[k]->logit_scale = other ? 1.0f / 0.7f : 1.0f;
+            assert_int_equal(r1_model_reserve(m[k], B, T), 0);
+            r1_model_zero_grad(m[k]);
+        }
+        /* old and reference log-probs near the policy's: ratios clipped on both sides */
+        assert_int_equal(r1_model_forward(m[1], &b, logp, ent), 0);
+        for (int i = 0; i < N; i++) {
+            old[i] = logp[i] + 0.5f * r1_rng_normal_at(12, 4, i);
+            ref[i] = logp[i] + 0.3f * r1_rng_normal_at(12, 5, i);
+        }
+        struct r1_pg_tokens t = {use_old ? old : NULL, use_ref ? ref : NULL, adv, w};
+        struct r1_pg_stats fused = {1.5, 7, 0.25, 3, 1, 2}, want = fused;
+        assert_int_equal(r1_model_pg_step(m[0], &b, &pc, &t, &fused), 0);
+        assert_int_equal(r1_model_forward(m[1], &b, logp, ent), 0);
+        be->ops->pg_loss(be->ctx, dlogp, dent, &want, logp, use_old ? old : NULL,
+                         use_ref ? ref : NULL, ent, adv, wref, &pc, N);
+        assert_int_equal(r1_model_backward(m[1], dlogp, pc.entropy_coef != 0 ? dent : NULL), 0);
+        if (memcmp(&fused, &want, sizeof(want)))
+            fail_msg("variant %d: fused sums (loss %.17g, tokens %g, kl %.17g, clipped %g %g) "
+                     "!= forward-then-backward (%.17g, %g, %.17g, %g %g)", v, fused.loss,
+                     fused.n_tokens, fused.kl, fused.clip_low, fused.clip_high, want.loss,
+                     want.n_tokens, want.kl, want.clip_low, want.clip_high);
+        if (use_old) /* both sides clipped somewhere */
+            assert_true(want.clip_low > 1 && want.clip_high > 2);
+        else /* ρ = 1: nothing clipped, nothing added to the starting sums */
+            assert_true(want.clip_low == 1 && want.clip_high == 2);
+        assert_memory_equal(m[0]->grad_mem, m[1]->grad_mem, m[0]->grads.cap);
+        assert_int_equal(r1_model_backward(m[0], dlogp, NULL), R1_ESTATE); /* nothing kept */
+        r1_model_free(m[0]), r1_model_free(m[1]);
+    }
+    /* a NaN advantage: refused, as the loss it makes; a frozen model: no backward */
+    struct r1_model_config cfg = micro_config(0, 1);
+    struct r1_model *m = NULL;
+    assert_int_equal(r1_model_create(&m, &cfg, be), 0);
+    big_weights(m);
+    assert_int_equal(r1_model_reserve(m, B, T), 0);
+    struct r1_pg_cfg pc = {0.2f, 0.2f, 0.0f, 0.0f};
+    struct r1_pg_tokens t = {NULL, NULL, adv, w};
+    struct r1_pg_stats st = {0};
+    adv[5] = NAN;
+    assert_int_equal(r1_model_pg_step(m, &b, &pc, &t, &st), R1_ENUMERIC);
+    adv[5] = 1.0f;
+    r1_model_free(m);
+    assert_int_equal(r1_model_create_frozen(&m, &cfg, be), 0);
+    assert_int_equal(r1_model_reserve(m, B, T), 0);
+    st = (struct r1_pg_stats){0};
+    assert_int_equal(r1_model_pg_step(m, &b, &pc, &t, &st), R1_ESTATE);
+    r1_model_free(m);
+}
+
 /* r1_model_reserve and r1_kv_cache_create reserve the backend's scratch for their largest
  * calls: training steps (f32 and bf16) and decode steps then allocate none. */
 static size_t scratch_held(void)
@@ -922,6 +1005,7 @@ int main(void)
         cmocka_unit_test(test_recompute),
         cmocka_unit_test(test_bf16),
         cmocka_unit_test(test_ce_step_fused),
+        cmocka_unit_test(test_pg_step_fused),
         cmocka_unit_test(test_scratch_reserved),
         cmocka_unit_test(test_grad_hook),
         cmocka_unit_test(test_hfdir_roundtrip),

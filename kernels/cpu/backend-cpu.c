@@ -186,6 +186,7 @@ static const struct r1_backend_ops cpu_ops = {
     .sumsq = r1_cpu_sumsq,
     .logprobs_forward = r1_cpu_logprobs_forward,
     .logprobs_backward = r1_cpu_logprobs_backward,
+    .pg_loss = r1_cpu_pg_loss,
     .adamw_update = r1_cpu_adamw_update,
 };
 

@@ -169,6 +169,11 @@ void r1_cpu_logprobs_backward(void *ctx, float *dlogits, uint16_t *dlogits16, co
                               const float *lse, const float *entropy, const int32_t *targets,
                               const float *dlogp, const float *dentropy, float scale, int N,
                               int V);
+struct r1_pg_stats; /* core/backend.h */
+struct r1_pg_cfg;
+void r1_cpu_pg_loss(void *ctx, float *dlogp, float *dentropy, struct r1_pg_stats *st,
+                    const float *logp, const float *old, const float *ref, const float *entropy,
+                    const float *adv, const float *weight, const struct r1_pg_cfg *cfg, int N);
 
 /* adamw.c */
 struct r1_adamw_range; /* core/backend.h */

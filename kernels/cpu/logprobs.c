@@ -7,8 +7,12 @@
  *   dz_j = scale·(dlogp·(1[j=t] − p_j) + dentropy·(−p_j·(log p_j + H))).
  * Sums are in double over 8 fixed lanes; rows are independent and parallel.
  * Logits of −inf (masked tokens) give p = 0 and contribute nothing (no NaN).
+ * The policy-gradient token loss (GRPO's clipped surrogate, k3 KL, entropy bonus) is a
+ * sequential pass in double over the tokens, its sums in token order.
  */
 #include "kernels/cpu/cpu-ops.h"
+
+#include "core/backend.h"
 
 #include <math.h>
 
@@ -105,5 +109,49 @@ void r1_cpu_logprobs_backward(void *ctx, float *dlogits /* (N,V) or NULL */,
             else
                 dz16[j] = r1_cpu_f32_bf16(d);
         }
+    }
+}
+
+void r1_cpu_pg_loss(void *ctx, float *dlogp /* (N) */, float *dentropy /* (N) or NULL */,
+                    struct r1_pg_stats *st, const float *logp /* (N) */,
+                    const float *old /* (N) or NULL */, const float *ref /* (N) or NULL */,
+                    const float *entropy /* (N) or NULL */, const float *adv /* (N) */,
+                    const float *weight /* (N) */, const struct r1_pg_cfg *cfg, int N)
+{
+    (void)ctx;
+    const double lo = 1.0 - cfg->epsilon_low, hi = 1.0 + cfg->epsilon_high;
+    const double beta = cfg->beta, c = cfg->entropy_coef;
+    for (int i = 0; i < N; i++) {
+        double w = weight[i];
+        if (w == 0.0) {
+            dlogp[i] = 0.0f;
+            if (dentropy)
+                dentropy[i] = 0.0f;
+            continue;
+        }
+        double lp = logp[i], A = adv[i];
+        double rho = old ? exp(lp - old[i]) : 1.0;
+        double rc = rho < lo ? lo : rho > hi ? hi : rho;
+        double un = rho * A, cl = rc * A;
+        double loss = -(un <= cl ? un : cl);
+        double g = un <= cl ? -rho * A : 0.0; /* the clipped term is constant in logp */
+        if (beta != 0.0 && ref) {
+            double d = ref[i] - lp, e = exp(d);
+            double k3 = e - d - 1.0;
+            loss += beta * k3;
+            g += beta * (1.0 - e);
+            st->kl += k3;
+        }
+        if (entropy) {
+            loss -= c * entropy[i];
+            st->entropy += entropy[i];
+        }
+        dlogp[i] = (float)(w * g);
+        if (dentropy)
+            dentropy[i] = (float)(-w * c);
+        st->loss += w * loss;
+        st->n_tokens += 1;
+        st->clip_low += rho < lo && A < 0;
+        st->clip_high += rho > hi && A > 0;
     }
 }

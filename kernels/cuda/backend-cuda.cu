@@ -342,6 +342,7 @@ static struct r1_backend_ops cuda_ops_table(void)
     t.sumsq = r1_cuda_sumsq;
     t.logprobs_forward = r1_cuda_logprobs_forward;
     t.logprobs_backward = r1_cuda_logprobs_backward;
+    t.pg_loss = r1_cuda_pg_loss;
     t.adamw_update = r1_cuda_adamw_update;
     t.sample = r1_cuda_sample;
     t.graph_begin = cuda_graph_begin;
