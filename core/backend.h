@@ -9,7 +9,9 @@
  *  - shapes are given in a comment per argument, row-major, last dim contiguous;
  *  - gradient rule: parameter gradients (dw, dbias, dwte, dweight) are
  *    ACCUMULATED (+=) so micro-batches add up; activation gradients (din, dq,
- *    dgate, dlogits, ...) are WRITTEN (=).  Residual sums use ops->add;
+ *    dgate, dlogits, ...) are WRITTEN (=), except that the matmuls' and RMSNorm's din
+ *    is added to (+=) with din_add = 1: the bits of writing it and then ops->add, with
+ *    no separate pass (a GPU's GEMM adds in its epilogue).  Residual sums use ops->add;
  *  - ops are deterministic: the same inputs give the same bits on every call
  *    (no atomics, no thread-count-dependent reductions for a fixed thread count);
  *  - entries marked OPTIONAL may be NULL; callers check.
@@ -99,11 +101,12 @@ struct r1_backend_ops {
     /* out (M,N) = in (M,K) · w (N,K)ᵀ + bias (N); bias may be NULL */
     void (*matmul_forward)(void *ctx, float *out, const float *in, const float *w,
                            const float *bias, int M, int K, int N);
-    /* din (M,K) = dout (M,N) · w (N,K)     [=, skipped when din is NULL]
+    /* din (M,K) = dout (M,N) · w (N,K)     [= (din_add 0) or += (1); skipped when NULL]
      * dw (N,K) += doutᵀ · in (M,K)          [+=, skipped when dw is NULL]
      * dbias (N) += Σ_m dout                  [+=, skipped when dbias is NULL] */
-    void (*matmul_backward)(void *ctx, float *din, float *dw, float *dbias, const float *dout,
-                            const float *in, const float *w, int M, int K, int N);
+    void (*matmul_backward)(void *ctx, float *din, int din_add, float *dw, float *dbias,
+                            const float *dout, const float *in, const float *w, int M, int K,
+                            int N);
     /* OPTIONAL (generation in bf16, core/kvcache.c):
      * out (M,N) = bf16(in) (M,K) · w (N,K)ᵀ + bias (N), sums in f32, with w in bf16 (uint16_t
      * bit patterns, the top half of an f32) and in rounded to bf16 (nearest even) as read,
@@ -123,10 +126,10 @@ struct r1_backend_ops {
     void (*matmul16_forward)(void *ctx, float *out, const uint16_t *in, const uint16_t *w,
                              const float *bias, int M, int K, int N);
     /* its backward, dout in bf16 too:
-     * din (M,K) = dout (M,N) · w (N,K)     [=, skipped when din is NULL]
+     * din (M,K) = dout (M,N) · w (N,K)     [= or += as din_add says; skipped when NULL]
      * dw (N,K) += doutᵀ · in (M,K)          [+=, f32, skipped when dw is NULL]
      * dbias (N) += Σ_m dout                  [+=, f32, skipped when dbias is NULL] */
-    void (*matmul16_backward)(void *ctx, float *din, float *dw, float *dbias,
+    void (*matmul16_backward)(void *ctx, float *din, int din_add, float *dw, float *dbias,
                               const uint16_t *dout, const uint16_t *in, const uint16_t *w, int M,
                               int K, int N);
 
@@ -144,9 +147,12 @@ struct r1_backend_ops {
      * matmuls that read it next; out may be NULL when out16 is not */
     void (*rmsnorm_forward)(void *ctx, float *out, uint16_t *out16, float *rstd, const float *in,
                             const float *w, int N, int C, float eps);
-    /* din (N,C) = ...  [=];  dw (C) += ...  [+=] */
-    void (*rmsnorm_backward)(void *ctx, float *din, float *dw, const float *dout, const float *in,
-                             const float *w, const float *rstd, int N, int C);
+    /* din (N,C) = ...  [= (din_add 0) or += (1)];  dw (C) += ...  [+=]; din16 (N,C), when
+     * not NULL, gets bf16 of the resulting din (convert_bf16's rounding): the output
+     * gradient a bf16 matmul backward reads next */
+    void (*rmsnorm_backward)(void *ctx, float *din, int din_add, uint16_t *din16, float *dw,
+                             const float *dout, const float *in, const float *w,
+                             const float *rstd, int N, int C);
 
     /* --- RoPE (Hugging Face split-half pairing: i pairs with i + D/2) ------- */
     /* x (N,H,D) rotated in place by the angle of pos (N); cos, sin (P,D/2) tables

@@ -57,6 +57,7 @@ struct r1_model_acts {
      * output gradient (the larger of N·max(C, H·D, F) and CHUNK·V), the images of SwiGLU's
      * input gradients (N,F) and of RoPE's (N,H·D), (N,KVH·D); NULL in f32 */
     uint16_t *x16, *d16, *dgate16, *dup16, *dq16, *dk16;
+    uint16_t *dres16; /* (N,C) the image of dres the RMSNorm backwards write; NULL in f32 */
 };
 
 /* ------------------------------------------------------------------------- */
@@ -544,6 +545,7 @@ static void layout_acts(struct r1_model *m, struct r1_model_acts *a, int B, int 
         a->dup16 = BF16(N * F);
         a->dq16 = BF16(N * HD);
         a->dk16 = BF16(N * KD);
+        a->dres16 = BF16(N * C);
     } else {
         a->dgate = F32(N * F);
         a->dup = F32(N * F);
@@ -731,21 +733,22 @@ static void mm_forward(struct r1_model *m, float *out, const float *in, const ui
 
 /* Its backward (backend.h matmul_backward); in bf16 dout is rounded into a->d16 first,
  * unless the op that made dout wrote its bf16 image (dout16, not NULL) itself. */
-static void mm_backward(struct r1_model *m, float *din, float *dw, float *dbias,
+static void mm_backward(struct r1_model *m, float *din, int din_add, float *dw, float *dbias,
                         const float *dout, const uint16_t *dout16, const float *in,
                         const uint16_t *in16, const float *w, int M, int K, int N)
 {
     const struct r1_backend_ops *op = m->be->ops;
     void *cx = m->be->ctx;
     if (!in16) {
-        op->matmul_backward(cx, din, dw, dbias, dout, in, w, M, K, N);
+        op->matmul_backward(cx, din, din_add, dw, dbias, dout, in, w, M, K, N);
         return;
     }
     if (!dout16) {
         op->convert_bf16(cx, m->a->d16, dout, (int64_t)M * N);
         dout16 = m->a->d16;
     }
-    op->matmul16_backward(cx, din, dw, dbias, dout16, in16, r1_model_param16(m, w), M, K, N);
+    op->matmul16_backward(cx, din, din_add, dw, dbias, dout16, in16, r1_model_param16(m, w), M,
+                          K, N);
 }
 
 /* In bf16, where the forward's op writes the bf16 image of a matmul input: the layer's own
@@ -899,8 +902,8 @@ static void head_chunk(struct r1_model *m, int r, bool fwd, const struct head_lo
     op->logprobs_backward(cx, a->dlogits, dz16, a->logits, a->lsev + r, a->ent + r,
                           a->htargets + r, a->dlogp + r, dent ? a->dent + r : NULL,
                           m->logit_scale, n, V);
-    mm_backward(m, dh + (size_t)r * C, m->dlm_head, NULL, a->dlogits, dz16, hr, h16, m->lm_head,
-                n, C, V);
+    mm_backward(m, dh + (size_t)r * C, 0, m->dlm_head, NULL, a->dlogits, dz16, hr, h16,
+                m->lm_head, n, C, V);
 }
 
 /* The scored rows' values of host (B,T) to dst (a->n_rows, backend), compacted. */
@@ -1049,7 +1052,7 @@ int r1_model_score_backward(struct r1_model *m, const float *dscores)
     int B = m->cur_B, C = m->cfg.hidden_size;
     op->upload(cx, a->dlogp, dscores, (size_t)B * sizeof(float));
     float *dh = a->dtmp; /* (B,C) gradient of the gathered rows */
-    op->matmul_backward(cx, dh, m->dscore, NULL, a->dlogp, a->hrows, m->score, B, C, 1);
+    op->matmul_backward(cx, dh, 0, m->dscore, NULL, a->dlogp, a->hrows, m->score, B, C, 1);
     backward_trunk(m, dh);
     m->have_forward = false;
     return r1_backend_check(m->be);
@@ -1075,8 +1078,8 @@ static void backward_trunk(struct r1_model *m, float *dh)
     /* scatter the row gradients into dn (N,C); unscored rows get 0 */
     op->zero(cx, a->dn, (size_t)N * C * sizeof(float));
     move_rows(m, dh, a->dn, false);
-    op->rmsnorm_backward(cx, a->dres, m->dfinal_norm, a->dn, a->xout, m->final_norm, a->rstdf, N,
-                         C);
+    op->rmsnorm_backward(cx, a->dres, 0, a->dres16, m->dfinal_norm, a->dn, a->xout, m->final_norm,
+                         a->rstdf, N, C);
     grads_ready(m, m->dfinal_norm); /* the final norm and the untied head or score after it */
 
     for (int l = c->n_layers - 1; l >= 0; l--) {
@@ -1086,20 +1089,23 @@ static void backward_trunk(struct r1_model *m, float *dh)
                            * dtmp is free at the top of each layer) */
             layer_forward(m, l, B, T, a->dtmp);
         /* dres = dL/d(layer output); in bf16 the matmuls' inputs are the forward's images
-         * (their f32 sources are NULL there) */
+         * (their f32 sources are NULL there).  Sums of gradients (dn over the two or three
+         * matmuls reading n2 or n1, dres over the residual branches) are added by the op
+         * that makes the second term (din_add), with the bits of a separate add */
         const uint16_t *h16 = L->act16;
-        mm_backward(m, a->dact, dW->wdown, NULL, a->dres, NULL, L->act, h16, W->wdown, N, F, C);
+        mm_backward(m, a->dact, 0, dW->wdown, NULL, a->dres, a->dres16, L->act, h16, W->wdown, N,
+                    F, C);
         op->swiglu_backward(cx, a->dgate, a->dup, a->dgate16, a->dup16, a->dact, L->gate, L->up,
                             (int64_t)N * F);
         h16 = L->n2_16;
-        mm_backward(m, a->dn, dW->wgate, NULL, a->dgate, a->dgate16, L->n2, h16, W->wgate, N, C,
-                    F);
-        mm_backward(m, a->dtmp, dW->wup, NULL, a->dup, a->dup16, L->n2, h16, W->wup, N, C, F);
-        op->add(cx, a->dn, a->dn, a->dtmp, (int64_t)N * C);
-        op->rmsnorm_backward(cx, a->dtmp, dW->mlp_norm, a->dn, L->h, W->mlp_norm, L->rstd2, N, C);
-        op->add(cx, a->dres, a->dres, a->dtmp, (int64_t)N * C); /* now dL/dh */
+        mm_backward(m, a->dn, 0, dW->wgate, NULL, a->dgate, a->dgate16, L->n2, h16, W->wgate, N,
+                    C, F);
+        mm_backward(m, a->dn, 1, dW->wup, NULL, a->dup, a->dup16, L->n2, h16, W->wup, N, C, F);
+        op->rmsnorm_backward(cx, a->dres, 1, a->dres16, dW->mlp_norm, a->dn, L->h, W->mlp_norm,
+                             L->rstd2, N, C); /* dres now dL/dh */
         h16 = L->att16;
-        mm_backward(m, a->datt, dW->wo, NULL, a->dres, NULL, L->att, h16, W->wo, N, HD, C);
+        mm_backward(m, a->datt, 0, dW->wo, NULL, a->dres, a->dres16, L->att, h16, W->wo, N, HD,
+                    C);
         (m->precision == R1_BF16 ? op->attention16_backward : op->attention_backward)(
             cx, a->dq, a->dk, a->dv, a->datt, L->att, L->lse, L->q, L->k, L->v, a->seg, B, T, H,
             KVH, D);
@@ -1107,14 +1113,11 @@ static void backward_trunk(struct r1_model *m, float *dh)
         op->rope_backward(cx, a->dq, a->dq16, a->pos, m->rope_cos, m->rope_sin, N, H, D);
         op->rope_backward(cx, a->dk, a->dk16, a->pos, m->rope_cos, m->rope_sin, N, KVH, D);
         h16 = L->n1_16;
-        mm_backward(m, a->dn, dW->wq, dW->bq, a->dq, a->dq16, L->n1, h16, W->wq, N, C, HD);
-        mm_backward(m, a->dtmp, dW->wk, dW->bk, a->dk, a->dk16, L->n1, h16, W->wk, N, C, KD);
-        op->add(cx, a->dn, a->dn, a->dtmp, (int64_t)N * C);
-        mm_backward(m, a->dtmp, dW->wv, dW->bv, a->dv, NULL, L->n1, h16, W->wv, N, C, KD);
-        op->add(cx, a->dn, a->dn, a->dtmp, (int64_t)N * C);
-        op->rmsnorm_backward(cx, a->dtmp, dW->attn_norm, a->dn, L->x, W->attn_norm, L->rstd1, N,
-                             C);
-        op->add(cx, a->dres, a->dres, a->dtmp, (int64_t)N * C); /* now dL/dx */
+        mm_backward(m, a->dn, 0, dW->wq, dW->bq, a->dq, a->dq16, L->n1, h16, W->wq, N, C, HD);
+        mm_backward(m, a->dn, 1, dW->wk, dW->bk, a->dk, a->dk16, L->n1, h16, W->wk, N, C, KD);
+        mm_backward(m, a->dn, 1, dW->wv, dW->bv, a->dv, NULL, L->n1, h16, W->wv, N, C, KD);
+        op->rmsnorm_backward(cx, a->dres, 1, a->dres16, dW->attn_norm, a->dn, L->x, W->attn_norm,
+                             L->rstd1, N, C); /* dres now dL/dx */
         grads_ready(m, dW->attn_norm); /* layer l's tensors, attn_norm first */
     }
     op->embedding_backward(cx, m->dembed, a->dres, a->tokens, N, C);

@@ -543,7 +543,8 @@ static void test_matmul_forward(void **state)
 }
 
 /* every combination of din / dw / dbias present or NULL; dw, dbias pre-filled (+=),
- * din NaN (=); dout, in and w are f32 or, with bf16 set, bf16 (matmul16_backward) */
+ * din NaN (=) or pre-filled (din_add, +=); dout, in and w are f32 or, with bf16 set, bf16
+ * (matmul16_backward) */
 static void matmul_backward_masks(int bf16, const struct pbuf *dout, const struct pbuf *in,
                                   const struct pbuf *w, int M, int K, int N, enum tol_id t)
 {
@@ -552,29 +553,37 @@ static void matmul_backward_masks(int bf16, const struct pbuf *dout, const struc
     struct pbuf dw = pb_alloc((size_t)N * K * sizeof(float));
     struct pbuf db = pb_alloc((size_t)N * sizeof(float));
     float *dw0 = host_rand((int64_t)N * K, -1, 1), *db0 = host_rand(N, -1, 1);
-    for (int mask = 0; mask < 8; mask++) {
-        pb_set_nan(&din);
+    float *din0 = host_rand((int64_t)M * K, -1, 1);
+    for (int mask = 0; mask < 16; mask++) {
+        int add = mask >> 3;
+        if (add && !(mask & 1))
+            continue;
+        if (add)
+            pb_upload(&din, din0);
+        else
+            pb_set_nan(&din);
         pb_upload(&dw, dw0);
         pb_upload(&db, db0);
         for (int s = 0; s < 2; s++) {
             float *pdin = mask & 1 ? fp(&din, s) : NULL, *pdw = mask & 2 ? fp(&dw, s) : NULL;
             float *pdb = mask & 4 ? fp(&db, s) : NULL;
             if (bf16)
-                OPS(s)->matmul16_backward(CTX(s), pdin, pdw, pdb, hp(dout, s), hp(in, s),
+                OPS(s)->matmul16_backward(CTX(s), pdin, add, pdw, pdb, hp(dout, s), hp(in, s),
                                           hp(w, s), M, K, N);
             else
-                OPS(s)->matmul_backward(CTX(s), pdin, pdw, pdb, fp(dout, s), fp(in, s), fp(w, s),
-                                        M, K, N);
+                OPS(s)->matmul_backward(CTX(s), pdin, add, pdw, pdb, fp(dout, s), fp(in, s),
+                                        fp(w, s), M, K, N);
         }
         if (mask & 1)
-            check_f32(&din, (int64_t)M * K, t, "%s din M=%d K=%d N=%d mask=%d", op, M, K, N, mask);
+            check_f32(&din, (int64_t)M * K, t, "%s din (%s) M=%d K=%d N=%d mask=%d", op,
+                      add ? "+=" : "=", M, K, N, mask);
         if (mask & 2)
             check_f32(&dw, (int64_t)N * K, t, "%s dw (+=) M=%d K=%d N=%d mask=%d", op, M, K, N,
                       mask);
         if (mask & 4)
             check_f32(&db, N, t, "%s dbias (+=) M=%d K=%d N=%d mask=%d", op, M, K, N, mask);
     }
-    free(dw0), free(db0);
+    free(dw0), free(db0), free(din0);
     pb_free(&din), pb_free(&dw), pb_free(&db);
 }
 
@@ -858,12 +867,21 @@ static void test_rmsnorm(void **state)
         struct pbuf dout = pb_rand((int64_t)N * C, -1, 1), din = pb_nan((int64_t)N * C);
         struct pbuf dw = pb_rand(C, -1, 1); /* += */
         for (int s = 0; s < 2; s++)
-            OPS(s)->rmsnorm_backward(CTX(s), fp(&din, s), fp(&dw, s), fp(&dout, s), fp(&in, s),
-                                     fp(&w, s), fp(&rstd, s), N, C);
+            OPS(s)->rmsnorm_backward(CTX(s), fp(&din, s), 0, NULL, fp(&dw, s), fp(&dout, s),
+                                     fp(&in, s), fp(&w, s), fp(&rstd, s), N, C);
         check_f32(&din, (int64_t)N * C, TOL_RMSNORM_BWD, "rmsnorm_backward din N=%d C=%d", N, C);
         check_f32(&dw, C, TOL_RMSNORM_BWD, "rmsnorm_backward dw (+=) N=%d C=%d", N, C);
+        struct pbuf dacc = pb_rand((int64_t)N * C, -1, 1); /* din_add: +=, and its image */
+        struct pbuf d16 = pb_nan16((int64_t)N * C);
+        for (int s = 0; s < 2; s++)
+            OPS(s)->rmsnorm_backward(CTX(s), fp(&dacc, s), 1, hp(&d16, s), NULL, fp(&dout, s),
+                                     fp(&in, s), fp(&w, s), fp(&rstd, s), N, C);
+        check_f32(&dacc, (int64_t)N * C, TOL_RMSNORM_BWD, "rmsnorm_backward din (+=) N=%d C=%d",
+                  N, C);
+        check_image16(&d16, &dacc, NULL, (int64_t)N * C, "rmsnorm_backward din16 (+=)");
+        pb_free(&d16);
         pb_free(&in), pb_free(&w), pb_free(&out), pb_free(&rstd), pb_free(&dout), pb_free(&din),
-            pb_free(&dw);
+            pb_free(&dw), pb_free(&dacc);
     }
 }
 
@@ -1665,7 +1683,7 @@ static void test_determinism(void **state)
         r[run][1] = dut_rand((int64_t)M * K, 0, 0);
         r[run][2] = dut_host(dw0, sizeof(float) * N * K);
         r[run][3] = dut_host(db0, sizeof(float) * N);
-        o->matmul_backward(c, r[run][1], r[run][2], r[run][3], dout, in, w, M, K, N);
+        o->matmul_backward(c, r[run][1], 0, r[run][2], r[run][3], dout, in, w, M, K, N);
     }
     const char *mm_names[4] = {"matmul_forward", "matmul_backward din", "matmul_backward dw",
                                "matmul_backward dbias"};
@@ -1719,7 +1737,8 @@ static void test_determinism(void **state)
         er[run][1] = dut_rand((int64_t)NE * C, 0, 0), er[run][2] = dut_rand(NE, 0, 0);
         o->rmsnorm_forward(c, er[run][1], NULL, er[run][2], x, nw, NE, C, 1e-5f);
         er[run][3] = dut_rand(C, 0, 0);
-        o->rmsnorm_backward(c, er[run][1], er[run][3], edout, x, nw, er[run][2], NE, C);
+        o->rmsnorm_backward(c, er[run][1], 0, NULL, er[run][3], edout, x, nw, er[run][2], NE,
+                            C);
         er[run][4] = dut_rand(NT, 0, 0), er[run][5] = dut_rand(NT, 0, 0);
         float *lse = dut_rand(NT, 0, 0);
         o->logprobs_forward(c, er[run][4], er[run][5], lse, logits, tk, NT, V);

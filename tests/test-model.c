@@ -410,6 +410,23 @@ static void test_bf16(void **state)
         fail_msg("bf16 overfit loss %g not below 0.05", loss);
 }
 
+/* Two equal models for a fused step against forward-then-backward: tied or untied, f32 or
+ * bf16, and with `other` recomputation and a logit scale; zero gradients. */
+static void fused_pair(struct r1_model *m[2], int tie, int bf16, int other, int B, int T)
+{
+    struct r1_model_config cfg = micro_config(tie, !tie);
+    for (int k = 0; k < 2; k++) {
+        m[k] = NULL;
+        assert_int_equal(r1_model_create(&m[k], &cfg, be), 0);
+        big_weights(m[k]);
+        assert_int_equal(r1_model_set_precision(m[k], bf16 ? R1_BF16 : R1_F32), 0);
+        r1_model_set_recompute(m[k], other);
+        m[k]->logit_scale = other ? 1.0f / 0.7f : 1.0f;
+        assert_int_equal(r1_model_reserve(m[k], B, T), 0);
+        r1_model_zero_grad(m[k]);
+    }
+}
+
 /* r1_model_ce_step runs the head's forward and backward per chunk of logits at once (its
  * dL/dlogp is known before the forward): the loss and every gradient bit for bit those of
  * r1_model_forward then r1_model_backward with dlogp = -w/denom, over more scored rows than
@@ -431,17 +448,8 @@ static void test_ce_step_fused(void **state)
     struct r1_batch b = {B, T, tok, pos, seg, tgt};
     for (int v = 0; v < 8; v++) {
         int tie = v & 1, bf16 = v >> 1 & 1, other = v >> 2 & 1;
-        struct r1_model_config cfg = micro_config(tie, !tie);
-        struct r1_model *m[2] = {NULL, NULL};
-        for (int k = 0; k < 2; k++) {
-            assert_int_equal(r1_model_create(&m[k], &cfg, be), 0);
-            big_weights(m[k]);
-            assert_int_equal(r1_model_set_precision(m[k], bf16 ? R1_BF16 : R1_F32), 0);
-            r1_model_set_recompute(m[k], other);
-            m[k]->logit_scale = other ? 1.0f / 0.7f : 1.0f;
-            assert_int_equal(r1_model_reserve(m[k], B, T), 0);
-            r1_model_zero_grad(m[k]);
-        }
+        struct r1_model *m[2];
+        fused_pair(m, tie, bf16, other, B, T);
         const double denom = 123.0;
         double fused = 0, sum = 0;
         assert_int_equal(r1_model_ce_step(m[0], &b, w, denom, &fused), 0);
@@ -499,17 +507,8 @@ static void test_pg_step_fused(void **state)
         int tie = v & 1, bf16 = v >> 1 & 1, other = v >> 2 & 1, use_old = v >> 3 & 1;
         int use_ref = v >> 4 & 1;
         struct r1_pg_cfg pc = {0.2f, 0.28f, use_ref ? 0.05f : 0.0f, (v % 3) ? 0.01f : 0.0f};
-        struct r1_model_config cfg = micro_config(tie, !tie);
-        struct r1_model *m[2] = {NULL, NULL};
-        for (int k = 0; k < 2; k++) {
-            assert_int_equal(r1_model_create(&m[k], &cfg, be), 0);
-            big_weights(m[k]);
-            assert_int_equal(r1_model_set_precision(m[k], bf16 ? R1_BF16 : R1_F32), 0);
-            r1_model_set_recompute(m[k], other);
-            m[k]->logit_scale = other ? 1.0f / 0.7f : 1.0f;
-            assert_int_equal(r1_model_reserve(m[k], B, T), 0);
-            r1_model_zero_grad(m[k]);
-        }
+        struct r1_model *m[2];
+        fused_pair(m, tie, bf16, other, B, T);
         /* old and reference log-probs near the policy's: ratios clipped on both sides */
         assert_int_equal(r1_model_forward(m[1], &b, logp, ent), 0);
         for (int i = 0; i < N; i++) {

@@ -393,17 +393,24 @@ static void test_matmul16(void **state)
         float *din_r = falloc(mk), *dw_r = fdup(dw, nk), *db_r = fdup(db, N);
         for (int64_t i = 0; i < mk; i++)
             din[i] = 7.0f; /* overwritten, not added to */
-        be->ops->matmul16_backward(be->ctx, din, dw, db, d16, in16, w16, M, K, N);
-        be->ops->matmul_backward(be->ctx, din_r, dw_r, db_r, d32, in32, w32, M, K, N);
+        be->ops->matmul16_backward(be->ctx, din, 0, dw, db, d16, in16, w16, M, K, N);
+        be->ops->matmul_backward(be->ctx, din_r, 0, dw_r, db_r, d32, in32, w32, M, K, N);
         assert_memory_equal(din, din_r, (size_t)mk * sizeof(float));
         assert_memory_equal(dw, dw_r, (size_t)nk * sizeof(float));
         assert_memory_equal(db, db_r, (size_t)N * sizeof(float));
         /* each of them alone */
         float *dw2 = fdup(dw, nk);
-        be->ops->matmul16_backward(be->ctx, NULL, dw2, NULL, d16, in16, w16, M, K, N);
-        be->ops->matmul_backward(be->ctx, NULL, dw_r, NULL, d32, in32, w32, M, K, N);
+        be->ops->matmul16_backward(be->ctx, NULL, 0, dw2, NULL, d16, in16, w16, M, K, N);
+        be->ops->matmul_backward(be->ctx, NULL, 0, dw_r, NULL, d32, in32, w32, M, K, N);
         assert_memory_equal(dw2, dw_r, (size_t)nk * sizeof(float));
-        be->ops->matmul16_backward(be->ctx, din, NULL, NULL, d16, in16, w16, M, K, N);
+        be->ops->matmul16_backward(be->ctx, din, 0, NULL, NULL, d16, in16, w16, M, K, N);
+        assert_memory_equal(din, din_r, (size_t)mk * sizeof(float));
+        /* din_add: din + (the written din), bit for bit */
+        for (int64_t i = 0; i < mk; i++)
+            din[i] = 0.25f * (float)(i % 9) - 1.0f;
+        for (int64_t i = 0; i < mk; i++)
+            din_r[i] = din[i] + din_r[i];
+        be->ops->matmul16_backward(be->ctx, din, 1, NULL, NULL, d16, in16, w16, M, K, N);
         assert_memory_equal(din, din_r, (size_t)mk * sizeof(float));
         ffree(in), ffree(w), ffree(dout), ffree(bias), ffree(in16), ffree(w16), ffree(d16);
         ffree(in32), ffree(w32), ffree(d32), ffree(got), ffree(want), ffree(din), ffree(dw);
@@ -420,7 +427,7 @@ static void test_matmul_backward(void **state)
         falloc(M * N), frand(M * K, -1, 1), frand(N * K, -1, 1), frand(N, -1, 1), M, K, N};
     float *r = frand(M * N, -1, 1);
     float *din = falloc(M * K), *dw = falloc(N * K), *dbias = falloc(N);
-    be->ops->matmul_backward(be->ctx, din, dw, dbias, r, s.in, s.w, M, K, N);
+    be->ops->matmul_backward(be->ctx, din, 0, dw, dbias, r, s.in, s.w, M, K, N);
     struct gradcheck gc = {mm_forward, &s, s.out, r, M * N, NULL, NULL, 0};
     /* L is linear in each input, so only rounding noise: outputs are ~1, 63 of
      * them, noise ≤ 1e-6 in L → ≤ 5e-4 in the quotient */
@@ -430,7 +437,7 @@ static void test_matmul_backward(void **state)
 
     /* += for dw/dbias, = for din: a second call doubles dw, dbias only */
     float *din1 = fdup(din, M * K), *dw1 = fdup(dw, N * K), *db1 = fdup(dbias, N);
-    be->ops->matmul_backward(be->ctx, din, dw, dbias, r, s.in, s.w, M, K, N);
+    be->ops->matmul_backward(be->ctx, din, 0, dw, dbias, r, s.in, s.w, M, K, N);
     assert_memory_equal(din, din1, (size_t)M * K * sizeof(float));
     for (int i = 0; i < N * K; i++)
         assert_float_equal(dw[i], 2.0f * dw1[i], 1e-6f * (1.0f + fabsf(dw1[i])));
@@ -439,8 +446,16 @@ static void test_matmul_backward(void **state)
 
     /* NULL outputs are skipped; the others are unaffected */
     float *dw2 = falloc(N * K);
-    be->ops->matmul_backward(be->ctx, NULL, dw2, NULL, r, s.in, s.w, M, K, N);
+    be->ops->matmul_backward(be->ctx, NULL, 0, dw2, NULL, r, s.in, s.w, M, K, N);
     assert_memory_equal(dw2, dw1, (size_t)N * K * sizeof(float));
+
+    /* din_add: din + (the written din), bit for bit, whatever din held */
+    float *acc = frand(M * K, -1, 1), *want = falloc(M * K);
+    for (int i = 0; i < M * K; i++)
+        want[i] = acc[i] + din1[i];
+    be->ops->matmul_backward(be->ctx, acc, 1, NULL, NULL, r, s.in, s.w, M, K, N);
+    assert_memory_equal(acc, want, (size_t)M * K * sizeof(float));
+    ffree(acc), ffree(want);
     ffree(s.out), ffree(s.in), ffree(s.w), ffree(s.bias), ffree(r);
     ffree(din), ffree(dw), ffree(dbias), ffree(din1), ffree(dw1), ffree(db1), ffree(dw2);
 }
@@ -527,7 +542,7 @@ static void test_rmsnorm(void **state)
     assert_close(s.out, want, N * C, 1e-6, 5e-7, "rmsnorm out");
 
     float *r = frand(N * C, -1, 1), *din = falloc(N * C), *dw = falloc(C);
-    be->ops->rmsnorm_backward(be->ctx, din, dw, r, s.in, s.w, s.rstd, N, C);
+    be->ops->rmsnorm_backward(be->ctx, din, 0, NULL, dw, r, s.in, s.w, s.rstd, N, C);
     struct gradcheck gc = {rms_forward, &s, s.out, r, N * C, NULL, NULL, 0};
     /* nonlinear in din but smooth (|x| ~ 1, rstd ~ 1): truncation ~eps² ~1e-6;
      * 450 outputs of size ~2: noise ≤ 2e-6 in L → ≤ 1e-3 */
@@ -535,10 +550,17 @@ static void test_rmsnorm(void **state)
     gc_check(&gc, "rmsnorm dw", s.w, C, dw, 1, 3e-3, 2e-3);
 
     float *din1 = fdup(din, N * C), *dw1 = fdup(dw, C);
-    be->ops->rmsnorm_backward(be->ctx, din, dw, r, s.in, s.w, s.rstd, N, C);
+    be->ops->rmsnorm_backward(be->ctx, din, 0, NULL, dw, r, s.in, s.w, s.rstd, N, C);
     assert_memory_equal(din, din1, (size_t)N * C * sizeof(float));
     for (int i = 0; i < C; i++)
         assert_float_equal(dw[i], 2.0f * dw1[i], 1e-6f * (1.0f + fabsf(dw1[i])));
+    /* din_add: din + (the written din), bit for bit */
+    float *acc = frand(N * C, -1, 1), *sum = falloc(N * C);
+    for (int i = 0; i < N * C; i++)
+        sum[i] = acc[i] + din1[i];
+    be->ops->rmsnorm_backward(be->ctx, acc, 1, NULL, NULL, r, s.in, s.w, s.rstd, N, C);
+    assert_memory_equal(acc, sum, (size_t)N * C * sizeof(float));
+    ffree(acc), ffree(sum);
     free(want);
     ffree(s.out), ffree(s.rstd), ffree(s.in), ffree(s.w), ffree(r), ffree(din), ffree(dw);
     ffree(din1), ffree(dw1);
@@ -1241,8 +1263,8 @@ static void test_adamw_ranges(void **state)
 
 /* ---- bf16 images ------------------------------------------------------------------------ */
 
-/* The ops that feed a bf16 matmul write its operand's bf16 image themselves (rmsnorm,
- * SwiGLU and its backward, the loss head's backward; AdamW the weights' copy): the
+/* The ops that feed a bf16 matmul write its operand's bf16 image themselves (rmsnorm and
+ * its backward, SwiGLU and its backward, the loss head's backward; AdamW the weights' copy): the
  * rounding of the f32 result they would write, alone or next to it, and the f32 results
  * unchanged by it.  The loss head's scale multiplies the rounded bracket (the logits'
  * scale, d(s·z)/dz = s). */
@@ -1284,6 +1306,18 @@ static void test_bf16_images(void **state)
     assert_image16(iu, du, n, "swiglu_backward dup16");
     assert_memory_equal(ig, ig2, (size_t)n * sizeof(uint16_t));
     assert_memory_equal(iu, iu2, (size_t)n * sizeof(uint16_t));
+
+    /* RMSNorm's backward: the image of din as written and as added to (din_add), the f32
+     * din the same with or without it */
+    float *rd = frand(n, -1, 1), *rd2 = fdup(rd, n);
+    memset(img, 0xff, (size_t)n * 2);
+    for (int add = 0; add < 2; add++) {
+        be->ops->rmsnorm_backward(be->ctx, rd, add, NULL, NULL, dy, x, w, rstd, N, C);
+        be->ops->rmsnorm_backward(be->ctx, rd2, add, img, NULL, dy, x, w, rstd, N, C);
+        assert_memory_equal(rd, rd2, (size_t)n * sizeof(float));
+        assert_image16(img, rd, n, add ? "rmsnorm_backward din16 (+=)" : "rmsnorm_backward din16");
+    }
+    ffree(rd), ffree(rd2);
     ffree(dy), ffree(dg), ffree(du), ffree(dg2), ffree(du2), ffree(ig), ffree(iu), ffree(ig2);
     ffree(iu2);
 
@@ -1374,11 +1408,11 @@ static void test_determinism(void **state)
         R[5] = falloc((int64_t)N * C), R[6] = falloc(N);
         o->rmsnorm_forward(c, R[5], NULL, R[6], x, nw, N, C, 1e-5f);
         R[7] = falloc((int64_t)N * C), R[8] = falloc(C);
-        o->rmsnorm_backward(c, R[7], R[8], x, x, nw, R[6], N, C);
+        o->rmsnorm_backward(c, R[7], 0, NULL, R[8], x, x, nw, R[6], N, C);
         R[9] = falloc((int64_t)V * C);
         o->embedding_backward(c, R[9], x, tok, N, C);
         R[10] = falloc(C);
-        o->matmul_backward(c, NULL, NULL, R[10], x, x, w, N, C, C);
+        o->matmul_backward(c, NULL, 0, NULL, R[10], x, x, w, N, C, C);
         R[11] = falloc(N), R[12] = falloc(N), R[13] = falloc(N);
         o->logprobs_forward(c, R[11], R[12], R[13], logits, tok, N, V);
         R[14] = falloc((int64_t)N * V);
@@ -1401,8 +1435,8 @@ static void test_determinism(void **state)
     be->ops->matmul_forward(be->ctx, m2, x, w, bias, N, C, C);
     assert_memory_equal(m1, m2, sizeof(float) * N * C);
     float *dw1 = falloc((int64_t)C * C), *dw2 = falloc((int64_t)C * C);
-    be->ops->matmul_backward(be->ctx, m1, dw1, NULL, x, x, w, N, C, C);
-    be->ops->matmul_backward(be->ctx, m2, dw2, NULL, x, x, w, N, C, C);
+    be->ops->matmul_backward(be->ctx, m1, 0, dw1, NULL, x, x, w, N, C, C);
+    be->ops->matmul_backward(be->ctx, m2, 0, dw2, NULL, x, x, w, N, C, C);
     assert_memory_equal(m1, m2, sizeof(float) * N * C);
     assert_memory_equal(dw1, dw2, sizeof(float) * C * C);
     be->ops->swiglu_forward(be->ctx, m1, NULL, x, x, (int64_t)N * C);

@@ -134,6 +134,9 @@ static int cpu_reserve(void *ctx, const struct r1_op_sizes *s, size_t *held)
             !r1_cpu_wide(cpu, 2, max_sz(rows * width, heads)))
             return R1_ENOMEM;
     }
+    /* training (attention over T): the backward's din products that are added, (rows, C) */
+    if (s->T > 0 && !r1_cpu_wide(cpu, R1_CPU_WIDE_ACC, (size_t)s->rows * (size_t)s->hidden))
+        return R1_ENOMEM;
     size_t bytes = cpu->scratch ? cpu->scratch_stride * (size_t)cpu->threads * sizeof(float) : 0;
     for (int i = 0; i < R1_CPU_WIDE_SLOTS; i++)
         bytes += cpu->wide[i] ? cpu->wide_cap[i] * sizeof(float) : 0;

@@ -27,13 +27,15 @@
 #define R1_CPU_PAR_MIN 32768
 #define R1_CPU_PAR_MIN_ATT (1 << 19)
 
-#define R1_CPU_WIDE_SLOTS 3
+#define R1_CPU_WIDE_SLOTS 4
+#define R1_CPU_WIDE_ACC 3 /* the slot of a matmul backward's din product with din_add */
 
 struct r1_cpu {
     int threads;           /* OpenMP team size of every op */
     float *scratch;        /* threads * scratch_stride floats, 64-byte aligned */
     size_t scratch_stride; /* floats per thread, a multiple of 16 */
-    /* whole-operand buffers (r1_cpu_wide): the f32 images of bf16 matmul operands */
+    /* whole-operand buffers (r1_cpu_wide): the f32 images of bf16 matmul operands (slots
+     * 0-2), a din product to be added (R1_CPU_WIDE_ACC) */
     float *wide[R1_CPU_WIDE_SLOTS];
     size_t wide_cap[R1_CPU_WIDE_SLOTS]; /* floats */
 };
@@ -89,8 +91,9 @@ void r1_cpu_gemm(int M, int N, int K, const float *A, ptrdiff_t ars, ptrdiff_t a
 /* linear.c */
 void r1_cpu_matmul_forward(void *ctx, float *out, const float *in, const float *w,
                            const float *bias, int M, int K, int N);
-void r1_cpu_matmul_backward(void *ctx, float *din, float *dw, float *dbias, const float *dout,
-                            const float *in, const float *w, int M, int K, int N);
+void r1_cpu_matmul_backward(void *ctx, float *din, int din_add, float *dw, float *dbias,
+                            const float *dout, const float *in, const float *w, int M, int K,
+                            int N);
 void r1_cpu_embedding_forward(void *ctx, float *out, const int32_t *tokens, const float *wte, int N,
                               int C);
 void r1_cpu_embedding_backward(void *ctx, float *dwte, const float *dout, const int32_t *tokens,
@@ -106,15 +109,16 @@ void r1_cpu_matmul_forward_bf16(void *ctx, float *out, const float *in, const ui
 void r1_cpu_convert_bf16(void *ctx, uint16_t *dst, const float *src, int64_t n);
 void r1_cpu_matmul16_forward(void *ctx, float *out, const uint16_t *in, const uint16_t *w,
                              const float *bias, int M, int K, int N);
-void r1_cpu_matmul16_backward(void *ctx, float *din, float *dw, float *dbias,
+void r1_cpu_matmul16_backward(void *ctx, float *din, int din_add, float *dw, float *dbias,
                               const uint16_t *dout, const uint16_t *in, const uint16_t *w, int M,
                               int K, int N);
 
 /* norm.c */
 void r1_cpu_rmsnorm_forward(void *ctx, float *out, uint16_t *out16, float *rstd, const float *in,
                             const float *w, int N, int C, float eps);
-void r1_cpu_rmsnorm_backward(void *ctx, float *din, float *dw, const float *dout, const float *in,
-                             const float *w, const float *rstd, int N, int C);
+void r1_cpu_rmsnorm_backward(void *ctx, float *din, int din_add, uint16_t *din16, float *dw,
+                             const float *dout, const float *in, const float *w,
+                             const float *rstd, int N, int C);
 
 /* rope.c */
 void r1_cpu_rope_forward(void *ctx, float *x, const int32_t *pos, const float *cos,

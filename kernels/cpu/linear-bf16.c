@@ -323,7 +323,7 @@ void r1_cpu_matmul16_forward(void *ctx, float *out /* (M,N) */, const uint16_t *
     r1_cpu_matmul_forward(ctx, out, in32, w32, bias, M, K, N);
 }
 
-void r1_cpu_matmul16_backward(void *ctx, float *din /* (M,K) or NULL */,
+void r1_cpu_matmul16_backward(void *ctx, float *din /* (M,K) or NULL */, int din_add,
                               float *dw /* (N,K) or NULL */, float *dbias /* (N) or NULL */,
                               const uint16_t *dout /* (M,N) */, const uint16_t *in /* (M,K) */,
                               const uint16_t *w /* (N,K) */, int M, int K, int N)
@@ -350,5 +350,5 @@ void r1_cpu_matmul16_backward(void *ctx, float *din /* (M,K) or NULL */,
         widen(cpu, in32, in, (int64_t)mk);
     if (w32)
         widen(cpu, w32, w, (int64_t)nk);
-    r1_cpu_matmul_backward(ctx, din, dw, dbias, d32, in32, w32, M, K, N);
+    r1_cpu_matmul_backward(ctx, din, din_add, dw, dbias, d32, in32, w32, M, K, N);
 }

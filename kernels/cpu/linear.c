@@ -93,13 +93,24 @@ void r1_cpu_matmul_forward(void *ctx, float *out /* (M,N) */, const float *in /*
     sgemm_par(cpu, CblasNoTrans, CblasTrans, M, N, K, in, K, w, K, beta, out, N);
 }
 
-void r1_cpu_matmul_backward(void *ctx, float *din /* (M,K) or NULL */,
+void r1_cpu_matmul_backward(void *ctx, float *din /* (M,K) or NULL */, int din_add,
                             float *dw /* (N,K) or NULL */, float *dbias /* (N) or NULL */,
                             const float *dout /* (M,N) */, const float *in /* (M,K) */,
                             const float *w /* (N,K) */, int M, int K, int N)
 {
     struct r1_cpu *cpu = ctx;
-    if (din && M > 0 && K > 0) {
+    if (din && M > 0 && K > 0 && din_add && N > 0) {
+        /* the product into scratch, then added: the bits of writing it and ops->add (a GEMM
+         * with beta 1 would add each block of the K sum to din in turn, other bits) */
+        size_t mk = (size_t)M * K;
+        float *t = r1_cpu_wide(cpu, R1_CPU_WIDE_ACC, mk);
+        if (!t) {
+            r1_cpu_poison(din, (int64_t)mk);
+        } else {
+            sgemm_par(cpu, CblasNoTrans, CblasNoTrans, M, K, N, dout, N, w, K, 0.0f, t, K);
+            r1_cpu_add(ctx, din, din, t, (int64_t)mk);
+        }
+    } else if (din && M > 0 && K > 0 && !din_add) {
         if (N > 0)
             sgemm_par(cpu, CblasNoTrans, CblasNoTrans, M, K, N, dout, N, w, K, 0.0f, din, K);
         else

@@ -51,8 +51,10 @@ void r1_cpu_rmsnorm_forward(void *ctx, float *out /* (N,C) or NULL */,
     }
 }
 
-void r1_cpu_rmsnorm_backward(void *ctx, float *din /* (N,C) */, float *dw /* (C) */,
-                             const float *dout /* (N,C) */, const float *in /* (N,C) */,
+void r1_cpu_rmsnorm_backward(void *ctx, float *din /* (N,C) */, int din_add,
+                             uint16_t *din16 /* (N,C) or NULL */, float *dw /* (C) */,
+                             const float *dout /* (N,C) */,
+                             const float *in /* (N,C) */,
                              const float *w /* (C) */, const float *rstd /* (N) */, int N, int C)
 {
     struct r1_cpu *cpu = ctx;
@@ -76,8 +78,19 @@ void r1_cpu_rmsnorm_backward(void *ctx, float *din /* (N,C) */, float *dw /* (C)
                        ((lane[4] + lane[5]) + (lane[6] + lane[7]));
             /* mean(dy·y) = r · Σ(g·w·x) / C, folded with the y = x·r factor */
             float k = C > 0 ? (float)(s * (double)r * (double)r / C) : 0.0f;
-            for (c = 0; c < C; c++)
-                dx[c] = r * (g[c] * w[c] - x[c] * k);
+            if (din_add) /* the bits of writing it, then ops->add */
+                for (c = 0; c < C; c++) {
+                    float d = r * (g[c] * w[c] - x[c] * k);
+                    dx[c] = dx[c] + d;
+                }
+            else
+                for (c = 0; c < C; c++)
+                    dx[c] = r * (g[c] * w[c] - x[c] * k);
+            if (din16) {
+                uint16_t *restrict d16 = din16 + (size_t)n * C;
+                for (c = 0; c < C; c++)
+                    d16[c] = r1_cpu_f32_bf16(dx[c]);
+            }
         }
     }
     if (dw) {

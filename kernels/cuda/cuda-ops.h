@@ -100,13 +100,14 @@ void r1_cuda_gemm(struct r1_cuda *cu, bool ta, bool tb, int m, int n, int k, con
                   int lda, const void *B, int ldb, cudaDataType ab, float beta, float *D,
                   int ldd, const float *bias, const char *what);
 /* The matmul ops' GEMMs on operands of type ab (backend.h matmul_forward / _backward):
- * out (M,N) = in (M,K) · w (N,K)ᵀ + bias (any K >= 0); din (M,K) = dout · w [=] and
- * dw (N,K) += doutᵀ · in, each skipped when NULL (the bias gradient is the caller's). */
+ * out (M,N) = in (M,K) · w (N,K)ᵀ + bias (any K >= 0); din (M,K) = dout · w [=, or += with
+ * din_add: beta 1, the sum added in the epilogue] and dw (N,K) += doutᵀ · in, each skipped
+ * when NULL (the bias gradient is the caller's). */
 void r1_cuda_linear(struct r1_cuda *cu, float *out, const void *in, const void *w,
                     cudaDataType ab, const float *bias, int M, int K, int N, const char *what);
-void r1_cuda_linear_backward(struct r1_cuda *cu, float *din, float *dw, const void *dout,
-                             const void *in, const void *w, cudaDataType ab, int M, int K, int N,
-                             const char *what_din, const char *what_dw);
+void r1_cuda_linear_backward(struct r1_cuda *cu, float *din, int din_add, float *dw,
+                             const void *dout, const void *in, const void *w, cudaDataType ab,
+                             int M, int K, int N, const char *what_din, const char *what_dw);
 /* frees the plans (backend release) */
 void r1_cuda_gemm_release(struct r1_cuda *cu);
 #endif
@@ -114,8 +115,9 @@ void r1_cuda_gemm_release(struct r1_cuda *cu);
 /* linear.cu */
 void r1_cuda_matmul_forward(void *ctx, float *out, const float *in, const float *w,
                             const float *bias, int M, int K, int N);
-void r1_cuda_matmul_backward(void *ctx, float *din, float *dw, float *dbias, const float *dout,
-                             const float *in, const float *w, int M, int K, int N);
+void r1_cuda_matmul_backward(void *ctx, float *din, int din_add, float *dw, float *dbias,
+                             const float *dout, const float *in, const float *w, int M, int K,
+                             int N);
 void r1_cuda_embedding_forward(void *ctx, float *out, const int32_t *tokens, const float *wte,
                                int N, int C);
 void r1_cuda_embedding_backward(void *ctx, float *dwte, const float *dout, const int32_t *tokens,
@@ -127,15 +129,16 @@ void r1_cuda_matmul_forward_bf16(void *ctx, float *out, const float *in, const u
 void r1_cuda_convert_bf16(void *ctx, uint16_t *dst, const float *src, int64_t n);
 void r1_cuda_matmul16_forward(void *ctx, float *out, const uint16_t *in, const uint16_t *w,
                               const float *bias, int M, int K, int N);
-void r1_cuda_matmul16_backward(void *ctx, float *din, float *dw, float *dbias,
+void r1_cuda_matmul16_backward(void *ctx, float *din, int din_add, float *dw, float *dbias,
                                const uint16_t *dout, const uint16_t *in, const uint16_t *w, int M,
                                int K, int N);
 
 /* norm.cu */
 void r1_cuda_rmsnorm_forward(void *ctx, float *out, uint16_t *out16, float *rstd,
                              const float *in, const float *w, int N, int C, float eps);
-void r1_cuda_rmsnorm_backward(void *ctx, float *din, float *dw, const float *dout,
-                              const float *in, const float *w, const float *rstd, int N, int C);
+void r1_cuda_rmsnorm_backward(void *ctx, float *din, int din_add, uint16_t *din16, float *dw,
+                              const float *dout, const float *in, const float *w,
+                              const float *rstd, int N, int C);
 
 /* rope.cu */
 void r1_cuda_rope_forward(void *ctx, float *x, const int32_t *pos, const float *cos,

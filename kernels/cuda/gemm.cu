@@ -285,16 +285,19 @@ extern "C" void r1_cuda_linear(struct r1_cuda *cu, float *out, const void *in, c
     r1_cuda_gemm(cu, true, false, N, M, K, w, K, in, K, ab, 0.0f, out, N, bias, what);
 }
 
-extern "C" void r1_cuda_linear_backward(struct r1_cuda *cu, float *din, float *dw,
+extern "C" void r1_cuda_linear_backward(struct r1_cuda *cu, float *din, int din_add, float *dw,
                                         const void *dout, const void *in, const void *w,
                                         cudaDataType ab, int M, int K, int N, const char *what_din,
                                         const char *what_dw)
 {
     if (din && M > 0 && K > 0) {
-        if (N > 0) /* dinᵀ (K,M) = wᵀ (K,N) · doutᵀ (N,M) */
-            r1_cuda_gemm(cu, false, false, K, M, N, w, K, dout, N, ab, 0.0f, din, K, NULL,
-                         what_din);
-        else if (cudaMemsetAsync(din, 0, (size_t)M * K * sizeof(float), cu->stream) != cudaSuccess)
+        /* dinᵀ (K,M) = wᵀ (K,N) · doutᵀ (N,M), added with beta 1: the f32 accumulator plus
+         * din rounded once, as writing it then ops->add rounds */
+        if (N > 0)
+            r1_cuda_gemm(cu, false, false, K, M, N, w, K, dout, N, ab, din_add ? 1.0f : 0.0f,
+                         din, K, NULL, what_din);
+        else if (!din_add && cudaMemsetAsync(din, 0, (size_t)M * K * sizeof(float),
+                                             cu->stream) != cudaSuccess)
             r1_cuda_fail(cu, "cudaMemsetAsync", cudaGetErrorString(cudaGetLastError()), __FILE__,
                          __LINE__);
     }

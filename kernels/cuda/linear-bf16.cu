@@ -220,7 +220,7 @@ struct r1_col_bf16 {
 };
 
 extern "C" void r1_cuda_matmul16_backward(void *ctx, float *din /* (M,K) or NULL */,
-                                          float *dw /* (N,K) or NULL */,
+                                          int din_add, float *dw /* (N,K) or NULL */,
                                           float *dbias /* (N) or NULL */,
                                           const uint16_t *dout /* (M,N) */,
                                           const uint16_t *in /* (M,K) */,
@@ -228,7 +228,7 @@ extern "C" void r1_cuda_matmul16_backward(void *ctx, float *din /* (M,K) or NULL
 {
     struct r1_cuda *cu = (struct r1_cuda *)ctx;
     R1_CUDA_BEGIN(cu);
-    r1_cuda_linear_backward(cu, din, dw, dout, in, w, CUDA_R_16BF, M, K, N,
+    r1_cuda_linear_backward(cu, din, din_add, dw, dout, in, w, CUDA_R_16BF, M, K, N,
                             "cuBLASLt (bf16 matmul backward, din)",
                             "cuBLASLt (bf16 matmul backward, dw)");
     if (dbias && M > 0 && N > 0)

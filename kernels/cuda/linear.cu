@@ -28,7 +28,7 @@ struct r1_col_plain {
     __device__ double operator()(int64_t n, int c) const { return (double)x[n * C + c]; }
 };
 
-extern "C" void r1_cuda_matmul_backward(void *ctx, float *din /* (M,K) or NULL */,
+extern "C" void r1_cuda_matmul_backward(void *ctx, float *din /* (M,K) or NULL */, int din_add,
                                         float *dw /* (N,K) or NULL */,
                                         float *dbias /* (N) or NULL */,
                                         const float *dout /* (M,N) */,
@@ -37,7 +37,7 @@ extern "C" void r1_cuda_matmul_backward(void *ctx, float *din /* (M,K) or NULL *
 {
     struct r1_cuda *cu = (struct r1_cuda *)ctx;
     R1_CUDA_BEGIN(cu);
-    r1_cuda_linear_backward(cu, din, dw, dout, in, w, CUDA_R_32F, M, K, N,
+    r1_cuda_linear_backward(cu, din, din_add, dw, dout, in, w, CUDA_R_32F, M, K, N,
                             "cuBLASLt (matmul backward, din)", "cuBLASLt (matmul backward, dw)");
     if (dbias && M > 0 && N > 0)
         r1_cuda_colsum(cu, dbias, r1_col_plain{dout, N}, M, N);

@@ -46,9 +46,9 @@ extern "C" void r1_cuda_rmsnorm_forward(void *ctx, float *out, uint16_t *out16, 
     R1_CUDA_LAUNCHED(cu, "rmsnorm forward");
 }
 
-__global__ void r1_rmsnorm_bwd_din(float *din /* (N,C) */, const float *dout /* (N,C) */,
-                                   const float *in /* (N,C) */, const float *w /* (C) */,
-                                   const float *rstd /* (N) */, int C)
+__global__ void r1_rmsnorm_bwd_din(float *din /* (N,C) */, int din_add, uint16_t *din16,
+                                   const float *dout /* (N,C) */, const float *in /* (N,C) */,
+                                   const float *w /* (C) */, const float *rstd /* (N) */, int C)
 {
     __shared__ double sh[32];
     int64_t n = blockIdx.x;
@@ -60,8 +60,13 @@ __global__ void r1_rmsnorm_bwd_din(float *din /* (N,C) */, const float *dout /* 
         s += (double)g[c] * w[c] * x[c];
     s = r1_block_sum(s, sh);
     float k = (float)(s * (double)r * (double)r / C);
-    for (int c = threadIdx.x; c < C; c += blockDim.x)
-        dx[c] = r * (g[c] * w[c] - x[c] * k);
+    for (int c = threadIdx.x; c < C; c += blockDim.x) {
+        float d = r * (g[c] * w[c] - x[c] * k);
+        d = din_add ? __fadd_rn(dx[c], d) : d; /* no contraction into the product */
+        dx[c] = d;
+        if (din16)
+            din16[n * C + c] = r1_bf16_bits(d);
+    }
 }
 
 struct r1_col_norm {
@@ -73,17 +78,17 @@ struct r1_col_norm {
     }
 };
 
-extern "C" void r1_cuda_rmsnorm_backward(void *ctx, float *din, float *dw, const float *dout,
-                                         const float *in, const float *w, const float *rstd,
-                                         int N, int C)
+extern "C" void r1_cuda_rmsnorm_backward(void *ctx, float *din, int din_add, uint16_t *din16,
+                                         float *dw, const float *dout, const float *in,
+                                         const float *w, const float *rstd, int N, int C)
 {
     struct r1_cuda *cu = (struct r1_cuda *)ctx;
     R1_CUDA_BEGIN(cu);
     if (N <= 0 || C <= 0)
         return;
     if (din) {
-        R1_LAUNCH(r1_rmsnorm_bwd_din, (unsigned)N, R1_NORM_THREADS, cu->stream)(din, dout, in, w,
-                                                                            rstd, C);
+        R1_LAUNCH(r1_rmsnorm_bwd_din, (unsigned)N, R1_NORM_THREADS, cu->stream)(
+            din, din_add, din16, dout, in, w, rstd, C);
         R1_CUDA_LAUNCHED(cu, "rmsnorm backward");
     }
     if (dw)
