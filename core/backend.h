@@ -98,9 +98,11 @@ struct r1_backend_ops {
     int (*reserve)(void *ctx, const struct r1_op_sizes *s, size_t *held);
 
     /* --- linear ------------------------------------------------------------ */
-    /* out (M,N) = in (M,K) · w (N,K)ᵀ + bias (N); bias may be NULL */
+    /* out (M,N) = in (M,K) · w (N,K)ᵀ + bias (N), then + res (M,N) (a residual stream: the
+     * bits of that matmul then ops->add; a GPU adds it in the GEMM's epilogue); bias and
+     * res may be NULL, res does not alias out */
     void (*matmul_forward)(void *ctx, float *out, const float *in, const float *w,
-                           const float *bias, int M, int K, int N);
+                           const float *bias, const float *res, int M, int K, int N);
     /* din (M,K) = dout (M,N) · w (N,K)     [= (din_add 0) or += (1); skipped when NULL]
      * dw (N,K) += doutᵀ · in (M,K)          [+=, skipped when dw is NULL]
      * dbias (N) += Σ_m dout                  [+=, skipped when dbias is NULL] */
@@ -122,9 +124,10 @@ struct r1_backend_ops {
     /* OPTIONAL (training in bf16, core/model.c r1_model_set_precision): the matmul with
      * both operands in bf16 and f32 results, sums in f32 (bf16 products are exact in f32,
      * so only the summation order differs between backends):
-     * out (M,N) = in (M,K) · w (N,K)ᵀ + bias (N) [=]; bias f32, may be NULL */
+     * out (M,N) = in (M,K) · w (N,K)ᵀ + bias (N) [=], then + res as matmul_forward adds it;
+     * bias, res f32, may be NULL */
     void (*matmul16_forward)(void *ctx, float *out, const uint16_t *in, const uint16_t *w,
-                             const float *bias, int M, int K, int N);
+                             const float *bias, const float *res, int M, int K, int N);
     /* its backward, dout in bf16 too:
      * din (M,K) = dout (M,N) · w (N,K)     [= or += as din_add says; skipped when NULL]
      * dw (N,K) += doutᵀ · in (M,K)          [+=, f32, skipped when dw is NULL]

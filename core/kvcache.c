@@ -244,7 +244,7 @@ static void matmul(const struct r1_kv_cache *c, float *out, const float *in, con
     if (c->wdtype == R1_BF16)
         op->matmul_forward_bf16(c->be->ctx, out, in, w16, bias, M, K, N);
     else
-        op->matmul_forward(c->be->ctx, out, in, w32, bias, M, K, N);
+        op->matmul_forward(c->be->ctx, out, in, w32, bias, NULL, M, K, N);
 }
 
 /* logits rows [r0, r0 + n) of the final-normed output rows (c->rows) into c->logits */

@@ -722,13 +722,13 @@ uint16_t *r1_model_param16(const struct r1_model *m, const float *w)
 
 /* out (M,N) = in (M,K) · w (N,K)ᵀ + bias; in16 = half_input(in) or NULL (f32) */
 static void mm_forward(struct r1_model *m, float *out, const float *in, const uint16_t *in16,
-                       const float *w, const float *bias, int M, int K, int N)
+                       const float *w, const float *bias, const float *res, int M, int K, int N)
 {
     const struct r1_backend_ops *op = m->be->ops;
     if (in16)
-        op->matmul16_forward(m->be->ctx, out, in16, r1_model_param16(m, w), bias, M, K, N);
+        op->matmul16_forward(m->be->ctx, out, in16, r1_model_param16(m, w), bias, res, M, K, N);
     else
-        op->matmul_forward(m->be->ctx, out, in, w, bias, M, K, N);
+        op->matmul_forward(m->be->ctx, out, in, w, bias, res, M, K, N);
 }
 
 /* Its backward (backend.h matmul_backward); in bf16 dout is rounded into a->d16 first,
@@ -773,24 +773,22 @@ static void layer_forward(struct r1_model *m, int l, int B, int T, float *xnext)
     /* in bf16 the norms and SwiGLU write only the bf16 images their matmuls read */
     h16 = image16(m, L->n1_16);
     op->rmsnorm_forward(cx, L->n1, h16, L->rstd1, L->x, W->attn_norm, N, C, c->rms_eps);
-    mm_forward(m, L->q, L->n1, h16, W->wq, W->bq, N, C, HD);
-    mm_forward(m, L->k, L->n1, h16, W->wk, W->bk, N, C, KD);
-    mm_forward(m, L->v, L->n1, h16, W->wv, W->bv, N, C, KD);
+    mm_forward(m, L->q, L->n1, h16, W->wq, W->bq, NULL, N, C, HD);
+    mm_forward(m, L->k, L->n1, h16, W->wk, W->bk, NULL, N, C, KD);
+    mm_forward(m, L->v, L->n1, h16, W->wv, W->bv, NULL, N, C, KD);
     op->rope_forward(cx, L->q, a->pos, m->rope_cos, m->rope_sin, N, H, D);
     op->rope_forward(cx, L->k, a->pos, m->rope_cos, m->rope_sin, N, KVH, D);
     (m->precision == R1_BF16 ? op->attention16_forward : op->attention_forward)(
         cx, L->att, L->lse, L->q, L->k, L->v, a->seg, B, T, H, KVH, D);
     h16 = half_into(m, L->att16, L->att, (int64_t)N * HD);
-    mm_forward(m, L->h, L->att, h16, W->wo, NULL, N, HD, C);
-    op->add(cx, L->h, L->h, L->x, (int64_t)N * C);
+    mm_forward(m, L->h, L->att, h16, W->wo, NULL, L->x, N, HD, C); /* + the residual x */
     h16 = image16(m, L->n2_16);
     op->rmsnorm_forward(cx, L->n2, h16, L->rstd2, L->h, W->mlp_norm, N, C, c->rms_eps);
-    mm_forward(m, L->gate, L->n2, h16, W->wgate, NULL, N, C, F);
-    mm_forward(m, L->up, L->n2, h16, W->wup, NULL, N, C, F);
+    mm_forward(m, L->gate, L->n2, h16, W->wgate, NULL, NULL, N, C, F);
+    mm_forward(m, L->up, L->n2, h16, W->wup, NULL, NULL, N, C, F);
     h16 = image16(m, L->act16);
     op->swiglu_forward(cx, L->act, h16, L->gate, L->up, (int64_t)N * F);
-    mm_forward(m, xnext, L->act, h16, W->wdown, NULL, N, F, C);
-    op->add(cx, xnext, xnext, L->h, (int64_t)N * C);
+    mm_forward(m, xnext, L->act, h16, W->wdown, NULL, L->h, N, F, C); /* + the residual h */
 }
 
 /* Runs the layers and the final norm for batch b (a->nf filled). */
@@ -885,7 +883,7 @@ static void head_chunk(struct r1_model *m, int r, bool fwd, const struct head_lo
     int n = a->n_rows - r < R1_MODEL_HEAD_CHUNK ? a->n_rows - r : R1_MODEL_HEAD_CHUNK;
     const float *hr = a->hrows + (size_t)r * C;
     const uint16_t *h16 = half_input(m, hr, (int64_t)n * C);
-    mm_forward(m, a->logits, hr, h16, m->lm_head, NULL, n, C, V);
+    mm_forward(m, a->logits, hr, h16, m->lm_head, NULL, NULL, n, C, V);
     if (m->logit_scale != 1.0f)
         op->scale(cx, a->logits, m->logit_scale, (int64_t)n * V);
     if (fwd)
@@ -979,7 +977,7 @@ int r1_model_score_forward(struct r1_model *m, const struct r1_batch *b, const i
     for (int r = 0; r < b->B; r++)
         a->rows_host[r] = r * b->T + last[r];
     move_rows(m, a->hrows, a->nf, true);
-    op->matmul_forward(cx, a->logp, a->hrows, m->score, NULL, b->B, C, 1); /* (B,1) */
+    op->matmul_forward(cx, a->logp, a->hrows, m->score, NULL, NULL, b->B, C, 1); /* (B,1) */
     op->download(cx, scores, a->logp, (size_t)b->B * sizeof(float));
     m->cur_B = b->B;
     m->cur_T = b->T;
@@ -1009,7 +1007,7 @@ int r1_model_logits(struct r1_model *m, const struct r1_batch *b, const int32_t 
         memcpy(a->rows_host, rows + r, (size_t)n * sizeof(int32_t));
         move_rows(m, a->hrows, a->nf, true);
         mm_forward(m, a->logits, a->hrows, half_input(m, a->hrows, (int64_t)n * C), m->lm_head,
-                   NULL, n, C, V);
+                   NULL, NULL, n, C, V);
         op->download(cx, logits + (size_t)r * V, a->logits, (size_t)n * V * sizeof(float));
     }
     return r1_backend_check(m->be);

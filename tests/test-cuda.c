@@ -530,15 +530,18 @@ static void test_matmul_forward(void **state)
         int M = mm_shapes[si][0], K = mm_shapes[si][1], N = mm_shapes[si][2];
         struct pbuf in = pb_rand((int64_t)M * K, -1, 1), w = pb_rand((int64_t)N * K, -1, 1);
         struct pbuf bias = pb_rand(N, -1, 1), out = pb_nan((int64_t)M * N);
-        for (int wb = 0; wb < 2; wb++) {
+        struct pbuf res = pb_rand((int64_t)M * N, -2, 2);
+        for (int v = 0; v < 4; v++) { /* bias, residual */
+            int wb = v & 1, wr = v >> 1;
             pb_set_nan(&out);
             for (int s = 0; s < 2; s++)
                 OPS(s)->matmul_forward(CTX(s), fp(&out, s), fp(&in, s), fp(&w, s),
-                                       wb ? fp(&bias, s) : NULL, M, K, N);
-            check_f32(&out, (int64_t)M * N, TOL_MATMUL, "matmul_forward M=%d K=%d N=%d bias=%d", M,
-                      K, N, wb);
+                                       wb ? fp(&bias, s) : NULL, wr ? fp(&res, s) : NULL, M, K,
+                                       N);
+            check_f32(&out, (int64_t)M * N, TOL_MATMUL,
+                      "matmul_forward M=%d K=%d N=%d bias=%d res=%d", M, K, N, wb, wr);
         }
-        pb_free(&in), pb_free(&w), pb_free(&bias), pb_free(&out);
+        pb_free(&in), pb_free(&w), pb_free(&bias), pb_free(&out), pb_free(&res);
     }
 }
 
@@ -724,17 +727,19 @@ static void test_matmul16(void **state)
         int M = mm_shapes[si][0], K = mm_shapes[si][1], N = mm_shapes[si][2];
         struct pbuf in = pb_rand16((int64_t)M * K), w = pb_rand16((int64_t)N * K);
         struct pbuf dout = pb_rand16((int64_t)M * N), bias = pb_rand(N, -1, 1);
-        struct pbuf out = pb_nan((int64_t)M * N);
-        for (int wb = 0; wb < 2; wb++) {
+        struct pbuf out = pb_nan((int64_t)M * N), res = pb_rand((int64_t)M * N, -2, 2);
+        for (int v = 0; v < 4; v++) { /* bias, residual */
+            int wb = v & 1, wr = v >> 1;
             pb_set_nan(&out);
             for (int s = 0; s < 2; s++)
                 OPS(s)->matmul16_forward(CTX(s), fp(&out, s), hp(&in, s), hp(&w, s),
-                                         wb ? fp(&bias, s) : NULL, M, K, N);
-            check_f32(&out, (int64_t)M * N, TOL_MATMUL16, "matmul16_forward M=%d K=%d N=%d bias=%d",
-                      M, K, N, wb);
+                                         wb ? fp(&bias, s) : NULL, wr ? fp(&res, s) : NULL, M,
+                                         K, N);
+            check_f32(&out, (int64_t)M * N, TOL_MATMUL16,
+                      "matmul16_forward M=%d K=%d N=%d bias=%d res=%d", M, K, N, wb, wr);
         }
         matmul_backward_masks(1, &dout, &in, &w, M, K, N, TOL_MATMUL16);
-        pb_free(&in), pb_free(&w), pb_free(&dout), pb_free(&bias), pb_free(&out);
+        pb_free(&in), pb_free(&w), pb_free(&dout), pb_free(&bias), pb_free(&out), pb_free(&res);
     }
 }
 
@@ -760,24 +765,30 @@ static void test_matmul_bias_unfused(void **state)
         struct pbuf in = pb_rand((int64_t)M * K, -1, 1), w = pb_rand((int64_t)N * K, -1, 1);
         struct pbuf in16 = pb_rand16((int64_t)M * K), w16 = pb_rand16((int64_t)N * K);
         struct pbuf bias = pb_rand(N, -1, 1), out = pb_nan((int64_t)M * N);
-        for (int wb = 0; wb < 2; wb++) {
+        struct pbuf res = pb_rand((int64_t)M * N, -2, 2);
+        for (int v = 0; v < 4; v++) { /* bias, residual (added after the GEMM there) */
+            int wb = v & 1, wr = v >> 1;
             const float *b[2] = {wb ? fp(&bias, REF) : NULL, wb ? fp(&bias, DUT) : NULL};
+            const float *r[2] = {wr ? fp(&res, REF) : NULL, wr ? fp(&res, DUT) : NULL};
             pb_set_nan(&out);
             for (int s = 0; s < 2; s++)
-                OPS(s)->matmul_forward(CTX(s), fp(&out, s), fp(&in, s), fp(&w, s), b[s], M, K,
-                                       N);
+                OPS(s)->matmul_forward(CTX(s), fp(&out, s), fp(&in, s), fp(&w, s), b[s], r[s], M,
+                                       K, N);
             check_f32(&out, (int64_t)M * N, TOL_MATMUL,
-                      "matmul_forward, bias unfused, M=%d K=%d N=%d bias=%d", M, K, N, wb);
+                      "matmul_forward, bias unfused, M=%d K=%d N=%d bias=%d res=%d", M, K, N, wb,
+                      wr);
             if (!have_matmul16())
                 continue;
             pb_set_nan(&out);
             for (int s = 0; s < 2; s++)
                 OPS(s)->matmul16_forward(CTX(s), fp(&out, s), hp(&in16, s), hp(&w16, s), b[s],
-                                         M, K, N);
+                                         r[s], M, K, N);
             check_f32(&out, (int64_t)M * N, TOL_MATMUL16,
-                      "matmul16_forward, bias unfused, M=%d K=%d N=%d bias=%d", M, K, N, wb);
+                      "matmul16_forward, bias unfused, M=%d K=%d N=%d bias=%d res=%d", M, K, N,
+                      wb, wr);
         }
         pb_free(&in), pb_free(&w), pb_free(&in16), pb_free(&w16), pb_free(&bias), pb_free(&out);
+        pb_free(&res);
     }
     r1_backend_free(bes[DUT]);
     bes[DUT] = dut;
@@ -800,7 +811,7 @@ static void test_matmul_plan_cache(void **state)
             pb_set_nan(&out);
             for (int s = 0; s < 2; s++)
                 OPS(s)->matmul_forward(CTX(s), fp(&out, s), fp(&in, s), fp(&w, s),
-                                       wb ? fp(&bias, s) : NULL, M, K, N);
+                                       wb ? fp(&bias, s) : NULL, NULL, M, K, N);
             check_f32(&out, (int64_t)M * N, TOL_MATMUL, "matmul_forward round %d M=%d bias=%d",
                       round, M, wb);
         }
@@ -1679,7 +1690,7 @@ static void test_determinism(void **state)
     float *r[2][4];
     for (int run = 0; run < 2; run++) {
         r[run][0] = dut_rand((int64_t)M * N, 0, 0);
-        o->matmul_forward(c, r[run][0], in, w, bias, M, K, N);
+        o->matmul_forward(c, r[run][0], in, w, bias, NULL, M, K, N);
         r[run][1] = dut_rand((int64_t)M * K, 0, 0);
         r[run][2] = dut_host(dw0, sizeof(float) * N * K);
         r[run][3] = dut_host(db0, sizeof(float) * N);

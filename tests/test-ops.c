@@ -194,7 +194,7 @@ struct mm_state {
 static void mm_forward(void *p)
 {
     struct mm_state *s = p;
-    be->ops->matmul_forward(be->ctx, s->out, s->in, s->w, s->bias, s->M, s->K, s->N);
+    be->ops->matmul_forward(be->ctx, s->out, s->in, s->w, s->bias, NULL, s->M, s->K, s->N);
 }
 
 static void test_matmul_forward(void **state)
@@ -206,7 +206,7 @@ static void test_matmul_forward(void **state)
     float *out = falloc(M * N);
     double want[7 * 9];
     for (int with_bias = 0; with_bias < 2; with_bias++) {
-        be->ops->matmul_forward(be->ctx, out, in, w, with_bias ? bias : NULL, M, K, N);
+        be->ops->matmul_forward(be->ctx, out, in, w, with_bias ? bias : NULL, NULL, M, K, N);
         for (int m = 0; m < M; m++)
             for (int n = 0; n < N; n++) {
                 double s = with_bias ? bias[n] : 0.0;
@@ -216,6 +216,13 @@ static void test_matmul_forward(void **state)
             }
         /* float dot of 13 terms of size ≤ 1: rounding ≤ ~13 · 6e-8 · 13 */
         assert_close(out, want, M * N, 1e-5, 1e-5, "matmul out");
+        /* a residual: the bits of out, then + res */
+        float *res = frand(M * N, -2, 2), *out2 = falloc(M * N), *sum = falloc(M * N);
+        for (int i = 0; i < M * N; i++)
+            sum[i] = out[i] + res[i];
+        be->ops->matmul_forward(be->ctx, out2, in, w, with_bias ? bias : NULL, res, M, K, N);
+        assert_memory_equal(out2, sum, (size_t)M * N * sizeof(float));
+        ffree(res), ffree(out2), ffree(sum);
     }
     ffree(in), ffree(w), ffree(bias), ffree(out);
 }
@@ -369,11 +376,21 @@ static void test_matmul16(void **state)
         float *got = falloc(mn), *want = falloc(mn);
         for (int with_bias = 0; with_bias < 2; with_bias++) {
             const float *b = with_bias ? bias : NULL;
-            be->ops->matmul16_forward(be->ctx, got, in16, w16, b, M, K, N);
-            be->ops->matmul_forward(be->ctx, want, in32, w32, b, M, K, N);
+            be->ops->matmul16_forward(be->ctx, got, in16, w16, b, NULL, M, K, N);
+            be->ops->matmul_forward(be->ctx, want, in32, w32, b, NULL, M, K, N);
             if (memcmp(got, want, (size_t)mn * sizeof(float)) != 0)
                 fail_msg("matmul16 forward M=%d K=%d N=%d bias=%d: not the f32 matmul of the "
                          "widened operands", M, K, N, with_bias);
+            /* a residual (dout's values): the bits of the product, then + res */
+            float *with_res = falloc(mn);
+            be->ops->matmul16_forward(be->ctx, with_res, in16, w16, b, dout, M, K, N);
+            for (int64_t i = 0; i < mn; i++) {
+                float sum = want[i] + dout[i];
+                if (memcmp(&with_res[i], &sum, sizeof(float)) != 0)
+                    fail_msg("matmul16 forward M=%d K=%d N=%d with a residual [%lld]: %g, not "
+                             "%g", M, K, N, (long long)i, (double)with_res[i], (double)sum);
+            }
+            ffree(with_res);
             for (int m = 0; m < M; m++)
                 for (int n = 0; n < N; n++) {
                     double sum = b ? b[n] : 0.0, sabs = fabs(sum);
@@ -1431,8 +1448,8 @@ static void test_determinism(void **state)
     }
     /* matmul (OpenBLAS) and the memory-bound pointwise ops: twice on `be` */
     float *m1 = falloc((int64_t)N * C), *m2 = falloc((int64_t)N * C);
-    be->ops->matmul_forward(be->ctx, m1, x, w, bias, N, C, C);
-    be->ops->matmul_forward(be->ctx, m2, x, w, bias, N, C, C);
+    be->ops->matmul_forward(be->ctx, m1, x, w, bias, NULL, N, C, C);
+    be->ops->matmul_forward(be->ctx, m2, x, w, bias, NULL, N, C, C);
     assert_memory_equal(m1, m2, sizeof(float) * N * C);
     float *dw1 = falloc((int64_t)C * C), *dw2 = falloc((int64_t)C * C);
     be->ops->matmul_backward(be->ctx, m1, 0, dw1, NULL, x, x, w, N, C, C);

@@ -90,7 +90,7 @@ void r1_cpu_gemm(int M, int N, int K, const float *A, ptrdiff_t ars, ptrdiff_t a
 
 /* linear.c */
 void r1_cpu_matmul_forward(void *ctx, float *out, const float *in, const float *w,
-                           const float *bias, int M, int K, int N);
+                           const float *bias, const float *res, int M, int K, int N);
 void r1_cpu_matmul_backward(void *ctx, float *din, int din_add, float *dw, float *dbias,
                             const float *dout, const float *in, const float *w, int M, int K,
                             int N);
@@ -108,7 +108,7 @@ void r1_cpu_matmul_forward_bf16(void *ctx, float *out, const float *in, const ui
                                 const float *bias, int M, int K, int N);
 void r1_cpu_convert_bf16(void *ctx, uint16_t *dst, const float *src, int64_t n);
 void r1_cpu_matmul16_forward(void *ctx, float *out, const uint16_t *in, const uint16_t *w,
-                             const float *bias, int M, int K, int N);
+                             const float *bias, const float *res, int M, int K, int N);
 void r1_cpu_matmul16_backward(void *ctx, float *din, int din_add, float *dw, float *dbias,
                               const uint16_t *dout, const uint16_t *in, const uint16_t *w, int M,
                               int K, int N);

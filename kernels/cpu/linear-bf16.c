@@ -307,7 +307,7 @@ static void widen(const struct r1_cpu *cpu, float *dst, const uint16_t *src, int
 
 void r1_cpu_matmul16_forward(void *ctx, float *out /* (M,N) */, const uint16_t *in /* (M,K) */,
                              const uint16_t *w /* (N,K) */, const float *bias /* (N) or NULL */,
-                             int M, int K, int N)
+                             const float *res /* (M,N) or NULL */, int M, int K, int N)
 {
     struct r1_cpu *cpu = ctx;
     if (M <= 0 || N <= 0)
@@ -320,7 +320,7 @@ void r1_cpu_matmul16_forward(void *ctx, float *out /* (M,N) */, const uint16_t *
     }
     widen(cpu, in32, in, (int64_t)mk);
     widen(cpu, w32, w, (int64_t)nk);
-    r1_cpu_matmul_forward(ctx, out, in32, w32, bias, M, K, N);
+    r1_cpu_matmul_forward(ctx, out, in32, w32, bias, res, M, K, N);
 }
 
 void r1_cpu_matmul16_backward(void *ctx, float *din /* (M,K) or NULL */, int din_add,

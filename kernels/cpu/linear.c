@@ -56,7 +56,7 @@ static void sgemm_par(const struct r1_cpu *cpu, enum CBLAS_TRANSPOSE ta, enum CB
  * 3/4 of an M=1 call packing w) */
 #define R1_CPU_GEMV_MAX_M 2
 
-void r1_cpu_matmul_forward(void *ctx, float *out /* (M,N) */, const float *in /* (M,K) */,
+static void linear_forward(void *ctx, float *out /* (M,N) */, const float *in /* (M,K) */,
                            const float *w /* (N,K) */, const float *bias /* (N) or NULL */, int M,
                            int K, int N)
 {
@@ -91,6 +91,15 @@ void r1_cpu_matmul_forward(void *ctx, float *out /* (M,N) */, const float *in /*
         return;
     }
     sgemm_par(cpu, CblasNoTrans, CblasTrans, M, N, K, in, K, w, K, beta, out, N);
+}
+
+void r1_cpu_matmul_forward(void *ctx, float *out /* (M,N) */, const float *in /* (M,K) */,
+                           const float *w /* (N,K) */, const float *bias /* (N) or NULL */,
+                           const float *res /* (M,N) or NULL */, int M, int K, int N)
+{
+    linear_forward(ctx, out, in, w, bias, M, K, N);
+    if (res && M > 0 && N > 0) /* the bits of the matmul, then ops->add */
+        r1_cpu_add(ctx, out, out, res, (int64_t)M * N);
 }
 
 void r1_cpu_matmul_backward(void *ctx, float *din /* (M,K) or NULL */, int din_add,

@@ -93,18 +93,21 @@ void *r1_cuda_workspace(struct r1_cuda *cu, size_t bytes);
 int r1_cuda_check(void *ctx);
 
 #ifdef __cplusplus
-/* gemm.cu: column-major D (m,n) = op(A) (m,k) · op(B) (k,n) + beta·D [+ bias (m) in every
- * column; then ldd == m], on cuBLASLt: A and B of type ab (CUDA_R_32F or CUDA_R_16BF), D
- * f32, f32 compute and scale (no TF32).  k > 0; beta is 0 or 1; what names the call. */
+/* gemm.cu: column-major D (m,n) = op(A) (m,k) · op(B) (k,n) + beta·C [+ bias (m) in every
+ * column; then ldd == m], on cuBLASLt: A and B of type ab (CUDA_R_32F or CUDA_R_16BF), C
+ * (NULL: D itself, else another matrix of D's layout) and D f32, f32 compute and scale (no
+ * TF32).  k > 0; beta is 0 or 1; what names the call. */
 void r1_cuda_gemm(struct r1_cuda *cu, bool ta, bool tb, int m, int n, int k, const void *A,
-                  int lda, const void *B, int ldb, cudaDataType ab, float beta, float *D,
-                  int ldd, const float *bias, const char *what);
+                  int lda, const void *B, int ldb, cudaDataType ab, float beta, const float *C,
+                  float *D, int ldd, const float *bias, const char *what);
 /* The matmul ops' GEMMs on operands of type ab (backend.h matmul_forward / _backward):
- * out (M,N) = in (M,K) · w (N,K)ᵀ + bias (any K >= 0); din (M,K) = dout · w [=, or += with
+ * out (M,N) = in (M,K) · w (N,K)ᵀ + bias + res (any K >= 0; bias, res may be NULL; res
+ * added in the epilogue, beta 1); din (M,K) = dout · w [=, or += with
  * din_add: beta 1, the sum added in the epilogue] and dw (N,K) += doutᵀ · in, each skipped
  * when NULL (the bias gradient is the caller's). */
 void r1_cuda_linear(struct r1_cuda *cu, float *out, const void *in, const void *w,
-                    cudaDataType ab, const float *bias, int M, int K, int N, const char *what);
+                    cudaDataType ab, const float *bias, const float *res, int M, int K, int N,
+                    const char *what);
 void r1_cuda_linear_backward(struct r1_cuda *cu, float *din, int din_add, float *dw,
                              const void *dout, const void *in, const void *w, cudaDataType ab,
                              int M, int K, int N, const char *what_din, const char *what_dw);
@@ -114,7 +117,7 @@ void r1_cuda_gemm_release(struct r1_cuda *cu);
 
 /* linear.cu */
 void r1_cuda_matmul_forward(void *ctx, float *out, const float *in, const float *w,
-                            const float *bias, int M, int K, int N);
+                            const float *bias, const float *res, int M, int K, int N);
 void r1_cuda_matmul_backward(void *ctx, float *din, int din_add, float *dw, float *dbias,
                              const float *dout, const float *in, const float *w, int M, int K,
                              int N);
@@ -128,7 +131,7 @@ void r1_cuda_matmul_forward_bf16(void *ctx, float *out, const float *in, const u
                                  const float *bias, int M, int K, int N);
 void r1_cuda_convert_bf16(void *ctx, uint16_t *dst, const float *src, int64_t n);
 void r1_cuda_matmul16_forward(void *ctx, float *out, const uint16_t *in, const uint16_t *w,
-                              const float *bias, int M, int K, int N);
+                              const float *bias, const float *res, int M, int K, int N);
 void r1_cuda_matmul16_backward(void *ctx, float *din, int din_add, float *dw, float *dbias,
                                const uint16_t *dout, const uint16_t *in, const uint16_t *w, int M,
                                int K, int N);

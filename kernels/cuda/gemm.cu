@@ -28,7 +28,8 @@
 
 struct r1_gemm_key {
     int32_t ta, tb, m, n, k, lda, ldb, ldd, ab, bias;
-    int32_t align[4]; /* A, B, D, bias: the largest power of two <= 256 dividing the address */
+    int32_t align[5]; /* A, B, D, bias, C: the largest power of two <= 256 dividing the
+                       * address */
 };
 
 struct r1_gemm_plan {
@@ -133,7 +134,7 @@ static bool plan_make(struct r1_cuda *cu, struct r1_gemm_plan *p, const struct r
     cudaDataType ab = (cudaDataType)k->ab;
     int32_t ta = k->ta ? CUBLAS_OP_T : CUBLAS_OP_N, tb = k->tb ? CUBLAS_OP_T : CUBLAS_OP_N;
     uint64_t ws = cu->gemm_ws_bytes;
-    uint32_t al[4] = {(uint32_t)k->align[0], (uint32_t)k->align[1], (uint32_t)k->align[2],
+    uint32_t al[4] = {(uint32_t)k->align[0], (uint32_t)k->align[1], (uint32_t)k->align[4],
                       (uint32_t)k->align[2]};
     memset(p, 0, sizeof(*p));
     p->key = *k;
@@ -226,7 +227,8 @@ static struct r1_gemm_plan *plan_get(struct r1_cuda *cu, const struct r1_gemm_ke
 
 extern "C" void r1_cuda_gemm(struct r1_cuda *cu, bool ta, bool tb, int m, int n, int k,
                              const void *A, int lda, const void *B, int ldb, cudaDataType ab,
-                             float beta, float *D, int ldd, const float *bias, const char *what)
+                             float beta, const float *C, float *D, int ldd, const float *bias,
+                             const char *what)
 {
     if (cu->failed)
         return;
@@ -246,27 +248,35 @@ extern "C" void r1_cuda_gemm(struct r1_cuda *cu, bool ta, bool tb, int m, int n,
     key.align[1] = align_of(B);
     key.align[2] = align_of(D);
     key.align[3] = bias ? align_of(bias) : 0;
+    key.align[4] = align_of(C ? C : D);
     struct r1_gemm_plan *p = plan_get(cu, &key, bias, what);
     if (!p)
         return;
+    const float *add = NULL; /* C added after the GEMM (an unfused bias took D's place) */
     if (bias && p->fused) {
         if (lt_fail(cu, cu->lb.desc_set(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
                                         sizeof(bias)),
                     "cublasLtMatmulDescSetAttribute", __LINE__))
             return;
     } else if (bias) {
+        if (C && C != D && beta != 0.0f)
+            add = C;
         bias_fill(cu, D, bias, n, m); /* D is n rows of m (ldd == m) */
         beta = 1.0f;
+        C = D;
     }
     const float one = 1.0f;
-    lt_fail(cu, cu->lb.matmul(cu->lt, p->desc, &one, A, p->la, B, p->lb, &beta, D, p->ld, D,
-                              p->ld, &p->algo, p->ws ? cu->gemm_ws : NULL, p->ws, cu->stream),
+    lt_fail(cu, cu->lb.matmul(cu->lt, p->desc, &one, A, p->la, B, p->lb, &beta, C ? C : D,
+                              p->ld, D, p->ld, &p->algo, p->ws ? cu->gemm_ws : NULL, p->ws,
+                              cu->stream),
             what, __LINE__);
+    if (add)
+        r1_cuda_add(cu, D, D, add, (int64_t)m * n);
 }
 
 extern "C" void r1_cuda_linear(struct r1_cuda *cu, float *out, const void *in, const void *w,
-                               cudaDataType ab, const float *bias, int M, int K, int N,
-                               const char *what)
+                               cudaDataType ab, const float *bias, const float *res, int M,
+                               int K, int N, const char *what)
 {
     if (M <= 0 || N <= 0)
         return;
@@ -278,11 +288,14 @@ extern "C" void r1_cuda_linear(struct r1_cuda *cu, float *out, const void *in, c
             r1_cuda_fail(cu, "cudaMemsetAsync", cudaGetErrorString(cudaGetLastError()),
                          __FILE__, __LINE__);
         }
+        if (res)
+            r1_cuda_add(cu, out, out, res, (int64_t)M * N);
         return;
     }
     /* row-major out (M,N) = in (M,K) · w (N,K)ᵀ is the column-major outᵀ (N,M) = w (N,K) ·
      * inᵀ (K,M) on the same pointers: A = w transposed (stored (K,N) column-major), B = in */
-    r1_cuda_gemm(cu, true, false, N, M, K, w, K, in, K, ab, 0.0f, out, N, bias, what);
+    r1_cuda_gemm(cu, true, false, N, M, K, w, K, in, K, ab, res ? 1.0f : 0.0f, res, out, N, bias,
+                 what);
 }
 
 extern "C" void r1_cuda_linear_backward(struct r1_cuda *cu, float *din, int din_add, float *dw,
@@ -295,12 +308,13 @@ extern "C" void r1_cuda_linear_backward(struct r1_cuda *cu, float *din, int din_
          * din rounded once, as writing it then ops->add rounds */
         if (N > 0)
             r1_cuda_gemm(cu, false, false, K, M, N, w, K, dout, N, ab, din_add ? 1.0f : 0.0f,
-                         din, K, NULL, what_din);
+                         NULL, din, K, NULL, what_din);
         else if (!din_add && cudaMemsetAsync(din, 0, (size_t)M * K * sizeof(float),
                                              cu->stream) != cudaSuccess)
             r1_cuda_fail(cu, "cudaMemsetAsync", cudaGetErrorString(cudaGetLastError()), __FILE__,
                          __LINE__);
     }
     if (dw && M > 0 && N > 0 && K > 0) /* dwᵀ (K,N) += inᵀ (K,M) · dout (M,N) */
-        r1_cuda_gemm(cu, false, true, K, N, M, in, K, dout, N, ab, 1.0f, dw, K, NULL, what_dw);
+        r1_cuda_gemm(cu, false, true, K, N, M, in, K, dout, N, ab, 1.0f, NULL, dw, K, NULL,
+                     what_dw);
 }

@@ -202,11 +202,13 @@ extern "C" void r1_cuda_convert_bf16(void *ctx, uint16_t *dst, const float *src,
 extern "C" void r1_cuda_matmul16_forward(void *ctx, float *out /* (M,N) */,
                                          const uint16_t *in /* (M,K) */,
                                          const uint16_t *w /* (N,K) */,
-                                         const float *bias /* (N) or NULL */, int M, int K, int N)
+                                         const float *bias /* (N) or NULL */,
+                                         const float *res /* (M,N) or NULL */, int M, int K,
+                                         int N)
 {
     struct r1_cuda *cu = (struct r1_cuda *)ctx;
     R1_CUDA_BEGIN(cu);
-    r1_cuda_linear(cu, out, in, w, CUDA_R_16BF, bias, M, K, N,
+    r1_cuda_linear(cu, out, in, w, CUDA_R_16BF, bias, res, M, K, N,
                    "cuBLASLt (bf16 matmul forward)");
 }
 

@@ -15,11 +15,12 @@
 
 extern "C" void r1_cuda_matmul_forward(void *ctx, float *out /* (M,N) */,
                                        const float *in /* (M,K) */, const float *w /* (N,K) */,
-                                       const float *bias /* (N) or NULL */, int M, int K, int N)
+                                       const float *bias /* (N) or NULL */,
+                                       const float *res /* (M,N) or NULL */, int M, int K, int N)
 {
     struct r1_cuda *cu = (struct r1_cuda *)ctx;
     R1_CUDA_BEGIN(cu);
-    r1_cuda_linear(cu, out, in, w, CUDA_R_32F, bias, M, K, N, "cuBLASLt (matmul forward)");
+    r1_cuda_linear(cu, out, in, w, CUDA_R_32F, bias, res, M, K, N, "cuBLASLt (matmul forward)");
 }
 
 struct r1_col_plain {
