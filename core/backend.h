@@ -189,14 +189,16 @@ struct r1_backend_ops {
      * max), before P·V; the row is divided by the f32 sum of the unrounded values after)
      * and P and dS = scale·P·(dP − Di) before the dv, dq and dk products (backward).  Sums,
      * lse and Di = bf16(dout)·out are f32.  Backends agree up to summation order, exp and (in the
-     * forward) the running maximum the probabilities are rounded under. */
-    void (*attention16_forward)(void *ctx, float *out, float *lse, const float *q,
-                                const float *k, const float *v, const int32_t *seg, int B, int T,
-                                int H, int KVH, int D);
-    void (*attention16_backward)(void *ctx, float *dq, float *dk, float *dv, const float *dout,
-                                 const float *out, const float *lse, const float *q,
-                                 const float *k, const float *v, const int32_t *seg, int B, int T,
-                                 int H, int KVH, int D);
+     * forward) the running maximum the probabilities are rounded under.  out16 and dv16,
+     * when not NULL, get the bf16 images of out and dv (convert_bf16's rounding): the inputs
+     * of the output projection's matmul and of the value projection's backward. */
+    void (*attention16_forward)(void *ctx, float *out, uint16_t *out16, float *lse,
+                                const float *q, const float *k, const float *v,
+                                const int32_t *seg, int B, int T, int H, int KVH, int D);
+    void (*attention16_backward)(void *ctx, float *dq, float *dk, float *dv, uint16_t *dv16,
+                                 const float *dout, const float *out, const float *lse,
+                                 const float *q, const float *k, const float *v,
+                                 const int32_t *seg, int B, int T, int H, int KVH, int D);
 
     /* --- attention over a KV cache (generation) ------------------------------ */
     /* kc, vc (S,L,KVH,D) caches; k, v (N,KVH,D) new keys/values stored at

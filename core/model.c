@@ -58,6 +58,7 @@ struct r1_model_acts {
      * input gradients (N,F) and of RoPE's (N,H·D), (N,KVH·D); NULL in f32 */
     uint16_t *x16, *d16, *dgate16, *dup16, *dq16, *dk16;
     uint16_t *dres16; /* (N,C) the image of dres the RMSNorm backwards write; NULL in f32 */
+    uint16_t *dv16;   /* (N,KVH·D) the image of dv attention16's backward writes; NULL in f32 */
 };
 
 /* ------------------------------------------------------------------------- */
@@ -546,6 +547,7 @@ static void layout_acts(struct r1_model *m, struct r1_model_acts *a, int B, int 
         a->dq16 = BF16(N * HD);
         a->dk16 = BF16(N * KD);
         a->dres16 = BF16(N * C);
+        a->dv16 = BF16(N * KD);
     } else {
         a->dgate = F32(N * F);
         a->dup = F32(N * F);
@@ -778,9 +780,12 @@ static void layer_forward(struct r1_model *m, int l, int B, int T, float *xnext)
     mm_forward(m, L->v, L->n1, h16, W->wv, W->bv, NULL, N, C, KD);
     op->rope_forward(cx, L->q, a->pos, m->rope_cos, m->rope_sin, N, H, D);
     op->rope_forward(cx, L->k, a->pos, m->rope_cos, m->rope_sin, N, KVH, D);
-    (m->precision == R1_BF16 ? op->attention16_forward : op->attention_forward)(
-        cx, L->att, L->lse, L->q, L->k, L->v, a->seg, B, T, H, KVH, D);
-    h16 = half_into(m, L->att16, L->att, (int64_t)N * HD);
+    h16 = image16(m, L->att16); /* in bf16 the kernel writes the image wo's matmul reads */
+    if (h16)
+        op->attention16_forward(cx, L->att, h16, L->lse, L->q, L->k, L->v, a->seg, B, T, H, KVH,
+                                D);
+    else
+        op->attention_forward(cx, L->att, L->lse, L->q, L->k, L->v, a->seg, B, T, H, KVH, D);
     mm_forward(m, L->h, L->att, h16, W->wo, NULL, L->x, N, HD, C); /* + the residual x */
     h16 = image16(m, L->n2_16);
     op->rmsnorm_forward(cx, L->n2, h16, L->rstd2, L->h, W->mlp_norm, N, C, c->rms_eps);
@@ -1104,16 +1109,19 @@ static void backward_trunk(struct r1_model *m, float *dh)
         h16 = L->att16;
         mm_backward(m, a->datt, 0, dW->wo, NULL, a->dres, a->dres16, L->att, h16, W->wo, N, HD,
                     C);
-        (m->precision == R1_BF16 ? op->attention16_backward : op->attention_backward)(
-            cx, a->dq, a->dk, a->dv, a->datt, L->att, L->lse, L->q, L->k, L->v, a->seg, B, T, H,
-            KVH, D);
+        if (m->precision == R1_BF16)
+            op->attention16_backward(cx, a->dq, a->dk, a->dv, a->dv16, a->datt, L->att, L->lse,
+                                     L->q, L->k, L->v, a->seg, B, T, H, KVH, D);
+        else
+            op->attention_backward(cx, a->dq, a->dk, a->dv, a->datt, L->att, L->lse, L->q, L->k,
+                                   L->v, a->seg, B, T, H, KVH, D);
         /* in bf16 the rotation writes only the images the matmuls read */
         op->rope_backward(cx, a->dq, a->dq16, a->pos, m->rope_cos, m->rope_sin, N, H, D);
         op->rope_backward(cx, a->dk, a->dk16, a->pos, m->rope_cos, m->rope_sin, N, KVH, D);
         h16 = L->n1_16;
         mm_backward(m, a->dn, 0, dW->wq, dW->bq, a->dq, a->dq16, L->n1, h16, W->wq, N, C, HD);
         mm_backward(m, a->dn, 1, dW->wk, dW->bk, a->dk, a->dk16, L->n1, h16, W->wk, N, C, KD);
-        mm_backward(m, a->dn, 1, dW->wv, dW->bv, a->dv, NULL, L->n1, h16, W->wv, N, C, KD);
+        mm_backward(m, a->dn, 1, dW->wv, dW->bv, a->dv, a->dv16, L->n1, h16, W->wv, N, C, KD);
         op->rmsnorm_backward(cx, a->dres, 1, a->dres16, dW->attn_norm, a->dn, L->x, W->attn_norm,
                              L->rstd1, N, C); /* dres now dL/dx */
         grads_ready(m, dW->attn_norm); /* layer l's tensors, attn_norm first */

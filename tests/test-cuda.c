@@ -1129,10 +1129,12 @@ static void test_attention16(void **state)
         const struct att_shape *a = att16_shape(si);
         int64_t nq = (int64_t)a->B * a->T * a->H * a->D, nk = (int64_t)a->B * a->T * a->KVH * a->D;
         struct att_bufs r = att_make(a);
+        struct pbuf out16 = pb_nan16(nq), dv16 = pb_nan16(nk);
         for (int s = 0; s < 2; s++)
-            OPS(s)->attention16_forward(CTX(s), fp(&r.out, s), fp(&r.lse, s), fp(&r.q, s),
-                                        fp(&r.k, s), fp(&r.v, s), ip(&r.seg, s), a->B, a->T,
-                                        a->H, a->KVH, a->D);
+            OPS(s)->attention16_forward(CTX(s), fp(&r.out, s), hp(&out16, s), fp(&r.lse, s),
+                                        fp(&r.q, s), fp(&r.k, s), fp(&r.v, s), ip(&r.seg, s),
+                                        a->B, a->T, a->H, a->KVH, a->D);
+        check_image16(&out16, &r.out, NULL, nq, "attention16_forward out16");
         check_att_padding(a, &r, REF);
         check_att_padding(a, &r, DUT);
         check_f32(&r.out, nq, a->T <= 16 ? TOL_ATT16_TILE : TOL_ATT16,
@@ -1146,9 +1148,11 @@ static void test_attention16(void **state)
         struct pbuf dout = pb_rand(nq, -1, 1), dq = pb_nan(nq), dk = pb_nan(nk), dv = pb_nan(nk);
         for (int s = 0; s < 2; s++)
             OPS(s)->attention16_backward(CTX(s), fp(&dq, s), fp(&dk, s), fp(&dv, s),
-                                         fp(&dout, s), fp(&r.out, s), fp(&r.lse, s), fp(&r.q, s),
-                                         fp(&r.k, s), fp(&r.v, s), ip(&r.seg, s), a->B, a->T,
-                                         a->H, a->KVH, a->D);
+                                         hp(&dv16, s), fp(&dout, s), fp(&r.out, s),
+                                         fp(&r.lse, s), fp(&r.q, s), fp(&r.k, s), fp(&r.v, s),
+                                         ip(&r.seg, s), a->B, a->T, a->H, a->KVH, a->D);
+        check_image16(&dv16, &dv, NULL, nk, "attention16_backward dv16");
+        pb_free(&out16), pb_free(&dv16);
         const char *names[3] = {"dq", "dk", "dv"};
         struct pbuf *g[3] = {&dq, &dk, &dv};
         for (int i = 0; i < 2 && a->T == 1; i++) /* T = 1: dq = dk = 0 (test_attention_backward) */

@@ -888,9 +888,11 @@ static void test_attention16(void **state)
     memcpy(r.k, s.k, sizeof(float) * nk), round_bf16(r.k, nk);
     memcpy(r.v, s.v, sizeof(float) * nk), round_bf16(r.v, nk);
     const struct r1_backend_ops *o = be->ops;
-    o->attention16_forward(be->ctx, s.out, s.lse, s.q, s.k, s.v, seg, B, T, H, KVH, D);
-    o->attention16_forward(be->ctx, r.out, r.lse, r.q, r.k, r.v, seg, B, T, H, KVH, D);
+    uint16_t *out16 = halloc(nq), *dv16 = halloc(nk);
+    o->attention16_forward(be->ctx, s.out, NULL, s.lse, s.q, s.k, s.v, seg, B, T, H, KVH, D);
+    o->attention16_forward(be->ctx, r.out, out16, r.lse, r.q, r.k, r.v, seg, B, T, H, KVH, D);
     assert_memory_equal(s.out, r.out, sizeof(float) * nq);
+    assert_image16(out16, r.out, nq, "attention16_forward out16");
     assert_memory_equal(s.lse, r.lse, sizeof(float) * nl);
     float *out32 = falloc(nq), *lse32 = falloc(nl);
     o->attention_forward(be->ctx, out32, lse32, r.q, r.k, r.v, seg, B, T, H, KVH, D);
@@ -911,17 +913,19 @@ static void test_attention16(void **state)
     round_bf16(gr, nq);
     float *dq = falloc(nq), *dk = falloc(nk), *dv = falloc(nk);
     float *dq1 = falloc(nq), *dk1 = falloc(nk), *dv1 = falloc(nk);
-    o->attention16_backward(be->ctx, dq, dk, dv, g, s.out, s.lse, s.q, s.k, s.v, seg, B, T, H, KVH,
-                            D);
-    o->attention16_backward(be->ctx, dq1, dk1, dv1, gr, s.out, s.lse, r.q, r.k, r.v, seg, B, T, H,
-                            KVH, D);
+    o->attention16_backward(be->ctx, dq, dk, dv, NULL, g, s.out, s.lse, s.q, s.k, s.v, seg, B, T,
+                            H, KVH, D);
+    o->attention16_backward(be->ctx, dq1, dk1, dv1, dv16, gr, s.out, s.lse, r.q, r.k, r.v, seg, B,
+                            T, H, KVH, D);
+    assert_image16(dv16, dv1, nk, "attention16_backward dv16");
+    ffree(out16), ffree(dv16);
     /* dout enters rounded everywhere, Di = bf16(dout)·out included */
     assert_memory_equal(dq, dq1, sizeof(float) * nq);
     assert_memory_equal(dk, dk1, sizeof(float) * nk);
     assert_memory_equal(dv, dv1, sizeof(float) * nk);
     float *dq2 = falloc(nq);
-    o->attention16_backward(be->ctx, dq2, dk1, dv1, gr, s.out, s.lse, r.q, r.k, r.v, seg, B, T, H,
-                            KVH, D);
+    o->attention16_backward(be->ctx, dq2, dk1, dv1, NULL, gr, s.out, s.lse, r.q, r.k, r.v, seg, B,
+                            T, H, KVH, D);
     assert_memory_equal(dq1, dq2, sizeof(float) * nq); /* deterministic, = not += */
     o->attention_backward(be->ctx, dq1, dk1, dv1, gr, s.out, s.lse, r.q, r.k, r.v, seg, B, T, H,
                           KVH, D);

@@ -223,11 +223,13 @@ void r1_cpu_attention_forward(void *ctx, float *out, float *lse, const float *q,
     forward(ctx, out, lse, q, k, v, seg, B, T, H, KVH, D, 0);
 }
 
-void r1_cpu_attention16_forward(void *ctx, float *out, float *lse, const float *q,
-                                const float *k, const float *v, const int32_t *seg, int B, int T,
-                                int H, int KVH, int D)
+void r1_cpu_attention16_forward(void *ctx, float *out, uint16_t *out16, float *lse,
+                                const float *q, const float *k, const float *v,
+                                const int32_t *seg, int B, int T, int H, int KVH, int D)
 {
     forward(ctx, out, lse, q, k, v, seg, B, T, H, KVH, D, 1);
+    if (out16 && B > 0 && T > 0 && H > 0 && D > 0) /* the reference: a pass after */
+        r1_cpu_convert_bf16(ctx, out16, out, (int64_t)B * T * H * D);
 }
 
 static void backward(struct r1_cpu *cpu, float *dq /* (B,T,H,D) */, float *dk /* (B,T,KVH,D) */,
@@ -367,12 +369,14 @@ void r1_cpu_attention_backward(void *ctx, float *dq, float *dk, float *dv, const
     backward(ctx, dq, dk, dv, dout, out, lse, q, k, v, seg, B, T, H, KVH, D, 0);
 }
 
-void r1_cpu_attention16_backward(void *ctx, float *dq, float *dk, float *dv, const float *dout,
-                                 const float *out, const float *lse, const float *q,
-                                 const float *k, const float *v, const int32_t *seg, int B, int T,
-                                 int H, int KVH, int D)
+void r1_cpu_attention16_backward(void *ctx, float *dq, float *dk, float *dv, uint16_t *dv16,
+                                 const float *dout, const float *out, const float *lse,
+                                 const float *q, const float *k, const float *v,
+                                 const int32_t *seg, int B, int T, int H, int KVH, int D)
 {
     backward(ctx, dq, dk, dv, dout, out, lse, q, k, v, seg, B, T, H, KVH, D, 1);
+    if (dv16 && B > 0 && T > 0 && KVH > 0 && D > 0)
+        r1_cpu_convert_bf16(ctx, dv16, dv, (int64_t)B * T * KVH * D);
 }
 
 void r1_cpu_kv_store(void *ctx, float *kc /* (S,L,KVH,D) */, float *vc /* (S,L,KVH,D) */,

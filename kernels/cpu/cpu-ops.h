@@ -136,13 +136,13 @@ void r1_cpu_attention_backward(void *ctx, float *dq, float *dk, float *dv, const
                                const float *out, const float *lse, const float *q, const float *k,
                                const float *v, const int32_t *seg, int B, int T, int H, int KVH,
                                int D);
-void r1_cpu_attention16_forward(void *ctx, float *out, float *lse, const float *q,
-                                const float *k, const float *v, const int32_t *seg, int B, int T,
-                                int H, int KVH, int D);
-void r1_cpu_attention16_backward(void *ctx, float *dq, float *dk, float *dv, const float *dout,
-                                 const float *out, const float *lse, const float *q,
-                                 const float *k, const float *v, const int32_t *seg, int B, int T,
-                                 int H, int KVH, int D);
+void r1_cpu_attention16_forward(void *ctx, float *out, uint16_t *out16, float *lse,
+                                const float *q, const float *k, const float *v,
+                                const int32_t *seg, int B, int T, int H, int KVH, int D);
+void r1_cpu_attention16_backward(void *ctx, float *dq, float *dk, float *dv, uint16_t *dv16,
+                                 const float *dout, const float *out, const float *lse,
+                                 const float *q, const float *k, const float *v,
+                                 const int32_t *seg, int B, int T, int H, int KVH, int D);
 void r1_cpu_kv_store(void *ctx, float *kc, float *vc, const float *k, const float *v,
                      const int32_t *slot, const int32_t *pos, int N, int KVH, int D, int L);
 void r1_cpu_attention_cached(void *ctx, float *out, const float *q, const float *kc,

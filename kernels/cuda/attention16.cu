@@ -155,7 +155,8 @@ __device__ __forceinline__ void r1_a16_abt(float *c, int ldc, const uint16_t *a,
  * warp (its lanes 2r, 2r+1, each 8 of a fragment's 16 columns) goes to dst + r·stride when
  * valid, times mul, columns below D only.  st: (16,16) f32 staging of the warp. */
 template <int NF>
-__device__ __forceinline__ void r1_a16_store(float *dst, int64_t stride, bool valid, float mul,
+__device__ __forceinline__ void r1_a16_store(float *dst, uint16_t *dst16, int64_t off,
+                                             int64_t stride, bool valid, float mul,
                                              r1_a16_acc (&acc)[NF], float *st, int ldst, int D)
 {
     int lane = threadIdx.x & 31, r = lane >> 1, c0 = (lane & 1) * 8;
@@ -166,8 +167,12 @@ __device__ __forceinline__ void r1_a16_store(float *dst, int64_t stride, bool va
         __syncwarp();
         for (int c = c0; c < c0 + 8; c++) {
             int d = f * 16 + c;
-            if (valid && d < D)
-                dst[(int64_t)r * stride + d] = st[r * ldst + c] * mul;
+            if (valid && d < D) {
+                float x = st[r * ldst + c] * mul;
+                dst[off + (int64_t)r * stride + d] = x;
+                if (dst16) /* the bf16 image a matmul reads next */
+                    dst16[off + (int64_t)r * stride + d] = r1_bf16_bits(x);
+            }
         }
     }
 }
@@ -201,9 +206,9 @@ __device__ __forceinline__ r1_a16_qtile r1_a16_qtile_of(int br, const float *k, 
 }
 
 template <int DP>
-__global__ void r1_att16_fwd(float *out, float *lse, const float *q, const float *k,
-                             const float *v, const int32_t *seg, int B, int T, int H, int KVH,
-                             int D, float scale)
+__global__ void r1_att16_fwd(float *out, uint16_t *out16, float *lse, const float *q,
+                             const float *k, const float *v, const int32_t *seg, int B, int T,
+                             int H, int KVH, int D, float scale)
 {
     using S = r1_a16_shape<DP>;
     constexpr int W = S::FW, BR = 16 * W, BC = S::FBC, NF = DP / 16, HALF = BC / 2;
@@ -287,8 +292,8 @@ __global__ void r1_att16_fwd(float *out, float *lse, const float *q, const float
         }
     }
     int64_t row0 = (int64_t)b * T + t0 + warp * 16;
-    r1_a16_store<NF>(out + row0 * qs + (int64_t)h * D, qs, t < T, st >= 0 ? 1.0f / l : 0.0f, o,
-                     ssw, BC, D);
+    r1_a16_store<NF>(out, out16, row0 * qs + (int64_t)h * D, qs, t < T,
+                     st >= 0 ? 1.0f / l : 0.0f, o, ssw, BC, D);
     if (half == 0 && t < T)
         lse[((int64_t)b * H + h) * T + t] = st >= 0 ? m + logf(l) : -INFINITY;
 }
@@ -365,15 +370,15 @@ __global__ void r1_att16_bwd_q(float *dq, float *di, const float *dout, const fl
             r1_a16_mma<BC / 16, false>(acc[f], sdsw, BC, sk + f * 16, DP);
     }
     int64_t row0 = (int64_t)b * T + t0 + warp * 16;
-    r1_a16_store<NF>(dq + row0 * qs + (int64_t)h * D, qs, t < T, st >= 0 ? 1.0f : 0.0f, acc, ssw,
-                     BC, D);
+    r1_a16_store<NF>(dq, nullptr, row0 * qs + (int64_t)h * D, qs, t < T, st >= 0 ? 1.0f : 0.0f,
+                     acc, ssw, BC, D);
 }
 
 template <int DP>
-__global__ void r1_att16_bwd_kv(float *dk, float *dv, const float *di, const float *dout,
-                                const float *lse, const float *q, const float *k, const float *v,
-                                const int32_t *seg, int B, int T, int H, int KVH, int D,
-                                float scale)
+__global__ void r1_att16_bwd_kv(float *dk, float *dv, uint16_t *dv16, const float *di,
+                                const float *dout, const float *lse, const float *q,
+                                const float *k, const float *v, const int32_t *seg, int B, int T,
+                                int H, int KVH, int D, float scale)
 {
     using S = r1_a16_shape<DP>;
     constexpr int W = S::KW, BK = 16 * W, BQ = S::KBQ, NF = DP / 16, HALF = BQ / 2;
@@ -445,8 +450,8 @@ __global__ void r1_att16_bwd_kv(float *dk, float *dv, const float *di, const flo
         }
     }
     int64_t row0 = (int64_t)b * T + s0 + warp * 16;
-    r1_a16_store<NF>(dk + row0 * ks + (int64_t)kvh * D, ks, s < T, 1.0f, dka, ssw, BQ, D);
-    r1_a16_store<NF>(dv + row0 * ks + (int64_t)kvh * D, ks, s < T, 1.0f, dva, ssw, BQ, D);
+    r1_a16_store<NF>(dk, nullptr, row0 * ks + (int64_t)kvh * D, ks, s < T, 1.0f, dka, ssw, BQ, D);
+    r1_a16_store<NF>(dv, dv16, row0 * ks + (int64_t)kvh * D, ks, s < T, 1.0f, dva, ssw, BQ, D);
 }
 
 /* the padded head dim: 16, 32, 64, 128 or 256; 0 past 256 */
@@ -487,21 +492,22 @@ static int a16_check(struct r1_cuda *cu, int D, int H, int KVH)
         R1_CUDA_LAUNCHED(cu, #kernel);                                                             \
     } while (0)
 
-extern "C" void r1_cuda_attention16_forward(void *ctx, float *out, float *lse, const float *q,
-                                            const float *k, const float *v, const int32_t *seg,
-                                            int B, int T, int H, int KVH, int D)
+extern "C" void r1_cuda_attention16_forward(void *ctx, float *out, uint16_t *out16, float *lse,
+                                            const float *q, const float *k, const float *v,
+                                            const int32_t *seg, int B, int T, int H, int KVH,
+                                            int D)
 {
     struct r1_cuda *cu = (struct r1_cuda *)ctx;
     R1_CUDA_BEGIN(cu);
     if (B <= 0 || T <= 0 || H <= 0 || D <= 0 || !a16_check(cu, D, H, KVH))
         return;
     float scale = 1.0f / sqrtf((float)D);
-    R1_A16_DISPATCH(D, r1_att16_fwd, FW, (int64_t)B * H, T, out, lse, q, k, v, seg, B, T, H, KVH,
-                    D, scale);
+    R1_A16_DISPATCH(D, r1_att16_fwd, FW, (int64_t)B * H, T, out, out16, lse, q, k, v, seg, B, T, H,
+                    KVH, D, scale);
 }
 
 extern "C" void r1_cuda_attention16_backward(void *ctx, float *dq, float *dk, float *dv,
-                                             const float *dout, const float *out,
+                                             uint16_t *dv16, const float *dout, const float *out,
                                              const float *lse, const float *q, const float *k,
                                              const float *v, const int32_t *seg, int B, int T,
                                              int H, int KVH, int D)
@@ -516,6 +522,6 @@ extern "C" void r1_cuda_attention16_backward(void *ctx, float *dq, float *dk, fl
     float scale = 1.0f / sqrtf((float)D);
     R1_A16_DISPATCH(D, r1_att16_bwd_q, QW, (int64_t)B * H, T, dq, di, dout, out, lse, q, k, v, seg,
                     B, T, H, KVH, D, scale);
-    R1_A16_DISPATCH(D, r1_att16_bwd_kv, KW, (int64_t)B * KVH, T, dk, dv, di, dout, lse, q, k, v,
-                    seg, B, T, H, KVH, D, scale);
+    R1_A16_DISPATCH(D, r1_att16_bwd_kv, KW, (int64_t)B * KVH, T, dk, dv, dv16, di, dout, lse, q,
+                    k, v, seg, B, T, H, KVH, D, scale);
 }

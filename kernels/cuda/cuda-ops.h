@@ -159,13 +159,13 @@ void r1_cuda_attention_backward(void *ctx, float *dq, float *dk, float *dv, cons
                                 int H, int KVH, int D);
 
 /* attention16.cu */
-void r1_cuda_attention16_forward(void *ctx, float *out, float *lse, const float *q,
-                                 const float *k, const float *v, const int32_t *seg, int B, int T,
-                                 int H, int KVH, int D);
-void r1_cuda_attention16_backward(void *ctx, float *dq, float *dk, float *dv, const float *dout,
-                                  const float *out, const float *lse, const float *q,
-                                  const float *k, const float *v, const int32_t *seg, int B,
-                                  int T, int H, int KVH, int D);
+void r1_cuda_attention16_forward(void *ctx, float *out, uint16_t *out16, float *lse,
+                                 const float *q, const float *k, const float *v,
+                                 const int32_t *seg, int B, int T, int H, int KVH, int D);
+void r1_cuda_attention16_backward(void *ctx, float *dq, float *dk, float *dv, uint16_t *dv16,
+                                  const float *dout, const float *out, const float *lse,
+                                  const float *q, const float *k, const float *v,
+                                  const int32_t *seg, int B, int T, int H, int KVH, int D);
 
 /* attention.cu (KV cache) */
 void r1_cuda_kv_store(void *ctx, float *kc, float *vc, const float *k, const float *v,
