@@ -116,9 +116,10 @@ struct r1_backend_ops {
      * differ only in summation order; a GPU may use tensor cores); bias may be NULL.
      * Each out element is a function of its input row, its w row and bias alone: the
      * summation order does not depend on M, so a sequence's logits do not depend on how
-     * many other tokens share the step. */
+     * many other tokens share the step.  Then + res (M,N) when not NULL, as matmul_forward
+     * adds it (the residual stream; res does not alias out). */
     void (*matmul_forward_bf16)(void *ctx, float *out, const float *in, const uint16_t *w,
-                                const float *bias, int M, int K, int N);
+                                const float *bias, const float *res, int M, int K, int N);
     /* OPTIONAL: dst (n) = bf16(src (n)), round to nearest even (NaN stays NaN) */
     void (*convert_bf16)(void *ctx, uint16_t *dst, const float *src, int64_t n);
     /* OPTIONAL (training in bf16, core/model.c r1_model_set_precision): the matmul with

@@ -238,20 +238,20 @@ void r1_kv_cache_free(struct r1_kv_cache *c)
 
 /* out (M,N) = in (M,K) · wᵀ + bias with the f32 matrix w32 or, in bf16 mode, w16 */
 static void matmul(const struct r1_kv_cache *c, float *out, const float *in, const float *w32,
-                   const uint16_t *w16, const float *bias, int M, int K, int N)
+                   const uint16_t *w16, const float *bias, const float *res, int M, int K, int N)
 {
     const struct r1_backend_ops *op = c->be->ops;
     if (c->wdtype == R1_BF16)
-        op->matmul_forward_bf16(c->be->ctx, out, in, w16, bias, M, K, N);
+        op->matmul_forward_bf16(c->be->ctx, out, in, w16, bias, res, M, K, N);
     else
-        op->matmul_forward(c->be->ctx, out, in, w32, bias, NULL, M, K, N);
+        op->matmul_forward(c->be->ctx, out, in, w32, bias, res, M, K, N);
 }
 
 /* logits rows [r0, r0 + n) of the final-normed output rows (c->rows) into c->logits */
 static void decode_head(struct r1_model *m, struct r1_kv_cache *c, int r0, int n)
 {
     int C = m->cfg.hidden_size;
-    matmul(c, c->logits, c->rows + (size_t)r0 * C, m->lm_head, c->lm_head16, NULL, n, C,
+    matmul(c, c->logits, c->rows + (size_t)r0 * C, m->lm_head, c->lm_head16, NULL, NULL, n, C,
            m->cfg.vocab_size);
 }
 
@@ -273,9 +273,9 @@ static void decode_ops(struct r1_model *m, struct r1_kv_cache *c, int N, int n_o
         const struct r1_layer *W = &m->layers[l];
         const struct r1_kv_layer_bf16 *B = c->wl ? &c->wl[l] : &none;
         op->rmsnorm_forward(cx, c->n, NULL, c->rstd, c->x, W->attn_norm, N, C, cfg->rms_eps);
-        matmul(c, c->q, c->n, W->wq, B->wq, W->bq, N, C, HD);
-        matmul(c, c->kn, c->n, W->wk, B->wk, W->bk, N, C, KD);
-        matmul(c, c->vn, c->n, W->wv, B->wv, W->bv, N, C, KD);
+        matmul(c, c->q, c->n, W->wq, B->wq, W->bq, NULL, N, C, HD);
+        matmul(c, c->kn, c->n, W->wk, B->wk, W->bk, NULL, N, C, KD);
+        matmul(c, c->vn, c->n, W->wv, B->wv, W->bv, NULL, N, C, KD);
         op->rope_forward(cx, c->q, c->pos, m->rope_cos, m->rope_sin, N, H, D);
         op->rope_forward(cx, c->kn, c->pos, m->rope_cos, m->rope_sin, N, KVH, D);
         if (c->kv16) {
@@ -287,14 +287,14 @@ static void decode_ops(struct r1_model *m, struct r1_kv_cache *c, int N, int n_o
             op->attention_cached(cx, c->att, c->q, c->k[l], c->v[l], c->slot, c->pos, N, H, KVH,
                                  D, L);
         }
-        matmul(c, c->tmp, c->att, W->wo, B->wo, NULL, N, HD, C);
-        op->add(cx, c->x, c->x, c->tmp, (int64_t)N * C);
-        op->rmsnorm_forward(cx, c->n, NULL, c->rstd, c->x, W->mlp_norm, N, C, cfg->rms_eps);
-        matmul(c, c->gate, c->n, W->wgate, B->wgate, NULL, N, C, F);
-        matmul(c, c->up, c->n, W->wup, B->wup, NULL, N, C, F);
+        /* the residual stream moves to tmp and back, added by the two matmuls that end the
+         * branches (their res): x is in c->x again after every layer */
+        matmul(c, c->tmp, c->att, W->wo, B->wo, NULL, c->x, N, HD, C);
+        op->rmsnorm_forward(cx, c->n, NULL, c->rstd, c->tmp, W->mlp_norm, N, C, cfg->rms_eps);
+        matmul(c, c->gate, c->n, W->wgate, B->wgate, NULL, NULL, N, C, F);
+        matmul(c, c->up, c->n, W->wup, B->wup, NULL, NULL, N, C, F);
         op->swiglu_forward(cx, c->act, NULL, c->gate, c->up, (int64_t)N * F);
-        matmul(c, c->tmp, c->act, W->wdown, B->wdown, NULL, N, F, C);
-        op->add(cx, c->x, c->x, c->tmp, (int64_t)N * C);
+        matmul(c, c->x, c->act, W->wdown, B->wdown, NULL, c->tmp, N, F, C);
     }
     if (n_out == 0)
         return;

@@ -681,17 +681,21 @@ static void test_matmul_forward_bf16(void **state)
         struct pbuf w = pb_host(w16, (size_t)N * K * sizeof(uint16_t));
         struct pbuf in = pb_rand((int64_t)M * K, -1, 1), bias = pb_rand(N, -1, 1);
         struct pbuf out = pb_nan((int64_t)M * N), row = pb_nan(N);
-        for (int wb = 0; wb < 2; wb++) {
+        struct pbuf res = pb_rand((int64_t)M * N, -2, 2);
+        for (int v = 3; v >= 0; v--) { /* bias, residual; the last without either */
+            int wb = v & 1, wr = v >> 1;
             pb_set_nan(&out);
             for (int s = 0; s < 2; s++)
                 OPS(s)->matmul_forward_bf16(CTX(s), fp(&out, s), fp(&in, s), hp(&w, s),
-                                            wb ? fp(&bias, s) : NULL, M, K, N);
+                                            wb ? fp(&bias, s) : NULL, wr ? fp(&res, s) : NULL,
+                                            M, K, N);
             check_f32(&out, (int64_t)M * N, TOL_MATMUL_BF16,
-                      "matmul_forward_bf16 M=%d K=%d N=%d bias=%d", M, K, N, wb);
+                      "matmul_forward_bf16 M=%d K=%d N=%d bias=%d res=%d", M, K, N, wb, wr);
         }
+        pb_free(&res);
         for (int m = 0; m < M; m += (M > 4 ? M / 3 : 1)) {
             OPS(DUT)->matmul_forward_bf16(CTX(DUT), fp(&row, DUT), fp(&in, DUT) + (size_t)m * K,
-                                          hp(&w, DUT), fp(&bias, DUT), 1, K, N);
+                                          hp(&w, DUT), NULL, NULL, 1, K, N);
             check_same_run(fp(&row, DUT), fp(&out, DUT) + (size_t)m * N, (size_t)N * sizeof(float),
                            "matmul_forward_bf16: one row alone vs in a batch");
         }

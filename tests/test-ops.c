@@ -286,7 +286,8 @@ static void test_matmul_forward_bf16(void **state)
         float *bias = frand(N, -1, 1), *out = falloc((int64_t)M * N);
         uint16_t *wb = bf16_of(w, (int64_t)N * K);
         for (int with_bias = 0; with_bias < 2; with_bias++) {
-            be->ops->matmul_forward_bf16(be->ctx, out, in, wb, with_bias ? bias : NULL, M, K, N);
+            be->ops->matmul_forward_bf16(be->ctx, out, in, wb, with_bias ? bias : NULL, NULL, M, K,
+                                         N);
             for (int m = 0; m < M; m++)
                 for (int n = 0; n < N; n++) {
                     double sum = with_bias ? bias[n] : 0.0, sabs = fabs(sum);
@@ -324,21 +325,33 @@ static void test_matmul_bf16_rows(void **state)
     float *all = falloc((int64_t)M * N), *part = falloc((int64_t)M * N);
     float *one_t = falloc((int64_t)M * N);
     uint16_t *wb = bf16_of(w, (int64_t)N * K);
-    be->ops->matmul_forward_bf16(be->ctx, all, in, wb, bias, M, K, N);
+    be->ops->matmul_forward_bf16(be->ctx, all, in, wb, bias, NULL, M, K, N);
     for (int m = 0; m < M; m++) {
-        be->ops->matmul_forward_bf16(be->ctx, part, in + (size_t)m * K, wb, bias, 1, K, N);
+        be->ops->matmul_forward_bf16(be->ctx, part, in + (size_t)m * K, wb, bias, NULL, 1, K,
+                                     N);
         if (memcmp(part, all + (size_t)m * N, (size_t)N * sizeof(float)) != 0)
             fail_msg("bf16 matmul: row %d differs between M=1 and M=32", m);
     }
     for (int m0 = 0; m0 + 7 <= M; m0 += 7) { /* partial tiles at other offsets */
-        be->ops->matmul_forward_bf16(be->ctx, part, in + (size_t)m0 * K, wb, bias, 7, K, N);
+        be->ops->matmul_forward_bf16(be->ctx, part, in + (size_t)m0 * K, wb, bias, NULL, 7, K,
+                                     N);
         if (memcmp(part, all + (size_t)m0 * N, (size_t)7 * N * sizeof(float)) != 0)
             fail_msg("bf16 matmul: rows %d..%d differ between M=7 and M=32", m0, m0 + 6);
     }
     struct r1_backend *one;
     assert_int_equal(r1_backend_cpu_create(&one, 1), 0);
-    one->ops->matmul_forward_bf16(one->ctx, one_t, in, wb, bias, M, K, N);
+    one->ops->matmul_forward_bf16(one->ctx, one_t, in, wb, bias, NULL, M, K, N);
     assert_memory_equal(one_t, all, (size_t)M * N * sizeof(float));
+    /* a residual: the bits of the matmul, then + res */
+    float *res = frand((int64_t)M * N, -2, 2);
+    be->ops->matmul_forward_bf16(be->ctx, one_t, in, wb, bias, res, M, K, N);
+    for (int64_t i = 0; i < (int64_t)M * N; i++) {
+        float want = all[i] + res[i];
+        if (memcmp(&one_t[i], &want, sizeof(float)) != 0)
+            fail_msg("bf16 matmul with a residual [%lld]: %g, not %g", (long long)i,
+                     (double)one_t[i], (double)want);
+    }
+    ffree(res);
     one->ops->release(one->ctx);
     free(one);
     ffree(in), ffree(w), ffree(bias), ffree(all), ffree(part), ffree(one_t), ffree(wb);

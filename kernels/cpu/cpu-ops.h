@@ -105,7 +105,7 @@ size_t r1_cpu_matmul_bf16_scratch(int64_t K);
 /* floats of the r1_cpu_wide slot 0 buffer it rounds M input rows of K columns into */
 size_t r1_cpu_matmul_bf16_rows(int64_t M, int64_t K);
 void r1_cpu_matmul_forward_bf16(void *ctx, float *out, const float *in, const uint16_t *w,
-                                const float *bias, int M, int K, int N);
+                                const float *bias, const float *res, int M, int K, int N);
 void r1_cpu_convert_bf16(void *ctx, uint16_t *dst, const float *src, int64_t n);
 void r1_cpu_matmul16_forward(void *ctx, float *out, const uint16_t *in, const uint16_t *w,
                              const float *bias, const float *res, int M, int K, int N);

@@ -250,7 +250,8 @@ size_t r1_cpu_matmul_bf16_rows(int64_t M, int64_t K)
 
 void r1_cpu_matmul_forward_bf16(void *ctx, float *out /* (M,N) */, const float *in /* (M,K) */,
                                 const uint16_t *w /* (N,K) bf16 */,
-                                const float *bias /* (N) or NULL */, int M, int K, int N)
+                                const float *bias /* (N) or NULL */,
+                                const float *res /* (M,N) or NULL */, int M, int K, int N)
 {
     struct r1_cpu *cpu = ctx;
     if (M <= 0 || N <= 0)
@@ -286,6 +287,8 @@ void r1_cpu_matmul_forward_bf16(void *ctx, float *out /* (M,N) */, const float *
                           scratch ? scratch + (size_t)t * cpu->scratch_stride : NULL);
         }
     }
+    if (res) /* the residual: the bits of the matmul, then ops->add */
+        r1_cpu_add(ctx, out, out, res, (int64_t)M * N);
 }
 
 void r1_cpu_convert_bf16(void *ctx, uint16_t *dst /* (n) */, const float *src /* (n) */, int64_t n)

@@ -128,7 +128,7 @@ void r1_cuda_embedding_backward(void *ctx, float *dwte, const float *dout, const
 
 /* linear-bf16.cu */
 void r1_cuda_matmul_forward_bf16(void *ctx, float *out, const float *in, const uint16_t *w,
-                                 const float *bias, int M, int K, int N);
+                                 const float *bias, const float *res, int M, int K, int N);
 void r1_cuda_convert_bf16(void *ctx, uint16_t *dst, const float *src, int64_t n);
 void r1_cuda_matmul16_forward(void *ctx, float *out, const uint16_t *in, const uint16_t *w,
                               const float *bias, const float *res, int M, int K, int N);

@@ -82,7 +82,7 @@ __device__ __forceinline__ void r1_g16_stage(uint16_t *a, uint16_t *b, const flo
 template <int FM, int FN, bool VEC>
 __global__ void __launch_bounds__(32 * R1_G16_WARPS)
     r1_gen16(float *out /* (M,N) */, const float *in /* (M,K) */, const uint16_t *w /* (N,K) */,
-             const float *bias /* (N) */, int M, int K, int N)
+             const float *bias /* (N) */, const float *res /* (M,N) */, int M, int K, int N)
 {
     __shared__ __align__(32) uint16_t sa[R1_G16_WARPS][16 * FM * R1_G16_LD];
     __shared__ __align__(32) uint16_t sb[R1_G16_WARPS][16 * FN * R1_G16_LD];
@@ -138,14 +138,16 @@ __global__ void __launch_bounds__(32 * R1_G16_WARPS)
     }
     for (int e = threadIdx.x; e < 256 * FM * FN; e += blockDim.x) {
         int r = e / ldc, c = e % ldc, m = m0 + r, n = n0 + c;
-        if (m < M && n < N)
-            out[(int64_t)m * N + n] = bias ? sc[e] + bias[n] : sc[e];
+        if (m < M && n < N) {
+            float x = bias ? sc[e] + bias[n] : sc[e];
+            out[(int64_t)m * N + n] = res ? x + res[(int64_t)m * N + n] : x; /* then + res */
+        }
     }
 }
 
 template <int FM, int FN>
 static void gen16(struct r1_cuda *cu, float *out, const float *in, const uint16_t *w,
-                  const float *bias, int M, int K, int N, bool vec)
+                  const float *bias, const float *res, int M, int K, int N, bool vec)
 {
     dim3 grid((unsigned)((M + 16 * FM - 1) / (16 * FM)),
               (unsigned)((N + 16 * FN - 1) / (16 * FN)));
@@ -156,15 +158,15 @@ static void gen16(struct r1_cuda *cu, float *out, const float *in, const uint16_
     }
     if (vec)
         R1_LAUNCH((r1_gen16<FM, FN, true>), grid, 32 * R1_G16_WARPS, cu->stream)(out, in, w, bias,
-                                                                                  M, K, N);
+                                                                                  res, M, K, N);
     else
-        R1_LAUNCH((r1_gen16<FM, FN, false>), grid, 32 * R1_G16_WARPS, cu->stream)(out, in, w,
-                                                                                   bias, M, K, N);
+        R1_LAUNCH((r1_gen16<FM, FN, false>), grid, 32 * R1_G16_WARPS, cu->stream)(
+            out, in, w, bias, res, M, K, N);
 }
 
 extern "C" void r1_cuda_matmul_forward_bf16(void *ctx, float *out, const float *in,
-                                            const uint16_t *w, const float *bias, int M, int K,
-                                            int N)
+                                            const uint16_t *w, const float *bias,
+                                            const float *res, int M, int K, int N)
 {
     struct r1_cuda *cu = (struct r1_cuda *)ctx;
     R1_CUDA_BEGIN(cu);
@@ -172,11 +174,11 @@ extern "C" void r1_cuda_matmul_forward_bf16(void *ctx, float *out, const float *
         return;
     bool vec = K % 8 == 0 && ((uintptr_t)w & 15) == 0 && ((uintptr_t)in & 15) == 0;
     if (M <= 16) /* the tile follows M; the arithmetic does not (see the top) */
-        gen16<1, 1>(cu, out, in, w, bias, M, K, N, vec);
+        gen16<1, 1>(cu, out, in, w, bias, res, M, K, N, vec);
     else if (M <= 32)
-        gen16<2, 2>(cu, out, in, w, bias, M, K, N, vec);
+        gen16<2, 2>(cu, out, in, w, bias, res, M, K, N, vec);
     else
-        gen16<4, 2>(cu, out, in, w, bias, M, K, N, vec);
+        gen16<4, 2>(cu, out, in, w, bias, res, M, K, N, vec);
     R1_CUDA_LAUNCHED(cu, "bf16 matmul");
 }
 
