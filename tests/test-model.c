@@ -410,6 +410,17 @@ static void test_bf16(void **state)
         fail_msg("bf16 overfit loss %g not below 0.05", loss);
 }
 
+/* An untied micro model with big weights, reserved for B×T: the refusal cases below. */
+static struct r1_model *big_micro(int B, int T)
+{
+    struct r1_model_config cfg = micro_config(0, 1);
+    struct r1_model *m = NULL;
+    assert_int_equal(r1_model_create(&m, &cfg, be), 0);
+    big_weights(m);
+    assert_int_equal(r1_model_reserve(m, B, T), 0);
+    return m;
+}
+
 /* Two equal models for a fused step against forward-then-backward: tied or untied, f32 or
  * bf16, and with `other` recomputation and a logit scale; zero gradients. */
 static void fused_pair(struct r1_model *m[2], int tie, int bf16, int other, int B, int T)
@@ -468,11 +479,7 @@ static void test_ce_step_fused(void **state)
         r1_model_free(m[0]), r1_model_free(m[1]);
     }
     /* a NaN weight: refused, as the loss it makes */
-    struct r1_model_config cfg = micro_config(0, 1);
-    struct r1_model *m = NULL;
-    assert_int_equal(r1_model_create(&m, &cfg, be), 0);
-    big_weights(m);
-    assert_int_equal(r1_model_reserve(m, B, T), 0);
+    struct r1_model *m = big_micro(B, T);
     double loss;
     w[5] = NAN;
     assert_int_equal(r1_model_ce_step(m, &b, w, 10.0, &loss), R1_ENUMERIC);
@@ -537,10 +544,7 @@ static void test_pg_step_fused(void **state)
     }
     /* a NaN advantage: refused, as the loss it makes; a frozen model: no backward */
     struct r1_model_config cfg = micro_config(0, 1);
-    struct r1_model *m = NULL;
-    assert_int_equal(r1_model_create(&m, &cfg, be), 0);
-    big_weights(m);
-    assert_int_equal(r1_model_reserve(m, B, T), 0);
+    struct r1_model *m = big_micro(B, T);
     struct r1_pg_cfg pc = {0.2f, 0.2f, 0.0f, 0.0f};
     struct r1_pg_tokens t = {NULL, NULL, adv, w};
     struct r1_pg_stats st = {0};
