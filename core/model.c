@@ -865,12 +865,13 @@ static void scatter_scored(struct r1_model *m, float *host, const float *src, in
 
 /* What the LM head's pass computes with its forward, chunk by chunk: nothing more (a
  * forward), cross-entropy's gradient (ce_w: its weights, host (B,T), over ce_denom) or the
- * policy-gradient loss pg on the rows' a->pg_* (old and ref: whether those are given). */
+ * policy-gradient loss pg on the tokens pg_t (host (B,T)), its sums from pg_st on. */
 struct head_loss {
     const float *ce_w;
     double ce_denom;
     const struct r1_pg_cfg *pg;
-    bool pg_old, pg_ref;
+    const struct r1_pg_tokens *pg_t;
+    const struct r1_pg_stats *pg_st;
 };
 
 /* Rows [r, r + CHUNK) of the compacted scored rows (a->hrows) through the LM head: their
@@ -896,7 +897,8 @@ static void head_chunk(struct r1_model *m, int r, bool fwd, const struct head_lo
                              a->htargets + r, n, V);
     if (hl && hl->pg)
         op->pg_loss(cx, a->dlogp + r, dent ? a->dent + r : NULL, a->pg_stats, a->logp + r,
-                    hl->pg_old ? a->pg_old + r : NULL, hl->pg_ref ? a->pg_ref + r : NULL,
+                    hl->pg_t->old_logp ? a->pg_old + r : NULL,
+                    hl->pg_t->ref_logp ? a->pg_ref + r : NULL,
                     a->ent + r, a->pg_adv + r, a->pg_w + r, hl->pg, n);
     if (!dh)
         return;
@@ -920,10 +922,9 @@ static void upload_scored(struct r1_model *m, float *dst, const float *host)
 
 /* Batch b through the layers and the LM head (a->logp, a->ent, a->lsev of its scored rows);
  * with a loss hl, the head's backward too, chunk by chunk as the logits are made: the rows'
- * gradient in a->dtmp, the head's added.  A policy-gradient loss finds its inputs in a->pg_*
- * once the scored rows are known: upload(arg) puts them there. */
-static void lm_pass(struct r1_model *m, const struct r1_batch *b, const struct head_loss *hl,
-                    void (*upload)(struct r1_model *m, const void *arg), const void *arg)
+ * gradient in a->dtmp, the head's added.  The loss's per-token inputs go to the backend
+ * compacted, once the scored rows are known. */
+static void lm_pass(struct r1_model *m, const struct r1_batch *b, const struct head_loss *hl)
 {
     struct r1_model_acts *a = m->a;
     forward_trunk(m, b);
@@ -934,8 +935,16 @@ static void lm_pass(struct r1_model *m, const struct r1_batch *b, const struct h
         m->be->ops->upload(m->be->ctx, a->dlogp, a->host_buf,
                            (size_t)a->n_rows * sizeof(float));
     }
-    if (upload)
-        upload(m, arg);
+    if (hl && hl->pg) {
+        const struct r1_pg_tokens *t = hl->pg_t;
+        if (t->old_logp)
+            upload_scored(m, a->pg_old, t->old_logp);
+        if (t->ref_logp)
+            upload_scored(m, a->pg_ref, t->ref_logp);
+        upload_scored(m, a->pg_adv, t->adv);
+        upload_scored(m, a->pg_w, t->weight);
+        m->be->ops->upload(m->be->ctx, a->pg_stats, hl->pg_st, sizeof(*hl->pg_st));
+    }
     bool dent = hl && hl->pg && hl->pg->entropy_coef != 0.0f;
     for (int r = 0; r < a->n_rows; r += R1_MODEL_HEAD_CHUNK)
         head_chunk(m, r, true, hl, hl ? a->dtmp : NULL, dent);
@@ -949,7 +958,7 @@ int r1_model_forward(struct r1_model *m, const struct r1_batch *b, float *logp, 
     int rc = check_batch(m, b);
     if (rc)
         return rc;
-    lm_pass(m, b, NULL, NULL, NULL);
+    lm_pass(m, b, NULL);
     if (logp)
         scatter_scored(m, logp, m->a->logp, b->B * b->T);
     if (entropy)
@@ -1158,7 +1167,7 @@ int r1_model_ce_step(struct r1_model *m, const struct r1_batch *b, const float *
      * of being recomputed by a backward: one GEMM of the head less per step, the bits of
      * forward then backward */
     struct head_loss hl = {.ce_w = w, .ce_denom = denom};
-    lm_pass(m, b, &hl, NULL, NULL);
+    lm_pass(m, b, &hl);
     float *logp = m->a->host_logp;
     scatter_scored(m, logp, m->a->logp, N);
     double sum = 0;
@@ -1174,25 +1183,6 @@ int r1_model_ce_step(struct r1_model *m, const struct r1_batch *b, const float *
     return r1_backend_check(m->be);
 }
 
-/* r1_model_pg_step's per-token inputs to the scored rows' a->pg_*, and its sums so far */
-struct pg_inputs {
-    const struct r1_pg_tokens *t;
-    const struct r1_pg_stats *st;
-};
-
-static void upload_pg(struct r1_model *m, const void *arg)
-{
-    const struct pg_inputs *in = arg;
-    struct r1_model_acts *a = m->a;
-    if (in->t->old_logp)
-        upload_scored(m, a->pg_old, in->t->old_logp);
-    if (in->t->ref_logp)
-        upload_scored(m, a->pg_ref, in->t->ref_logp);
-    upload_scored(m, a->pg_adv, in->t->adv);
-    upload_scored(m, a->pg_w, in->t->weight);
-    m->be->ops->upload(m->be->ctx, a->pg_stats, in->st, sizeof(*in->st));
-}
-
 int r1_model_pg_step(struct r1_model *m, const struct r1_batch *b, const struct r1_pg_cfg *cfg,
                      const struct r1_pg_tokens *t, struct r1_pg_stats *st)
 {
@@ -1204,10 +1194,8 @@ int r1_model_pg_step(struct r1_model *m, const struct r1_batch *b, const struct 
     /* the loss of each chunk's log-probs is made on the backend as they are, and its
      * gradient goes through the head's backward at once: no logits recomputed, no
      * log-probs to the host and gradients back; the bits of forward, loss, backward */
-    struct head_loss hl = {.pg = cfg, .pg_old = t->old_logp != NULL,
-                           .pg_ref = t->ref_logp != NULL};
-    struct pg_inputs in = {t, st};
-    lm_pass(m, b, &hl, upload_pg, &in);
+    struct head_loss hl = {.pg = cfg, .pg_t = t, .pg_st = st};
+    lm_pass(m, b, &hl);
     m->be->ops->download(m->be->ctx, st, m->a->pg_stats, sizeof(*st));
     m->have_forward = false;
     if ((rc = r1_backend_check(m->be)))

@@ -108,10 +108,15 @@ void r1_cpu_matmul_backward(void *ctx, float *din /* (M,K) or NULL */, int din_a
                             const float *w /* (N,K) */, int M, int K, int N)
 {
     struct r1_cpu *cpu = ctx;
-    if (din && M > 0 && K > 0 && din_add && N > 0) {
-        /* the product into scratch, then added: the bits of writing it and ops->add (a GEMM
-         * with beta 1 would add each block of the K sum to din in turn, other bits) */
-        size_t mk = (size_t)M * K;
+    size_t mk = (size_t)(M > 0 ? M : 0) * (K > 0 ? K : 0);
+    if (din && mk > 0 && !din_add) {
+        if (N > 0)
+            sgemm_par(cpu, CblasNoTrans, CblasNoTrans, M, K, N, dout, N, w, K, 0.0f, din, K);
+        else
+            memset(din, 0, mk * sizeof(float));
+    } else if (din && mk > 0 && N > 0) {
+        /* din_add: the product into scratch, then added: the bits of writing it and ops->add
+         * (a GEMM with beta 1 would add each block of the K sum to din in turn, other bits) */
         float *t = r1_cpu_wide(cpu, R1_CPU_WIDE_ACC, mk);
         if (!t) {
             r1_cpu_poison(din, (int64_t)mk);
@@ -119,11 +124,6 @@ void r1_cpu_matmul_backward(void *ctx, float *din /* (M,K) or NULL */, int din_a
             sgemm_par(cpu, CblasNoTrans, CblasNoTrans, M, K, N, dout, N, w, K, 0.0f, t, K);
             r1_cpu_add(ctx, din, din, t, (int64_t)mk);
         }
-    } else if (din && M > 0 && K > 0 && !din_add) {
-        if (N > 0)
-            sgemm_par(cpu, CblasNoTrans, CblasNoTrans, M, K, N, dout, N, w, K, 0.0f, din, K);
-        else
-            memset(din, 0, (size_t)M * K * sizeof(float));
     }
     if (dw && M > 0 && N > 0 && K > 0)
         sgemm_par(cpu, CblasTrans, CblasNoTrans, N, K, M, dout, N, in, K, 1.0f, dw, K);
